@@ -1,0 +1,62 @@
+"""The Flask application factory: the top floor that wires the doors to the domain."""
+
+import logging
+import os
+from pathlib import Path
+
+from dotenv import load_dotenv
+from flask import Flask, jsonify
+
+from app.extensions import db, engine_options, init_redis, migrate
+from config import load_config
+from handlers import build_router
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create and configure the app; `test_config` overrides the environment."""
+    if test_config is None:
+        load_dotenv()  # a .env file next to where the app runs, if any; the environment wins
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(test_config))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    app.extensions["router"] = build_router()
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    logging.basicConfig(level=app.config["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if app.config.get("SECRET_KEY_GENERATED"):
+        app.logger.warning("SECRET_KEY is not set: using a random key for this process only.")
+
+
+def register_extensions(app: Flask) -> None:
+    os.makedirs(app.instance_path, exist_ok=True)  # where the default SQLite file lives
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
+    init_redis(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app import wechat
+
+    app.register_blueprint(wechat.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+
+def register_commands(app: Flask) -> None:
+    from app import cli
+
+    cli.register(app)

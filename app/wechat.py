@@ -1,0 +1,251 @@
+"""The Official Account webhook: signature, decryption, de-duplication, then the chatbot.
+
+Only protocol lives here; what a message means is decided in handlers/.
+"""
+
+import logging
+import time
+from xml.etree.ElementTree import ParseError
+
+import redis
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
+from flask import Blueprint, Response, current_app, request
+from wechatpy import create_reply, parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.utils import check_signature
+
+from app.extensions import db, get_redis
+from handlers import Incoming
+from models import now_utc
+from models.outbox import enqueue
+
+bp = Blueprint("wechat", __name__)
+log = logging.getLogger(__name__)
+
+PENDING = "\x00pending"  # the reply cache's value while the first delivery is being handled
+SUCCESS = "success"  # what WeChat expects when there is nothing to say
+
+
+class BadRequest(Exception):
+    """The body is not a message we can read (400)."""
+
+
+def _plain(text: str, status: int = 200) -> Response:
+    return Response(text, status=status, mimetype="text/plain")
+
+
+def _signature_ok(args) -> bool:
+    try:
+        check_signature(current_app.config["WECHAT_TOKEN"], args.get("signature", ""),
+                        args.get("timestamp", ""), args.get("nonce", ""))
+    except InvalidSignatureException:
+        return False
+    return True
+
+
+def _fresh(timestamp: str) -> bool:
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return False
+    return abs(time.time() - sent) <= current_app.config["WECHAT_TIMESTAMP_TOLERANCE"]
+
+
+def _cryptos() -> list[WeChatCrypto]:
+    """The current EncodingAESKey first, then the one being rotated out (if any)."""
+    cfg = current_app.config
+    keys = [k for k in (cfg["WECHAT_AES_KEY"], cfg["WECHAT_AES_KEY_PREVIOUS"]) if k]
+    return [WeChatCrypto(cfg["WECHAT_TOKEN"], key, cfg["WECHAT_APP_ID"]) for key in keys]
+
+
+def _check_xml(data: bytes | str) -> None:
+    """Refuse anything that is not plain, well-formed XML (no DOCTYPE, no entities)."""
+    try:
+        safe_fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _decrypt(body: bytes, args) -> str:
+    last_error: Exception | None = None
+    for crypto in _cryptos():
+        try:
+            return crypto.decrypt_message(body, args.get("msg_signature", ""),
+                                          args.get("timestamp", ""), args.get("nonce", ""))
+        except InvalidSignatureException:
+            raise
+        except InvalidAppIdException as exc:
+            last_error = exc
+        except Exception as exc:  # bad base64 or padding: try the previous key, then give up
+            last_error = exc
+    raise BadRequest(f"cannot decrypt: {last_error!r}")
+
+
+def _to_incoming(msg) -> Incoming:
+    msg_type = msg.type
+    event = getattr(msg, "event", "") or ""
+    key = getattr(msg, "key", "") or getattr(msg, "scene_id", "") or ""
+    latitude = getattr(msg, "latitude", None)
+    longitude = getattr(msg, "longitude", None)
+    if msg_type == "location":  # a location *message* (not the LOCATION event)
+        latitude, longitude = getattr(msg, "location_x", None), getattr(msg, "location_y", None)
+    return Incoming(
+        openid=msg.source, msg_type=msg_type, content=getattr(msg, "content", "") or "",
+        event=event.lower(), key=str(key), latitude=_float(latitude), longitude=_float(longitude),
+        media_id=getattr(msg, "media_id", "") or "", msg_id=str(msg.id or ""),
+        create_time=int(msg.create_time.timestamp()) if msg.create_time else 0,
+    )
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _dedup_key(message: Incoming) -> str:
+    # Messages by sender + MsgId (MsgIds of different senders have collided); events by sender +
+    # CreateTime + event, as WeChat gives events no MsgId.
+    if message.msg_type == "event" or not message.msg_id:
+        return f"lx:wx:{message.openid}:e{message.create_time}:{message.event}:{message.key}"
+    return f"lx:wx:{message.openid}:m{message.msg_id}"
+
+
+class ReplyCache:
+    """Remembers each message's reply in Redis so that WeChat's retries get the same answer."""
+
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.client = client
+        self.ttl = ttl
+
+    def claim(self, key: str) -> bool | None:
+        """True: handle it; False: a retry of a message seen before; None: Redis is unreachable."""
+        try:
+            return bool(self.client.set(key, PENDING, nx=True, ex=self.ttl))
+        except redis.RedisError:
+            log.exception("reply cache unreachable; handling %s without de-duplication", key)
+            return None
+
+    def store(self, key: str, reply: str) -> None:
+        try:
+            self.client.set(key, reply, ex=self.ttl)
+        except redis.RedisError:
+            log.exception("could not store the reply of %s", key)
+
+    def release(self, key: str) -> None:
+        try:
+            self.client.delete(key)
+        except redis.RedisError:
+            log.exception("could not release %s", key)
+
+    def wait(self, key: str, seconds: float) -> str | None:
+        """Return the reply of the first delivery once ready; None if not ready in time."""
+        deadline = time.monotonic() + seconds
+        delay = 0.02
+        while True:
+            try:
+                value = self.client.get(key)
+            except redis.RedisError:
+                return None
+            if value is None:
+                return None  # the first delivery failed and released the key
+            if value != PENDING:
+                return value
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
+@bp.get("/wechat")
+def verify():
+    """Answer WeChat's URL check: echo `echostr` if the signature is right."""
+    if not _signature_ok(request.args):
+        return _plain("invalid signature", 403)
+    return _plain(request.args.get("echostr", ""))
+
+
+@bp.post("/wechat")
+def receive():
+    """Handle one message or event and answer within WeChat's 5 seconds."""
+    started = time.monotonic()
+    cfg = current_app.config
+    args = request.args
+    limit = cfg["WECHAT_MAX_BODY"]
+    if request.content_length is not None and request.content_length > limit:
+        return _plain("body too large", 413)
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        return _plain("body too large", 413)
+    if not _signature_ok(args):
+        return _plain("invalid signature", 403)
+    if not _fresh(args.get("timestamp", "")):
+        return _plain("stale timestamp", 403)
+    encrypted = args.get("encrypt_type", "raw").lower() == "aes"
+    try:
+        _check_xml(body)
+        if encrypted:
+            if not cfg["WECHAT_AES_KEY"]:
+                raise BadRequest("encrypted message but no WECHAT_AES_KEY set")
+            xml = _decrypt(body, args)
+            _check_xml(xml.encode("utf-8"))
+        elif cfg["WECHAT_AES_KEY"]:
+            raise BadRequest("safe mode: plain messages are not accepted")
+        else:
+            xml = body.decode("utf-8")
+        msg = parse_message(xml)
+        if msg is None or not getattr(msg, "source", None):
+            raise BadRequest("no sender")
+        message = _to_incoming(msg)
+    except InvalidSignatureException:
+        return _plain("invalid signature", 403)
+    except BadRequest as exc:
+        log.info("bad webhook body: %s", exc)
+        return _plain("bad request", 400)
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        log.info("unreadable webhook message: %r", exc)
+        return _plain("bad request", 400)
+
+    reply = _reply_once(message, started)
+    return _render(reply, msg, encrypted, args)
+
+
+def _reply_once(message: Incoming, started: float) -> str:
+    cfg = current_app.config
+    cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"])
+    key = _dedup_key(message)
+    claimed = cache.claim(key)
+    if claimed is False:
+        # A retry: answer as the first delivery did (waiting for it if it is still running).
+        reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
+        return reply if reply is not None else ""
+    try:
+        reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg) or ""
+    except Exception:
+        log.exception("handler failed for %s", key)
+        db.session.rollback()
+        if claimed:
+            cache.release(key)  # let WeChat's retry try again
+        return "系统繁忙，请稍后再试。"
+    if reply and time.monotonic() - started > cfg["WECHAT_REPLY_DEADLINE"]:
+        # WeChat has given up on this request: send the answer later as a customer-service
+        # message, and give the retries "success" so the user does not get it twice.
+        enqueue(db.session, source=f"late-reply:{key}", openid=message.openid, body=reply, kind="reply")
+        db.session.commit()
+        log.warning("reply to %s missed the deadline; queued as a customer-service message", key)
+        reply = ""
+    if claimed:
+        cache.store(key, reply)
+    return reply
+
+
+def _render(reply: str, msg, encrypted: bool, args) -> Response:
+    if not reply:
+        return _plain(SUCCESS)
+    xml = create_reply(reply, msg).render()
+    if encrypted:
+        xml = _cryptos()[0].encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
+    return Response(xml, mimetype="application/xml")

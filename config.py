@@ -1,0 +1,66 @@
+"""Settings, read from environment variables (and a `.env` file) when the app is created."""
+
+import os
+import secrets
+
+# Settings that are numbers, with their defaults. Environment values are converted to the type
+# of the default.
+_NUMBERS: dict[str, float | int] = {
+    # Reject webhook requests whose timestamp is further than this from now (seconds).
+    "WECHAT_TIMESTAMP_TOLERANCE": 300,
+    # Largest webhook body accepted (bytes).
+    "WECHAT_MAX_BODY": 64 * 1024,
+    # A reply not ready this many seconds after the request arrived is sent later through the
+    # outbox as a customer-service message; WeChat gives up after 5 s.
+    "WECHAT_REPLY_DEADLINE": 4.0,
+    # How long a handled message's reply is kept for WeChat's retries (seconds).
+    "WECHAT_DEDUP_TTL": 300,
+    # How long a retry waits for the first delivery of the same message to finish (seconds).
+    "WECHAT_RETRY_WAIT": 4.0,
+    # Timeout of every WeChat API call (seconds); wechatpy has none by default.
+    "WECHAT_HTTP_TIMEOUT": 5.0,
+    # Redis socket timeouts on the reply path (seconds); redis-py's defaults wait for seconds.
+    "REDIS_TIMEOUT": 0.5,
+    # PostgreSQL: connect and statement timeouts (seconds).
+    "DB_CONNECT_TIMEOUT": 3,
+    "DB_STATEMENT_TIMEOUT": 10,
+    # Binding: failed attempts before an openid is locked out, and for how long (seconds).
+    "BIND_MAX_FAILURES": 5,
+    "BIND_LOCKOUT_SECONDS": 3600,
+}
+
+_STRINGS: dict[str, str] = {
+    "DATABASE_URL": "sqlite:///lianxin.db",  # relative SQLite paths live in instance/
+    "REDIS_URL": "",  # empty: an in-process stand-in (one process only)
+    "SECRET_KEY": "",
+    "WECHAT_TOKEN": "lianxin",
+    "WECHAT_APP_ID": "wx0000000000000000",
+    "WECHAT_APP_SECRET": "",
+    "WECHAT_AES_KEY": "",  # EncodingAESKey; set means safe mode
+    "WECHAT_AES_KEY_PREVIOUS": "",  # the key being rotated out, still accepted for decryption
+    "WECHAT_API_BASE": "https://api.weixin.qq.com",
+    "MINIAPP_APP_ID": "",
+    "MINIAPP_APP_SECRET": "",
+    "TIMEZONE": "Asia/Shanghai",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    """Return the settings: defaults, overridden by the environment, then by `overrides`."""
+    env = os.environ
+    config: dict = {}
+    for name, default in _STRINGS.items():
+        config[name] = env.get(name, default)
+    for name, default in _NUMBERS.items():
+        raw = env.get(name)
+        config[name] = type(default)(raw) if raw not in (None, "") else default
+    if overrides:
+        config.update(overrides)
+    if not config["SECRET_KEY"]:
+        # A random key still works for one process; production must set one (see README).
+        config["SECRET_KEY"] = secrets.token_hex(32)
+        config["SECRET_KEY_GENERATED"] = True
+    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
+    config["WECHAT_API_BASE"] = config["WECHAT_API_BASE"].rstrip("/")
+    return config

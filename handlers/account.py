@@ -1,0 +1,53 @@
+"""帮助, 绑定, 解绑, 我的."""
+
+from datetime import timedelta
+
+from handlers.router import Context, Incoming, Router
+from models.member import bind_openid, unbind_openid
+from models.points import balance
+
+BIND_EXAMPLE = "绑定 张三 13800000000"
+
+
+def register(router: Router) -> None:
+    @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 — 查看可用指令")
+    def help_(message: Incoming, ctx: Context) -> str:
+        lines = ["您可以发送以下指令："]
+        lines += [f"· {c.summary}" for c in ctx.router.visible_commands(ctx.member) if c.summary]
+        if ctx.member is None:
+            lines.append(f"首次使用请先绑定，例如：{BIND_EXAMPLE}")
+        return "\n".join(lines)
+
+    @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
+                    pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}")
+    def bind(message: Incoming, ctx: Context) -> str:
+        name, phone = ctx.match.groups()
+        member = bind_openid(
+            ctx.session, message.openid, name, phone, now=ctx.now,
+            max_failures=int(ctx.settings.get("BIND_MAX_FAILURES", 5)),
+            lockout=timedelta(seconds=int(ctx.settings.get("BIND_LOCKOUT_SECONDS", 3600))),
+        )
+        return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
+                "发送「帮助」查看可用指令。")
+
+    @router.command("解绑", summary="解绑 — 解除微信与身份的绑定", needs_member=True)
+    def unbind(message: Incoming, ctx: Context) -> str:
+        member = unbind_openid(ctx.session, message.openid)
+        return f"已解除「{member.name}」与本微信号的绑定。"
+
+    @router.command("我的", aliases=("个人信息",), summary="我的 — 查看我的身份、组织和积分",
+                    needs_member=True)
+    def me(message: Incoming, ctx: Context) -> str:
+        m = ctx.member
+        lines = [
+            f"姓名：{m.name}",
+            f"组织：{m.org.full_name}",
+            f"类别：{m.kind}",
+            f"角色：{m.role}",
+        ]
+        if m.grid:
+            lines.append(f"网格：{m.grid.name}")
+        if m.join_date:
+            lines.append(f"政治生日：{m.join_date.month}月{m.join_date.day}日（{m.join_date.year}年入党）")
+        lines.append(f"积分：{balance(ctx.session, m.id)}")
+        return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""Members (党员, 志愿者, 书记, 管理员), their WeChat identities, and binding."""
+
+import re
+import unicodedata
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.base import Base, DomainError, UTCDateTime, now_utc
+from models.org import Grid, Organization
+
+KINDS = ("直管党员", "在职党员", "流动党员", "离退休党员", "群众")
+PARTY_KINDS = KINDS[:4]
+ROLES = ("党员", "志愿者", "书记", "管理员")
+# Roles that manage the subtree of their organization.
+MANAGER_ROLES = ("书记", "管理员")
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), index=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    kind: Mapped[str] = mapped_column(String(10), default="直管党员")
+    role: Mapped[str] = mapped_column(String(10), default="党员")
+    join_date: Mapped[date | None] = mapped_column(Date)  # political birthday
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    # The Official Account openid bound by 绑定, the mini-program openid, and the unionid that
+    # links both when WeChat gives one.
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    miniapp_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
+
+    org: Mapped[Organization] = relationship()
+    grid: Mapped[Grid | None] = relationship(foreign_keys=[grid_id])
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role in MANAGER_ROLES
+
+    @property
+    def is_party_member(self) -> bool:
+        return self.kind in PARTY_KINDS
+
+
+class WechatUser(Base):
+    """What we know of an Official Account follower, bound or not."""
+
+    __tablename__ = "wechat_users"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_binds: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    located_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
+
+
+_NOT_DIGITS = re.compile(r"\D")
+
+
+def normalize_phone(raw: str) -> str:
+    """Return the digits of a mainland mobile number, without a +86 prefix."""
+    digits = _NOT_DIGITS.sub("", unicodedata.normalize("NFKC", str(raw)))
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits
+
+
+def is_valid_mobile(phone: str) -> bool:
+    return len(phone) == 11 and phone.startswith("1")
+
+
+def mask_phone(phone: str | None) -> str:
+    """Return "138****5678" for "13812345678"."""
+    if not phone:
+        return ""
+    if len(phone) < 7:
+        return "*" * len(phone)
+    return f"{phone[:3]}****{phone[-4:]}"
+
+
+def member_for_openid(session: Session, openid: str) -> Member | None:
+    """Return the active member bound to an Official Account openid, or None."""
+    return session.scalars(select(Member).where(Member.openid == openid, Member.active.is_(True))).first()
+
+
+def ensure_wechat_user(session: Session, openid: str) -> WechatUser:
+    """Return the follower row of `openid`, creating it if missing (race-safe, no commit)."""
+    user = session.get(WechatUser, openid)
+    if user is not None:
+        return user
+    try:
+        with session.begin_nested():
+            user = WechatUser(openid=openid)
+            session.add(user)
+    except IntegrityError:
+        # Another request created it between our read and our insert.
+        user = session.get(WechatUser, openid)
+    return user
+
+
+def bind_openid(
+    session: Session,
+    openid: str,
+    name: str,
+    phone: str,
+    *,
+    now: datetime | None = None,
+    max_failures: int = 5,
+    lockout: timedelta = timedelta(hours=1),
+) -> Member:
+    """Bind `openid` to the rostered member with exactly this name and phone; commit.
+
+    Failed attempts are counted per openid; after `max_failures` the openid is locked out.
+    """
+    now = now or now_utc()
+    user = ensure_wechat_user(session, openid)
+    session.refresh(user)
+    if user.locked_until and user.locked_until > now:
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60))
+        session.commit()
+        raise DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
+
+    current = member_for_openid(session, openid)
+    if current is not None:
+        session.commit()
+        raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先发送「解绑」。", code="already_bound")
+
+    name = unicodedata.normalize("NFKC", name).strip()
+    phone = normalize_phone(phone)
+    member = session.scalars(
+        select(Member).where(Member.name == name, Member.phone == phone, Member.active.is_(True))
+    ).first()
+    if member is None:
+        _record_bind_failure(session, openid, now, max_failures, lockout)
+        session.commit()
+        raise DomainError(
+            "未找到与该姓名和手机号匹配的登记信息，请核对后重试，或联系所在支部书记登记。",
+            code="no_match",
+        )
+
+    # A conditional update: of two people binding the same member at once, exactly one wins.
+    try:
+        claimed = session.execute(
+            update(Member)
+            .where(Member.id == member.id, Member.openid.is_(None))
+            .values(openid=openid, bound_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    except IntegrityError:
+        # The openid was bound to another member by a concurrent request.
+        session.rollback()
+        raise DomainError("您的微信刚刚已完成绑定，请发送「我的」查看。", code="already_bound") from None
+    if claimed != 1:
+        session.rollback()
+        raise DomainError(
+            "该党员信息已被其他微信号绑定。如非本人操作，请联系所在支部书记处理。", code="taken"
+        )
+    session.execute(
+        update(WechatUser).where(WechatUser.openid == openid).values(failed_binds=0, locked_until=None)
+    )
+    session.commit()
+    session.refresh(member)
+    return member
+
+
+def _record_bind_failure(session, openid, now, max_failures, lockout) -> None:
+    # Reset a counter whose lock-out has run out, then count atomically in the database.
+    session.execute(
+        update(WechatUser)
+        .where(WechatUser.openid == openid, WechatUser.locked_until <= now)
+        .values(failed_binds=0, locked_until=None)
+    )
+    session.execute(
+        update(WechatUser)
+        .where(WechatUser.openid == openid)
+        .values(failed_binds=WechatUser.failed_binds + 1)
+    )
+    session.execute(
+        update(WechatUser)
+        .where(WechatUser.openid == openid, WechatUser.failed_binds >= max_failures)
+        .values(locked_until=now + lockout)
+    )
+
+
+def unbind_openid(session: Session, openid: str) -> Member:
+    """Release the member bound to `openid`; commit."""
+    member = member_for_openid(session, openid)
+    if member is None:
+        raise DomainError("您的微信尚未绑定党员信息。", code="not_bound")
+    member.openid = None
+    member.bound_at = None
+    session.commit()
+    return member
+
+
+def record_location(session: Session, openid: str, latitude: float, longitude: float, now=None) -> None:
+    """Keep the follower's last reported position (LOCATION events); commit."""
+    user = ensure_wechat_user(session, openid)
+    user.latitude, user.longitude, user.located_at = latitude, longitude, now or now_utc()
+    session.commit()
+
+
+def set_subscribed(session: Session, openid: str, subscribed: bool) -> None:
+    """Record a follow or unfollow; commit."""
+    user = ensure_wechat_user(session, openid)
+    user.subscribed = subscribed
+    session.commit()
+
+
+def count_members(session: Session) -> int:
+    return session.scalar(select(func.count(Member.id))) or 0

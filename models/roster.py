@@ -1,0 +1,255 @@
+"""The member roster: import from .xlsx/.csv (all or nothing) and export to .xlsx."""
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
+from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
+
+COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格")
+REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
+_DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
+
+
+@dataclass
+class RowError:
+    row: int  # as the user sees it in the sheet: the header is row 1
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.errors:
+            return f"共 {self.total} 行，发现 {len(self.errors)} 处错误，未导入任何数据。"
+        verb = "将新增" if self.dry_run else "新增"
+        return (
+            f"共 {self.total} 行：{verb} {self.created} 人，更新 {self.updated} 人，"
+            f"无变化 {self.unchanged} 人。" + ("（试运行，未写入）" if self.dry_run else "")
+        )
+
+
+class RosterFileError(ValueError):
+    """The file cannot be read as a roster at all (wrong type, no header …)."""
+
+
+def read_roster(data: bytes, filename: str) -> list[dict]:
+    """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".xlsx":
+        try:
+            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many kinds for a damaged file
+            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+        rows = list(book.active.iter_rows(values_only=True))
+        book.close()
+    elif suffix == ".csv":
+        for encoding in ("utf-8-sig", "gb18030"):
+            try:
+                text = data.decode(encoding)
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
+        rows = list(csv.reader(io.StringIO(text)))
+    else:
+        raise RosterFileError("只支持 .xlsx 或 .csv 文件。")
+    if not rows:
+        raise RosterFileError("文件是空的。")
+    header = [str(h).strip() if h is not None else "" for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise RosterFileError(f"缺少列：{'、'.join(missing)}。表头应为：{'、'.join(COLUMNS)}。")
+    records = []
+    for values in rows[1:]:
+        if values is None or all(v is None or str(v).strip() == "" for v in values):
+            records.append(None)  # keep row numbers right; blank rows are skipped
+            continue
+        records.append({name: values[i] if i < len(values) else None for i, name in enumerate(header)})
+    return records
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a phone number typed into a numeric Excel cell
+    return str(value).strip()
+
+
+def _parse_date(value) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    match = _DATE.match(str(value))
+    if not match:
+        raise ValueError
+    return date(int(match[1]), int(match[2]), int(match[3]))
+
+
+def _kind(value: str) -> str | None:
+    if value in KINDS:
+        return value
+    if value + "党员" in KINDS:  # 直管 → 直管党员
+        return value + "党员"
+    return None
+
+
+@dataclass
+class _Row:
+    number: int
+    name: str
+    phone: str
+    org_path: str
+    kind: str
+    join_date: date | None
+    role: str
+    grid: str
+
+
+def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
+    rows, errors, seen = [], [], {}
+    for index, record in enumerate(records):
+        number = index + 2
+        if record is None:
+            continue
+        problems = []
+        name = _text(record.get("姓名"))
+        if not name:
+            problems.append("姓名为空")
+        elif len(name) > 50:
+            problems.append("姓名过长")
+        raw_phone = _text(record.get("手机号"))
+        phone = normalize_phone(raw_phone)
+        if not raw_phone:
+            problems.append("手机号为空")
+        elif not is_valid_mobile(phone):
+            problems.append(f"手机号「{raw_phone}」不是11位手机号")
+        elif phone in seen:
+            problems.append(f"手机号与第 {seen[phone]} 行重复")
+        else:
+            seen[phone] = number
+        org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
+        if not org_path:
+            problems.append("所属组织为空")
+        kind = _kind(_text(record.get("党员类别")))
+        if kind is None:
+            problems.append(f"党员类别应为{'、'.join(KINDS)}之一")
+        try:
+            join_date = _parse_date(record.get("入党日期"))
+            if join_date and join_date > today:
+                problems.append("入党日期晚于今天")
+        except ValueError:
+            join_date = None
+            problems.append(f"入党日期「{_text(record.get('入党日期'))}」无法识别，应如 2001-07-01")
+        role = _text(record.get("角色")) or ("志愿者" if kind == "群众" else "党员")
+        if role not in ROLES:
+            problems.append(f"角色应为{'、'.join(ROLES)}之一")
+        if problems:
+            errors.append(RowError(number, "；".join(problems)))
+            continue
+        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, _text(record.get("网格"))))
+    return rows, errors
+
+
+def _differs(member: Member, row: _Row) -> bool:
+    current = (member.name, member.kind, member.join_date, member.role, member.org.full_name,
+               member.grid.name if member.grid else "")
+    return current != (row.name, row.kind, row.join_date, row.role, row.org_path, row.grid)
+
+
+def import_members(
+    session: Session,
+    records: list[dict | None],
+    *,
+    dry_run: bool = False,
+    today: date | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Create or update (by phone) the members of a roster; all rows or none; commit unless dry run."""
+    today = today or date.today()
+    rows, errors = _validate(records, today)
+    report = ImportReport(total=len(rows) + len(errors), errors=errors, dry_run=dry_run)
+    if errors:
+        return report
+    existing = {
+        m.phone: m
+        for m in session.scalars(select(Member).where(Member.phone.in_([r.phone for r in rows])))
+    }
+    orgs: dict[str, Organization] = {}
+    for row in rows:
+        member = existing.get(row.phone)
+        if member is None:
+            report.created += 1
+        elif _differs(member, row):
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        if progress:
+            progress(1)
+        if dry_run or (member is not None and not _differs(member, row)):
+            continue
+        org = orgs.get(row.org_path) or ensure_org_path(session, row.org_path)
+        orgs[row.org_path] = org
+        values = dict(name=row.name, kind=row.kind, join_date=row.join_date, role=row.role, org_id=org.id,
+                      grid_id=ensure_grid(session, org, row.grid).id if row.grid else None)
+        if member is None:
+            session.add(Member(phone=row.phone, **values))
+        else:
+            for key, value in values.items():
+                setattr(member, key, value)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return report
+
+
+def export_members(session: Session, members: Iterable[Member]) -> bytes:
+    """Return an .xlsx of the members, with the same columns the import reads."""
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "党员名册"
+    sheet.append(COLUMNS)
+    for m in members:
+        sheet.append([
+            m.name, m.phone, m.org.full_name, m.kind,
+            m.join_date.isoformat() if m.join_date else "", m.role, m.grid.name if m.grid else "",
+        ])
+    for column, width in zip("ABCDEFG", (10, 14, 48, 10, 12, 8, 10), strict=True):
+        sheet.column_dimensions[column].width = width
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def members_in_subtree(session: Session, org: Organization | None = None) -> list[Member]:
+    """Return the members of `org`'s subtree (all when None), ordered by organization and name."""
+    query = select(Member).join(Member.org).order_by(Organization.full_name, Member.name)
+    if org is not None:
+        query = query.where(Organization.path.startswith(org.path))
+    return list(session.scalars(query))

@@ -1,0 +1,1 @@
+"""Scheduled jobs and the outbox sender: the only code that sends WeChat messages."""

@@ -1,0 +1,187 @@
+"""Fixtures: a real database (SQLite file, or PostgreSQL via TEST_DATABASE_URL), Redis (in-process
+stand-in, or a real server via TEST_REDIS_URL), the fake WeChat API server, and the app.
+
+CI runs the suite once on the defaults and once with
+    TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test TEST_REDIS_URL=redis://127.0.0.1:6379/15
+"""
+
+import os
+from datetime import date
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.extensions import db
+from app.simulator import Simulator
+from models import Base, Member
+from models.org import ensure_grid, ensure_org_path
+from tests.fake_wechat import FakeWeChat
+
+TOKEN = "testtoken"
+APP_ID = "wx2c2769f8efd9abc2"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+BRANCH = "滨江街道党工委/东湖社区党委/东湖社区第一党支部"
+OTHER_BRANCH = "滨江街道党工委/西湖社区党总支/西湖社区党支部"
+
+
+def pytest_report_header(config):
+    db_url = os.environ.get("TEST_DATABASE_URL") or "SQLite file (default)"
+    redis_url = os.environ.get("TEST_REDIS_URL") or "in-process stand-in (default)"
+    return [f"lianxin database: {db_url}", f"lianxin redis: {redis_url}"]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ.get("TEST_REDIS_URL", "")
+
+
+@pytest.fixture(scope="session")
+def is_postgres(database_url) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    """A plain SQLAlchemy engine with a fresh schema for the whole run."""
+    engine = create_engine(database_url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def _clear(engine) -> None:
+    tables = Base.metadata.sorted_tables
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            for table in reversed(tables):
+                conn.execute(table.delete())
+            conn.execute(text("PRAGMA foreign_keys=ON"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request, engine, redis_url):
+    """Every test starts with empty tables and an empty Redis database."""
+    _clear(engine)
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
+        client.close()
+    yield
+
+
+@pytest.fixture
+def session(engine):
+    """A plain SQLAlchemy session: the domain and the chatbot need no Flask."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def fake_wechat():
+    with FakeWeChat() as fake:
+        yield fake
+
+
+@pytest.fixture
+def wechat_api(fake_wechat):
+    """The fake WeChat API server, its records and scripted failures cleared."""
+    fake_wechat.reset()
+    return fake_wechat
+
+
+def make_app(database_url, redis_url, fake_wechat, **overrides):
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret",
+        "WECHAT_TOKEN": TOKEN,
+        "WECHAT_APP_ID": APP_ID,
+        "WECHAT_APP_SECRET": "test-app-secret",
+        "WECHAT_AES_KEY": "",
+        "WECHAT_API_BASE": fake_wechat.base_url,
+        "MINIAPP_APP_ID": "wxminiapp0000001",
+        "MINIAPP_APP_SECRET": "test-miniapp-secret",
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app_factory(engine, database_url, redis_url, fake_wechat):
+    """Make apps with extra settings; each one's pools are closed after the test."""
+    made = []
+
+    def factory(**overrides):
+        app = make_app(database_url, redis_url, fake_wechat, **overrides)
+        made.append(app)
+        return app
+
+    yield factory
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        app.extensions["redis"].close()
+
+
+@pytest.fixture
+def app(app_factory):
+    app = app_factory()
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def flask_poster(client):
+    def post(url, params, body):
+        response = client.post(url, query_string=params, data=body, content_type="text/xml")
+        return response.status_code, response.get_data(as_text=True)
+
+    return post
+
+
+@pytest.fixture
+def wx(client):
+    """WeChat talking to the app's webhook through the Flask test client (plain mode)."""
+    return Simulator("/wechat", TOKEN, APP_ID, post=flask_poster(client))
+
+
+# Builders ------------------------------------------------------------------------------------
+@pytest.fixture
+def make_member(engine):
+    """Create a member (committed) in a branch; returns it detached with its id and phone."""
+    counter = iter(range(1, 100000))
+
+    def build(name=None, phone=None, *, org=BRANCH, kind="直管党员", role="党员", grid=None,
+              openid=None, join_date=date(2001, 7, 1)):
+        n = next(counter)
+        with Session(engine, expire_on_commit=False) as s:
+            node = ensure_org_path(s, org)
+            member = Member(
+                name=name or f"党员{n}", phone=phone or f"139{n:08d}", kind=kind, role=role,
+                org_id=node.id, join_date=join_date, openid=openid,
+                grid_id=ensure_grid(s, node, grid).id if grid else None,
+            )
+            s.add(member)
+            s.commit()
+            return member
+
+    return build
