@@ -17,11 +17,13 @@ PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 class OutboxMessage(Base):
     __tablename__ = "outbox"
     # A source (a notice, a late reply, a reminder …) reaches one recipient once.
-    __table_args__ = (UniqueConstraint("source", "openid"),)
+    __table_args__ = (UniqueConstraint("source", "recipient"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(100))
-    openid: Mapped[str] = mapped_column(String(64), index=True)
+    # "m<member id>" for a member, "o<openid>" for a follower not bound to one.
+    recipient: Mapped[str] = mapped_column(String(80))
+    openid: Mapped[str | None] = mapped_column(String(64), index=True)
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # reply, notice, reminder, greeting, wish, activity
     title: Mapped[str] = mapped_column(String(200), default="")
@@ -38,20 +40,24 @@ def enqueue(
     session: Session,
     *,
     source: str,
-    openid: str,
-    body: str,
     kind: str,
+    body: str,
     title: str = "",
     member_id: int | None = None,
+    openid: str | None = None,
     urgent: bool = False,
 ) -> bool:
-    """Add a message to the outbox in the caller's transaction; False if it was already queued."""
+    """Add a message for a member (or a bare follower's openid) to the outbox, in the caller's
+    transaction; return False if that source already queued it for that recipient."""
+    if member_id is None and not openid:
+        raise ValueError("a message needs a member or an openid")
+    recipient = f"m{member_id}" if member_id is not None else f"o{openid}"
     try:
         with session.begin_nested():
             session.add(
                 OutboxMessage(
-                    source=source, openid=openid, body=body, kind=kind, title=title,
-                    member_id=member_id, urgent=urgent,
+                    source=source, recipient=recipient, openid=openid, body=body, kind=kind,
+                    title=title, member_id=member_id, urgent=urgent,
                 )
             )
     except IntegrityError:

@@ -1,8 +1,8 @@
-"""members, organizations, grids, wechat users, points, outbox
+"""initial schema: organizations, grids, members, wechat users, points, outbox
 
-Revision ID: cdf6149739cf
+Revision ID: 9ae07121c368
 Revises: 
-Create Date: 2026-11-23 21:15:20.120081
+Create Date: 2026-11-23 21:16:33.140449
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import models.base  # noqa: F401 (custom column types)
 
 
 # revision identifiers, used by Alembic.
-revision = 'cdf6149739cf'
+revision = '9ae07121c368'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -91,7 +91,8 @@ def upgrade():
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
-    sa.Column('openid', sa.String(length=64), nullable=False),
+    sa.Column('recipient', sa.String(length=80), nullable=False),
+    sa.Column('openid', sa.String(length=64), nullable=True),
     sa.Column('member_id', sa.Integer(), nullable=True),
     sa.Column('kind', sa.String(length=20), nullable=False),
     sa.Column('title', sa.String(length=200), nullable=False),
@@ -104,7 +105,7 @@ def upgrade():
     sa.Column('sent_at', models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_outbox_member_id_members')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
-    sa.UniqueConstraint('source', 'openid', name=op.f('uq_outbox_source_openid'))
+    sa.UniqueConstraint('source', 'recipient', name=op.f('uq_outbox_source_recipient'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_member_id'), ['member_id'], unique=False)

@@ -1,0 +1,108 @@
+"""The chatbot through the router directly: no Flask, no HTTP."""
+
+import pytest
+
+from handlers import Incoming, Router, build_router, normalize_text
+from models import now_utc
+
+
+def say(router, session, openid, text):
+    return router.dispatch(Incoming(openid=openid, msg_type="text", content=text), session, now_utc())
+
+
+def event(router, session, openid, name, key=""):
+    return router.dispatch(Incoming(openid=openid, msg_type="event", event=name, key=key), session, now_utc())
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("认领 12", "认领 12"), ("认领#12", "认领#12"), ("认领　１２", "认领 12"), ("  认领＃１２  ", "认领#12"),
+     ("绑定  张三\t 138", "绑定 张三 138")],
+)
+def test_normalize_folds_full_width_and_spaces(raw, expected):
+    assert normalize_text(raw) == expected
+
+
+def test_arguments_typed_every_way_reach_the_handler_alike(session):
+    router = Router()
+    seen = []
+
+    @router.command("认领", pattern=r"#?(\d+)", usage="认领 #编号")
+    def claim(message, ctx):
+        seen.append(int(ctx.match[1]))
+        return "ok"
+
+    for text in ("认领 12", "认领#12", "认领　１２", "认领 #12", "认领＃１２", " 认领   12 "):
+        assert say(router, session, "o1", text) == "ok"
+    assert seen == [12] * 6
+    assert "用法：认领 #编号" in say(router, session, "o1", "认领 十二")
+
+
+def test_longest_keyword_wins(session):
+    router = Router()
+    router.command("我的")(lambda m, c: "me")
+    router.command("我的心愿")(lambda m, c: "my wishes")
+    assert say(router, session, "o1", "我的心愿") == "my wishes"
+    assert say(router, session, "o1", "我的") == "me"
+
+
+def test_latin_alias_must_end_at_a_word_boundary(session):
+    router = build_router()
+    assert "可用指令" in say(router, session, "o1", "help")
+    assert "可用指令" not in say(router, session, "o1", "helpme")
+
+
+def test_registering_a_word_twice_or_with_spaces_is_refused():
+    router = Router()
+    router.command("帮助")(lambda m, c: "")
+    with pytest.raises(ValueError):
+        router.command("帮助")(lambda m, c: "")
+    with pytest.raises(ValueError):
+        router.command("两 个")(lambda m, c: "")
+
+
+def test_unknown_command_suggests_the_closest(session):
+    router = build_router()
+    assert say(router, session, "o1", "帮主") == "没有「帮主」这个指令，您是不是想发送「帮助」？"
+    reply = say(router, session, "o1", "今天天气怎么样")
+    assert "没看懂" in reply and "帮助" in reply
+
+
+def test_help_shows_more_to_a_secretary(session, make_member):
+    router = Router()
+    router.command("帮助", summary="帮助 — 查看")(
+        lambda m, c: "\n".join(x.summary for x in c.router.visible_commands(c.member)))
+    router.command("通知", summary="通知 内容 — 发通知", roles=("书记",))(lambda m, c: "sent")
+    make_member("书记甲", role="书记", openid="o-sec")
+    make_member("党员乙", openid="o-mem")
+    assert "通知" in say(router, session, "o-sec", "帮助")
+    assert "通知" not in say(router, session, "o-mem", "帮助")
+    assert say(router, session, "o-mem", "通知 开会") == "「通知」仅限书记使用。"
+    assert "请先绑定" in say(router, session, "o-nobody", "通知 开会")
+    assert say(router, session, "o-sec", "通知 开会") == "sent"
+
+
+def test_menu_click_runs_the_mapped_command(session):
+    router = build_router()
+    assert "可用指令" in event(router, session, "o1", "click", "MENU_HELP")
+    assert "请先绑定" in event(router, session, "o1", "click", "MENU_ME")
+    assert event(router, session, "o1", "click", "NO_SUCH_KEY") is None
+
+
+def test_scan_of_an_unknown_scene_gets_a_hint_and_a_known_one_its_handler(session):
+    router = build_router()
+    assert "二维码已失效" in event(router, session, "o1", "scan", "nothing:1")
+
+    @router.scene("test:")
+    def scene(message, ctx):
+        return f"scene {ctx.rest}"
+
+    assert event(router, session, "o1", "scan", "test:42") == "scene 42"
+    both = event(router, session, "o1", "subscribe_scan", "test:7")
+    assert both.startswith("欢迎关注连心") and both.endswith("scene 7")
+
+
+def test_other_message_types_get_a_hint(session):
+    router = build_router()
+    reply = router.dispatch(Incoming(openid="o1", msg_type="voice"), session, now_utc())
+    assert "文字指令" in reply
