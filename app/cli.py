@@ -1,5 +1,6 @@
 """`flask --app app …` commands: members import/export, demo data, the WeChat simulator."""
 
+import sys
 from pathlib import Path
 
 import click
@@ -25,7 +26,7 @@ def import_command(path: Path, dry_run: bool) -> None:
         records = read_roster(path.read_bytes(), path.name)
     except RosterFileError as exc:
         raise click.ClickException(str(exc)) from None
-    with click.progressbar(length=len(records), label="导入", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(records), label="导入", file=sys.stderr) as bar:
         report = import_members(db.session, records, dry_run=dry_run, progress=bar.update)
     for error in report.errors:
         click.echo(f"第 {error.row} 行：{error.reason}")

@@ -1,0 +1,148 @@
+"""members import / export: the roster files secretaries keep in Excel."""
+
+import csv
+import io
+
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import func, select
+
+from models import Grid, Member, Organization
+from models.roster import COLUMNS, import_members, read_roster
+
+EAST = "滨江街道党工委/东湖社区党委"
+GOOD = [
+    ("张三", "13800000001", f"{EAST}/东湖社区第一党支部", "直管党员", "2001-07-01", "书记", "一网格"),
+    ("李四", "13800000002", f"{EAST}/东湖社区第一党支部", "在职", "2010/10/1", "", "一网格"),
+    ("王五", "13800000003", f"{EAST}/东湖社区第二党支部/第一党小组", "离退休党员", "1976年3月15日", "党员", "二网格"),
+    ("赵六", "13800000004", "滨江街道党工委/西湖社区党总支", "群众", "", "", ""),
+]
+
+
+def xlsx(rows, header=COLUMNS) -> bytes:
+    book = Workbook()
+    book.active.append(header)
+    for row in rows:
+        book.active.append(list(row))
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def csv_bytes(rows, encoding="utf-8-sig") -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue().encode(encoding)
+
+
+def count(session, model):
+    return session.scalar(select(func.count()).select_from(model))
+
+
+def test_import_creates_tree_grids_and_members(session):
+    report = import_members(session, read_roster(xlsx(GOOD), "roster.xlsx"))
+    assert report.ok and (report.created, report.updated) == (4, 0)
+    names = set(session.scalars(select(Organization.full_name)))
+    assert "滨江街道党工委/东湖社区党委/东湖社区第二党支部/第一党小组" in names
+    assert len(names) == 6
+    li = session.scalars(select(Member).where(Member.phone == "13800000002")).one()
+    assert (li.kind, li.role, li.join_date.isoformat()) == ("在职党员", "党员", "2010-10-01")
+    zhao = session.scalars(select(Member).where(Member.name == "赵六")).one()
+    assert (zhao.kind, zhao.role, zhao.join_date) == ("群众", "志愿者", None)
+    # Grids belong to the community, so both branches of 东湖 share "一网格"/"二网格".
+    assert {g.org.name for g in session.scalars(select(Grid))} == {"东湖社区党委"}
+
+
+def test_reimport_updates_by_phone_and_never_duplicates(session):
+    import_members(session, read_roster(xlsx(GOOD), "r.xlsx"))
+    changed = [list(r) for r in GOOD]
+    changed[0][0] = "张三丰"
+    report = import_members(session, read_roster(xlsx(changed), "r.xlsx"))
+    assert (report.created, report.updated, report.unchanged) == (0, 1, 3)
+    assert count(session, Member) == 4
+    assert session.scalars(select(Member.name).where(Member.phone == "13800000001")).one() == "张三丰"
+
+
+def test_bad_rows_are_reported_with_row_numbers_and_nothing_is_written(session):
+    rows = list(GOOD) + [
+        ("", "13800000005", "滨江街道党工委", "直管党员", "", "", ""),
+        ("钱七", "1380000", "滨江街道党工委", "直管党员", "", "", ""),
+        ("孙八", "13800000001", "滨江街道党工委", "直管党员", "", "", ""),
+        ("周九", "13800000009", "", "外星党员", "明天", "队长", ""),
+        ("吴十", "13800000010", "滨江街道党工委", "直管党员", "2999-01-01", "", ""),
+    ]
+    report = import_members(session, read_roster(xlsx(rows), "r.xlsx"))
+    assert not report.ok
+    by_row = {e.row: e.reason for e in report.errors}
+    assert set(by_row) == {6, 7, 8, 9, 10}
+    assert "姓名为空" in by_row[6]
+    assert "不是11位手机号" in by_row[7]
+    assert "与第 2 行重复" in by_row[8]
+    assert all(w in by_row[9] for w in ("所属组织为空", "党员类别", "入党日期", "角色"))
+    assert "晚于今天" in by_row[10]
+    assert "未导入任何数据" in report.summary()
+    assert count(session, Member) == 0 and count(session, Organization) == 0
+
+
+def test_dry_run_reports_without_writing(session):
+    report = import_members(session, read_roster(xlsx(GOOD), "r.xlsx"), dry_run=True)
+    assert report.ok and report.created == 4 and "试运行" in report.summary()
+    assert count(session, Member) == 0 and count(session, Organization) == 0
+
+
+def test_csv_in_utf8_and_gbk_and_blank_rows(session):
+    for encoding in ("utf-8-sig", "gb18030"):
+        records = read_roster(csv_bytes([GOOD[0], ("", "", "", "", "", "", ""), GOOD[1]], encoding), "r.csv")
+        report = import_members(session, records)
+        assert report.ok, report.errors
+    assert count(session, Member) == 2
+
+
+def test_unreadable_files_are_refused_with_a_reason():
+    import pytest
+
+    from models.roster import RosterFileError
+
+    for data, name, words in [
+        (b"abc", "r.txt", "只支持"),
+        (b"not a zip", "r.xlsx", "无法读取"),
+        (xlsx([], header=("名字", "电话")), "r.xlsx", "缺少列"),
+    ]:
+        with pytest.raises(RosterFileError, match=words):
+            read_roster(data, name)
+
+
+def test_cli_import_export_round_trip(app, tmp_path, session):
+    runner = app.test_cli_runner()
+    source = tmp_path / "roster.xlsx"
+    source.write_bytes(xlsx(GOOD))
+    dry = runner.invoke(args=["members", "import", str(source), "--dry-run"])
+    assert dry.exit_code == 0 and "将新增 4 人" in dry.output
+    assert count(session, Member) == 0
+    result = runner.invoke(args=["members", "import", str(source)])
+    assert result.exit_code == 0 and "新增 4 人" in result.output
+    target = tmp_path / "out.xlsx"
+    result = runner.invoke(args=["members", "export", str(target)])
+    assert result.exit_code == 0 and "已导出 4 人" in result.output
+    sheet = load_workbook(target).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == COLUMNS
+    assert ("张三", "13800000001") in {r[:2] for r in rows[1:]}
+    again = runner.invoke(args=["members", "import", str(target)])
+    assert "无变化 4 人" in again.output
+
+
+def test_cli_import_of_a_bad_file_exits_nonzero_and_lists_rows(app, tmp_path):
+    source = tmp_path / "bad.csv"
+    source.write_bytes(csv_bytes([("张三", "123", "滨江街道党工委", "直管党员", "", "", "")]))
+    result = app.test_cli_runner().invoke(args=["members", "import", str(source)])
+    assert result.exit_code == 1
+    assert "第 2 行" in result.output and "未导入任何数据" in result.output
+
+
+def test_demo_load_only_into_an_empty_database(app, session):
+    runner = app.test_cli_runner()
+    assert "已载入演示组织" in runner.invoke(args=["demo", "load"]).output
+    assert count(session, Member) == 8
+    assert "未载入" in runner.invoke(args=["demo", "load"]).output
