@@ -4,7 +4,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, func, select, update
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -91,9 +91,13 @@ def mask_phone(phone: str | None) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
 
 
+# Built once: this lookup runs for nearly every chatbot message.
+_BY_OPENID = select(Member).where(Member.openid == bindparam("openid"), Member.active.is_(True)).limit(1)
+
+
 def member_for_openid(session: Session, openid: str) -> Member | None:
     """Return the active member bound to an Official Account openid, or None."""
-    return session.scalars(select(Member).where(Member.openid == openid, Member.active.is_(True))).first()
+    return session.scalars(_BY_OPENID, {"openid": openid}).first()
 
 
 def ensure_wechat_user(session: Session, openid: str) -> WechatUser:
