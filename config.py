@@ -21,9 +21,9 @@ _NUMBERS: dict[str, float | int] = {
     "WECHAT_HTTP_TIMEOUT": 5.0,
     # Redis socket timeouts on the reply path (seconds); redis-py's defaults wait for seconds.
     "REDIS_TIMEOUT": 0.5,
-    # PostgreSQL: connect and statement timeouts (seconds).
+    # PostgreSQL: connect and statement timeouts (seconds); short, for the 5-second reply promise.
     "DB_CONNECT_TIMEOUT": 3,
-    "DB_STATEMENT_TIMEOUT": 10,
+    "DB_STATEMENT_TIMEOUT": 3,
     # Binding: failed attempts before an openid is locked out, and for how long (seconds).
     "BIND_MAX_FAILURES": 5,
     "BIND_LOCKOUT_SECONDS": 3600,

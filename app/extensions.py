@@ -31,7 +31,7 @@ def engine_options(config: dict) -> dict:
         }
     if url.startswith("sqlite"):
         # Wait a little for another writer rather than failing at once.
-        return {"connect_args": {"timeout": 5}}
+        return {"connect_args": {"timeout": 2}}
     return {}
 
 
