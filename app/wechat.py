@@ -143,7 +143,8 @@ class ReplyCache:
             log.exception("could not release %s", key)
 
     def wait(self, key: str, seconds: float) -> str | None:
-        """Return the reply of the first delivery once ready; None if not ready in time."""
+        """Return the reply of the first delivery once ready; None if not ready in time or if the
+        first delivery failed and released the key."""
         deadline = time.monotonic() + seconds
         delay = 0.02
         while True:
@@ -222,7 +223,12 @@ def _reply_once(message: Incoming, started: float) -> str:
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
-        return reply if reply is not None else ""
+        if reply is not None:
+            return reply
+        # Still running elsewhere (say nothing), or it failed and let go: then handle it here.
+        claimed = cache.claim(key)
+        if claimed is False:
+            return ""
     try:
         reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg) or ""
     except Exception:

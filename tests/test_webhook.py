@@ -379,3 +379,36 @@ def test_dead_redis_does_not_break_replies(app_factory):
 
 def test_healthz(client):
     assert client.get("/healthz").json == {"status": "ok"}
+
+
+def test_a_retry_waiting_on_a_delivery_that_crashes_handles_the_message_itself(live_server):
+    app, url = live_server()
+    entered = threading.Event()
+    release = threading.Event()
+    attempts = []
+
+    @app.extensions["router"].command("偶尔坏")
+    def flaky(message, ctx):
+        attempts.append(1)
+        if len(attempts) == 1:
+            entered.set()
+            release.wait(5)
+            raise RuntimeError("boom")
+        return "第二次成功"
+
+    sim = Simulator(url, TOKEN, post=requests_poster())
+    fields = sim.text_fields("o-flaky", "偶尔坏", msg_id=8080)
+    first = []
+    t = threading.Thread(target=lambda: first.append(sim.send(fields).content))
+    t.start()
+    assert entered.wait(5)
+    retry = []
+    r = threading.Thread(target=lambda: retry.append(sim.send(fields).content))
+    r.start()
+    time.sleep(0.2)  # the retry is now waiting for the first delivery
+    release.set()
+    t.join(10)
+    r.join(10)
+    assert "系统繁忙" in first[0]
+    assert retry == ["第二次成功"]
+    assert len(attempts) == 2
