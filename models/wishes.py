@@ -315,6 +315,10 @@ def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int =
     wish = get_wish(session, wish_id)
     if wish.beneficiary_member_id == actor.id:
         raise DomainError(f"心愿 #{wish_id} 是您本人的心愿，不能自己认领。", code="own_wish")
+    if wish.status != OPEN:
+        # Refusing on a read is safe (only granting needs the conditional update), and it spares
+        # the crowd that lost a race a lock and a write.
+        raise _claim_refusal(session, wish, actor, max_open)
     # Serialize one person's claims so the open-claims limit holds: on PostgreSQL this row lock
     # waits for their other claim to commit; on SQLite the UPDATE below takes the database's write
     # lock before it evaluates its subquery, which does the same.
@@ -328,26 +332,31 @@ def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int =
                     claim_count=Wish.claim_count + 1)
     if not claimed:
         session.rollback()
-        wish = get_wish(session, wish_id)
-        if wish.status in HELD and wish.claimer_id == actor.id:
-            raise DomainError(f"您已认领心愿 #{wish_id}，请按时完成。", code="already_yours", status=409)
-        if wish.status in (CLAIMED, FULFILLED, DONE):
-            raise DomainError(f"心愿 #{wish_id} 已被认领，谢谢您的热心！发送「心愿」看看其他心愿。",
-                              code="already_claimed", status=409)
-        if wish.status == OPEN and open_claims(session, actor.id) >= max_open:
-            raise DomainError(f"您已有 {max_open} 个未完成的心愿，请先完成后再认领新的。",
-                              code="too_many_claims", status=409)
-        if wish.status == PENDING:
-            raise DomainError(f"心愿 #{wish_id} 尚未通过审核，暂不能认领。", code="wrong_state", status=409)
-        if wish.status == OPEN:
-            raise DomainError(f"认领心愿 #{wish_id} 未成功，请重试。", code="retry", status=409)
-        raise DomainError(f"心愿 #{wish_id} {wish.status}，不能认领。", code="wrong_state", status=409)
+        raise _claim_refusal(session, get_wish(session, wish_id), actor, max_open)
     wish = get_wish(session, wish_id)
     event = _record(session, wish_id, actor.id, "认领", OPEN, CLAIMED, "", now)
     _tell(session, event, secretaries_for(session, wish.org),
           f"{actor.name} 认领了心愿 #{wish_id}「{wish.title}」，计划 {_local_date(wish.fulfil_by)} 前完成。")
     session.commit()
     return wish
+
+
+def _claim_refusal(session: Session, wish: Wish, actor: Member, max_open: int) -> DomainError:
+    """Explain why `actor` could not claim `wish`."""
+    number = f"#{wish.id}"
+    if wish.status in HELD and wish.claimer_id == actor.id:
+        return DomainError(f"您已认领心愿 {number}，请按时完成。", code="already_yours", status=409)
+    if wish.status in (CLAIMED, FULFILLED, DONE):
+        return DomainError(f"心愿 {number} 已被认领，谢谢您的热心！发送「心愿」看看其他心愿。",
+                           code="already_claimed", status=409)
+    if wish.status == OPEN and open_claims(session, actor.id) >= max_open:
+        return DomainError(f"您已有 {max_open} 个未完成的心愿，请先完成后再认领新的。",
+                           code="too_many_claims", status=409)
+    if wish.status == PENDING:
+        return DomainError(f"心愿 {number} 尚未通过审核，暂不能认领。", code="wrong_state", status=409)
+    if wish.status == OPEN:
+        return DomainError(f"认领心愿 {number} 未成功，请重试。", code="retry", status=409)
+    return DomainError(f"心愿 {number} {wish.status}，不能认领。", code="wrong_state", status=409)
 
 
 def release_wish(session: Session, actor: Member, wish_id: int, reason: str = "",
@@ -419,7 +428,8 @@ def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | 
         raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员或受助人本人可以确认。")
     if actor.id == wish.claimer_id:
         raise Forbidden("不能确认自己完成的心愿，请由书记或受助人确认。")
-    if not _move(session, wish_id, FULFILLED, DONE, now, completed_at=now, confirmed_by_id=actor.id):
+    if wish.status != FULFILLED or not _move(session, wish_id, FULFILLED, DONE, now, completed_at=now,
+                                             confirmed_by_id=actor.id):
         session.rollback()
         wish = get_wish(session, wish_id)
         if wish.status == DONE:
