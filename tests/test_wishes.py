@@ -388,3 +388,23 @@ def test_a_photo_within_the_window_is_attached(session, people):
     ("一袋米", "生活用品"), ("其他事情", "其他")])
 def test_category_is_guessed_from_the_text(text, category):
     assert guess_category(text) == category
+
+
+def test_export_lists_the_subtree_for_managers_only(session, people):
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    from models.wishes import EXPORT_COLUMNS, export_wishes
+
+    east = post(session, people)
+    claim_wish(session, people["a"], east.id, now=NOW)
+    post_wish(session, people["west"], "送一袋米", now=NOW)
+    with pytest.raises(Forbidden):
+        export_wishes(session, people["a"])
+    sheet = load_workbook(BytesIO(export_wishes(session, people["sec"]))).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == EXPORT_COLUMNS
+    assert [(r[0], r[3], r[12]) for r in rows[1:]] == [(f"#{east.id}", CLAIMED, "王党员")]
+    everything = load_workbook(BytesIO(export_wishes(session, people["admin"]))).active
+    assert everything.max_row == 3

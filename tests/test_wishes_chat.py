@@ -169,3 +169,11 @@ def test_commands_need_binding(wx, cast):
     assert "请先绑定" in wx.text("o-stranger", "认领 #1").content
     assert "目前没有待认领的心愿" in wx.text("o-stranger", "心愿").content
     assert Wish.__tablename__ == "wishes"
+
+
+def test_a_retried_claim_is_answered_alike_and_claims_once(wx, cast, session):
+    wx.text("o-sec", "发布心愿 修水龙头 详情")
+    first = wx.text("o-wang", "认领 #1", msg_id=4242).content
+    again = wx.text("o-wang", "认领 #1", msg_id=4242).content
+    assert first == again and first.startswith("认领成功")
+    assert [e.action for e in wish_history(session, 1)] == ["发布", "认领"]
