@@ -18,7 +18,6 @@ from models.wishes import (
     claim_wish,
     confirm_wish,
     fulfil_wish,
-    get_wish,
     list_open_wishes,
     my_wishes,
     post_wish,
@@ -26,6 +25,7 @@ from models.wishes import (
     release_wish,
     return_wish,
     review_wish,
+    view_wish,
     wish_history,
     withdraw_wish,
 )
@@ -115,7 +115,7 @@ def register(router: Router) -> None:
     def show(message: Incoming, ctx: Context) -> str:
         number, page = ctx.match.groups()
         if number:
-            return wish_detail(ctx, get_wish(ctx.session, int(number)))
+            return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)))
         page = int(page or 1)
         per_page = _setting(ctx, "WISH_PAGE_SIZE", 5)
         wishes, total = list_open_wishes(ctx.session, ctx.member, page=page, per_page=per_page)

@@ -8,7 +8,10 @@ winners there. The chatbot, the REST API and the scheduler call these same funct
 """
 
 from datetime import datetime, timedelta
+from io import BytesIO
+from zoneinfo import ZoneInfo
 
+from openpyxl import Workbook
 from sqlalchemy import (
     ForeignKey,
     Integer,
@@ -29,6 +32,7 @@ from models.org import Grid, Organization, community_of
 from models.outbox import enqueue
 from models.points import credit
 
+LOCAL = ZoneInfo("Asia/Shanghai")
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
 # States. 未通过: a proposal the secretary turned down.
 PENDING, OPEN, CLAIMED, FULFILLED, DONE = "待审核", "待认领", "已认领", "待确认", "已完成"
@@ -137,6 +141,22 @@ def manages(actor: Member | None, wish: Wish) -> bool:
     return actor is not None and actor.is_manager and wish.org.is_within(actor.org)
 
 
+def can_view(viewer: Member | None, wish: Wish) -> bool:
+    """Open and taken wishes are public; proposals, refused and withdrawn ones only to those involved."""
+    if wish.status in (OPEN, CLAIMED, FULFILLED, DONE):
+        return True
+    return viewer is not None and (manages(viewer, wish) or viewer.id in (wish.poster_id,
+                                                                          wish.beneficiary_member_id))
+
+
+def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
+    """Return the wish if `viewer` may see it; NotFound otherwise (as if it did not exist)."""
+    wish = get_wish(session, wish_id)
+    if not can_view(viewer, wish):
+        raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
+    return wish
+
+
 def can_see_beneficiary(viewer: Member | None, wish: Wish) -> bool:
     """The claimer after claiming, the poster, the beneficiary and the managers above see it all."""
     if viewer is None:
@@ -214,9 +234,7 @@ def _refuse(session: Session, wish_id: int, doing: str) -> DomainError:
 
 
 def _local_date(when: datetime) -> str:
-    from zoneinfo import ZoneInfo
-
-    local = when.astimezone(ZoneInfo("Asia/Shanghai"))
+    local = when.astimezone(LOCAL)
     return f"{local.month}月{local.day}日"
 
 
@@ -589,20 +607,13 @@ EXPORT_COLUMNS = ("编号", "标题", "类别", "状态", "组织", "网格", "�
 def export_wishes(session: Session, actor: Member, *, org: Organization | None = None,
                   status: str | None = None) -> bytes:
     """Return an .xlsx of the wishes of `org`'s subtree (the actor's own by default), for a manager."""
-    from io import BytesIO
-    from zoneinfo import ZoneInfo
-
-    from openpyxl import Workbook
-
     if not actor.is_manager:
         raise Forbidden("只有书记或管理员可以导出心愿。")
     org = org or actor.org
     if not org.is_within(actor.org):
         raise Forbidden("只能导出本组织及下级组织的心愿。")
-    local = ZoneInfo("Asia/Shanghai")
-
     def when(moment: datetime | None) -> str:
-        return moment.astimezone(local).strftime("%Y-%m-%d %H:%M") if moment else ""
+        return moment.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M") if moment else ""
 
     query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
              .where(Organization.path.startswith(org.path)).order_by(Wish.id))

@@ -408,3 +408,17 @@ def test_export_lists_the_subtree_for_managers_only(session, people):
     assert [(r[0], r[3], r[12]) for r in rows[1:]] == [(f"#{east.id}", CLAIMED, "王党员")]
     everything = load_workbook(BytesIO(export_wishes(session, people["admin"]))).active
     assert everything.max_row == 3
+
+
+def test_a_proposal_is_seen_only_by_those_involved(session, people):
+    from models import NotFound
+    from models.wishes import view_wish
+
+    wish = propose_wish(session, people["resident"], "想要一套学习用书", now=NOW)
+    for who in ("resident", "sec", "admin"):
+        assert view_wish(session, people[who], wish.id).id == wish.id
+    for viewer in (people["a"], people["west"], None):
+        with pytest.raises(NotFound):
+            view_wish(session, viewer, wish.id)
+    review_wish(session, people["sec"], wish.id, True, now=NOW)
+    assert view_wish(session, None, wish.id).status == OPEN
