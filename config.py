@@ -27,6 +27,15 @@ _NUMBERS: dict[str, float | int] = {
     # Binding: failed attempts before an openid is locked out, and for how long (seconds).
     "BIND_MAX_FAILURES": 5,
     "BIND_LOCKOUT_SECONDS": 3600,
+    # 微心愿: points a wish is worth unless set, claims one person may hold at once, days a
+    # claimer has to fulfil, days before that deadline the claimer is reminded, minutes after
+    # 完成 during which an image is attached as a photo, and wishes per page of 心愿.
+    "WISH_DEFAULT_POINTS": 10,
+    "WISH_MAX_OPEN_CLAIMS": 3,
+    "WISH_FULFIL_DAYS": 14,
+    "WISH_REMIND_DAYS": 2,
+    "WISH_PHOTO_MINUTES": 10,
+    "WISH_PAGE_SIZE": 5,
 }
 
 _STRINGS: dict[str, str] = {

@@ -1,11 +1,24 @@
-"""The points ledger (积分): append-only; a balance is the sum of a member's entries."""
+"""The points ledger (积分): append-only; a balance is the sum of a member's entries.
 
+No entry is ever updated or deleted; a correction is a new (negative) entry. Manual awards and
+corrections wait in `ManualAward` until a second secretary or an admin approves them; only then
+do they reach the ledger.
+"""
+
+from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, UTCDateTime, now_utc
+from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.member import Member
+from models.org import Organization
+
+LOCAL = ZoneInfo("Asia/Shanghai")
+AWARD_PENDING, AWARD_APPROVED, AWARD_REFUSED = "待审批", "已批准", "已驳回"
 
 
 class PointEntry(Base):
@@ -20,10 +33,156 @@ class PointEntry(Base):
     source: Mapped[str] = mapped_column(String(20))  # wish, activity, manual
     source_id: Mapped[str] = mapped_column(String(64))
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
+
+
+class ManualAward(Base):
+    """A manual award or correction by a secretary, waiting for a second person's approval."""
+
+    __tablename__ = "manual_awards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10), default=AWARD_PENDING, index=True)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str] = mapped_column(String(200), default="")
 
 
 def balance(session: Session, member_id: int) -> int:
     """Return the sum of a member's ledger entries."""
     total = session.scalar(select(func.sum(PointEntry.amount)).where(PointEntry.member_id == member_id))
     return int(total or 0)
+
+
+def credit(session: Session, *, member_id: int, amount: int, reason: str, source: str, source_id: str,
+           recorded_by_id: int | None = None, now: datetime | None = None) -> bool:
+    """Add a ledger entry in the caller's transaction; return False if this source already credited
+    this member (the unique key decides, so concurrent credits count once)."""
+    try:
+        with session.begin_nested():
+            session.add(PointEntry(member_id=member_id, amount=amount, reason=reason[:200], source=source,
+                                   source_id=str(source_id), recorded_by_id=recorded_by_id,
+                                   created_at=now or now_utc()))
+    except IntegrityError:
+        return False
+    return True
+
+
+def recent_entries(session: Session, member_id: int, limit: int = 5) -> list[PointEntry]:
+    return list(session.scalars(
+        select(PointEntry).where(PointEntry.member_id == member_id)
+        .order_by(PointEntry.created_at.desc(), PointEntry.id.desc()).limit(limit)
+    ))
+
+
+def month_start(now: datetime) -> datetime:
+    """Return the start of `now`'s month in Asia/Shanghai, as an aware UTC-comparable time."""
+    local = now.astimezone(LOCAL)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass
+class Rank:
+    place: int
+    member_id: int
+    name: str
+    points: int
+
+
+def ranking(session: Session, org: Organization | None = None, *, since: datetime | None = None,
+            limit: int = 10) -> list[Rank]:
+    """Return the members of `org`'s subtree (all when None) ranked by points earned since `since`."""
+    total = func.sum(PointEntry.amount).label("total")
+    query = (
+        select(Member.id, Member.name, total)
+        .join(PointEntry, PointEntry.member_id == Member.id)
+        .join(Organization, Organization.id == Member.org_id)
+        .group_by(Member.id, Member.name)
+        .having(func.sum(PointEntry.amount) > 0)
+        .order_by(total.desc(), Member.id)
+        .limit(limit)
+    )
+    if org is not None:
+        query = query.where(Organization.path.startswith(org.path))
+    if since is not None:
+        query = query.where(PointEntry.created_at >= since)
+    rows = session.execute(query)
+    return [Rank(i, mid, name, int(points)) for i, (mid, name, points) in enumerate(rows, 1)]
+
+
+def _manages(actor: Member, member: Member) -> bool:
+    return actor.is_manager and member.org.is_within(actor.org)
+
+
+def request_award(session: Session, actor: Member, member_id: int, amount: int, reason: str,
+                  now: datetime | None = None) -> ManualAward:
+    """Propose a manual award (or, negative, a correction); it counts only once approved. Commit."""
+    reason = (reason or "").strip()
+    if not actor.is_manager:
+        raise Forbidden("只有书记或管理员可以录入积分。")
+    if not reason:
+        raise DomainError("手动录入积分必须填写原因。", code="reason_required")
+    if amount == 0:
+        raise DomainError("积分数不能为0。")
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("未找到该党员。")
+    if not _manages(actor, member):
+        raise Forbidden("只能为本组织及下级组织的成员录入积分。")
+    award = ManualAward(member_id=member.id, amount=amount, reason=reason[:200],
+                        requested_by_id=actor.id, requested_at=now or now_utc())
+    session.add(award)
+    session.commit()
+    return award
+
+
+def decide_award(session: Session, actor: Member, award_id: int, approve: bool, note: str = "",
+                 now: datetime | None = None) -> ManualAward:
+    """Approve (credit the ledger) or refuse a pending manual award, by a second manager. Commit."""
+    now = now or now_utc()
+    award = session.get(ManualAward, award_id)
+    if award is None:
+        raise NotFound(f"未找到积分申请 #{award_id}。")
+    if award.requested_by_id == actor.id:
+        raise Forbidden("录入人不能审批自己录入的积分，请由另一位书记或管理员审批。")
+    member = session.get(Member, award.member_id)
+    if not actor.is_manager or not _manages(actor, member):
+        raise Forbidden("只有该成员所在组织的上级书记或管理员可以审批。")
+    status = AWARD_APPROVED if approve else AWARD_REFUSED
+    # A conditional update: of two approvers at once, one decides.
+    changed = session.execute(
+        update(ManualAward)
+        .where(ManualAward.id == award.id, ManualAward.status == AWARD_PENDING)
+        .values(status=status, decided_by_id=actor.id, decided_at=now, decision_note=note[:200])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        session.rollback()
+        raise DomainError(f"积分申请 #{award_id} 已处理过。", code="already_decided", status=409)
+    if approve:
+        credit(session, member_id=award.member_id, amount=award.amount, reason=award.reason,
+               source="manual", source_id=str(award.id), recorded_by_id=award.requested_by_id, now=now)
+    session.commit()
+    session.refresh(award)
+    return award
+
+
+def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
+    """Return the manual awards waiting for `actor`'s approval (not their own)."""
+    if not actor.is_manager:
+        return []
+    query = (select(ManualAward).join(Member, Member.id == ManualAward.member_id)
+             .join(Organization, Organization.id == Member.org_id)
+             .where(ManualAward.status == AWARD_PENDING, ManualAward.requested_by_id != actor.id)
+             .order_by(ManualAward.id))
+    query = query.where(Organization.path.startswith(actor.org.path))
+    return list(session.scalars(query))
+
+
+__all__ = ["ManualAward", "PointEntry", "Rank", "balance", "credit", "decide_award", "month_start",
+           "pending_awards", "ranking", "recent_entries", "request_award"]

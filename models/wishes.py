@@ -1,0 +1,635 @@
+"""微心愿: a resident's small wish, posted or proposed, claimed by exactly one person, fulfilled,
+confirmed, and credited once.
+
+Every operation is one function and one transaction (it commits). State changes are conditional
+updates (`UPDATE wishes … WHERE id=… AND status=…`) checked by their row count, never
+read-then-write: `with_for_update()` renders nothing on SQLite, and a read-then-write gives many
+winners there. The chatbot, the REST API and the scheduler call these same functions.
+"""
+
+from datetime import datetime, timedelta
+from io import BytesIO
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from sqlalchemy import (
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship
+
+from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.member import Member, mask_phone
+from models.org import Grid, Organization, community_of
+from models.outbox import enqueue
+from models.points import credit
+
+LOCAL = ZoneInfo("Asia/Shanghai")
+CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
+# States. 未通过: a proposal the secretary turned down.
+PENDING, OPEN, CLAIMED, FULFILLED, DONE = "待审核", "待认领", "已认领", "待确认", "已完成"
+WITHDRAWN, REFUSED = "已撤回", "未通过"
+STATES = (PENDING, OPEN, CLAIMED, FULFILLED, DONE, WITHDRAWN, REFUSED)
+# Claims a person still has to fulfil (counted against the open-claims limit).
+HELD = (CLAIMED, FULFILLED)
+WITHDRAWABLE = (PENDING, OPEN, CLAIMED, FULFILLED)
+
+# Words in a wish's text → its category, when none is given.
+_CATEGORY_WORDS = {
+    "维修": ("修", "漏", "坏", "换灯", "疏通"),
+    "陪伴探访": ("陪", "探访", "看望", "聊天", "探望"),
+    "学习用品": ("书", "文具", "学习", "书包", "辅导", "作业"),
+    "就医出行": ("就医", "看病", "医院", "出行", "复诊", "轮椅", "拐杖", "接送"),
+    "生活用品": ("米", "油", "衣", "被", "电器", "用品", "风扇", "棉"),
+}
+
+
+class Wish(Base):
+    __tablename__ = "wishes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # shown as "#12"
+    title: Mapped[str] = mapped_column(String(100))
+    details: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(10), default="其他")
+    beneficiary_name: Mapped[str] = mapped_column(String(100), default="")
+    beneficiary_address: Mapped[str] = mapped_column(String(200), default="")
+    beneficiary_phone: Mapped[str] = mapped_column(String(20), default="")
+    # Set when the beneficiary is a bound member: they may then confirm the fulfilment themself.
+    beneficiary_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    points: Mapped[int] = mapped_column(Integer, default=10)
+    status: Mapped[str] = mapped_column(String(10), index=True)
+    poster_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    claimer_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    # Incremented by each claim: keys a claim's reminders so a re-claim gets its own.
+    claim_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fulfil_by: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    fulfilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fulfil_note: Mapped[str] = mapped_column(Text, default="")
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    org: Mapped[Organization] = relationship()
+    grid: Mapped[Grid | None] = relationship()
+    poster: Mapped[Member] = relationship(foreign_keys=[poster_id])
+    claimer: Mapped[Member | None] = relationship(foreign_keys=[claimer_id])
+    photos: Mapped[list["WishPhoto"]] = relationship(order_by="WishPhoto.id", viewonly=True)
+
+    @property
+    def number(self) -> str:
+        return f"#{self.id}"
+
+
+class WishEvent(Base):
+    """One transition of a wish: who, when, from, to, why."""
+
+    __tablename__ = "wish_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wish_id: Mapped[int] = mapped_column(ForeignKey("wishes.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))  # None: the scheduler
+    action: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(10))
+    to_status: Mapped[str] = mapped_column(String(10))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    actor: Mapped[Member | None] = relationship()
+
+
+class WishPhoto(Base):
+    __tablename__ = "wish_photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wish_id: Mapped[int] = mapped_column(ForeignKey("wishes.id"), index=True)
+    media_id: Mapped[str] = mapped_column(String(200))
+    added_by_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+# Helpers ---------------------------------------------------------------------------------------
+def guess_category(text: str) -> str:
+    """Return the category whose words appear first in `text` (其他 when none)."""
+    for category, words in _CATEGORY_WORDS.items():
+        if any(w in text for w in words):
+            return category
+    return "其他"
+
+
+def get_wish(session: Session, wish_id: int) -> Wish:
+    """Return the wish, freshly read, or raise NotFound."""
+    wish = session.get(Wish, wish_id, populate_existing=True)
+    if wish is None:
+        raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
+    return wish
+
+
+def manages(actor: Member | None, wish: Wish) -> bool:
+    """Whether `actor` is a secretary or admin of the wish's organization or above."""
+    return actor is not None and actor.is_manager and wish.org.is_within(actor.org)
+
+
+def can_view(viewer: Member | None, wish: Wish) -> bool:
+    """Open and taken wishes are public; proposals, refused and withdrawn ones only to those involved."""
+    if wish.status in (OPEN, CLAIMED, FULFILLED, DONE):
+        return True
+    return viewer is not None and (manages(viewer, wish) or viewer.id in (wish.poster_id,
+                                                                          wish.beneficiary_member_id))
+
+
+def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
+    """Return the wish if `viewer` may see it; NotFound otherwise (as if it did not exist)."""
+    wish = get_wish(session, wish_id)
+    if not can_view(viewer, wish):
+        raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
+    return wish
+
+
+def can_see_beneficiary(viewer: Member | None, wish: Wish) -> bool:
+    """The claimer after claiming, the poster, the beneficiary and the managers above see it all."""
+    if viewer is None:
+        return False
+    if manages(viewer, wish) or viewer.id in (wish.poster_id, wish.beneficiary_member_id):
+        return True
+    return viewer.id == wish.claimer_id and wish.status in (CLAIMED, FULFILLED, DONE)
+
+
+def _mask_text(text: str, keep: int) -> str:
+    if not text:
+        return ""
+    return text[:keep] + "*" * min(4, max(1, len(text) - keep))
+
+
+def beneficiary_of(wish: Wish, viewer: Member | None) -> dict:
+    """Return the beneficiary's name, address and phone, masked unless `viewer` may see them."""
+    if can_see_beneficiary(viewer, wish):
+        return {"name": wish.beneficiary_name, "address": wish.beneficiary_address,
+                "phone": wish.beneficiary_phone, "masked": False}
+    return {"name": _mask_text(wish.beneficiary_name, 1), "address": _mask_text(wish.beneficiary_address, 6),
+            "phone": mask_phone(wish.beneficiary_phone), "masked": True}
+
+
+def secretaries_for(session: Session, org: Organization) -> list[Member]:
+    """Return the nearest secretaries at or above `org` (the admins above when there are none)."""
+    above = literal(org.path).startswith(Organization.path)
+    for role in ("书记", "管理员"):
+        rows = session.execute(
+            select(Member, Organization.level).join(Organization, Organization.id == Member.org_id)
+            .where(above, Member.role == role, Member.active.is_(True))
+            .order_by(Organization.level.desc(), Member.id)
+        ).all()
+        if rows:
+            nearest = rows[0][1]
+            return [m for m, level in rows if level == nearest]
+    return []
+
+
+def _record(session: Session, wish_id: int, actor_id: int | None, action: str, frm: str | None, to: str,
+            note: str, now: datetime) -> WishEvent:
+    event = WishEvent(wish_id=wish_id, actor_id=actor_id, action=action, from_status=frm, to_status=to,
+                      note=(note or "")[:500], at=now)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _move(session: Session, wish_id: int, frm: str, to: str, now: datetime, *where, **values) -> bool:
+    """Change the status from `frm` to `to` if it is still `frm` (and `where` holds)."""
+    result = session.execute(
+        update(Wish).where(Wish.id == wish_id, Wish.status == frm, *where)
+        .values(status=to, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _tell(session: Session, event: WishEvent, members, body: str, title: str = "微心愿") -> None:
+    """Queue a notice to each member (once per event and member), in the caller's transaction."""
+    seen = set()
+    for m in members:
+        if m is None or m.id in seen:
+            continue
+        seen.add(m.id)
+        enqueue(session, source=f"wish-event:{event.id}", kind="wish", title=title, body=body, member_id=m.id)
+
+
+def _refuse(session: Session, wish_id: int, doing: str) -> DomainError:
+    """Explain, from the wish's current state, why a conditional update changed nothing."""
+    session.rollback()
+    wish = get_wish(session, wish_id)
+    return DomainError(f"心愿 #{wish_id} 当前状态为「{wish.status}」，无法{doing}。",
+                       code="wrong_state", status=409)
+
+
+def _local_date(when: datetime) -> str:
+    local = when.astimezone(LOCAL)
+    return f"{local.month}月{local.day}日"
+
+
+# Posting ---------------------------------------------------------------------------------------
+def post_wish(session: Session, actor: Member, title: str, details: str = "", *, category: str | None = None,
+              beneficiary_name: str = "", beneficiary_address: str = "", beneficiary_phone: str = "",
+              beneficiary_member_id: int | None = None, org_id: int | None = None,
+              grid_id: int | None = None, points: int = 10, now: datetime | None = None) -> Wish:
+    """A secretary or admin publishes a wish, open for claiming at once. Commit."""
+    now = now or now_utc()
+    if not actor.is_manager:
+        raise Forbidden("只有书记或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
+    org = session.get(Organization, org_id) if org_id else actor.org
+    if org is None or not org.is_within(actor.org):
+        raise Forbidden("只能在本组织及下级组织发布心愿。")
+    wish = _new_wish(session, actor, title, details, category, org, grid_id, points, OPEN, now,
+                     beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id)
+    _record(session, wish.id, actor.id, "发布", None, OPEN, "", now)
+    session.commit()
+    return wish
+
+
+def propose_wish(session: Session, actor: Member, text: str, *, category: str | None = None,
+                 points: int = 10, now: datetime | None = None) -> Wish:
+    """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit."""
+    now = now or now_utc()
+    text = (text or "").strip()
+    if not text:
+        raise DomainError("请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下")
+    title = text if len(text) <= 30 else text[:30] + "…"
+    wish = _new_wish(session, actor, title, text, category, actor.org, actor.grid_id, points, PENDING, now,
+                     actor.name, "", actor.phone, actor.id)
+    event = _record(session, wish.id, actor.id, "提交", None, PENDING, "", now)
+    _tell(session, event, secretaries_for(session, actor.org),
+          f"{actor.name} 提交了心愿 #{wish.id}「{wish.title}」，请审核：发送「审核 #{wish.id} 通过」"
+          f"或「审核 #{wish.id} 不通过 理由」。")
+    session.commit()
+    return wish
+
+
+def _new_wish(session, actor, title, details, category, org, grid_id, points, status, now,
+              beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id) -> Wish:
+    title = (title or "").strip()
+    if not title:
+        raise DomainError("心愿标题不能为空。")
+    if len(title) > 100:
+        raise DomainError("心愿标题太长，请控制在100字以内。")
+    category = category or guess_category(f"{title} {details}")
+    if category not in CATEGORIES:
+        raise DomainError(f"类别应为{'、'.join(CATEGORIES)}之一。")
+    if points < 0:
+        raise DomainError("积分不能为负数。")
+    wish = Wish(title=title, details=(details or "").strip(), category=category, org_id=org.id,
+                grid_id=grid_id, points=points, status=status, poster_id=actor.id,
+                beneficiary_name=beneficiary_name or "",
+                beneficiary_address=beneficiary_address or "", beneficiary_phone=beneficiary_phone or "",
+                beneficiary_member_id=beneficiary_member_id, created_at=now, updated_at=now)
+    session.add(wish)
+    session.flush()
+    return wish
+
+
+def review_wish(session: Session, actor: Member, wish_id: int, approve: bool, reason: str = "",
+                now: datetime | None = None) -> Wish:
+    """The secretary above approves a proposal (待审核 → 待认领) or turns it down (→ 未通过). Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if not manages(actor, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以审核。")
+    reason = (reason or "").strip()
+    if not approve and not reason:
+        raise DomainError(f"请写明不通过的理由，例如：审核 #{wish_id} 不通过 内容不属于微心愿范围")
+    to = OPEN if approve else REFUSED
+    if not _move(session, wish_id, PENDING, to, now):
+        raise _refuse(session, wish_id, "审核")
+    action = "审核通过" if approve else "审核不通过"
+    event = _record(session, wish_id, actor.id, action, PENDING, to, reason, now)
+    body = (f"您提交的心愿 #{wish_id}「{wish.title}」已通过审核，等待志愿者认领。" if approve
+            else f"您提交的心愿 #{wish_id}「{wish.title}」未通过审核：{reason}")
+    _tell(session, event, [wish.poster], body)
+    session.commit()
+    return get_wish(session, wish_id)
+
+
+# Claiming and fulfilling ---------------------------------------------------------------------------
+def open_claims(session: Session, member_id: int) -> int:
+    return session.scalar(
+        select(func.count(Wish.id)).where(Wish.claimer_id == member_id, Wish.status.in_(HELD))
+    ) or 0
+
+
+def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int = 3, fulfil_days: int = 14,
+               now: datetime | None = None) -> Wish:
+    """Claim an open wish: exactly one claimer however many press at once. Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if wish.beneficiary_member_id == actor.id:
+        raise DomainError(f"心愿 #{wish_id} 是您本人的心愿，不能自己认领。", code="own_wish")
+    if wish.status != OPEN:
+        # Refusing on a read is safe (only granting needs the conditional update), and it spares
+        # the crowd that lost a race a lock and a write.
+        raise _claim_refusal(session, wish, actor, max_open)
+    # Serialize one person's claims so the open-claims limit holds: on PostgreSQL this row lock
+    # waits for their other claim to commit; on SQLite the UPDATE below takes the database's write
+    # lock before it evaluates its subquery, which does the same.
+    session.execute(select(Member.id).where(Member.id == actor.id).with_for_update())
+    # An alias, so the subquery counts all the actor's wishes rather than correlating with the row.
+    other = aliased(Wish)
+    held = (select(func.count(other.id)).where(other.claimer_id == actor.id, other.status.in_(HELD))
+            .scalar_subquery())
+    claimed = _move(session, wish_id, OPEN, CLAIMED, now, held < max_open, claimer_id=actor.id,
+                    claimed_at=now, fulfil_by=now + timedelta(days=fulfil_days),
+                    claim_count=Wish.claim_count + 1)
+    if not claimed:
+        session.rollback()
+        raise _claim_refusal(session, get_wish(session, wish_id), actor, max_open)
+    wish = get_wish(session, wish_id)
+    event = _record(session, wish_id, actor.id, "认领", OPEN, CLAIMED, "", now)
+    _tell(session, event, secretaries_for(session, wish.org),
+          f"{actor.name} 认领了心愿 #{wish_id}「{wish.title}」，计划 {_local_date(wish.fulfil_by)} 前完成。")
+    session.commit()
+    return wish
+
+
+def _claim_refusal(session: Session, wish: Wish, actor: Member, max_open: int) -> DomainError:
+    """Explain why `actor` could not claim `wish`."""
+    number = f"#{wish.id}"
+    if wish.status in HELD and wish.claimer_id == actor.id:
+        return DomainError(f"您已认领心愿 {number}，请按时完成。", code="already_yours", status=409)
+    if wish.status in (CLAIMED, FULFILLED, DONE):
+        return DomainError(f"心愿 {number} 已被认领，谢谢您的热心！发送「心愿」看看其他心愿。",
+                           code="already_claimed", status=409)
+    if wish.status == OPEN and open_claims(session, actor.id) >= max_open:
+        return DomainError(f"您已有 {max_open} 个未完成的心愿，请先完成后再认领新的。",
+                           code="too_many_claims", status=409)
+    if wish.status == PENDING:
+        return DomainError(f"心愿 {number} 尚未通过审核，暂不能认领。", code="wrong_state", status=409)
+    if wish.status == OPEN:
+        return DomainError(f"认领心愿 {number} 未成功，请重试。", code="retry", status=409)
+    return DomainError(f"心愿 {number} {wish.status}，不能认领。", code="wrong_state", status=409)
+
+
+def release_wish(session: Session, actor: Member, wish_id: int, reason: str = "",
+                 now: datetime | None = None) -> Wish:
+    """The claimer gives a claim up (已认领 → 待认领). Commit."""
+    now = now or now_utc()
+    get_wish(session, wish_id)
+    if not _move(session, wish_id, CLAIMED, OPEN, now, Wish.claimer_id == actor.id,
+                 claimer_id=None, claimed_at=None, fulfil_by=None):
+        session.rollback()
+        wish = get_wish(session, wish_id)
+        if wish.claimer_id != actor.id:
+            raise Forbidden(f"心愿 #{wish_id} 不是您认领的，无法放弃。")
+        raise _refuse(session, wish_id, "放弃")
+    _record(session, wish_id, actor.id, "放弃", CLAIMED, OPEN, reason, now)
+    session.commit()
+    return get_wish(session, wish_id)
+
+
+def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
+                now: datetime | None = None) -> Wish:
+    """The claimer reports the wish fulfilled (已认领 → 待确认). Commit."""
+    now = now or now_utc()
+    get_wish(session, wish_id)
+    if not _move(session, wish_id, CLAIMED, FULFILLED, now, Wish.claimer_id == actor.id,
+                 fulfilled_at=now, fulfil_note=(note or "").strip()):
+        session.rollback()
+        wish = get_wish(session, wish_id)
+        if wish.claimer_id != actor.id:
+            raise Forbidden(f"心愿 #{wish_id} 不是您认领的，只有认领人可以提交完成。")
+        raise _refuse(session, wish_id, "提交完成")
+    wish = get_wish(session, wish_id)
+    event = _record(session, wish_id, actor.id, "完成", CLAIMED, FULFILLED, note, now)
+    beneficiary = session.get(Member, wish.beneficiary_member_id) if wish.beneficiary_member_id else None
+    _tell(session, event, [*secretaries_for(session, wish.org), beneficiary],
+          f"{actor.name} 已完成心愿 #{wish_id}「{wish.title}」" + (f"：{note}" if note else "")
+          + f"。请核实后发送「确认 #{wish_id}」，或「驳回 #{wish_id} 理由」。")
+    session.commit()
+    return wish
+
+
+def attach_photo(session: Session, actor: Member, media_id: str, *, window_minutes: int = 10,
+                 now: datetime | None = None) -> Wish | None:
+    """Attach a photo to the wish `actor` reported fulfilled in the last minutes; None if none. Commit."""
+    now = now or now_utc()
+    wish = session.scalars(
+        select(Wish).where(Wish.claimer_id == actor.id, Wish.status == FULFILLED,
+                           Wish.fulfilled_at >= now - timedelta(minutes=window_minutes))
+        .order_by(Wish.fulfilled_at.desc(), Wish.id.desc())
+    ).first()
+    if wish is None:
+        return None
+    session.add(WishPhoto(wish_id=wish.id, media_id=media_id, added_by_id=actor.id, at=now))
+    session.commit()
+    return wish
+
+
+def _may_confirm(actor: Member, wish: Wish) -> bool:
+    return manages(actor, wish) or (wish.beneficiary_member_id is not None
+                                    and actor.id == wish.beneficiary_member_id)
+
+
+def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | None = None) -> Wish:
+    """The secretary above (or the bound beneficiary) confirms (待确认 → 已完成); the claimer is
+    credited the wish's points once, however many confirm at once. Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if not _may_confirm(actor, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员或受助人本人可以确认。")
+    if actor.id == wish.claimer_id:
+        raise Forbidden("不能确认自己完成的心愿，请由书记或受助人确认。")
+    if wish.status != FULFILLED or not _move(session, wish_id, FULFILLED, DONE, now, completed_at=now,
+                                             confirmed_by_id=actor.id):
+        session.rollback()
+        wish = get_wish(session, wish_id)
+        if wish.status == DONE:
+            raise DomainError(f"心愿 #{wish_id} 已确认完成，积分已发放，无需重复确认。",
+                              code="already_confirmed", status=409)
+        raise _refuse(session, wish_id, "确认")
+    wish = get_wish(session, wish_id)
+    event = _record(session, wish_id, actor.id, "确认", FULFILLED, DONE, "", now)
+    # The ledger's unique key (member, "wish", id) is the second guard against a double credit.
+    credited = credit(session, member_id=wish.claimer_id, amount=wish.points,
+                      reason=f"完成微心愿 #{wish_id}「{wish.title}」"[:200], source="wish",
+                      source_id=str(wish_id), recorded_by_id=actor.id, now=now)
+    gained = f"，获得 {wish.points} 积分" if credited and wish.points else ""
+    _tell(session, event, [wish.claimer],
+          f"您完成的心愿 #{wish_id}「{wish.title}」已确认{gained}。感谢您的付出！")
+    session.commit()
+    return wish
+
+
+def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
+                now: datetime | None = None) -> Wish:
+    """驳回: send a reported fulfilment back to the claimer (待确认 → 已认领), with a reason. Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if not _may_confirm(actor, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员或受助人本人可以驳回。")
+    if actor.id == wish.claimer_id:
+        raise Forbidden("不能驳回自己完成的心愿。")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError(f"请写明驳回理由，例如：驳回 #{wish_id} 水龙头仍在漏水")
+    # Leave the claimer at least two days after a rejection before the deadline releases the claim.
+    fulfil_by = max(wish.fulfil_by or now, now + timedelta(days=2))
+    if not _move(session, wish_id, FULFILLED, CLAIMED, now, fulfilled_at=None, fulfil_by=fulfil_by):
+        raise _refuse(session, wish_id, "驳回")
+    wish = get_wish(session, wish_id)
+    event = _record(session, wish_id, actor.id, "驳回", FULFILLED, CLAIMED, reason, now)
+    _tell(session, event, [wish.claimer],
+          f"您提交完成的心愿 #{wish_id}「{wish.title}」被驳回：{reason}。请在 {_local_date(fulfil_by)} 前"
+          f"处理后再次发送「完成 #{wish_id} 说明」。")
+    session.commit()
+    return wish
+
+
+def withdraw_wish(session: Session, actor: Member, wish_id: int, reason: str = "",
+                  now: datetime | None = None) -> Wish:
+    """A secretary above withdraws a wish not yet completed (→ 已撤回). Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if not manages(actor, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以撤回。")
+    frm = wish.status
+    if frm not in WITHDRAWABLE or not _move(session, wish_id, frm, WITHDRAWN, now):
+        raise _refuse(session, wish_id, "撤回")
+    event = _record(session, wish_id, actor.id, "撤回", frm, WITHDRAWN, reason, now)
+    if frm in HELD and wish.claimer is not None:
+        _tell(session, event, [wish.claimer], f"您认领的心愿 #{wish_id}「{wish.title}」已被撤回"
+              + (f"：{reason}" if reason else "") + "。感谢您的热心！")
+    session.commit()
+    return get_wish(session, wish_id)
+
+
+# Deadlines (run by the scheduler with its "now") ------------------------------------------------------
+def remind_due_claims(session: Session, now: datetime, *, days_before: int = 2) -> int:
+    """Remind claimers whose fulfil-by date is within `days_before` days; once per claim. Commit."""
+    due = session.scalars(
+        select(Wish).where(Wish.status == CLAIMED, Wish.fulfil_by > now,
+                           Wish.fulfil_by <= now + timedelta(days=days_before))
+    ).all()
+    sent = 0
+    for wish in due:
+        sent += enqueue(
+            session, source=f"wish:{wish.id}:claim{wish.claim_count}:remind", kind="wish", title="微心愿提醒",
+            member_id=wish.claimer_id,
+            body=f"您认领的心愿 #{wish.id}「{wish.title}」需在 {_local_date(wish.fulfil_by)} 前完成。"
+                 f"完成后请发送「完成 #{wish.id} 说明」；如无法完成，请发送「放弃 #{wish.id}」。",
+        )
+    session.commit()
+    return sent
+
+
+def release_overdue_claims(session: Session, now: datetime) -> int:
+    """Release claims past their fulfil-by date, telling the claimer and the secretary.
+    One transaction per wish; a rerun finds nothing left to release."""
+    overdue = session.execute(
+        select(Wish.id, Wish.claim_count).where(Wish.status == CLAIMED, Wish.fulfil_by <= now)
+    ).all()
+    released = 0
+    for wish_id, claim_count in overdue:
+        wish = get_wish(session, wish_id)
+        claimer = wish.claimer
+        # Only this claim, only if it is still overdue (a 驳回 may have just extended it).
+        if not _move(session, wish_id, CLAIMED, OPEN, now, Wish.claim_count == claim_count,
+                     Wish.fulfil_by <= now, claimer_id=None, claimed_at=None, fulfil_by=None):
+            session.rollback()
+            continue
+        event = _record(session, wish_id, None, "超期释放", CLAIMED, OPEN, "超过完成期限，系统自动释放", now)
+        _tell(session, event, [claimer],
+              f"您认领的心愿 #{wish_id}「{wish.title}」已超过完成期限，系统已释放认领，其他人可以重新认领。")
+        _tell(session, event, secretaries_for(session, wish.org),
+              f"{claimer.name if claimer else ''} 认领的心愿 #{wish_id}「{wish.title}」超期未完成，"
+              "已重新开放认领。")
+        session.commit()
+        released += 1
+    return released
+
+
+# Reading ---------------------------------------------------------------------------------------
+def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
+                     per_page: int = 5) -> tuple[list[Wish], int]:
+    """Return a page of wishes open for claiming, the viewer's community first, and the total."""
+    query = select(Wish).join(Organization, Organization.id == Wish.org_id).where(Wish.status == OPEN)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    order = [Wish.created_at.desc(), Wish.id.desc()]
+    if viewer is not None:
+        community = community_of(viewer.org)
+        order.insert(0, case((Organization.path.startswith(community.path), 0), else_=1))
+    page = max(1, page)
+    wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    return list(wishes), total
+
+
+def list_wishes(session: Session, *, status: str | None = None, org: Organization | None = None,
+                category: str | None = None, page: int = 1, per_page: int = 20) -> tuple[list[Wish], int]:
+    """Return a page of wishes filtered by state, organization subtree and category, and the total."""
+    query = select(Wish).join(Organization, Organization.id == Wish.org_id)
+    if status:
+        query = query.where(Wish.status == status)
+    if org is not None:
+        query = query.where(Organization.path.startswith(org.path))
+    if category:
+        query = query.where(Wish.category == category)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    offset = (max(1, page) - 1) * per_page
+    wishes = session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))
+    return list(wishes), total
+
+
+def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
+    """Return the wishes `member` claims, claimed and completed, or proposed, latest first."""
+    return list(session.scalars(
+        select(Wish).where(or_(Wish.claimer_id == member.id, Wish.poster_id == member.id))
+        .order_by(Wish.updated_at.desc(), Wish.id.desc()).limit(limit)
+    ))
+
+
+def wish_history(session: Session, wish_id: int) -> list[WishEvent]:
+    return list(session.scalars(
+        select(WishEvent).where(WishEvent.wish_id == wish_id).order_by(WishEvent.at, WishEvent.id)
+    ))
+
+
+EXPORT_COLUMNS = ("编号", "标题", "类别", "状态", "组织", "网格", "受助人", "地址", "电话", "积分", "发布人",
+                  "发布时间", "认领人", "认领时间", "完成期限", "完成时间", "确认时间")
+
+
+def export_wishes(session: Session, actor: Member, *, org: Organization | None = None,
+                  status: str | None = None) -> bytes:
+    """Return an .xlsx of the wishes of `org`'s subtree (the actor's own by default), for a manager."""
+    if not actor.is_manager:
+        raise Forbidden("只有书记或管理员可以导出心愿。")
+    org = org or actor.org
+    if not org.is_within(actor.org):
+        raise Forbidden("只能导出本组织及下级组织的心愿。")
+    def when(moment: datetime | None) -> str:
+        return moment.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+    query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
+             .where(Organization.path.startswith(org.path)).order_by(Wish.id))
+    if status:
+        query = query.where(Wish.status == status)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "微心愿"
+    sheet.append(EXPORT_COLUMNS)
+    for w in session.scalars(query):
+        sheet.append([
+            f"#{w.id}", w.title, w.category, w.status, w.org.full_name, w.grid.name if w.grid else "",
+            w.beneficiary_name, w.beneficiary_address, w.beneficiary_phone, w.points, w.poster.name,
+            when(w.created_at), w.claimer.name if w.claimer else "", when(w.claimed_at), when(w.fulfil_by),
+            when(w.fulfilled_at), when(w.completed_at),
+        ])
+    buffer = BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

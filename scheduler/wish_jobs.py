@@ -1,0 +1,30 @@
+"""微心愿 deadline jobs: thin adapters the scheduler registers; the rules live in models.wishes.
+
+Each takes the session and the "now" to run for, so tests and operators can run it for any time;
+a rerun for the same now sends nothing twice (the outbox's unique source keys).
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from models.wishes import release_overdue_claims, remind_due_claims
+
+
+def remind_wish_deadlines(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+    """Remind claimers whose fulfil-by date is near; return how many reminders were queued."""
+    days = int((settings or {}).get("WISH_REMIND_DAYS", 2))
+    return remind_due_claims(session, now, days_before=days)
+
+
+def release_overdue_wishes(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+    """Release claims past their fulfil-by date; return how many were released."""
+    return release_overdue_claims(session, now)
+
+
+# (name, function, how often it should run): for the scheduler being built to register.
+JOBS = (
+    ("wish_remind_deadlines", remind_wish_deadlines, "hourly"),
+    ("wish_release_overdue", release_overdue_wishes, "hourly"),
+)
