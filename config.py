@@ -36,6 +36,10 @@ _NUMBERS: dict[str, float | int] = {
     "WISH_REMIND_DAYS": 2,
     "WISH_PHOTO_MINUTES": 10,
     "WISH_PAGE_SIZE": 5,
+    # Mini-program API: session token lifetime, extended on every use (seconds).
+    "API_TOKEN_TTL": 7 * 24 * 3600,
+    # Largest roster file accepted by the import endpoint (bytes).
+    "API_MAX_UPLOAD": 5 * 1024 * 1024,
 }
 
 _STRINGS: dict[str, str] = {
@@ -52,6 +56,12 @@ _STRINGS: dict[str, str] = {
     "MINIAPP_APP_SECRET": "",
     "TIMEZONE": "Asia/Shanghai",
     "LOG_LEVEL": "INFO",
+    # Mini-program API rate limits (Flask-Limiter syntax), kept in Redis when REDIS_URL is set.
+    "API_LOGIN_RATE_LIMIT": "20 per minute",  # per client address
+    "API_BIND_RATE_LIMIT": "20 per minute",  # per client address
+    "API_BIND_RATE_LIMIT_PER_TOKEN": "10 per minute",
+    # Where the API docs page loads Swagger UI from (empty: a public CDN).
+    "API_DOCS_ASSETS_URL": "",
 }
 
 

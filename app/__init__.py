@@ -7,6 +7,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 from flask import Flask, jsonify
 
+from app import api
 from app.extensions import db, engine_options, init_redis, migrate
 from config import load_config
 from handlers import build_router
@@ -48,9 +49,12 @@ def register_blueprints(app: Flask) -> None:
     from app import wechat
 
     app.register_blueprint(wechat.bp)
+    api.init_app(app)  # /api/v1, its OpenAPI document and docs page, its rate limits
 
 
 def register_errorhandlers(app: Flask) -> None:
+    api.register_errorhandlers(app)
+
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")

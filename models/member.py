@@ -67,6 +67,27 @@ class WechatUser(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
 
 
+class MiniappUser(Base):
+    """What we know of a mini-program user (by mini-program openid), bound or not."""
+
+    __tablename__ = "miniapp_users"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    failed_binds: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
+
+
+# Binding through the Official Account (column "openid") or the mini-program ("miniapp_openid"):
+# where the failed attempts are counted, and how the user is told to unbind.
+_BIND_CHANNELS = {
+    "openid": (WechatUser, "发送「解绑」", "发送「我的」查看"),
+    "miniapp_openid": (MiniappUser, "在小程序中解除绑定", "在小程序中查看"),
+}
+
 _NOT_DIGITS = re.compile(r"\D")
 
 
@@ -100,18 +121,25 @@ def member_for_openid(session: Session, openid: str) -> Member | None:
     return session.scalars(_BY_OPENID, {"openid": openid}).first()
 
 
-def ensure_wechat_user(session: Session, openid: str) -> WechatUser:
+def member_for_miniapp_openid(session: Session, openid: str) -> Member | None:
+    """Return the active member bound to a mini-program openid, or None."""
+    return session.scalars(
+        select(Member).where(Member.miniapp_openid == openid, Member.active.is_(True))
+    ).first()
+
+
+def ensure_wechat_user(session: Session, openid: str, model: type = WechatUser):
     """Return the follower row of `openid`, creating it if missing (race-safe, no commit)."""
-    user = session.get(WechatUser, openid)
+    user = session.get(model, openid)
     if user is not None:
         return user
     try:
         with session.begin_nested():
-            user = WechatUser(openid=openid)
+            user = model(openid=openid)
             session.add(user)
     except IntegrityError:
         # Another request created it between our read and our insert.
-        user = session.get(WechatUser, openid)
+        user = session.get(model, openid)
     return user
 
 
@@ -124,23 +152,29 @@ def bind_openid(
     now: datetime | None = None,
     max_failures: int = 5,
     lockout: timedelta = timedelta(hours=1),
+    column: str = "openid",
+    unionid: str | None = None,
 ) -> Member:
     """Bind `openid` to the rostered member with exactly this name and phone; commit.
 
+    `column` says which identity is bound: "openid" (Official Account, the default) or
+    "miniapp_openid" (mini-program; a `unionid` from WeChat is then kept on the member too).
     Failed attempts are counted per openid; after `max_failures` the openid is locked out.
     """
+    model, unbind_hint, show_hint = _BIND_CHANNELS[column]
+    target = getattr(Member, column)
     now = now or now_utc()
-    user = ensure_wechat_user(session, openid)
+    user = ensure_wechat_user(session, openid, model)
     session.refresh(user)
     if user.locked_until and user.locked_until > now:
         minutes = max(1, int((user.locked_until - now).total_seconds() // 60))
         session.commit()
         raise DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
 
-    current = member_for_openid(session, openid)
+    current = session.scalars(select(Member).where(target == openid, Member.active.is_(True))).first()
     if current is not None:
         session.commit()
-        raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先发送「解绑」。", code="already_bound")
+        raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先{unbind_hint}。", code="already_bound")
 
     name = unicodedata.normalize("NFKC", name).strip()
     phone = normalize_phone(phone)
@@ -148,53 +182,56 @@ def bind_openid(
         select(Member).where(Member.name == name, Member.phone == phone, Member.active.is_(True))
     ).first()
     if member is None:
-        _record_bind_failure(session, openid, now, max_failures, lockout)
+        _record_bind_failure(session, openid, now, max_failures, lockout, model)
         session.commit()
         raise DomainError(
             "未找到与该姓名和手机号匹配的登记信息，请核对后重试，或联系所在支部书记登记。",
             code="no_match",
         )
 
+    values = {column: openid, "bound_at": now}
+    if unionid and member.unionid is None:
+        values["unionid"] = unionid
     # A conditional update: of two people binding the same member at once, exactly one wins.
     try:
         claimed = session.execute(
             update(Member)
-            .where(Member.id == member.id, Member.openid.is_(None))
-            .values(openid=openid, bound_at=now)
+            .where(Member.id == member.id, target.is_(None))
+            .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
     except IntegrityError:
         # The openid was bound to another member by a concurrent request.
         session.rollback()
-        raise DomainError("您的微信刚刚已完成绑定，请发送「我的」查看。", code="already_bound") from None
+        raise DomainError(f"您的微信刚刚已完成绑定，请{show_hint}。", code="already_bound") from None
     if claimed != 1:
         session.rollback()
         raise DomainError(
             "该党员信息已被其他微信号绑定。如非本人操作，请联系所在支部书记处理。", code="taken"
         )
     session.execute(
-        update(WechatUser).where(WechatUser.openid == openid).values(failed_binds=0, locked_until=None)
+        update(model).where(model.openid == openid).values(failed_binds=0, locked_until=None)
     )
     session.commit()
     session.refresh(member)
     return member
 
 
-def _record_bind_failure(session, openid, now, max_failures, lockout) -> None:
+def _record_bind_failure(session, openid, now, max_failures, lockout, model=WechatUser) -> None:
     # Reset a counter whose lock-out has run out, then count atomically in the database.
     session.execute(
-        update(WechatUser)
-        .where(WechatUser.openid == openid, WechatUser.locked_until <= now)
+        update(model)
+        .where(model.openid == openid, model.locked_until <= now)
         .values(failed_binds=0, locked_until=None)
     )
     session.execute(
-        update(WechatUser)
-        .where(WechatUser.openid == openid)
-        .values(failed_binds=WechatUser.failed_binds + 1)
+        update(model)
+        .where(model.openid == openid)
+        .values(failed_binds=model.failed_binds + 1)
     )
     session.execute(
-        update(WechatUser)
-        .where(WechatUser.openid == openid, WechatUser.failed_binds >= max_failures)
+        update(model)
+        .where(model.openid == openid, model.failed_binds >= max_failures)
         .values(locked_until=now + lockout)
     )
 
@@ -226,3 +263,55 @@ def set_subscribed(session: Session, openid: str, subscribed: bool) -> None:
 
 def count_members(session: Session) -> int:
     return session.scalar(select(func.count(Member.id))) or 0
+
+
+def login_miniapp(session: Session, openid: str, unionid: str | None = None, *,
+                  now: datetime | None = None) -> Member | None:
+    """Record a mini-program login and return the member it belongs to, or None; commit.
+
+    The member is the one bound to this mini-program openid, or else the one carrying the same
+    `unionid` (the same person bound through the Official Account): that member is then linked.
+    """
+    now = now or now_utc()
+    user = ensure_wechat_user(session, openid, MiniappUser)
+    user.last_login_at = now
+    if unionid:
+        user.unionid = unionid
+    member = member_for_miniapp_openid(session, openid)
+    if member is None and unionid:
+        candidate = session.scalars(
+            select(Member).where(Member.unionid == unionid, Member.active.is_(True))
+        ).first()
+        if candidate is not None:
+            # Conditional: never take over a member already bound to another mini-program openid.
+            linked = session.execute(
+                update(Member)
+                .where(Member.id == candidate.id, Member.miniapp_openid.is_(None))
+                .values(miniapp_openid=openid, bound_at=func.coalesce(Member.bound_at, now))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if linked == 1:
+                member = candidate
+    elif member is not None and unionid and member.unionid is None:
+        try:
+            with session.begin_nested():
+                member.unionid = unionid
+        except IntegrityError:
+            member.unionid = None  # another member carries it; leave the link as it was
+    session.commit()
+    if member is not None:
+        session.refresh(member)
+    return member
+
+
+def unbind_miniapp(session: Session, openid: str) -> Member:
+    """Release the member bound to a mini-program openid (and forget its unionid link); commit."""
+    member = member_for_miniapp_openid(session, openid)
+    if member is None:
+        raise DomainError("您的微信尚未绑定党员信息。", code="not_bound")
+    member.miniapp_openid = None
+    member.unionid = None
+    if member.openid is None:
+        member.bound_at = None
+    session.commit()
+    return member

@@ -72,7 +72,10 @@ def read_roster(data: bytes, filename: str) -> list[dict]:
                 continue
         else:
             raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
-        rows = list(csv.reader(io.StringIO(text)))
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise RosterFileError("无法读取该 CSV 文件。") from exc
     else:
         raise RosterFileError("只支持 .xlsx 或 .csv 文件。")
     if not rows:
@@ -189,8 +192,13 @@ def import_members(
     dry_run: bool = False,
     today: date | None = None,
     progress: Callable[[int], None] | None = None,
+    check_row: Callable[[str, str, Member | None], str | None] | None = None,
 ) -> ImportReport:
-    """Create or update (by phone) the members of a roster; all rows or none; commit unless dry run."""
+    """Create or update (by phone) the members of a roster; all rows or none; commit unless dry run.
+
+    `check_row(org_path, role, existing_member)` may refuse a row that would create or change a
+    member (e.g. outside the importer's subtree) by returning the reason.
+    """
     today = today or date.today()
     rows, errors = _validate(records, today)
     report = ImportReport(total=len(rows) + len(errors), errors=errors, dry_run=dry_run)
@@ -200,6 +208,16 @@ def import_members(
         m.phone: m
         for m in session.scalars(select(Member).where(Member.phone.in_([r.phone for r in rows])))
     }
+    if check_row is not None:
+        for row in rows:
+            member = existing.get(row.phone)
+            if member is not None and not _differs(member, row):
+                continue  # an unchanged row changes nothing, whoever imports it
+            problem = check_row(row.org_path, row.role, member)
+            if problem:
+                errors.append(RowError(row.number, problem))
+        if errors:
+            return report
     orgs: dict[str, Organization] = {}
     for row in rows:
         member = existing.get(row.phone)

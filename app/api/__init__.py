@@ -1,0 +1,62 @@
+"""The mini-program REST API at /api/v1: schemas and auth here, the rules in models/.
+
+The OpenAPI 3 document is generated from the code (flask-smorest) and served at
+/api/v1/openapi.json, with a docs page at /api/v1/docs.
+"""
+
+from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_smorest import Api as _Api
+
+from app.api import errors
+from app.api.schemas import ErrorSchema
+
+PREFIX = "/api/v1"
+
+# Route limits are declared on the views (login, bind); the storage is the app's Redis.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+
+class Api(_Api):
+    """flask-smorest, documenting our error shape and leaving error handling to app.api.errors."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        # flask-smorest would answer every HTTP error of the app (the webhook's too) in its shape.
+        pass
+
+
+def init_app(app: Flask) -> None:
+    """Bind the API, its docs and its rate limiter to `app`."""
+    cfg = app.config
+    cfg.setdefault("API_TITLE", "连心 Lianxin API")
+    cfg.setdefault("API_VERSION", "v1")
+    cfg.setdefault("OPENAPI_VERSION", "3.0.3")
+    cfg.setdefault("OPENAPI_URL_PREFIX", PREFIX)
+    cfg.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    cfg.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
+    cfg.setdefault("OPENAPI_SWAGGER_UI_URL", cfg.get("API_DOCS_ASSETS_URL") or
+                   "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
+    if cfg.get("REDIS_URL"):
+        timeout = cfg["REDIS_TIMEOUT"]
+        cfg.setdefault("RATELIMIT_STORAGE_OPTIONS",
+                       {"socket_timeout": timeout, "socket_connect_timeout": timeout})
+    cfg.setdefault("RATELIMIT_KEY_PREFIX", "lx:ratelimit")
+    limiter.init_app(app)
+
+    api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+
+    from app.api import admin, me, session
+
+    api.register_blueprint(session.blp)
+    api.register_blueprint(me.blp)
+    api.register_blueprint(admin.blp)
+    app.extensions["api"] = api
+
+
+def register_errorhandlers(app: Flask) -> None:
+    errors.register(app)

@@ -1,0 +1,100 @@
+"""Member administration for secretaries and admins, within their organization's subtree."""
+
+from flask import Response, current_app, g
+from flask_smorest import Blueprint
+
+from app.api import PREFIX
+from app.api.auth import current_member, login_required
+from app.api.errors import ApiError
+from app.api.schemas import (
+    ImportFileSchema,
+    ImportQuerySchema,
+    ImportReportSchema,
+    MemberPageSchema,
+    MemberQuerySchema,
+    MemberSchema,
+    MemberUpdateSchema,
+    OrgNodeSchema,
+)
+from app.extensions import db
+from models import directory
+
+blp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin", description="成员管理（书记、管理员）")
+BEARER = [{"bearerAuth": []}]
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _actor():
+    g.api_member = current_member()
+    return g.api_member
+
+
+@blp.route("/members", methods=["GET"])
+@login_required
+@blp.arguments(MemberQuerySchema, location="query")
+@blp.response(200, MemberPageSchema)
+@blp.doc(security=BEARER)
+def list_members(args):
+    """分页列出管理范围内的成员（可按组织、类别、姓名或手机号筛选）。"""
+    return directory.list_members(
+        db.session, _actor(), org_id=args["org"], kind=args["kind"], q=args["q"],
+        page=args["page"], per_page=args["per_page"],
+    )
+
+
+@blp.route("/members/<int:member_id>", methods=["GET"])
+@login_required
+@blp.response(200, MemberSchema)
+@blp.doc(security=BEARER)
+def get_member(member_id):
+    """查看一名成员。"""
+    return directory.get_member(db.session, _actor(), member_id)
+
+
+@blp.route("/members/<int:member_id>", methods=["PATCH"])
+@login_required
+@blp.arguments(MemberUpdateSchema)
+@blp.response(200, MemberSchema)
+@blp.doc(security=BEARER)
+def update_member(changes, member_id):
+    """修改一名成员的信息（只修改给出的字段）。"""
+    return directory.update_member(db.session, _actor(), member_id, changes)
+
+
+@blp.route("/members/import", methods=["POST"])
+@login_required
+@blp.arguments(ImportQuerySchema, location="query")
+@blp.arguments(ImportFileSchema, location="files")
+@blp.response(200, ImportReportSchema)
+@blp.doc(security=BEARER)
+def import_members(query, files):
+    """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告；`dry_run=1` 只检查。"""
+    upload = files["file"]
+    data = upload.read(int(current_app.config["API_MAX_UPLOAD"]) + 1)
+    if len(data) > current_app.config["API_MAX_UPLOAD"]:
+        raise ApiError(413, "too_large", "文件过大。")
+    return directory.import_roster(db.session, _actor(), data, upload.filename or "",
+                                   dry_run=query["dry_run"])
+
+
+@blp.route("/members/export", methods=["GET"])
+@login_required
+@blp.doc(security=BEARER, responses={"200": {
+    "description": "管理范围内成员的 .xlsx 名册",
+    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+}})
+def export_members():
+    """导出管理范围内的成员名册（.xlsx，列与导入相同）。"""
+    data = directory.export_roster(db.session, _actor())
+    return Response(data, mimetype=XLSX, headers={
+        "Content-Disposition": "attachment; filename=\"members.xlsx\"; filename*=UTF-8''%E5%90%8D%E5%86%8C.xlsx",
+    })
+
+
+@blp.route("/orgs", methods=["GET"])
+@login_required
+@blp.response(200, OrgNodeSchema)
+@blp.doc(security=BEARER)
+def org_tree():
+    """管理范围内的组织树，含各组织的成员数。"""
+    return directory.org_tree(db.session, _actor())

@@ -1,0 +1,144 @@
+"""Mini-program login: code2session with WeChat, opaque session tokens in Redis, the Bearer check.
+
+A token is random and means nothing by itself; Redis keeps, under a hash of it, the mini-program
+openid (and unionid, session_key) it stands for, with a sliding expiry. The member is looked up
+on every request, so binding and unbinding take effect at once. `session_key` is kept only in Redis:
+it is never returned, and never logged.
+"""
+
+import functools
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+import requests
+from flask import current_app, g, request
+
+from app.api.errors import ApiError
+from app.extensions import db, get_redis
+from models.member import Member, member_for_miniapp_openid
+from scheduler.wechat_api import OFFICIAL_BASE, route_to_base
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "lx:api:token:"
+# WeChat's answers for a wx.login code that is unknown, used already, or blocked.
+INVALID_CODE_ERRORS = {40029, 40163, 40226}
+FREQUENCY_LIMITED = 45011
+
+
+@dataclass
+class ApiSession:
+    token_key: str
+    openid: str
+    unionid: str | None
+
+
+def _key(token: str) -> str:
+    # Only a hash of the token is stored, so a look at Redis does not hand out live tokens.
+    return TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+def code2session(code: str) -> dict:
+    """Exchange a wx.login code for {"openid", "session_key", "unionid"?}, or raise ApiError."""
+    cfg = current_app.config
+    http = route_to_base(requests.Session(), cfg["WECHAT_API_BASE"])
+    try:
+        answer = http.get(
+            OFFICIAL_BASE + "/sns/jscode2session",
+            params={"appid": cfg["MINIAPP_APP_ID"], "secret": cfg["MINIAPP_APP_SECRET"],
+                    "js_code": code, "grant_type": "authorization_code"},
+            timeout=cfg["WECHAT_HTTP_TIMEOUT"],
+        )
+        answer.raise_for_status()
+        data = answer.json()
+    except (requests.RequestException, ValueError) as exc:
+        log.warning("jscode2session failed: %s", type(exc).__name__)
+        raise ApiError(502, "wechat_unavailable", "微信登录服务暂时不可用，请稍后再试。") from None
+    finally:
+        http.close()
+    if not isinstance(data, dict):
+        raise ApiError(502, "wechat_unavailable", "微信登录服务暂时不可用，请稍后再试。")
+    errcode = data.get("errcode") or 0
+    if errcode in INVALID_CODE_ERRORS:
+        raise ApiError(401, "invalid_code", "登录凭证无效或已使用，请重新进入小程序登录。",
+                       {"wechat_errcode": errcode})
+    if errcode == FREQUENCY_LIMITED:
+        raise ApiError(429, "rate_limited", "登录过于频繁，请稍后再试。", {"wechat_errcode": errcode})
+    if errcode or not data.get("openid"):
+        # Only the error code is logged: the answer may carry the session_key.
+        log.warning("jscode2session answered errcode %s", errcode)
+        raise ApiError(502, "wechat_error", "微信登录失败，请稍后再试。", {"wechat_errcode": errcode})
+    return data
+
+
+def issue_token(openid: str, unionid: str | None, session_key: str) -> str:
+    """Create a session token for a mini-program user; return it."""
+    token = secrets.token_urlsafe(32)
+    key = _key(token)
+    fields = {"openid": openid, "unionid": unionid or "", "session_key": session_key}
+    store = get_redis(current_app)
+    with store.pipeline() as pipe:
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, int(current_app.config["API_TOKEN_TTL"]))
+        pipe.execute()
+    return token
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def load_session(token: str) -> ApiSession | None:
+    """Return the session of a token and extend its life (sliding expiry), or None."""
+    key = _key(token)
+    store = get_redis(current_app)
+    with store.pipeline() as pipe:
+        pipe.hmget(key, "openid", "unionid")
+        pipe.expire(key, int(current_app.config["API_TOKEN_TTL"]))
+        (openid, unionid), _ = pipe.execute()
+    if not openid:
+        return None
+    return ApiSession(key, openid, unionid or None)
+
+
+def revoke(session: ApiSession) -> None:
+    get_redis(current_app).delete(session.token_key)
+
+
+def token_rate_key() -> str:
+    """The rate-limit key of the caller's token (hashed), or of its address without one."""
+    token = bearer_token()
+    if token:
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    return "ip:" + (request.remote_addr or "")
+
+
+def current_member() -> Member | None:
+    """The member the logged-in mini-program user is bound to, or None."""
+    if "api_member" not in g:
+        g.api_member = member_for_miniapp_openid(db.session, g.api_session.openid)
+    return g.api_member
+
+
+def login_required(view):
+    """Let the view run only with a valid `Authorization: Bearer <token>` (else 401)."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        token = bearer_token()
+        if token is None:
+            raise ApiError(401, "unauthorized", "请先登录。", headers={"WWW-Authenticate": "Bearer"})
+        session = load_session(token)
+        if session is None:
+            raise ApiError(401, "token_invalid", "登录已失效，请重新登录。",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        g.api_session = session
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,62 @@
+"""GET /me, POST /me/bind, DELETE /me/bind: the logged-in user's own identity."""
+
+from datetime import timedelta
+
+from flask import current_app, g
+from flask_smorest import Blueprint
+
+from app.api import PREFIX, limiter
+from app.api.auth import current_member, login_required, token_rate_key
+from app.api.schemas import BindSchema, MeSchema
+from app.extensions import db
+from models.member import bind_openid, unbind_miniapp
+
+blp = Blueprint("me", __name__, url_prefix=f"{PREFIX}/me", description="我的身份")
+BEARER = [{"bearerAuth": []}]
+
+
+def _me():
+    member = current_member()
+    g.api_member = member
+    return {"bound": member is not None, "member": member}
+
+
+@blp.route("", methods=["GET"])
+@login_required
+@blp.response(200, MeSchema)
+@blp.doc(security=BEARER)
+def me():
+    """查看我的信息，以及是否已绑定党员/志愿者身份。"""
+    return _me()
+
+
+@blp.route("/bind", methods=["POST"])
+@limiter.limit(lambda: current_app.config["API_BIND_RATE_LIMIT"])
+@limiter.limit(lambda: current_app.config["API_BIND_RATE_LIMIT_PER_TOKEN"], key_func=token_rate_key)
+@login_required
+@blp.arguments(BindSchema)
+@blp.response(200, MeSchema)
+@blp.doc(security=BEARER)
+def bind(args):
+    """用姓名和手机号绑定身份（与公众号「绑定」规则相同，失败过多会被暂时锁定）。"""
+    cfg = current_app.config
+    session = g.api_session
+    bind_openid(
+        db.session, session.openid, args["name"], args["phone"],
+        max_failures=int(cfg["BIND_MAX_FAILURES"]),
+        lockout=timedelta(seconds=int(cfg["BIND_LOCKOUT_SECONDS"])),
+        column="miniapp_openid", unionid=session.unionid,
+    )
+    g.pop("api_member", None)
+    return _me()
+
+
+@blp.route("/bind", methods=["DELETE"])
+@login_required
+@blp.response(200, MeSchema)
+@blp.doc(security=BEARER)
+def unbind():
+    """解除小程序与身份的绑定。"""
+    unbind_miniapp(db.session, g.api_session.openid)
+    g.pop("api_member", None)
+    return _me()

@@ -1,0 +1,163 @@
+"""Request and response schemas of /api/v1 (the OpenAPI document is generated from these)."""
+
+from zoneinfo import ZoneInfo
+
+import marshmallow as ma
+from flask import current_app, g
+from marshmallow import fields, validate
+
+from models import authz
+from models.member import KINDS, ROLES
+
+
+class LocalDateTime(fields.DateTime):
+    """An aware timestamp shown in the app's time zone: 2026-11-24T09:30:00+08:00."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat(timespec="seconds")
+
+
+class ErrorSchema(ma.Schema):
+    code = fields.String(required=True, metadata={"description": "机器可读的错误代码", "example": "invalid"})
+    message = fields.String(required=True, metadata={"description": "中文说明"})
+    details = fields.Dict(required=True, metadata={"description": "细节，如出错的字段"})
+
+
+class OrgRefSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    full_name = fields.String(required=True)
+    level = fields.Integer(required=True)
+    level_name = fields.String(required=True)
+
+
+class MemberSchema(ma.Schema):
+    """A member as the caller may see them: phone and political birthday masked unless responsible."""
+
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    phone = fields.Method("_phone", required=True, metadata={"type": "string", "example": "138****5678"})
+    masked = fields.Method("_masked", required=True, metadata={"type": "boolean"})
+    kind = fields.String(required=True, metadata={"enum": list(KINDS)})
+    role = fields.String(required=True, metadata={"enum": list(ROLES)})
+    join_date = fields.Method("_join_date", required=True, allow_none=True,
+                              metadata={"type": "string", "format": "date", "nullable": True})
+    org = fields.Nested(OrgRefSchema, required=True)
+    grid = fields.Function(lambda m: m.grid.name if m.grid else None, required=True, allow_none=True,
+                           metadata={"type": "string", "nullable": True})
+    active = fields.Boolean(required=True)
+    wechat_bound = fields.Function(lambda m: m.openid is not None, required=True,
+                                   metadata={"type": "boolean", "description": "公众号已绑定"})
+    miniapp_bound = fields.Function(lambda m: m.miniapp_openid is not None, required=True,
+                                    metadata={"type": "boolean", "description": "小程序已绑定"})
+    created_at = LocalDateTime(required=True)
+    updated_at = LocalDateTime(required=True)
+
+    @staticmethod
+    def _private(member) -> bool:
+        return authz.can(g.get("api_member"), authz.VIEW_PRIVATE, member)
+
+    def _phone(self, member):
+        return authz.visible_phone(g.get("api_member"), member)
+
+    def _masked(self, member):
+        return not self._private(member)
+
+    def _join_date(self, member):
+        if member.join_date is None or not self._private(member):
+            return None
+        return member.join_date.isoformat()
+
+
+class LoginSchema(ma.Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
+                         metadata={"description": "wx.login() 得到的 code"})
+
+
+class LoginResultSchema(ma.Schema):
+    token = fields.String(required=True)
+    expires_in = fields.Integer(required=True, metadata={"description": "秒；每次使用后顺延"})
+    member = fields.Nested(MemberSchema, required=True, allow_none=True)
+
+
+class MessageSchema(ma.Schema):
+    message = fields.String(required=True)
+
+
+class MeSchema(ma.Schema):
+    bound = fields.Boolean(required=True)
+    member = fields.Nested(MemberSchema, required=True, allow_none=True)
+
+
+class BindSchema(ma.Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    phone = fields.String(required=True, validate=validate.Length(min=1, max=30),
+                          metadata={"example": "13800000000"})
+
+
+class MemberQuerySchema(ma.Schema):
+    org = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1),
+                         metadata={"description": "组织 id；默认为本人所在组织"})
+    kind = fields.String(load_default=None, validate=validate.OneOf(KINDS))
+    q = fields.String(load_default=None, validate=validate.Length(max=50),
+                      metadata={"description": "按姓名或手机号搜索"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class MemberPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(MemberSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class MemberUpdateSchema(ma.Schema):
+    name = fields.String(validate=validate.Length(min=1, max=50))
+    phone = fields.String(validate=validate.Length(min=1, max=30))
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    role = fields.String(validate=validate.OneOf(ROLES))
+    join_date = fields.Date(allow_none=True)
+    org_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    grid = fields.String(allow_none=True, validate=validate.Length(max=100),
+                         metadata={"description": "网格名；空字符串或 null 表示清除"})
+    active = fields.Boolean()
+
+
+class ImportQuerySchema(ma.Schema):
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "1：只检查，不写入"})
+
+
+class ImportFileSchema(ma.Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary",
+                                               "description": ".xlsx 或 .csv 名册"})
+
+
+class RowErrorSchema(ma.Schema):
+    row = fields.Integer(required=True, metadata={"description": "表格中的行号（表头为第1行）"})
+    reason = fields.String(required=True)
+
+
+class ImportReportSchema(ma.Schema):
+    ok = fields.Boolean(required=True)
+    dry_run = fields.Boolean(required=True)
+    total = fields.Integer(required=True)
+    created = fields.Integer(required=True)
+    updated = fields.Integer(required=True)
+    unchanged = fields.Integer(required=True)
+    summary = fields.Function(lambda r: r.summary(), required=True, metadata={"type": "string"})
+    errors = fields.List(fields.Nested(RowErrorSchema), required=True)
+
+
+class OrgNodeSchema(ma.Schema):
+    id = fields.Function(lambda n: n.org.id, required=True, metadata={"type": "integer"})
+    name = fields.Function(lambda n: n.org.name, required=True, metadata={"type": "string"})
+    full_name = fields.Function(lambda n: n.org.full_name, required=True, metadata={"type": "string"})
+    level = fields.Function(lambda n: n.org.level, required=True, metadata={"type": "integer"})
+    level_name = fields.Function(lambda n: n.org.level_name, required=True, metadata={"type": "string"})
+    members = fields.Integer(required=True, metadata={"description": "本组织直属成员数"})
+    total_members = fields.Integer(required=True, metadata={"description": "含下级组织的成员数"})
+    children = fields.List(fields.Nested(lambda: OrgNodeSchema()), required=True)

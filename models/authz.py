@@ -1,0 +1,108 @@
+"""Who may do what to whom: the one authorization rule set, used by the API and the chatbot.
+
+A secretary (书记) or an admin (管理员) manages the subtree of their organization node. They are
+*responsible* for a member below their node, and for the ordinary members (not the other
+secretaries or admins) of their own node. Personal data (the phone, the political birthday) is
+shown in full only to the member themself and to those responsible for them.
+
+The rules are written on the organizations' name paths ("滨江街道党工委/东湖社区党委"), so they also
+judge a roster row whose organization does not exist yet.
+"""
+
+from models.base import Forbidden
+from models.member import MANAGER_ROLES, Member, mask_phone
+from models.org import PATH_SEPARATOR, Organization
+
+# Actions on a member (target: a Member).
+VIEW_MEMBER = "member.view"  # see the member in a listing, personal data masked
+VIEW_PRIVATE = "member.view_private"  # see the phone and the political birthday
+UPDATE_MEMBER = "member.update"  # change the member's record
+# Actions on an organization's subtree (target: an Organization; None means the actor's own).
+LIST_MEMBERS = "member.list"
+IMPORT_MEMBERS = "member.import"
+EXPORT_MEMBERS = "member.export"
+VIEW_ORGS = "org.view"
+
+MEMBER_ACTIONS = (VIEW_MEMBER, VIEW_PRIVATE, UPDATE_MEMBER)
+ORG_ACTIONS = (LIST_MEMBERS, IMPORT_MEMBERS, EXPORT_MEMBERS, VIEW_ORGS)
+ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS
+
+_DENIED = {
+    VIEW_MEMBER: "您无权查看该成员。",
+    VIEW_PRIVATE: "您无权查看该成员的个人信息。",
+    UPDATE_MEMBER: "您无权修改该成员的信息。",
+    LIST_MEMBERS: "您无权查看该组织的成员。",
+    IMPORT_MEMBERS: "您无权向该组织导入成员。",
+    EXPORT_MEMBERS: "您无权导出该组织的成员。",
+    VIEW_ORGS: "您无权查看该组织。",
+}
+NOT_MANAGER = "该功能仅限书记或管理员使用。"
+
+
+def within(org_name: str, ancestor_name: str) -> bool:
+    """Return whether the node named `org_name` is the node `ancestor_name` or below it."""
+    return org_name == ancestor_name or org_name.startswith(ancestor_name + PATH_SEPARATOR)
+
+
+def is_manager(actor: Member | None) -> bool:
+    return actor is not None and actor.active and actor.role in MANAGER_ROLES
+
+
+def responsible(actor: Member | None, org_name: str, role: str, member_id: int | None = None) -> bool:
+    """Return whether `actor` is responsible for a member (existing or not) of `org_name` with `role`."""
+    if not is_manager(actor) or member_id == actor.id:
+        return False
+    home = actor.org.full_name
+    if org_name == home:
+        # Their own node: its ordinary members, not the other secretaries and admins.
+        return role not in MANAGER_ROLES
+    return within(org_name, home)
+
+
+def can(actor: Member | None, action: str, target: Member | Organization | None = None) -> bool:
+    """Return whether `actor` may do `action` to `target` (a member, or an organization's subtree)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if actor is None or not actor.active:
+        return False
+    if action in MEMBER_ACTIONS:
+        if not isinstance(target, Member):
+            raise TypeError(f"{action} needs a member")
+        if action in (VIEW_MEMBER, VIEW_PRIVATE) and target.id == actor.id:
+            return True
+        if action == VIEW_MEMBER:
+            return is_manager(actor) and within(target.org.full_name, actor.org.full_name)
+        return responsible(actor, target.org.full_name, target.role, target.id)
+    if target is not None and not isinstance(target, Organization):
+        raise TypeError(f"{action} needs an organization")
+    org = target if target is not None else actor.org
+    return is_manager(actor) and within(org.full_name, actor.org.full_name)
+
+
+def authorize(actor: Member | None, action: str, target: Member | Organization | None = None) -> None:
+    """Raise Forbidden (403, with a Chinese message) unless `actor` may do `action` to `target`."""
+    if can(actor, action, target):
+        return
+    if actor is None:
+        raise Forbidden("请先绑定党员身份。", code="not_bound")
+    if not is_manager(actor) and (action in ORG_ACTIONS or action == UPDATE_MEMBER):
+        raise Forbidden(NOT_MANAGER)
+    raise Forbidden(_DENIED[action])
+
+
+def assignable(actor: Member, org_name: str, role: str, member_id: int | None = None) -> str | None:
+    """Return why `actor` may not give a member this organization and role, or None if they may."""
+    if not within(org_name, actor.org.full_name):
+        return f"组织「{org_name}」不在您的管理范围内"
+    if role == "管理员" and actor.role != "管理员":
+        return "只有管理员可以设置管理员角色"
+    if not responsible(actor, org_name, role, member_id):
+        if member_id == actor.id:
+            return "不能修改您自己的组织或角色"
+        return "不能设置与您同级的书记或管理员"
+    return None
+
+
+def visible_phone(actor: Member | None, member: Member) -> str:
+    """Return the member's phone as `actor` may see it: in full, or masked like 138****5678."""
+    return member.phone if can(actor, VIEW_PRIVATE, member) else mask_phone(member.phone)
