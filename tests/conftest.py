@@ -6,6 +6,7 @@ CI runs the suite once on the defaults and once with
 """
 
 import os
+import uuid
 from datetime import date
 
 import pytest
@@ -171,13 +172,13 @@ def make_member(engine):
     counter = iter(range(1, 100000))
 
     def build(name=None, phone=None, *, org=BRANCH, kind="直管党员", role="党员", grid=None,
-              openid=None, join_date=date(2001, 7, 1)):
+              openid=None, join_date=date(2001, 7, 1), miniapp_openid=None):
         n = next(counter)
         with Session(engine, expire_on_commit=False) as s:
             node = ensure_org_path(s, org)
             member = Member(
                 name=name or f"党员{n}", phone=phone or f"139{n:08d}", kind=kind, role=role,
-                org_id=node.id, join_date=join_date, openid=openid,
+                org_id=node.id, join_date=join_date, openid=openid, miniapp_openid=miniapp_openid,
                 grid_id=ensure_grid(s, node, grid).id if grid else None,
             )
             s.add(member)
@@ -185,3 +186,41 @@ def make_member(engine):
             return member
 
     return build
+
+
+
+@pytest.fixture
+def api_app(app_factory):
+    """An app for /api/v1 tests, without a pushed app context: each request gets its own, as live."""
+    return app_factory()
+
+
+@pytest.fixture
+def api_client(api_app):
+    return api_app.test_client()
+
+
+@pytest.fixture
+def api_login(api_client, wechat_api, engine):
+    """Log in to /api/v1 as a mini-program user; returns the request headers with the token.
+
+    `api_login(member)` logs in as that member (their miniapp_openid is set on first use);
+    `api_login(openid="o-x")` as a user bound to no one.
+    """
+    counter = iter(range(1, 100000))
+
+    def login(member=None, *, openid=None, unionid=None, client=None) -> dict:
+        n = next(counter)
+        if member is not None and member.miniapp_openid is None:
+            member.miniapp_openid = f"mp-{member.id}"
+            with Session(engine) as s:
+                s.get(Member, member.id).miniapp_openid = member.miniapp_openid
+                s.commit()
+        openid = member.miniapp_openid if member is not None else openid or f"mp-anon-{n}"
+        code = f"code-{openid}-{n}-{uuid.uuid4().hex}"  # the fake server remembers used codes
+        wechat_api.add_code(code, openid, unionid)
+        response = (client or api_client).post("/api/v1/auth/login", json={"code": code})
+        assert response.status_code == 200, response.get_json()
+        return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+    return login
