@@ -1,0 +1,148 @@
+"""The one authorization rule set (models.authz): roles × actions × targets, cross-branch included."""
+
+import pytest
+
+from models import Member, Organization
+from models import authz as az
+from models.base import Forbidden
+from models.org import get_org_by_full_name
+from tests.conftest import BRANCH, OTHER_BRANCH
+
+STREET = "滨江街道党工委"
+EAST = f"{STREET}/东湖社区党委"
+GROUP = f"{BRANCH}/第一党小组"
+
+
+@pytest.fixture
+def people(make_member, session):
+    made = {
+        "admin": make_member("张建国", org=STREET, role="管理员"),
+        "sec": make_member("李红梅", org=BRANCH, role="书记"),
+        "co_sec": make_member("钱副书记", org=BRANCH, role="书记"),
+        "member": make_member("王志强", org=BRANCH),
+        "group_member": make_member("赵秀英", org=GROUP, kind="离退休党员"),
+        "volunteer": make_member("刘洋", org=BRANCH, kind="群众", role="志愿者"),
+        "other_sec": make_member("周敏", org=OTHER_BRANCH, role="书记"),
+        "other_member": make_member("孙立", org=OTHER_BRANCH, kind="在职党员"),
+    }
+    loaded = {key: session.get(Member, m.id) for key, m in made.items()}
+    loaded["none"] = None
+    return loaded
+
+
+@pytest.fixture
+def orgs(people, session):
+    return {key: get_org_by_full_name(session, name) for key, name in
+            {"street": STREET, "east": EAST, "branch": BRANCH, "group": GROUP, "other": OTHER_BRANCH}.items()}
+
+
+V, P, U = az.VIEW_MEMBER, az.VIEW_PRIVATE, az.UPDATE_MEMBER
+
+# actor → {target: the member actions allowed}
+MEMBER_MATRIX = {
+    "admin": {"admin": {V, P}, "sec": {V, P, U}, "co_sec": {V, P, U}, "member": {V, P, U},
+              "group_member": {V, P, U}, "volunteer": {V, P, U}, "other_sec": {V, P, U},
+              "other_member": {V, P, U}},
+    "sec": {"admin": set(), "sec": {V, P}, "co_sec": {V}, "member": {V, P, U},
+            "group_member": {V, P, U}, "volunteer": {V, P, U}, "other_sec": set(), "other_member": set()},
+    "other_sec": {"admin": set(), "sec": set(), "co_sec": set(), "member": set(), "group_member": set(),
+                  "volunteer": set(), "other_sec": {V, P}, "other_member": {V, P, U}},
+    "member": {"admin": set(), "sec": set(), "co_sec": set(), "member": {V, P}, "group_member": set(),
+               "volunteer": set(), "other_sec": set(), "other_member": set()},
+    "volunteer": {"admin": set(), "sec": set(), "co_sec": set(), "member": set(), "group_member": set(),
+                  "volunteer": {V, P}, "other_sec": set(), "other_member": set()},
+    "none": {target: set() for target in ("admin", "sec", "co_sec", "member", "group_member", "volunteer",
+                                          "other_sec", "other_member")},
+}
+
+# actor → the organizations whose subtree they may list, import into, export and view
+ORG_MATRIX = {
+    "admin": {"street", "east", "branch", "group", "other"},
+    "sec": {"branch", "group"},
+    "co_sec": {"branch", "group"},
+    "other_sec": {"other"},
+    "member": set(),
+    "group_member": set(),
+    "volunteer": set(),
+    "none": set(),
+}
+
+
+@pytest.mark.parametrize("actor", list(MEMBER_MATRIX))
+def test_member_actions_matrix(people, actor):
+    for target, allowed in MEMBER_MATRIX[actor].items():
+        for action in az.MEMBER_ACTIONS:
+            expected = action in allowed
+            assert az.can(people[actor], action, people[target]) is expected, (actor, action, target)
+            if expected:
+                az.authorize(people[actor], action, people[target])
+            else:
+                with pytest.raises(Forbidden) as raised:
+                    az.authorize(people[actor], action, people[target])
+                assert raised.value.status == 403 and not raised.value.message.isascii()
+
+
+@pytest.mark.parametrize("actor", list(ORG_MATRIX))
+def test_org_actions_matrix(people, orgs, actor):
+    for key, org in orgs.items():
+        for action in az.ORG_ACTIONS:
+            assert az.can(people[actor], action, org) is (key in ORG_MATRIX[actor]), (actor, action, key)
+
+
+def test_org_actions_default_to_the_actors_own_node(people):
+    assert az.can(people["sec"], az.LIST_MEMBERS)
+    assert not az.can(people["member"], az.EXPORT_MEMBERS)
+    with pytest.raises(Forbidden, match="仅限书记或管理员"):
+        az.authorize(people["member"], az.IMPORT_MEMBERS)
+    with pytest.raises(Forbidden, match="请先绑定"):
+        az.authorize(None, az.VIEW_ORGS)
+
+
+def test_an_inactive_manager_may_do_nothing(people, orgs, session):
+    people["sec"].active = False
+    session.flush()
+    assert not az.can(people["sec"], az.LIST_MEMBERS, orgs["branch"])
+    assert not az.can(people["sec"], az.UPDATE_MEMBER, people["member"])
+    assert not az.can(people["sec"], az.VIEW_PRIVATE, people["sec"])
+
+
+def test_phones_are_masked_unless_own_or_responsible(people):
+    assert az.visible_phone(people["sec"], people["member"]) == people["member"].phone
+    assert az.visible_phone(people["sec"], people["co_sec"]) == people["co_sec"].phone[:3] + "****" + \
+        people["co_sec"].phone[-4:]
+    assert "****" in az.visible_phone(people["member"], people["volunteer"])
+    assert az.visible_phone(people["member"], people["member"]) == people["member"].phone
+
+
+@pytest.mark.parametrize(
+    ("actor", "org", "role", "target", "allowed"),
+    [
+        ("sec", GROUP, "党员", "member", True),  # move down within the subtree
+        ("sec", GROUP, "书记", "member", True),  # a secretary of a node below
+        ("sec", BRANCH, "书记", "member", False),  # a peer of their own node
+        ("sec", BRANCH, "管理员", "member", False),  # only admins make admins
+        ("sec", OTHER_BRANCH, "党员", "member", False),  # cross-branch
+        ("sec", EAST, "党员", "member", False),  # above their node
+        ("sec", BRANCH, "党员", "sec", False),  # themself
+        ("admin", f"{EAST}/东湖社区第一党支部", "管理员", "member", True),
+        ("admin", STREET, "书记", "member", False),  # a peer at the street
+        ("none", BRANCH, "党员", "member", False),
+    ],
+)
+def test_assignable_org_and_role(people, actor, org, role, target, allowed):
+    person = people[actor]
+    if person is None:
+        assert az.can(None, az.UPDATE_MEMBER, people[target]) is False
+        return
+    problem = az.assignable(person, org, role, people[target].id)
+    assert (problem is None) is allowed, problem
+
+
+def test_unknown_action_or_wrong_target_is_a_programming_error(people, orgs):
+    with pytest.raises(ValueError):
+        az.can(people["admin"], "member.delete", people["member"])
+    with pytest.raises(TypeError):
+        az.can(people["admin"], az.UPDATE_MEMBER, orgs["branch"])
+    with pytest.raises(TypeError):
+        az.can(people["admin"], az.LIST_MEMBERS, people["member"])
+    assert isinstance(orgs["branch"], Organization)
