@@ -170,6 +170,8 @@ def import_roster(
         ):
             if existing.id == actor.id:
                 return "不能通过导入修改您自己的信息"
+            if authz.within(existing.org.full_name, actor.org.full_name):
+                return "不能修改与您同级的书记或管理员"
             return "该手机号已登记为您管理范围之外的成员，不能修改"
         return authz.assignable(actor, org_path, role, existing.id if existing else None)
 

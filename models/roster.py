@@ -202,7 +202,7 @@ def import_members(
     today = today or date.today()
     rows, errors = _validate(records, today)
     report = ImportReport(total=len(rows) + len(errors), errors=errors, dry_run=dry_run)
-    if errors:
+    if errors and check_row is None:
         return report
     existing = {
         m.phone: m
@@ -216,8 +216,9 @@ def import_members(
             problem = check_row(row.org_path, row.role, member)
             if problem:
                 errors.append(RowError(row.number, problem))
-        if errors:
-            return report
+        errors.sort(key=lambda error: error.row)
+    if errors:
+        return report
     orgs: dict[str, Organization] = {}
     for row in rows:
         member = existing.get(row.phone)
