@@ -40,6 +40,9 @@ _NUMBERS: dict[str, float | int] = {
     "API_TOKEN_TTL": 7 * 24 * 3600,
     # Largest roster file accepted by the import endpoint (bytes).
     "API_MAX_UPLOAD": 5 * 1024 * 1024,
+    # Reverse proxies (nginx) in front of the app whose X-Forwarded-For is trusted; 0: none. The
+    # per-address rate limits need the client's address, not the proxy's.
+    "TRUSTED_PROXIES": 0,
 }
 
 _STRINGS: dict[str, str] = {

@@ -275,3 +275,11 @@ def test_openapi_document_and_docs_page(api_client):
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
     page = api_client.get("/api/v1/docs")
     assert page.status_code == 200 and b"swagger" in page.data.lower()
+
+
+def test_behind_a_trusted_proxy_limits_count_per_client_address(app_factory):
+    client = app_factory(TRUSTED_PROXIES=1, API_LOGIN_RATE_LIMIT="1 per minute").test_client()
+    one, two = {"X-Forwarded-For": "203.0.113.1"}, {"X-Forwarded-For": "203.0.113.2"}
+    assert client.post(LOGIN, json={"code": fresh_code()}, headers=one).status_code == 401
+    assert_error(client.post(LOGIN, json={"code": fresh_code()}, headers=one), 429, "rate_limited")
+    assert client.post(LOGIN, json={"code": fresh_code()}, headers=two).status_code == 401
