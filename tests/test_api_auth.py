@@ -283,3 +283,11 @@ def test_behind_a_trusted_proxy_limits_count_per_client_address(app_factory):
     assert client.post(LOGIN, json={"code": fresh_code()}, headers=one).status_code == 401
     assert_error(client.post(LOGIN, json={"code": fresh_code()}, headers=one), 429, "rate_limited")
     assert client.post(LOGIN, json={"code": fresh_code()}, headers=two).status_code == 401
+
+
+def test_the_rate_limiter_stays_off_the_webhook_path(api_app):
+    from app.api import _is_limiter_hook
+
+    for hooks in (api_app.before_request_funcs, api_app.after_request_funcs, api_app.teardown_request_funcs):
+        assert not any(_is_limiter_hook(f) for f in hooks.get(None, []))
+        assert any(_is_limiter_hook(f) for f in hooks["auth"])
