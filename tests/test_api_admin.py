@@ -81,6 +81,8 @@ def test_listing_filters(api_client, as_, engine):
     assert [m["name"] for m in body["items"]] == ["孙立"]
     body = api_client.get("/api/v1/admin/members?q=%25", headers=headers).get_json()  # a literal %
     assert body["total"] == 0
+    body = api_client.get("/api/v1/admin/members?org=&kind=&q=&page=", headers=headers).get_json()
+    assert body["total"] == 7 and body["page"] == 1  # blank filters are no filters
 
 
 def test_listing_outside_the_subtree_is_403(api_client, as_, engine):

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from flask import current_app, g
-from marshmallow import fields, validate
+from marshmallow import fields, pre_load, validate
 
 from models import authz
 from models.member import KINDS, ROLES
@@ -105,6 +105,11 @@ class MemberQuerySchema(ma.Schema):
                       metadata={"description": "按姓名或手机号搜索"})
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+    @pre_load
+    def _drop_empty(self, data, **kwargs):
+        # A form sends "?org=&kind=&q=" for filters left blank: blank means not given.
+        return {key: data[key] for key in data if data[key] != ""}
 
 
 class MemberPageSchema(ma.Schema):
