@@ -171,7 +171,10 @@ def bind_openid(
         session.commit()
         raise DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
 
-    current = session.scalars(select(Member).where(target == openid, Member.active.is_(True))).first()
+    if column == "openid":
+        current = member_for_openid(session, openid)
+    else:
+        current = member_for_miniapp_openid(session, openid)
     if current is not None:
         session.commit()
         raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先{unbind_hint}。", code="already_bound")
@@ -284,12 +287,16 @@ def login_miniapp(session: Session, openid: str, unionid: str | None = None, *,
         ).first()
         if candidate is not None:
             # Conditional: never take over a member already bound to another mini-program openid.
-            linked = session.execute(
-                update(Member)
-                .where(Member.id == candidate.id, Member.miniapp_openid.is_(None))
-                .values(miniapp_openid=openid, bound_at=func.coalesce(Member.bound_at, now))
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            try:
+                with session.begin_nested():
+                    linked = session.execute(
+                        update(Member)
+                        .where(Member.id == candidate.id, Member.miniapp_openid.is_(None))
+                        .values(miniapp_openid=openid, bound_at=func.coalesce(Member.bound_at, now))
+                        .execution_options(synchronize_session=False)
+                    ).rowcount
+            except IntegrityError:
+                linked = 0  # this openid is still held by a deactivated member
             if linked == 1:
                 member = candidate
     elif member is not None and unionid and member.unionid is None:

@@ -291,3 +291,17 @@ def test_the_rate_limiter_stays_off_the_webhook_path(api_app):
     for hooks in (api_app.before_request_funcs, api_app.after_request_funcs, api_app.teardown_request_funcs):
         assert not any(_is_limiter_hook(f) for f in hooks.get(None, []))
         assert any(_is_limiter_hook(f) for f in hooks["auth"])
+
+
+def test_unionid_link_is_skipped_when_the_openid_is_held_by_a_deactivated_member(api_client, wechat_api,
+                                                                                 make_member, engine):
+    old = make_member(miniapp_openid="mp-x")
+    new = make_member()
+    with Session(engine) as s:
+        s.get(Member, old.id).active = False
+        s.get(Member, new.id).unionid = "u-x"
+        s.commit()
+    code = fresh_code()
+    wechat_api.add_code(code, "mp-x", unionid="u-x")
+    response = api_client.post(LOGIN, json={"code": code})
+    assert response.status_code == 200 and response.get_json()["member"] is None
