@@ -104,7 +104,9 @@ def test_plain_members_and_unbound_users_may_not_administer(api_client, as_, api
 def test_listing_validation(api_client, as_):
     body = assert_error(api_client.get("/api/v1/admin/members?page=0&per_page=1000&kind=x", headers=as_("sec")),
                         422, "invalid")
-    assert set(body["details"]["fields"]["query"]) == {"page", "per_page", "kind"}
+    fields = body["details"]["fields"]["query"]
+    assert set(fields) == {"page", "per_page", "kind"}
+    assert fields["per_page"] == ["应在1到100之间"] and fields["kind"][0].startswith("取值应为：直管党员")
 
 
 # One member --------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """One error shape for the whole API: {"code": "<machine_code>", "message": "<中文>", "details": {...}}."""
 
 import logging
+import re
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -41,6 +42,16 @@ FIELD_MESSAGES = {
     "Invalid input type.": "类型有误",
     "Invalid value.": "取值有误",
 }
+# marshmallow's range and length messages, with their numbers.
+FIELD_PATTERNS = [
+    (re.compile(r"^Length must be between (\S+) and (\S+)\.$"), "长度应在{0}到{1}之间"),
+    (re.compile(r"^Shorter than minimum length (\S+)\.$"), "长度至少为{0}"),
+    (re.compile(r"^Longer than maximum length (\S+)\.$"), "长度最多为{0}"),
+    (re.compile(r"^Must be greater than or equal to (\S+) and less than or equal to (\S+)\.$"), "应在{0}到{1}之间"),
+    (re.compile(r"^Must be greater than or equal to (\S+)\.$"), "应不小于{0}"),
+    (re.compile(r"^Must be less than or equal to (\S+)\.$"), "应不大于{0}"),
+    (re.compile(r"^Must be one of: (.*)\.$"), "取值应为：{0}"),
+]
 
 
 class ApiError(Exception):
@@ -71,10 +82,10 @@ def _translate(messages):
     if isinstance(messages, str):
         if messages in FIELD_MESSAGES:
             return FIELD_MESSAGES[messages]
-        if messages.startswith("Must be one of:"):
-            return "取值应为：" + messages.removeprefix("Must be one of:").strip().rstrip(".")
-        if messages.startswith(("Must be greater", "Must be less", "Length must")):
-            return "超出允许范围（" + messages + "）"
+        for pattern, chinese in FIELD_PATTERNS:
+            match = pattern.match(messages)
+            if match:
+                return chinese.format(*match.groups())
     return messages
 
 
@@ -103,10 +114,6 @@ def _http_error(error: HTTPException):
     headers.update(data.get("headers") or {})
     if status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
-    if status == 429:
-        retry = getattr(error, "retry_after", None)
-        if retry:
-            details["retry_after"] = retry
     return error_response(status, code, message, details, headers)
 
 
