@@ -246,6 +246,9 @@ def test_import_size_limit(app_factory, api_login, people):
     client = app_factory(API_MAX_UPLOAD=100).test_client()
     headers = api_login(people["sec"], client=client)
     assert_error(upload(client, headers, b"x" * 101, "big.csv"), 413, "too_large")
+    # Far too large: refused while reading the body, before anything is parsed.
+    body = assert_error(upload(client, headers, b"x" * 200_000, "huge.csv"), 413, "too_large")
+    assert body["message"] == "上传的内容过大。"
 
 
 def test_export_is_the_callers_subtree_and_reimports_unchanged(api_client, as_):

@@ -1,6 +1,8 @@
 """Member administration for secretaries and admins, within their organization's subtree."""
 
-from flask import Response, current_app, g
+import functools
+
+from flask import Response, current_app, g, request
 from flask_smorest import Blueprint
 
 from app.api import PREFIX
@@ -61,8 +63,20 @@ def update_member(changes, member_id):
     return directory.update_member(db.session, _actor(), member_id, changes)
 
 
+def limit_upload(view):
+    """Refuse (413) a body much larger than the largest roster before it is parsed or spooled."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        request.max_content_length = int(current_app.config["API_MAX_UPLOAD"]) + 64 * 1024  # + form overhead
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
 @blp.route("/members/import", methods=["POST"])
 @login_required
+@limit_upload
 @blp.arguments(ImportQuerySchema, location="query")
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(200, ImportReportSchema)
