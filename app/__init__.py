@@ -45,9 +45,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import wechat
+    from app import checkin_page, wechat
 
     app.register_blueprint(wechat.bp)
+    app.register_blueprint(checkin_page.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -716,3 +716,14 @@ def year_bounds(year: int, settings: Mapping | None = None) -> tuple[datetime, d
 
 def local_date(moment: datetime, settings: Mapping | None = None) -> date:
     return moment.astimezone(local_zone(settings)).date()
+
+
+def remember_qr(session: Session, activity: Activity, scene: str, url: str) -> None:
+    """Keep the WeChat QR code made for a scene, so that every screen shows the same one; commit."""
+    activity.qr_scene, activity.qr_url = scene, url
+    session.commit()
+
+
+def qr_expire_seconds(activity: Activity, now: datetime) -> int:
+    """How long a temporary QR code should live: until the end of sign-in, at most WeChat's 30 days."""
+    return max(60, min(30 * 86400, int((activity.ends_at - now).total_seconds()) + 600))
