@@ -338,3 +338,17 @@ def test_a_late_first_run_sends_one_reminder_not_two(session, secretary, make_me
     assert session.scalar(select(func.count(OutboxMessage.id))) == 2
     assert session.get(Activity, activity2.id).reminded == "1,24"
     assert activity.reminded == "1,24"
+
+
+def test_the_reminder_job_runs_for_a_given_now(engine, session, secretary, make_member):
+    from sqlalchemy.orm import sessionmaker
+
+    from scheduler.activity_jobs import activity_reminders
+
+    make_member("张三", openid="o-zhang")
+    new_activity(session, secretary)
+    factory = sessionmaker(engine)
+    settings = {"ACTIVITY_REMINDER_HOURS": "2"}
+    assert activity_reminders(factory, START - timedelta(hours=3), settings) == 0
+    assert activity_reminders(factory, START - timedelta(hours=2), settings) == 2
+    assert activity_reminders(factory, START - timedelta(hours=1), settings) == 0
