@@ -37,6 +37,7 @@ from models.activity import (
     register as register_for,
 )
 from models.member import MANAGER_ROLES, WechatUser
+from models.quota import member_progress, quota_report, quotas_from_settings
 from models.reminders import set_reminders, upcoming_reminders
 
 NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活动 主题党日 学习二十大精神 12月4日 15:00 社区会议室\n"
@@ -320,6 +321,34 @@ def register_commands(router: Router) -> None:
                   f"提醒时间：{'、'.join(local_text(t, ctx.settings) for t in times)}" for a, times in rows]
         lines.append("发送「提醒 关闭」可关闭活动提醒。")
         return "\n".join(lines)
+
+
+    @router.command("完成情况", summary="完成情况 [年份] — 在职党员年度组织生活和志愿服务完成情况（书记）",
+                    pattern=r"(?P<year>\d{4})?年?", usage="完成情况 或 完成情况 2026", roles=MANAGER_ROLES)
+    def quota(message: Incoming, ctx: Context) -> str:
+        year = int(ctx.match["year"] or ctx.now.astimezone(local_zone(ctx.settings)).year)
+        rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
+        if not rows:
+            return f"{year}年：您管理的范围内没有需要统计的党员。"
+        behind = [r for r in rows if r.behind]
+        lines = [f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"]
+        if behind:
+            lines.append("未达标（组织生活/志愿服务）：")
+            lines += [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
+                      f"{r.volunteer}/{r.volunteer_quota}" for r in behind[:20]]
+            if len(behind) > 20:
+                lines.append(f"……另有 {len(behind) - 20} 人，完整名单请在后台导出 Excel。")
+        return "\n".join(lines)
+
+
+def my_progress_line(ctx: Context) -> str | None:
+    """The line 我的 shows: this year's counts against my quota (None when no quota applies)."""
+    year = ctx.now.astimezone(local_zone(ctx.settings)).year
+    row = member_progress(ctx.session, ctx.member, year, quotas_from_settings(ctx.settings), ctx.settings)
+    if row is None:
+        return None
+    return (f"{year}年组织生活：{row.org_life}/{row.org_life_quota}次；"
+            f"志愿服务：{row.volunteer}/{row.volunteer_quota}次")
 
 
 def register(router: Router) -> None:

@@ -108,3 +108,56 @@ def attendance_xlsx(session: Session, activity: Activity) -> bytes:
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def member_progress(session: Session, member: Member, year: int, quotas: Mapping[str, tuple[int, int]],
+                    settings: Mapping | None = None) -> QuotaRow | None:
+    """One member's counts for the year against the quota of their kind (None: no quota applies)."""
+    if member.kind not in quotas:
+        return None
+    start, end = year_bounds(year, settings)
+    counts = dict(session.execute(
+        select(Activity.kind == VOLUNTEER, func.count(CheckIn.id))
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(CheckIn.member_id == member.id, Activity.cancelled.is_(False), Activity.starts_at >= start,
+               Activity.starts_at < end)
+        .group_by(Activity.kind == VOLUNTEER)
+    ).all())
+    counts = {bool(k): v for k, v in counts.items()}
+    return QuotaRow(member, counts.get(False, 0), counts.get(True, 0), *quotas[member.kind])
+
+
+def period_attendance(session: Session, org: Organization, start, end) -> list[tuple[Activity, int, int]]:
+    """The activities of the subtree starting in [start, end), each with (signed in, expected)."""
+    from models.activity import attendance
+
+    activities = session.scalars(
+        select(Activity).join(Organization, Activity.org_id == Organization.id)
+        .where(Organization.path.startswith(org.path), Activity.cancelled.is_(False),
+               Activity.starts_at >= start, Activity.starts_at < end)
+        .order_by(Activity.starts_at, Activity.id)
+    ).all()
+    rows = []
+    for activity in activities:
+        report = attendance(session, activity)
+        rows.append((activity, len(report.present), len(report.expected)))
+    return rows
+
+
+def period_attendance_xlsx(rows: list[tuple[Activity, int, int]]) -> bytes:
+    """A period's activities and their attendance as an Excel workbook."""
+    from openpyxl import Workbook
+
+    from models.activity import local_text
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "活动出勤汇总"
+    sheet.append(["编号", "类型", "标题", "组织", "时间", "签到人数", "应到人数", "出勤率"])
+    for activity, present, expected in rows:
+        rate = f"{present / expected:.0%}" if expected else ""
+        sheet.append([activity.number, activity.kind, activity.title, activity.org.full_name,
+                      local_text(activity.starts_at), present, expected, rate])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

@@ -352,3 +352,38 @@ def test_the_reminder_job_runs_for_a_given_now(engine, session, secretary, make_
     assert activity_reminders(factory, START - timedelta(hours=3), settings) == 0
     assert activity_reminders(factory, START - timedelta(hours=2), settings) == 2
     assert activity_reminders(factory, START - timedelta(hours=1), settings) == 0
+
+
+def test_quota_by_chatbot_and_my_progress(session, router, secretary, make_member):
+    make_member("落后", kind="在职党员", openid="o-behind")
+    make_member("直管", openid="o-direct")
+    done = make_member("达标", kind="在职党员", openid="o-done")
+    settings_now = START + timedelta(days=1)
+    for i in range(2):
+        a = new_activity(session, secretary, title=f"会{i}", starts_at=START + timedelta(hours=3 * i))
+        check_in(session, a, session.get(Member, done.id), now=a.starts_at, method="code", code=a.code)
+    router_settings = {"QUOTA_ORG_LIFE": 2, "QUOTA_VOLUNTEER": 0}
+
+    def ask(openid, text):
+        return router.dispatch(Incoming(openid=openid, msg_type="text", content=text), session, settings_now,
+                               router_settings)
+
+    reply = ask("o-sec", "完成情况")
+    assert "2026年完成情况：1/2人已达标" in reply and "落后（在职党员）0/2" in reply and "· 达标" not in reply
+    assert "2026年组织生活：2/2次" in ask("o-done", "我的")
+    assert "组织生活" not in ask("o-direct", "我的")  # no quota for 直管党员 unless set
+    assert "仅限" in ask("o-behind", "完成情况")
+
+
+def test_period_attendance_export(session, secretary, make_member):
+    from models.quota import period_attendance, period_attendance_xlsx
+
+    make_member("张三")
+    first = new_activity(session, secretary, title="一")
+    new_activity(session, secretary, title="二", starts_at=START + timedelta(days=40))
+    check_in(session, first, session.get(Member, secretary.id), now=START, method="code", code=first.code)
+    org = session.get(Member, secretary.id).org
+    rows = period_attendance(session, org, START - timedelta(days=1), START + timedelta(days=30))
+    assert [(a.title, present, expected) for a, present, expected in rows] == [("一", 1, 2)]
+    sheet = load_workbook(io.BytesIO(period_attendance_xlsx(rows))).active
+    assert list(sheet.iter_rows(values_only=True))[1][-3:] == (1, 2, "50%")
