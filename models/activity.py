@@ -725,5 +725,8 @@ def remember_qr(session: Session, activity: Activity, scene: str, url: str) -> N
 
 
 def qr_expire_seconds(activity: Activity, now: datetime) -> int:
-    """How long a temporary QR code should live: until the end of sign-in, at most WeChat's 30 days."""
+    """How long a temporary QR code should live: until the end of sign-in, at most WeChat's 30 days;
+    a rotating code's QR only a few minutes (it is replaced every minute anyway)."""
+    if activity.rotating:
+        return 300
     return max(60, min(30 * 86400, int((activity.ends_at - now).total_seconds()) + 600))

@@ -50,6 +50,17 @@ def test_page_shows_qr_code_and_count(engine, client, wechat_api, make_member, w
     assert client.get(f"/checkin/{activity.token}/status").get_json()["count"] == 2
 
 
+def test_following_by_scanning_the_code_signs_in(engine, wx, make_member):
+    secretary = make_member("书记甲", role="书记", openid="o-sec")
+    make_member("张三", openid="o-zhang")  # bound before, following again by scanning
+    activity = live_activity(engine, secretary.id)
+    with Session(engine) as s:
+        scene = scene_for(s.get(Activity, activity.id), now_utc())
+    reply = wx.event("o-zhang", "subscribe", scene).content
+    assert "欢迎回到连心" in reply and "签到成功" in reply
+    assert "请先绑定" in wx.event("o-new", "subscribe", scene).content
+
+
 def test_page_falls_back_to_the_code_when_wechat_fails(engine, client, wechat_api, make_member):
     secretary = make_member("书记甲", role="书记", openid="o-sec")
     activity = live_activity(engine, secretary.id, rotating=True)
