@@ -19,7 +19,7 @@ from models.activity import (
     activity_by_token,
     checked_in_count,
     current_code,
-    expected_members,
+    expected_count,
     local_text,
     qr_expire_seconds,
     remember_qr,
@@ -108,7 +108,7 @@ def _status(activity) -> dict:
     now = now_utc()
     return {
         "count": checked_in_count(db.session, activity.id),
-        "expected": len(expected_members(db.session, activity)),
+        "expected": expected_count(db.session, activity),
         "code": current_code(activity, now),
         "qr": qr_data_uri(_qr_content(activity, now)),
     }

@@ -241,7 +241,7 @@ def _new_code(session: Session, now: datetime) -> str:
 
 def create_activity(
     session: Session,
-    creator: Member,
+    creator: Member | None,
     *,
     kind: str,
     title: str,
@@ -260,11 +260,18 @@ def create_activity(
     now: datetime | None = None,
     settings: Mapping | None = None,
 ) -> Activity:
-    """Create an activity of the creator's organization (or one below it); commit."""
+    """Create an activity of the creator's organization (or one below it); commit.
+
+    Without a creator (a scheduled job, e.g. the monthly 主题党日 of the notices rules) `org` is required.
+    """
     now = now or now_utc()
-    org = org or creator.org
-    if not manages(creator, org):
-        raise Forbidden("只有本组织的书记或管理员可以发布活动。")
+    if creator is None:
+        if org is None:
+            raise ValueError("an activity without a creator needs an organization")
+    else:
+        org = org or creator.org
+        if not manages(creator, org):
+            raise Forbidden("只有本组织的书记或管理员可以发布活动。")
     kind = normalize_kind(kind)
     title = (title or "").strip()
     if not title or len(title) > 100:
@@ -291,7 +298,7 @@ def create_activity(
         ends_at=ends_at, place=(place or "").strip()[:200], capacity=capacity,
         registration=bool(registration) or capacity is not None, points=max(0, points),
         code=_new_code(session, now), rotating=rotating, latitude=latitude, longitude=longitude,
-        radius_m=radius_m, created_by_id=creator.id, created_at=now,
+        radius_m=radius_m, created_by_id=creator.id if creator else None, created_at=now,
     )
     session.add(activity)
     session.commit()
@@ -347,14 +354,20 @@ def in_audience(session: Session, activity: Activity, member: Member) -> bool:
     return session.scalars(stmt).first() is not None
 
 
+def _expected_query(activity: Activity):
+    if activity.registration:
+        return (select(Member).join(Registration, Registration.member_id == Member.id)
+                .where(Registration.activity_id == activity.id, Registration.status == REGISTERED))
+    return audience_query(activity)
+
+
+def expected_count(session: Session, activity: Activity) -> int:
+    return session.scalar(select(func.count()).select_from(_expected_query(activity).subquery())) or 0
+
+
 def expected_members(session: Session, activity: Activity) -> list[Member]:
     """Who should come: the registered members when there is registration, else the audience."""
-    if activity.registration:
-        stmt = (select(Member).join(Registration, Registration.member_id == Member.id)
-                .where(Registration.activity_id == activity.id, Registration.status == REGISTERED))
-    else:
-        stmt = audience_query(activity)
-    return list(session.scalars(stmt.order_by(Member.id)))
+    return list(session.scalars(_expected_query(activity).order_by(Member.id)))
 
 
 # Listing -----------------------------------------------------------------------------------------

@@ -387,3 +387,11 @@ def test_period_attendance_export(session, secretary, make_member):
     assert [(a.title, present, expected) for a, present, expected in rows] == [("一", 1, 2)]
     sheet = load_workbook(io.BytesIO(period_attendance_xlsx(rows))).active
     assert list(sheet.iter_rows(values_only=True))[1][-3:] == (1, 2, "50%")
+
+
+def test_a_job_may_create_an_activity_for_an_organization(session, secretary):
+    org = session.get(Member, secretary.id).org
+    activity = create_activity(session, None, org=org, kind="主题党日", title="每月党日", starts_at=START, now=NOW)
+    assert activity.created_by_id is None and activity.org_id == org.id
+    with pytest.raises(ValueError):
+        create_activity(session, None, kind="主题党日", title="无组织", starts_at=START, now=NOW)
