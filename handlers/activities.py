@@ -212,7 +212,8 @@ def register_commands(router: Router) -> None:
             return f"报名成功！{describe(activity, ctx)}\n届时请扫码或发送「签到 签到码」签到。"
         return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
 
-    @router.command("取消报名", summary="取消报名 #编号", pattern=r"#?(?P<n>\d+)", usage="取消报名 #编号",
+    @router.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
+                    pattern=r"#?(?P<n>\d+)", usage="取消报名 #编号",
                     needs_member=True)
     def cancel(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))

@@ -395,3 +395,15 @@ def test_a_job_may_create_an_activity_for_an_organization(session, secretary):
     assert activity.created_by_id is None and activity.org_id == org.id
     with pytest.raises(ValueError):
         create_activity(session, None, kind="主题党日", title="无组织", starts_at=START, now=NOW)
+
+
+def test_the_secretary_sets_the_venue_from_their_location(session, router, secretary, make_member):
+    make_member("张三", openid="o-zhang")
+    activity = new_activity(session, secretary)
+    assert "还没有收到您的位置" in say(router, session, "o-sec", f"活动位置 #{activity.id}")
+    session.add(WechatUser(openid="o-sec", latitude=30.0, longitude=120.0, located_at=NOW))
+    session.add(WechatUser(openid="o-zhang", latitude=30.01, longitude=120.0, located_at=START))
+    session.commit()
+    assert "150 米" in say(router, session, "o-sec", f"活动位置 #{activity.id} 150米")
+    reply = say(router, session, "o-zhang", f"签到 #{activity.id} {activity.code}", START)
+    assert "超出签到范围（150米）" in reply
