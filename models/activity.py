@@ -567,7 +567,10 @@ def check_in(
     )
     session.commit()
     checkin = _existing_checkin(session, activity.id, member.id)
-    return CheckInResult(checkin, bool(inserted), activity, checked_in_count(session, activity.id))
+    if not inserted:
+        # The same member signed in from another request a moment ago (two taps, a scan and a code).
+        raise _already(checkin, settings)
+    return CheckInResult(checkin, True, activity, checked_in_count(session, activity.id))
 
 
 def _existing_checkin(session: Session, activity_id: int, member_id: int) -> CheckIn | None:
