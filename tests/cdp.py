@@ -4,6 +4,7 @@ Chromium reads commands from its file descriptor 3 and writes answers and events
 each message a JSON object followed by a NUL byte.
 """
 
+import fcntl
 import json
 import os
 import select
@@ -21,21 +22,27 @@ def find_chromium() -> str | None:
     return None
 
 
+def _high(fd: int) -> int:
+    """Move a descriptor above 10, so that wiring descriptors 3 and 4 cannot overwrite it."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return high
+
+
 class Browser:
     def __init__(self, binary: str) -> None:
-        self._to_child_r, self._to_child_w = os.pipe()
-        self._from_child_r, self._from_child_w = os.pipe()
+        self._to_child_r, self._to_child_w = (_high(fd) for fd in os.pipe())
+        self._from_child_r, self._from_child_w = (_high(fd) for fd in os.pipe())
         self._profile = tempfile.mkdtemp(prefix="lx-chromium-")
-        to_r, from_w = self._to_child_r, self._from_child_w
-
-        def wire_fds() -> None:
-            os.dup2(to_r, 3)
-            os.dup2(from_w, 4)
-
+        self._log = open(os.path.join(self._profile, "stderr.log"), "w+b")  # noqa: SIM115
+        args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={self._profile}", "about:blank"]
+        # bash puts the pipes on descriptors 3 and 4 (no preexec_fn: not safe with threads; dash
+        # refuses descriptors above 9).
+        wiring = f'exec "$0" "$@" 3<&{self._to_child_r} 4>&{self._from_child_w}'
         self.process = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={self._profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=wire_fds, close_fds=False,
+            ["bash", "-c", wiring, *args], stdout=subprocess.DEVNULL, stderr=self._log,
+            pass_fds=(self._to_child_r, self._from_child_w),
         )
         os.close(self._to_child_r)
         os.close(self._from_child_w)
@@ -66,7 +73,8 @@ class Browser:
             if ready:
                 chunk = os.read(self._from_child_r, 65536)
                 if not chunk:
-                    raise RuntimeError("chromium closed the pipe")
+                    self._log.seek(0)
+                    raise RuntimeError("chromium closed the pipe: " + self._log.read()[-2000:].decode(errors="replace"))
                 self._buffer += chunk
 
     def open(self, url: str) -> str:
@@ -101,4 +109,5 @@ class Browser:
             self.process.wait()
         os.close(self._to_child_w)
         os.close(self._from_child_r)
+        self._log.close()
         shutil.rmtree(self._profile, ignore_errors=True)
