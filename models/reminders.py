@@ -64,6 +64,9 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Mapping 
         select(Activity).where(Activity.cancelled.is_(False), Activity.starts_at > now,
                                Activity.starts_at <= horizon).order_by(Activity.starts_at)
     ).all()
+    from models.activity import ReminderSetting
+
+    muted = set(session.scalars(select(ReminderSetting.member_id).where(ReminderSetting.enabled.is_(False))))
     queued = 0
     for activity in due:
         done = set(filter(None, activity.reminded.split(",")))
@@ -76,7 +79,7 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Mapping 
         body = (f"活动提醒：{activity.number}「{activity.title}」将于 {local_text(activity.starts_at, settings)} 开始"
                 f"{place}。请准时参加，现场扫码或发送「签到 签到码」签到。")
         for member in expected_members(session, activity):
-            if not reminders_enabled(session, member.id):
+            if member.id in muted:
                 continue
             if enqueue(session, source=source, kind="reminder", title=f"{activity.kind}提醒", body=body,
                        member_id=member.id, openid=member.openid):
