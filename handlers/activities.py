@@ -8,7 +8,6 @@ from models import DomainError
 from models.activity import (
     AUDIENCES,
     KINDS,
-    METHODS,
     REGISTERED,
     SCENE_PREFIX,
     Activity,
@@ -355,5 +354,3 @@ def my_progress_line(ctx: Context) -> str | None:
 def register(router: Router) -> None:
     register_commands(router)
 
-
-__all__ = ["METHODS", "parse_date", "parse_time", "parse_when", "register"]

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint, and_, func, or_, select, update
@@ -407,7 +407,7 @@ def register(session: Session, activity: Activity, member: Member, now: datetime
         raise Forbidden(f"活动 {activity.number} 仅限{AUDIENCES[activity.audience]}参加。")
     existing = registration_of(session, activity.id, member.id)
     if existing is not None and existing.status != CANCELLED:
-        raise DomainError(_registration_text(session, activity, existing), code="already_registered")
+        raise DomainError(registration_text(session, activity, existing), code="already_registered")
     # A seat is a conditional increment: it never passes the capacity, however many ask at once.
     seated = session.execute(
         update(Activity)
@@ -487,7 +487,8 @@ def cancel_registration(session: Session, activity: Activity, member: Member, no
     return promoted
 
 
-def _registration_text(session: Session, activity: Activity, reg: Registration) -> str:
+def registration_text(session: Session, activity: Activity, reg: Registration) -> str:
+    """Where a member stands: registered, or how many are ahead on the waiting list."""
     if reg.status == REGISTERED:
         return f"您已报名活动 {activity.number}。"
     ahead = session.scalar(select(func.count(Registration.id)).where(
@@ -495,10 +496,6 @@ def _registration_text(session: Session, activity: Activity, reg: Registration) 
         or_(Registration.queued_at < reg.queued_at,
             and_(Registration.queued_at == reg.queued_at, Registration.id < reg.id)))) or 0
     return f"您在活动 {activity.number} 的候补名单上，前面还有 {ahead} 人。"
-
-
-def registration_text(session: Session, activity: Activity, reg: Registration) -> str:
-    return _registration_text(session, activity, reg)
 
 
 # Sign-in -----------------------------------------------------------------------------------------
@@ -673,7 +670,7 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
         raise DomainError(f"您还没有签到活动 {activity.number}，请先签到。", code="not_checked_in")
     if checkin.checked_out_at is not None:
         raise DomainError(f"您已于 {local_text(checkin.checked_out_at, settings)} 签退，"
-                          f"服务时长 {_hours(checkin.service_minutes)}。", code="already_checked_out")
+                          f"服务时长 {hours_text(checkin.service_minutes)}。", code="already_checked_out")
     grace = timedelta(minutes=int(setting(settings, "CHECKOUT_GRACE_MINUTES")))
     if now > activity.ends_at + grace:
         raise DomainError(f"活动 {activity.number} 已结束较久，无法签退，请联系书记补录。", code="too_late")
@@ -691,17 +688,14 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
     session.commit()
     session.refresh(checkin)
     if not done:
-        raise DomainError(f"您已签退，服务时长 {_hours(checkin.service_minutes)}。", code="already_checked_out")
+        raise DomainError(f"您已签退，服务时长 {hours_text(checkin.service_minutes)}。", code="already_checked_out")
     return checkin
 
 
-def _hours(minutes: int | None) -> str:
+def hours_text(minutes: int | None) -> str:
+    """Format a service time: 2小时5分钟, or 45分钟."""
     minutes = minutes or 0
     return f"{minutes // 60}小时{minutes % 60}分钟" if minutes >= 60 else f"{minutes}分钟"
-
-
-def hours_text(minutes: int | None) -> str:
-    return _hours(minutes)
 
 
 # Attendance --------------------------------------------------------------------------------------
@@ -728,10 +722,6 @@ def year_bounds(year: int, settings: Mapping | None = None) -> tuple[datetime, d
     start = datetime(year, 1, 1, tzinfo=zone)
     end = datetime(year + 1, 1, 1, tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def local_date(moment: datetime, settings: Mapping | None = None) -> date:
-    return moment.astimezone(local_zone(settings)).date()
 
 
 def remember_qr(session: Session, activity: Activity, scene: str, url: str) -> None:
