@@ -39,6 +39,8 @@ _NUMBERS: dict[str, float | int] = {
     "VOLUNTEER_DEFAULT_POINTS": 10,
     # Sign-in radius around a venue position (metres).
     "ACTIVITY_DEFAULT_RADIUS": 300,
+    # 1: with a venue position set, refuse sign-ins whose position is unknown (0: accept them).
+    "CHECKIN_REQUIRE_POSITION": 0,
     # Yearly quotas of 在职党员: organizational-life and volunteer-service counts.
     "QUOTA_ORG_LIFE": 4,
     "QUOTA_VOLUNTEER": 2,

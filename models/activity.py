@@ -42,6 +42,7 @@ DEFAULTS = {
     "ACTIVITY_DEFAULT_MINUTES": 120,  # length when no end time is given
     "VOLUNTEER_DEFAULT_POINTS": 10,  # points of a volunteer service when none are given
     "ACTIVITY_DEFAULT_RADIUS": 300,  # metres around a venue position
+    "CHECKIN_REQUIRE_POSITION": 0,  # 1: with a venue set, refuse a sign-in whose position is unknown
     "TIMEZONE": "Asia/Shanghai",
 }
 
@@ -549,6 +550,9 @@ def check_in(
     distance = None
     if activity.latitude is not None and activity.longitude is not None and method != "proxy":
         position = position or _last_position(session, member, now, settings)
+        if position is None and int(setting(settings, "CHECKIN_REQUIRE_POSITION")):
+            raise DomainError("本活动需要核对位置才能签到：请在公众号右上角允许「提供位置信息」，"
+                              "重新进入公众号后再签到。", code="no_position")
         if position is not None:
             distance = distance_m(activity.latitude, activity.longitude, *position)
             radius = activity.radius_m or int(setting(settings, "ACTIVITY_DEFAULT_RADIUS"))

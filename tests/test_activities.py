@@ -165,7 +165,13 @@ def test_distance_against_the_venue_radius(session, secretary, make_member):
     session.rollback()
     result = check_in_by_code(session, session.get(Member, near.id), activity.code, now=START)
     assert result.created and round(result.checkin.distance_m) == 56
-    # A position reported hours ago proves nothing and is not used.
+    # A position reported hours ago proves nothing and is not used; unless the settings say so,
+    # an unknown position is accepted.
+    strict = {"CHECKIN_REQUIRE_POSITION": 1}
+    with pytest.raises(Exception) as refused:
+        check_in_by_code(session, session.get(Member, stale.id), activity.code, now=START, settings=strict)
+    assert "提供位置信息" in str(refused.value)
+    session.rollback()
     assert check_in_by_code(session, session.get(Member, stale.id), activity.code, now=START).created
 
 
