@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from handlers import Incoming, build_router
 from handlers.activities import parse_date
-from models import Activity, CheckIn, Member, OutboxMessage, PointEntry, Registration, WechatUser
+from models import Activity, CheckIn, DomainError, Member, OutboxMessage, PointEntry, Registration, WechatUser
 from models.activity import (
     check_in,
     check_in_by_code,
@@ -148,7 +148,7 @@ def test_distance_against_the_venue_radius(session, secretary, make_member):
     stale = make_member("旧位置", openid="o-stale")
     activity = new_activity(session, secretary, latitude=30.0, longitude=120.0, radius_m=200)
     # An explicit position (the mini-program), then the last LOCATION event.
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(DomainError) as refused:
         check_in_by_code(session, session.get(Member, far.id), activity.code, now=START, activity_id=activity.id,
                          position=(30.01, 120.0))
     assert "距离活动地点约 1.1公里" in str(refused.value)
@@ -159,7 +159,7 @@ def test_distance_against_the_venue_radius(session, secretary, make_member):
         WechatUser(openid="o-stale", latitude=31.0, longitude=120.0, located_at=START - timedelta(hours=3)),
     ])
     session.commit()
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(DomainError) as refused:
         check_in_by_code(session, session.get(Member, far.id), activity.code, now=START)
     assert "约 334米" in str(refused.value) and "200米" in str(refused.value)
     session.rollback()
@@ -168,7 +168,7 @@ def test_distance_against_the_venue_radius(session, secretary, make_member):
     # A position reported hours ago proves nothing and is not used; unless the settings say so,
     # an unknown position is accepted.
     strict = {"CHECKIN_REQUIRE_POSITION": 1}
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(DomainError) as refused:
         check_in_by_code(session, session.get(Member, stale.id), activity.code, now=START, settings=strict)
     assert "提供位置信息" in str(refused.value)
     session.rollback()
