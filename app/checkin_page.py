@@ -21,8 +21,6 @@ from models.activity import (
     current_code,
     expected_count,
     local_text,
-    qr_expire_seconds,
-    remember_qr,
     scene_for,
 )
 
@@ -87,17 +85,12 @@ def _qr_content(activity, now) -> str:
         return activity.qr_url
     config = current_app.config
     if config.get("WECHAT_APP_SECRET"):
+        from scheduler.activity_jobs import create_sign_in_qr
         from scheduler.wechat_api import official_account_client
 
         try:
             client = official_account_client(config, current_app.extensions["redis"])
-            result = client.qrcode.create({
-                "expire_seconds": qr_expire_seconds(activity, now), "action_name": "QR_STR_SCENE",
-                "action_info": {"scene": {"scene_str": scene}},
-            })
-            if result.get("url"):
-                remember_qr(db.session, activity, scene, result["url"])
-                return result["url"]
+            return create_sign_in_qr(db.session, client, activity, now)
         except Exception:  # noqa: BLE001 - the page must still show a code to type
             db.session.rollback()
             current_app.logger.exception("creating the sign-in QR code of activity %s failed", activity.id)

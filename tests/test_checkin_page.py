@@ -120,3 +120,21 @@ def test_meeting_room_page_in_headless_chromium(engine, live_server, make_member
         assert browser.wait_for(tab, "document.getElementById('count').textContent === '1'")
     finally:
         browser.close()
+
+
+def test_qr_codes_are_made_ahead_by_the_scheduler(engine, app, wechat_api, make_member, client):
+    from sqlalchemy.orm import sessionmaker
+
+    from scheduler.activity_jobs import prepare_sign_in_qr_codes
+    from scheduler.wechat_api import official_account_client
+
+    secretary = make_member("书记甲", role="书记", openid="o-sec")
+    activity = live_activity(engine, secretary.id)
+    live_activity(engine, secretary.id, title="轮换", rotating=True)
+    api = official_account_client(app.config, app.extensions["redis"])
+    factory = sessionmaker(engine)
+    assert prepare_sign_in_qr_codes(factory, api, now_utc()) == 1  # rotating codes are left to the page
+    assert prepare_sign_in_qr_codes(factory, api, now_utc()) == 0
+    assert len(wechat_api.calls_to("/cgi-bin/qrcode/create")) == 1
+    client.get(f"/checkin/{activity.token}")  # the page reuses it
+    assert len(wechat_api.calls_to("/cgi-bin/qrcode/create")) == 1
