@@ -413,3 +413,20 @@ def test_the_secretary_sets_the_venue_from_their_location(session, router, secre
     assert "150 米" in say(router, session, "o-sec", f"活动位置 #{activity.id} 150米")
     reply = say(router, session, "o-zhang", f"签到 #{activity.id} {activity.code}", START)
     assert "超出签到范围（150米）" in reply
+
+
+def test_activity_lists_show_what_i_may_attend(session, router, secretary, make_member):
+    make_member("志愿者", kind="群众", role="志愿者", org="滨江街道党工委/东湖社区党委", openid="o-vol")
+    make_member("外人", org=OTHER_BRANCH, openid="o-other")
+    meeting = new_activity(session, secretary, title="党员大会")
+    service = new_activity(session, secretary, kind="志愿服务", title="助老", starts_at=START - timedelta(days=1))
+    reply = say(router, session, "o-vol", "活动")
+    assert "助老" in reply and "党员大会" not in reply
+    assert reply.index(f"#{service.id}") < reply.index("发送")
+    assert "不在您的参加范围" in say(router, session, "o-vol", f"活动 #{meeting.id}")
+    assert "近期没有" in say(router, session, "o-other", "活动")
+    both = say(router, session, "o-sec", "活动")
+    assert both.index("助老") < both.index("党员大会")  # the soonest first
+    assert "没有编号为 #999" in say(router, session, "o-sec", "活动 #999")
+    assert "已结束" not in say(router, session, "o-sec", "活动", START + timedelta(days=2))
+    assert "近期没有" in say(router, session, "o-sec", "活动", START + timedelta(days=2))
