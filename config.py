@@ -43,6 +43,25 @@ _NUMBERS: dict[str, float | int] = {
     # Reverse proxies (nginx) in front of the app whose X-Forwarded-For is trusted; 0: none. The
     # per-address rate limits need the client's address, not the proxy's.
     "TRUSTED_PROXIES": 0,
+    # Activities: sign-in opens this many minutes before the start (and closes at the end).
+    "CHECKIN_OPENS_MINUTES": 30,
+    # A LOCATION report older than this (seconds) is not used for the venue distance check.
+    "CHECKIN_LOCATION_MAX_AGE": 1800,
+    # 签退 is accepted until this many minutes after a volunteer service ends.
+    "CHECKOUT_GRACE_MINUTES": 120,
+    # Length of an activity created without an end time (minutes).
+    "ACTIVITY_DEFAULT_MINUTES": 120,
+    # Points of a volunteer service when its creator gives none.
+    "VOLUNTEER_DEFAULT_POINTS": 10,
+    # Sign-in radius around a venue position (metres).
+    "ACTIVITY_DEFAULT_RADIUS": 300,
+    # 1: with a venue position set, refuse sign-ins whose position is unknown (0: accept them).
+    "CHECKIN_REQUIRE_POSITION": 0,
+    # Yearly quotas of 在职党员: organizational-life and volunteer-service counts.
+    "QUOTA_ORG_LIFE": 4,
+    "QUOTA_VOLUNTEER": 2,
+    # How often the meeting-room sign-in page polls the live count (seconds).
+    "CHECKIN_PAGE_POLL_SECONDS": 3,
 }
 
 _STRINGS: dict[str, str] = {
@@ -65,6 +84,12 @@ _STRINGS: dict[str, str] = {
     "API_BIND_RATE_LIMIT_PER_TOKEN": "10 per minute",
     # Where the API docs page loads Swagger UI from (empty: a public CDN).
     "API_DOCS_ASSETS_URL": "",
+    # Activity reminders: hours before the start, comma-separated.
+    "ACTIVITY_REMINDER_HOURS": "24,1",
+    # Quotas of other member kinds as JSON, e.g. {"直管党员": [12, 2]} (organizational life, volunteer).
+    "QUOTAS": "",
+    # The public address of this server, for links sent in WeChat (the meeting-room page).
+    "PUBLIC_BASE_URL": "",
 }
 
 

@@ -51,10 +51,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import wechat
+    from app import checkin_page, wechat
 
     app.register_blueprint(wechat.bp)
     api.init_app(app)  # /api/v1, its OpenAPI document and docs page, its rate limits
+    app.register_blueprint(checkin_page.bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

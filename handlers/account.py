@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from handlers.activities import my_progress_line
 from handlers.router import Context, Incoming, Router
 from models.member import bind_openid, unbind_openid
 from models.points import balance
@@ -50,4 +51,7 @@ def register(router: Router) -> None:
         if m.join_date:
             lines.append(f"政治生日：{m.join_date.month}月{m.join_date.day}日（{m.join_date.year}年入党）")
         lines.append(f"积分：{balance(ctx.session, m.id)}")
+        progress = my_progress_line(ctx)
+        if progress:
+            lines.append(progress)
         return "\n".join(lines)

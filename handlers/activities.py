@@ -1,0 +1,356 @@
+"""新活动, 活动, 报名, 取消报名, 签到 (and the sign-in QR scene), 代签, 签退, 出勤, 签到页, 轮换码, 活动位置, 提醒."""
+
+import re
+from datetime import date, datetime, time, timedelta
+
+from handlers.router import Context, Incoming, Router
+from models import DomainError
+from models.activity import (
+    AUDIENCES,
+    KINDS,
+    REGISTERED,
+    SCENE_PREFIX,
+    Activity,
+    attendance,
+    cancel_registration,
+    check_in_by_code,
+    check_in_by_scene,
+    check_out,
+    checked_in_count,
+    create_activity,
+    get_activity,
+    get_managed_activity,
+    hours_text,
+    in_audience,
+    local_text,
+    local_zone,
+    manages,
+    proxy_check_in,
+    registration_of,
+    registration_text,
+    set_rotating,
+    set_venue,
+    upcoming_for,
+)
+from models.activity import (
+    register as register_for,
+)
+from models.member import MANAGER_ROLES, WechatUser
+from models.quota import member_progress, quota_report, quotas_from_settings
+from models.reminders import set_reminders, upcoming_reminders
+
+NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活动 主题党日 学习二十大精神 12月4日 15:00 社区会议室\n"
+             f"类型：{'、'.join(KINDS)}；时间可写 15:00-17:00；地点后可加：名额30、报名、全体、开放、积分10、轮换码")
+_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
+_RELATIVE = {"今天": 0, "明天": 1, "后天": 2}
+
+
+def parse_date(text: str, today: date) -> date:
+    """Read a date as people write it: 2026-12-04, 2026/12/4, 2026年12月4日, 12月4日, 12-04, 明天, 周五."""
+    text = text.strip()
+    if text in _RELATIVE:
+        return today + timedelta(days=_RELATIVE[text])
+    found = re.fullmatch(r"(下)?(?:周|星期|礼拜)([一二三四五六日天])", text)
+    if found:
+        if found[1]:  # 下周五: the Friday of next week
+            return today + timedelta(days=7 - today.weekday() + _WEEKDAYS[found[2]])
+        return today + timedelta(days=(_WEEKDAYS[found[2]] - today.weekday()) % 7)
+    found = re.fullmatch(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?", text)
+    with_year = found is not None
+    if found:
+        year, month, day = (int(g) for g in found.groups())
+    else:
+        found = re.fullmatch(r"(\d{1,2})[-/.月](\d{1,2})[日号]?", text)
+        if found is None:
+            raise DomainError(f"日期「{text}」看不懂，可以写：2026-12-04、12月4日、明天、周五。", code="bad_date")
+        year, month, day = today.year, int(found[1]), int(found[2])
+    try:
+        result = date(year, month, day)
+    except ValueError:
+        raise DomainError(f"日期「{text}」不存在。", code="bad_date") from None
+    if not with_year and result < today:
+        result = result.replace(year=today.year + 1)  # "1月5日" written in December means next year
+    return result
+
+
+def parse_time(text: str) -> tuple[time, time | None]:
+    """Read "15:00", "15点", "15:00-17:00"."""
+    found = re.fullmatch(r"(\d{1,2})(?:[:点](\d{2})?)?(?:[-~至到](\d{1,2})(?:[:点](\d{2})?)?)?", text.strip())
+    if found is None:
+        raise DomainError(f"时间「{text}」看不懂，例如：15:00 或 15:00-17:00。", code="bad_time")
+    try:
+        start = time(int(found[1]), int(found[2] or 0))
+        end = time(int(found[3]), int(found[4] or 0)) if found[3] else None
+    except ValueError:
+        raise DomainError(f"时间「{text}」不存在。", code="bad_time") from None
+    return start, end
+
+
+def parse_when(date_text: str, time_text: str, now: datetime, settings) -> tuple[datetime, datetime | None]:
+    """Return the aware start (and end, if given) of local date and time texts."""
+    zone = local_zone(settings)
+    day = parse_date(date_text, now.astimezone(zone).date())
+    start, end = parse_time(time_text)
+    starts_at = datetime.combine(day, start, tzinfo=zone)
+    ends_at = datetime.combine(day, end, tzinfo=zone) if end else None
+    return starts_at, ends_at
+
+
+def _options(rest: str) -> tuple[str, dict]:
+    """Split "社区会议室 名额30 轮换码" into the place and the options."""
+    words, options = [], {}
+    for word in (rest or "").split():
+        if m := re.fullmatch(r"名额(\d+)人?", word):
+            options["capacity"] = int(m[1])
+        elif word == "报名":
+            options["registration"] = True
+        elif word in ("全体", "下属全体"):
+            options["audience"] = "subtree"
+        elif word in ("开放", "志愿者"):
+            options["audience"] = "open"
+        elif m := re.fullmatch(r"积分(\d+)", word):
+            options["points"] = int(m[1])
+        elif word in ("轮换码", "动态码"):
+            options["rotating"] = True
+        else:
+            words.append(word)
+    return " ".join(words), options
+
+
+def page_link(activity: Activity, ctx: Context) -> str:
+    base = str(ctx.settings.get("PUBLIC_BASE_URL", "") or "").rstrip("/")
+    return f"{base}/checkin/{activity.token}"
+
+
+def describe(activity: Activity, ctx: Context, *, full: bool = False) -> str:
+    member = ctx.member
+    end = local_text(activity.ends_at, ctx.settings, with_date=False)
+    lines = [f"{activity.number} 【{activity.kind}】{activity.title}",
+             f"时间：{local_text(activity.starts_at, ctx.settings)}-{end}"]
+    if activity.place:
+        lines.append(f"地点：{activity.place}")
+    if not full:
+        return "\n".join(lines)
+    lines.append(f"组织：{activity.org.name}；参加范围：{AUDIENCES[activity.audience]}")
+    if activity.registration:
+        cap = str(activity.registered_count) + (f"/{activity.capacity}" if activity.capacity else "")
+        lines.append(f"报名：{cap}人")
+        reg = registration_of(ctx.session, activity.id, member.id)
+        if reg is not None and reg.status != "cancelled":
+            lines.append(registration_text(ctx.session, activity, reg))
+        else:
+            lines.append(f"发送「报名 {activity.number}」报名。")
+    if activity.is_volunteer and activity.points:
+        lines.append(f"志愿服务积分：{activity.points}分（签到并签退后记入）")
+    lines.append(f"已签到：{checked_in_count(ctx.session, activity.id)}人")
+    if manages(member, activity.org):
+        code = "每分钟轮换，见签到页" if activity.rotating else activity.code
+        lines.append(f"签到码：{code}")
+        lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
+    return "\n".join(lines)
+
+
+def _number(ctx: Context) -> int:
+    return int(ctx.match["n"])
+
+
+def _checkin_reply(result, ctx: Context) -> str:
+    activity = result.activity
+    lines = [f"签到成功！{activity.number}「{activity.title}」",
+             f"签到时间：{local_text(result.checkin.checked_in_at, ctx.settings)}",
+             f"当前已签到：{result.count}人"]
+    if activity.is_volunteer:
+        lines.append(f"服务结束时请发送「签退 {activity.number}」记录服务时长。")
+    return "\n".join(lines)
+
+
+def register_commands(router: Router) -> None:
+    @router.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
+                    pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
+                    usage=NEW_USAGE, roles=MANAGER_ROLES)
+    def new_activity(message: Incoming, ctx: Context) -> str:
+        starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
+        if ends_at is not None and ends_at <= starts_at:
+            ends_at += timedelta(days=1)
+        place, options = _options(ctx.match["rest"])
+        activity = create_activity(
+            ctx.session, ctx.member, kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
+            ends_at=ends_at, place=place, now=ctx.now, settings=ctx.settings, **options,
+        )
+        lines = ["活动已发布！", describe(activity, ctx), f"参加范围：{AUDIENCES[activity.audience]}"]
+        if activity.capacity:
+            lines.append(f"名额：{activity.capacity}人（满员后进入候补）")
+        elif activity.registration:
+            lines.append("需报名参加")
+        rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
+        lines.append(f"签到码 {activity.code}{rotating}")
+        lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
+        return "\n".join(lines)
+
+    @router.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动", pattern=r"(?:#?(?P<n>\d+))?",
+                    usage="活动 或 活动 #编号", needs_member=True)
+    def show(message: Incoming, ctx: Context) -> str:
+        if ctx.match["n"]:
+            activity = get_activity(ctx.session, _number(ctx))
+            if not (manages(ctx.member, activity.org) or in_audience(ctx.session, activity, ctx.member)):
+                raise DomainError(f"活动 {activity.number} 不在您的参加范围内。")
+            return describe(activity, ctx, full=True)
+        upcoming = upcoming_for(ctx.session, ctx.member, ctx.now)
+        if not upcoming:
+            return "近期没有您可以参加的活动。"
+        lines = ["近期活动："] + [describe(a, ctx) for a in upcoming]
+        lines.append("发送「活动 #编号」查看详情。")
+        return "\n".join(lines)
+
+    @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d+)", usage="报名 #编号",
+                    needs_member=True)
+    def sign_up(message: Incoming, ctx: Context) -> str:
+        activity = get_activity(ctx.session, _number(ctx))
+        reg = register_for(ctx.session, activity, ctx.member, ctx.now)
+        if reg.status == REGISTERED:
+            return f"报名成功！{describe(activity, ctx)}\n届时请扫码或发送「签到 签到码」签到。"
+        return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
+
+    @router.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
+                    pattern=r"#?(?P<n>\d+)", usage="取消报名 #编号",
+                    needs_member=True)
+    def cancel(message: Incoming, ctx: Context) -> str:
+        activity = get_activity(ctx.session, _number(ctx))
+        cancel_registration(ctx.session, activity, ctx.member, ctx.now)
+        return f"已取消活动 {activity.number}「{activity.title}」的报名。"
+
+    @router.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
+                    pattern=r"(?:#?(?P<n>\d+) )?(?P<code>\d+)", usage="签到 签到码，例如：签到 123456",
+                    needs_member=True)
+    def sign_in(message: Incoming, ctx: Context) -> str:
+        activity_id = int(ctx.match["n"]) if ctx.match["n"] else None
+        result = check_in_by_code(ctx.session, ctx.member, ctx.match["code"], now=ctx.now,
+                                  activity_id=activity_id, settings=ctx.settings)
+        return _checkin_reply(result, ctx)
+
+    @router.scene(SCENE_PREFIX)
+    def scanned(message: Incoming, ctx: Context) -> str:
+        if ctx.member is None:
+            return "请先绑定身份再扫码签到：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
+        result = check_in_by_scene(ctx.session, ctx.member, ctx.rest, now=ctx.now, settings=ctx.settings)
+        return _checkin_reply(result, ctx)
+
+    @router.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
+                    pattern=r"#?(?P<n>\d+) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES)
+    def proxy(message: Incoming, ctx: Context) -> str:
+        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+        result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
+                                settings=ctx.settings)
+        return (f"已为「{result.checkin.member.name}」代签活动 {activity.number}"
+                f"（{local_text(result.checkin.checked_in_at, ctx.settings)}，记录为代签）。"
+                f"当前已签到：{result.count}人")
+
+    @router.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
+                    pattern=r"#?(?P<n>\d+)", usage="签退 #编号", needs_member=True)
+    def sign_out(message: Incoming, ctx: Context) -> str:
+        activity = get_activity(ctx.session, _number(ctx))
+        checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
+        lines = [f"签退成功！{activity.number}「{activity.title}」",
+                 f"服务时长：{hours_text(checkin.service_minutes)}"]
+        if activity.points:
+            lines.append(f"获得积分：{activity.points}分")
+        return "\n".join(lines)
+
+    @router.command("出勤", summary="出勤 #编号 — 查看活动出勤（书记）", pattern=r"#?(?P<n>\d+)",
+                    usage="出勤 #编号", roles=MANAGER_ROLES)
+    def show_attendance(message: Incoming, ctx: Context) -> str:
+        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+        report = attendance(ctx.session, activity)
+        expected_ids = {m.id for m in report.expected}
+        came = sum(1 for c in report.present if c.member_id in expected_ids)
+        lines = [f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"]
+        proxies = [c.member.name for c in report.present if c.method == "proxy"]
+        if proxies:
+            lines.append(f"其中代签：{'、'.join(proxies)}")
+        extra = [c.member.name for c in report.present if c.member_id not in expected_ids]
+        if extra:
+            lines.append(f"范围外签到：{'、'.join(extra)}")
+        lines.append("缺席：" + ("、".join(m.name for m in report.absent) if report.absent else "无"))
+        return "\n".join(lines)
+
+    @router.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d+)",
+                    usage="签到页 #编号", roles=MANAGER_ROLES)
+    def page(message: Incoming, ctx: Context) -> str:
+        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+        return (f"{activity.number}「{activity.title}」签到页（请勿转发，仅在会议室大屏打开）：\n"
+                f"{page_link(activity, ctx)}")
+
+    @router.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
+                    pattern=r"#?(?P<n>\d+)(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
+                    roles=MANAGER_ROLES)
+    def rotate(message: Incoming, ctx: Context) -> str:
+        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+        on = ctx.match["off"] != "关闭"
+        set_rotating(ctx.session, activity, on)
+        if on:
+            return (f"活动 {activity.number} 已开启轮换签到码：签到码和二维码每分钟更换，"
+                    f"请在会议室大屏打开签到页：{page_link(activity, ctx)}")
+        return f"活动 {activity.number} 已关闭轮换，签到码恢复为 {activity.code}。"
+
+    @router.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
+                    pattern=r"#?(?P<n>\d+)(?: (?P<radius>\d+)米?)?", usage="活动位置 #编号 [半径米]",
+                    roles=MANAGER_ROLES)
+    def venue(message: Incoming, ctx: Context) -> str:
+        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+        user = ctx.session.get(WechatUser, message.openid)
+        if user is None or user.latitude is None:
+            return "还没有收到您的位置。请在公众号中允许「提供位置信息」后重新进入，再发送本指令。"
+        radius = int(ctx.match["radius"]) if ctx.match["radius"] else None
+        set_venue(ctx.session, activity, user.latitude, user.longitude, radius, ctx.settings)
+        return f"活动 {activity.number} 的签到地点已设为您当前位置，签到范围 {activity.radius_m} 米。"
+
+    @router.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=r"(?P<op>关闭|开启)?",
+                    usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True)
+    def reminders(message: Incoming, ctx: Context) -> str:
+        if ctx.match["op"]:
+            on = ctx.match["op"] == "开启"
+            set_reminders(ctx.session, ctx.member, on, ctx.now)
+            return "已开启活动提醒。" if on else "已关闭活动提醒，发送「提醒 开启」可重新开启。"
+        enabled, rows = upcoming_reminders(ctx.session, ctx.member, ctx.now, ctx.settings)
+        if not enabled:
+            return "您已关闭活动提醒。发送「提醒 开启」重新开启。"
+        if not rows:
+            return "近期没有需要提醒的活动。发送「提醒 关闭」可关闭活动提醒。"
+        lines = ["将提醒您的活动："]
+        lines += [f"{a.number}「{a.title}」{local_text(a.starts_at, ctx.settings)}，"
+                  f"提醒时间：{'、'.join(local_text(t, ctx.settings) for t in times)}" for a, times in rows]
+        lines.append("发送「提醒 关闭」可关闭活动提醒。")
+        return "\n".join(lines)
+
+
+    @router.command("完成情况", summary="完成情况 [年份] — 在职党员年度组织生活和志愿服务完成情况（书记）",
+                    pattern=r"(?P<year>\d{4})?年?", usage="完成情况 或 完成情况 2026", roles=MANAGER_ROLES)
+    def quota(message: Incoming, ctx: Context) -> str:
+        year = int(ctx.match["year"] or ctx.now.astimezone(local_zone(ctx.settings)).year)
+        rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
+        if not rows:
+            return f"{year}年：您管理的范围内没有需要统计的党员。"
+        behind = [r for r in rows if r.behind]
+        lines = [f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"]
+        if behind:
+            lines.append("未达标（组织生活/志愿服务）：")
+            lines += [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
+                      f"{r.volunteer}/{r.volunteer_quota}" for r in behind[:20]]
+            if len(behind) > 20:
+                lines.append(f"……另有 {len(behind) - 20} 人，完整名单请在后台导出 Excel。")
+        return "\n".join(lines)
+
+
+def my_progress_line(ctx: Context) -> str | None:
+    """The line 我的 shows: this year's counts against my quota (None when no quota applies)."""
+    year = ctx.now.astimezone(local_zone(ctx.settings)).year
+    row = member_progress(ctx.session, ctx.member, year, quotas_from_settings(ctx.settings), ctx.settings)
+    if row is None:
+        return None
+    return (f"{year}年组织生活：{row.org_life}/{row.org_life_quota}次；"
+            f"志愿服务：{row.volunteer}/{row.volunteer_quota}次")
+
+
+def register(router: Router) -> None:
+    register_commands(router)
+

@@ -1,0 +1,163 @@
+"""Yearly quotas: how often each member took part in organizational life and volunteer service."""
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models.activity import VOLUNTEER, Activity, CheckIn, year_bounds
+from models.member import Member
+from models.org import Organization
+
+
+@dataclass
+class QuotaRow:
+    member: Member
+    org_life: int
+    volunteer: int
+    org_life_quota: int
+    volunteer_quota: int
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, self.org_life_quota - self.org_life) + max(0, self.volunteer_quota - self.volunteer)
+
+    @property
+    def behind(self) -> bool:
+        return self.shortfall > 0
+
+
+def quotas_from_settings(settings: Mapping | None) -> dict[str, tuple[int, int]]:
+    """{member kind: (organizational-life count, volunteer-service count)} for a year.
+
+    QUOTA_ORG_LIFE / QUOTA_VOLUNTEER are 在职党员's; QUOTAS (JSON, e.g. {"直管党员": [12, 2]})
+    sets other kinds.
+    """
+    settings = settings or {}
+    quotas = {"在职党员": (int(settings.get("QUOTA_ORG_LIFE", 4)), int(settings.get("QUOTA_VOLUNTEER", 2)))}
+    extra = settings.get("QUOTAS") or ""
+    if extra:
+        for kind, pair in json.loads(extra).items():
+            quotas[kind] = (int(pair[0]), int(pair[1]))
+    return quotas
+
+
+def quota_report(session: Session, org: Organization, year: int, quotas: Mapping[str, tuple[int, int]],
+                 settings: Mapping | None = None) -> list[QuotaRow]:
+    """Each member of the subtree whose kind has a quota, with the year's counts; the most behind first."""
+    start, end = year_bounds(year, settings)
+    members = session.scalars(
+        select(Member).join(Organization, Member.org_id == Organization.id)
+        .where(Member.active.is_(True), Organization.path.startswith(org.path), Member.kind.in_(list(quotas)))
+        .order_by(Member.id)
+    ).all()
+    counts = session.execute(
+        select(CheckIn.member_id, Activity.kind == VOLUNTEER, func.count(CheckIn.id))
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(Activity.cancelled.is_(False), Activity.starts_at >= start, Activity.starts_at < end)
+        .group_by(CheckIn.member_id, Activity.kind == VOLUNTEER)
+    ).all()
+    tally: dict[tuple[int, bool], int] = {(m, bool(v)): n for m, v, n in counts}
+    rows = [QuotaRow(m, tally.get((m.id, False), 0), tally.get((m.id, True), 0), *quotas[m.kind]) for m in members]
+    rows.sort(key=lambda r: (-r.shortfall, r.member.id))
+    return rows
+
+
+HEADERS = ("姓名", "类别", "所属组织", "组织生活次数", "组织生活应达", "志愿服务次数", "志愿服务应达", "差额",
+           "是否达标")
+
+
+def quota_xlsx(rows: list[QuotaRow], year: int) -> bytes:
+    """The report as an Excel workbook (Chinese headers)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = f"{year}年度完成情况"
+    sheet.append(HEADERS)
+    for r in rows:
+        sheet.append([r.member.name, r.member.kind, r.member.org.full_name, r.org_life, r.org_life_quota,
+                      r.volunteer, r.volunteer_quota, r.shortfall, "否" if r.behind else "是"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def attendance_xlsx(session: Session, activity: Activity) -> bytes:
+    """One activity's attendance as an Excel workbook."""
+    from openpyxl import Workbook
+
+    from models.activity import METHODS, attendance, local_text
+
+    report = attendance(session, activity)
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "出勤"
+    sheet.append(["活动", f"{activity.number} {activity.kind} {activity.title}"])
+    sheet.append(["时间", local_text(activity.starts_at)])
+    sheet.append([])
+    sheet.append(["姓名", "类别", "状态", "签到时间", "签到方式", "服务时长（分钟）"])
+    for c in report.present:
+        sheet.append([c.member.name, c.member.kind, "已签到", local_text(c.checked_in_at), METHODS[c.method],
+                      c.service_minutes])
+    for m in report.absent:
+        sheet.append([m.name, m.kind, "缺席", "", "", None])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def member_progress(session: Session, member: Member, year: int, quotas: Mapping[str, tuple[int, int]],
+                    settings: Mapping | None = None) -> QuotaRow | None:
+    """One member's counts for the year against the quota of their kind (None: no quota applies)."""
+    if member.kind not in quotas:
+        return None
+    start, end = year_bounds(year, settings)
+    counts = dict(session.execute(
+        select(Activity.kind == VOLUNTEER, func.count(CheckIn.id))
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(CheckIn.member_id == member.id, Activity.cancelled.is_(False), Activity.starts_at >= start,
+               Activity.starts_at < end)
+        .group_by(Activity.kind == VOLUNTEER)
+    ).all())
+    counts = {bool(k): v for k, v in counts.items()}
+    return QuotaRow(member, counts.get(False, 0), counts.get(True, 0), *quotas[member.kind])
+
+
+def period_attendance(session: Session, org: Organization, start, end) -> list[tuple[Activity, int, int]]:
+    """The activities of the subtree starting in [start, end), each with (signed in, expected)."""
+    from models.activity import attendance
+
+    activities = session.scalars(
+        select(Activity).join(Organization, Activity.org_id == Organization.id)
+        .where(Organization.path.startswith(org.path), Activity.cancelled.is_(False),
+               Activity.starts_at >= start, Activity.starts_at < end)
+        .order_by(Activity.starts_at, Activity.id)
+    ).all()
+    rows = []
+    for activity in activities:
+        report = attendance(session, activity)
+        rows.append((activity, len(report.present), len(report.expected)))
+    return rows
+
+
+def period_attendance_xlsx(rows: list[tuple[Activity, int, int]]) -> bytes:
+    """A period's activities and their attendance as an Excel workbook."""
+    from openpyxl import Workbook
+
+    from models.activity import local_text
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "活动出勤汇总"
+    sheet.append(["编号", "类型", "标题", "组织", "时间", "签到人数", "应到人数", "出勤率"])
+    for activity, present, expected in rows:
+        rate = f"{present / expected:.0%}" if expected else ""
+        sheet.append([activity.number, activity.kind, activity.title, activity.org.full_name,
+                      local_text(activity.starts_at), present, expected, rate])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

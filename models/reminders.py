@@ -1,0 +1,108 @@
+"""Activity reminders through the outbox: 24 hours and 1 hour before the start (settings), once each."""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.activity import (
+    REGISTERED,
+    Activity,
+    expected_members,
+    in_audience,
+    local_text,
+    registration_of,
+    upcoming_for,
+)
+from models.member import Member
+from models.outbox import enqueue
+
+DEFAULT_LEADS = "24,1"  # hours before the start
+
+
+def reminder_leads(settings: Mapping | None) -> list[float]:
+    """The reminder rounds in hours, largest first, from the ACTIVITY_REMINDER_HOURS setting."""
+    raw = str((settings or {}).get("ACTIVITY_REMINDER_HOURS") or DEFAULT_LEADS)
+    return sorted({float(x) for x in raw.replace("，", ",").split(",") if x.strip()}, reverse=True)
+
+
+def _label(hours: float) -> str:
+    return f"{hours:g}"
+
+
+def reminders_enabled(session: Session, member_id: int) -> bool:
+    from models.activity import ReminderSetting
+
+    row = session.get(ReminderSetting, member_id)
+    return row is None or row.enabled
+
+
+def set_reminders(session: Session, member: Member, enabled: bool, now: datetime) -> None:
+    """Turn activity reminders on or off for a member; commit."""
+    from models.activity import ReminderSetting, insert_ignore
+
+    insert_ignore(session, ReminderSetting.__table__, member_id=member.id, enabled=enabled, updated_at=now)
+    row = session.get(ReminderSetting, member.id)
+    session.refresh(row)
+    row.enabled, row.updated_at = enabled, now
+    session.commit()
+
+
+def queue_activity_reminders(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+    """Queue the reminders due at `now`; return how many outbox rows were added. Commits.
+
+    Each round of each activity is queued once (the outbox is unique per source and recipient, and
+    the round is marked on the activity); a round whose time passed before the job ran is folded
+    into the nearest round still due, so nobody gets two reminders at once.
+    """
+    leads = reminder_leads(settings)
+    if not leads:
+        return 0
+    horizon = now + timedelta(hours=leads[0])
+    due = session.scalars(
+        select(Activity).where(Activity.cancelled.is_(False), Activity.starts_at > now,
+                               Activity.starts_at <= horizon).order_by(Activity.starts_at)
+    ).all()
+    from models.activity import ReminderSetting
+
+    muted = set(session.scalars(select(ReminderSetting.member_id).where(ReminderSetting.enabled.is_(False))))
+    queued = 0
+    for activity in due:
+        done = set(filter(None, activity.reminded.split(",")))
+        rounds = [h for h in leads if activity.starts_at - timedelta(hours=h) <= now and _label(h) not in done]
+        if not rounds:
+            continue
+        lead = min(rounds)  # the latest round due stands for the earlier ones missed
+        source = f"activity:{activity.id}:reminder:{_label(lead)}h"
+        place = f"，地点：{activity.place}" if activity.place else ""
+        body = (f"活动提醒：{activity.number}「{activity.title}」将于 {local_text(activity.starts_at, settings)} 开始"
+                f"{place}。请准时参加，现场扫码或发送「签到 签到码」签到。")
+        for member in expected_members(session, activity):
+            if member.id in muted:
+                continue
+            if enqueue(session, source=source, kind="reminder", title=f"{activity.kind}提醒", body=body,
+                       member_id=member.id, openid=member.openid):
+                queued += 1
+        activity.reminded = ",".join(sorted(done | {_label(h) for h in rounds}))
+        session.commit()
+    return queued
+
+
+def upcoming_reminders(session: Session, member: Member, now: datetime, settings: Mapping | None = None,
+                       days: int = 7) -> tuple[bool, list[tuple[Activity, list[datetime]]]]:
+    """Whether the member's reminders are on, and the coming activities with their reminder times."""
+    enabled = reminders_enabled(session, member.id)
+    rows = []
+    for activity in upcoming_for(session, member, now, limit=20):
+        if activity.starts_at > now + timedelta(days=days) or activity.starts_at <= now:
+            continue
+        if activity.registration:
+            reg = registration_of(session, activity.id, member.id)
+            if reg is None or reg.status != REGISTERED:
+                continue
+        elif not in_audience(session, activity, member):
+            continue
+        times = [activity.starts_at - timedelta(hours=h) for h in reminder_leads(settings)]
+        rows.append((activity, [t for t in times if t > now]))
+    return enabled, rows
