@@ -379,3 +379,15 @@ def test_manual_awards_need_a_reason_and_a_second_manager(api_client, as_, peopl
     assert refused["status"] == "已驳回"
     assert api_client.get("/api/v1/me/points", headers=as_("wang")).get_json()["balance"] == 5
     assert_error(api_client.post(f"{url}/99999/approve", json={}, headers=as_("admin")), 404, "not_found")
+
+
+def test_a_grid_head_confirms_through_the_chatbot_too(api_client, as_, call, wx, people, engine):
+    with Session(engine) as s:
+        s.get(Member, people["zhao"].id).grid_head = True
+        s.commit()
+    posted(api_client, as_, beneficiary_member_id=people["granny"].id)
+    call("liu", "claim", 1)
+    call("liu", "fulfil", 1, note="修好了")
+    assert "只有心愿 #1 所在组织的书记" in wx.text("o-wang", "确认 #1").content
+    assert "已确认心愿 #1「修水龙头」完成，刘洋 获得 10 积分" in wx.text("o-zhao", "确认 #1").content
+    assert api_client.get("/api/v1/wishes/1", headers=as_("liu")).get_json()["status"] == "已完成"
