@@ -471,6 +471,17 @@ def add_photo(session: Session, actor: Member, wish_id: int, media_id: str, *, m
     return get_wish(session, wish_id)
 
 
+def photo_of(session: Session, viewer: Member | None, wish_id: int, photo_id: int) -> WishPhoto:
+    """Return a photo of a wish for those who may see the beneficiary (a photo may show them)."""
+    wish = view_wish(session, viewer, wish_id)
+    photo = next((p for p in wish.photos if p.id == photo_id), None)
+    if photo is None:
+        raise NotFound(f"心愿 #{wish_id} 没有这张照片。")
+    if not can_see_beneficiary(viewer, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 的认领人、发布人、受助人和上级书记可以查看照片。")
+    return photo
+
+
 def attach_photo(session: Session, actor: Member, media_id: str, *, window_minutes: int = 10,
                  now: datetime | None = None) -> Wish | None:
     """Attach a photo to the wish `actor` reported fulfilled in the last minutes; None if none. Commit."""

@@ -296,7 +296,16 @@ def test_the_claimer_uploads_photos(api_client, as_, call, api_app, tmp_path):
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".png" and files[0].read_bytes() == PNG
     assert upload("wang", b"\xff\xd8\xff\xe0" + b"\x00" * 10, "x.jpg").status_code == 200
-    assert len(api_client.get("/api/v1/wishes/1", headers=as_("liu")).get_json()["photos"]) == 2
+    photos = api_client.get("/api/v1/wishes/1", headers=as_("liu")).get_json()["photos"]
+    assert len(photos) == 2
+
+    # A photo may show the beneficiary: the claimer and the secretary see it, a bystander does not.
+    url = f"/api/v1/wishes/1/photos/{photos[0]['id']}"
+    shown = api_client.get(url, headers=as_("wang"))
+    assert shown.status_code == 200 and shown.mimetype == "image/png" and shown.data == PNG
+    assert api_client.get(url, headers=as_("sec")).status_code == 200
+    assert_error(api_client.get(url, headers=as_("liu")), 403, "forbidden")
+    assert_error(api_client.get("/api/v1/wishes/1/photos/999", headers=as_("wang")), 404, "not_found")
 
 
 # Export -------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ The rules and their Chinese messages are the chatbot's (handlers/wishes.py calls
 
 import functools
 import os
+import re
 import secrets
 
 from flask import Response, current_app, g, request
@@ -44,6 +45,8 @@ BEARER = [{"bearerAuth": []}]
 # Image types accepted for a wish's photo, recognised by their first bytes (never by the name).
 IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
                     (b"GIF89a", "gif"))
+IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|gif)")  # the names upload_photo gives
 
 
 def _viewer():
@@ -219,6 +222,28 @@ def upload_photo(files, wish_id):
     except Exception:
         os.remove(path)  # refused (or failed): keep no orphan file
         raise
+
+
+@blp.route("/wishes/<int:wish_id>/photos/<int:photo_id>", methods=["GET"])
+@login_required
+@blp.doc(security=BEARER, responses={"200": {
+    "description": "照片（JPEG、PNG 或 GIF）",
+    "content": {f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
+                for kind in ("jpeg", "png", "gif")},
+}})
+def get_photo(wish_id, photo_id):
+    """查看心愿的一张照片（认领人、发布人、受助人和上级书记）。"""
+    photo = wishes.photo_of(db.session, _viewer(), wish_id, photo_id)
+    name = photo.media_id.removeprefix("upload:")
+    if photo.media_id == name or not UPLOAD_NAME.fullmatch(name):
+        raise ApiError(404, "not_found", "这张照片是通过公众号发送的，请在公众号中查看。")
+    path = os.path.join(_photo_dir(), name)
+    if not os.path.isfile(path):
+        raise ApiError(404, "not_found", "照片文件已不存在。")
+    with open(path, "rb") as photo_file:  # small (capped at upload): read whole, nothing left open
+        data = photo_file.read()
+    return Response(data, mimetype=IMAGE_TYPES[name.rsplit(".", 1)[1]],
+                    headers={"Cache-Control": "private, no-store"})
 
 
 @blp.route("/me/wishes", methods=["GET"])
