@@ -36,6 +36,9 @@ _NUMBERS: dict[str, float | int] = {
     "WISH_REMIND_DAYS": 2,
     "WISH_PHOTO_MINUTES": 10,
     "WISH_PAGE_SIZE": 5,
+    # Largest photo the API accepts for a wish (bytes); photos are kept in WISH_PHOTO_DIR
+    # (default: wish_photos/ in the instance folder).
+    "WISH_PHOTO_MAX_BYTES": 5 * 1024 * 1024,
     # Mini-program API: session token lifetime, extended on every use (seconds).
     "API_TOKEN_TTL": 7 * 24 * 3600,
     # Largest roster file accepted by the import endpoint (bytes).
@@ -90,6 +93,8 @@ _STRINGS: dict[str, str] = {
     "QUOTAS": "",
     # The public address of this server, for links sent in WeChat (the meeting-room page).
     "PUBLIC_BASE_URL": "",
+    # Where the photos uploaded for wishes are kept; empty: wish_photos/ in the instance folder.
+    "WISH_PHOTO_DIR": "",
 }
 
 

@@ -172,7 +172,7 @@ def register(router: Router) -> None:
         return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
                 f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
 
-    @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/受助人）", pattern=NUMBER,
+    @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人）", pattern=NUMBER,
                     usage="确认 #12", needs_member=True)
     def confirm(message: Incoming, ctx: Context) -> str:
         wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)

@@ -17,7 +17,7 @@ from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
 
-UPDATABLE = ("name", "phone", "kind", "role", "join_date", "org_id", "grid", "active")
+UPDATABLE = ("name", "phone", "kind", "role", "join_date", "org_id", "grid", "grid_head", "active")
 
 
 @dataclass
@@ -148,6 +148,13 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
         if "grid" in changes:
             grid = (changes["grid"] or "").strip()
             member.grid_id = ensure_grid(session, org, grid).id if grid else None
+        if changes.get("grid_head") is not None:
+            if changes["grid_head"] and member.grid_id is None:
+                session.rollback()
+                raise DomainError("请先设置该成员所在的网格，再设为网格长。", code="invalid", status=422)
+            member.grid_head = changes["grid_head"]
+        if member.grid_id is None:
+            member.grid_head = False  # no grid, no grid head
         session.commit()
     except IntegrityError:
         # The unique phone: another member has it (caught on the flush or the commit).

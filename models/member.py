@@ -4,7 +4,7 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, bindparam, func, select, update
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, bindparam, false, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -29,6 +29,8 @@ class Member(Base):
     join_date: Mapped[date | None] = mapped_column(Date)  # political birthday
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    # 网格长: the head of their grid, who may confirm the wishes of that grid's residents.
+    grid_head: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The Official Account openid bound by 绑定, the mini-program openid, and the unionid that
     # links both when WeChat gives one.
     openid: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -45,6 +47,10 @@ class Member(Base):
     @property
     def is_manager(self) -> bool:
         return self.role in MANAGER_ROLES
+
+    def heads_grid(self, grid_id: int | None) -> bool:
+        """Whether this member is the (active) head of the grid `grid_id`."""
+        return bool(self.grid_head and self.active and grid_id is not None and self.grid_id == grid_id)
 
     @property
     def is_party_member(self) -> bool:

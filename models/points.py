@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member
-from models.org import Organization
+from models.org import Organization, community_of
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 AWARD_PENDING, AWARD_APPROVED, AWARD_REFUSED = "待审批", "已批准", "已驳回"
@@ -115,6 +115,47 @@ def ranking(session: Session, org: Organization | None = None, *, since: datetim
     return [Rank(i, mid, name, int(points)) for i, (mid, name, points) in enumerate(rows, 1)]
 
 
+@dataclass
+class Statement:
+    balance: int
+    entries: list[PointEntry]
+
+
+def statement(session: Session, member_id: int, limit: int = 10) -> Statement:
+    """Return a member's balance and latest ledger entries."""
+    return Statement(balance(session, member_id), recent_entries(session, member_id, limit))
+
+
+@dataclass
+class Board:
+    org: Organization
+    period: str  # month, all
+    since: datetime | None
+    ranks: list[Rank]
+
+
+PERIODS = ("month", "all")
+
+
+def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, period: str = "month",
+                now: datetime | None = None, limit: int = 10) -> Board:
+    """Return the ranking of an organization's subtree (the viewer's community by default): open to
+    the members of that community, and to the managers above it."""
+    if period not in PERIODS:
+        raise DomainError("期间应为 month（本月）或 all（总榜）。", code="invalid", status=422)
+    community = community_of(viewer.org)
+    if org_id is None:
+        org = community
+    else:
+        org = session.get(Organization, org_id) if 0 < org_id <= 2**31 - 1 else None
+        if org is None:
+            raise NotFound("未找到该组织。")
+        if not (org.is_within(community) or (viewer.is_manager and org.is_within(viewer.org))):
+            raise Forbidden("只能查看本社区或管理范围内的积分榜。")
+    since = month_start(now or now_utc()) if period == "month" else None
+    return Board(org, period, since, ranking(session, org, since=since, limit=limit))
+
+
 def _manages(actor: Member, member: Member) -> bool:
     return actor.is_manager and member.org.is_within(actor.org)
 
@@ -145,7 +186,7 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
                  now: datetime | None = None) -> ManualAward:
     """Approve (credit the ledger) or refuse a pending manual award, by a second manager. Commit."""
     now = now or now_utc()
-    award = session.get(ManualAward, award_id)
+    award = session.get(ManualAward, award_id) if 0 < award_id <= 2**31 - 1 else None
     if award is None:
         raise NotFound(f"未找到积分申请 #{award_id}。")
     if award.requested_by_id == actor.id:
@@ -175,7 +216,7 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
 def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
     """Return the manual awards waiting for `actor`'s approval (not their own)."""
     if not actor.is_manager:
-        return []
+        raise Forbidden("只有书记或管理员可以审批积分。")
     query = (select(ManualAward).join(Member, Member.id == ManualAward.member_id)
              .join(Organization, Organization.id == Member.org_id)
              .where(ManualAward.status == AWARD_PENDING, ManualAward.requested_by_id != actor.id)
@@ -184,5 +225,6 @@ def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
     return list(session.scalars(query))
 
 
-__all__ = ["ManualAward", "PointEntry", "Rank", "balance", "credit", "decide_award", "month_start",
-           "pending_awards", "ranking", "recent_entries", "request_award"]
+__all__ = ["Board", "ManualAward", "PointEntry", "Rank", "Statement", "balance", "credit", "decide_award",
+           "month_start", "pending_awards", "ranking", "ranking_for", "recent_entries", "request_award",
+           "statement"]

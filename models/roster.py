@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
 
-COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格")
+COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
+# 网格长 (是/否) is optional: a roster without the column leaves everyone's grid-head mark as it is.
+_YES, _NO = ("是", "y", "yes", "true", "1", "√"), ("否", "n", "no", "false", "0", "")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
 
@@ -132,6 +134,7 @@ class _Row:
     join_date: date | None
     role: str
     grid: str
+    grid_head: bool | None  # None: the column is absent, keep the current mark
 
 
 def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
@@ -172,16 +175,30 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         role = _text(record.get("角色")) or ("志愿者" if kind == "群众" else "党员")
         if role not in ROLES:
             problems.append(f"角色应为{'、'.join(ROLES)}之一")
+        grid = _text(record.get("网格"))
+        grid_head = None
+        if "网格长" in record:
+            mark = _text(record.get("网格长")).lower()
+            if mark in _YES:
+                grid_head = True
+                if not grid:
+                    problems.append("网格长须填写所在网格")
+            elif mark in _NO:
+                grid_head = False
+            else:
+                problems.append(f"网格长应填「是」或「否」，而不是「{_text(record.get('网格长'))}」")
         if problems:
             errors.append(RowError(number, "；".join(problems)))
             continue
-        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, _text(record.get("网格"))))
+        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head))
     return rows, errors
 
 
 def _differs(member: Member, row: _Row) -> bool:
     current = (member.name, member.kind, member.join_date, member.role, member.org.full_name,
                member.grid.name if member.grid else "")
+    if row.grid_head is not None and bool(member.grid_head) != row.grid_head:
+        return True
     return current != (row.name, row.kind, row.join_date, row.role, row.org_path, row.grid)
 
 
@@ -236,6 +253,10 @@ def import_members(
         orgs[row.org_path] = org
         values = dict(name=row.name, kind=row.kind, join_date=row.join_date, role=row.role, org_id=org.id,
                       grid_id=ensure_grid(session, org, row.grid).id if row.grid else None)
+        if row.grid_head is not None:
+            values["grid_head"] = row.grid_head
+        elif not row.grid:
+            values["grid_head"] = False  # no grid, no grid head
         if member is None:
             session.add(Member(phone=row.phone, **values))
         else:
@@ -258,8 +279,9 @@ def export_members(session: Session, members: Iterable[Member]) -> bytes:
         sheet.append([
             m.name, m.phone, m.org.full_name, m.kind,
             m.join_date.isoformat() if m.join_date else "", m.role, m.grid.name if m.grid else "",
+            "是" if m.grid_head else "否",
         ])
-    for column, width in zip("ABCDEFG", (10, 14, 48, 10, 12, 8, 10), strict=True):
+    for column, width in zip("ABCDEFGH", (10, 14, 48, 10, 12, 8, 10, 8), strict=True):
         sheet.column_dimensions[column].width = width
     buffer = io.BytesIO()
     book.save(buffer)

@@ -12,6 +12,7 @@ from io import BytesIO
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import (
     ForeignKey,
     Integer,
@@ -41,6 +42,10 @@ STATES = (PENDING, OPEN, CLAIMED, FULFILLED, DONE, WITHDRAWN, REFUSED)
 # Claims a person still has to fulfil (counted against the open-claims limit).
 HELD = (CLAIMED, FULFILLED)
 WITHDRAWABLE = (PENDING, OPEN, CLAIMED, FULFILLED)
+# States anyone may see; the others only those involved (see can_view).
+PUBLIC = (OPEN, CLAIMED, FULFILLED, DONE)
+MAX_PHOTOS = 9
+MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
 
 # Words in a wish's text → its category, when none is given.
 _CATEGORY_WORDS = {
@@ -86,6 +91,7 @@ class Wish(Base):
     poster: Mapped[Member] = relationship(foreign_keys=[poster_id])
     claimer: Mapped[Member | None] = relationship(foreign_keys=[claimer_id])
     photos: Mapped[list["WishPhoto"]] = relationship(order_by="WishPhoto.id", viewonly=True)
+    events: Mapped[list["WishEvent"]] = relationship(order_by="(WishEvent.at, WishEvent.id)", viewonly=True)
 
     @property
     def number(self) -> str:
@@ -130,7 +136,7 @@ def guess_category(text: str) -> str:
 
 def get_wish(session: Session, wish_id: int) -> Wish:
     """Return the wish, freshly read, or raise NotFound."""
-    wish = session.get(Wish, wish_id, populate_existing=True)
+    wish = session.get(Wish, wish_id, populate_existing=True) if 0 < wish_id <= MAX_ID else None
     if wish is None:
         raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
     return wish
@@ -143,7 +149,7 @@ def manages(actor: Member | None, wish: Wish) -> bool:
 
 def can_view(viewer: Member | None, wish: Wish) -> bool:
     """Open and taken wishes are public; proposals, refused and withdrawn ones only to those involved."""
-    if wish.status in (OPEN, CLAIMED, FULFILLED, DONE):
+    if wish.status in PUBLIC:
         return True
     return viewer is not None and (manages(viewer, wish) or viewer.id in (wish.poster_id,
                                                                           wish.beneficiary_member_id))
@@ -247,9 +253,22 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     now = now or now_utc()
     if not actor.is_manager:
         raise Forbidden("只有书记或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
-    org = session.get(Organization, org_id) if org_id else actor.org
-    if org is None or not org.is_within(actor.org):
+    org = _org(session, org_id) if org_id else actor.org
+    if not org.is_within(actor.org):
         raise Forbidden("只能在本组织及下级组织发布心愿。")
+    if beneficiary_member_id is not None:
+        beneficiary = session.get(Member, beneficiary_member_id) if 0 < beneficiary_member_id <= MAX_ID else None
+        if beneficiary is None:
+            raise NotFound("未找到受助人。")
+        if not beneficiary.org.is_within(actor.org):
+            raise Forbidden("受助人不在您的管理范围内。")
+        beneficiary_name = beneficiary_name or beneficiary.name
+        beneficiary_phone = beneficiary_phone or beneficiary.phone
+        grid_id = grid_id if grid_id is not None else beneficiary.grid_id
+    if grid_id is not None:
+        grid = session.get(Grid, grid_id) if 0 < grid_id <= MAX_ID else None
+        if grid is None or grid.org_id != community_of(org).id:
+            raise DomainError("该网格不属于心愿所在的社区。", code="invalid_grid", status=422)
     wish = _new_wish(session, actor, title, details, category, org, grid_id, points, OPEN, now,
                      beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id)
     _record(session, wish.id, actor.id, "发布", None, OPEN, "", now)
@@ -258,13 +277,15 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
 
 
 def propose_wish(session: Session, actor: Member, text: str, *, category: str | None = None,
-                 points: int = 10, now: datetime | None = None) -> Wish:
-    """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit."""
+                 points: int = 10, title: str | None = None, now: datetime | None = None) -> Wish:
+    """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit.
+
+    Without a `title` (the chatbot's 许愿), the text's beginning is the title."""
     now = now or now_utc()
     text = (text or "").strip()
     if not text:
         raise DomainError("请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下")
-    title = text if len(text) <= 30 else text[:30] + "…"
+    title = (title or "").strip() or (text if len(text) <= 30 else text[:30] + "…")
     wish = _new_wish(session, actor, title, text, category, actor.org, actor.grid_id, points, PENDING, now,
                      actor.name, "", actor.phone, actor.id)
     event = _record(session, wish.id, actor.id, "提交", None, PENDING, "", now)
@@ -273,6 +294,26 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
           f"或「审核 #{wish.id} 不通过 理由」。")
     session.commit()
     return wish
+
+
+def create_wish(session: Session, actor: Member, title: str, details: str = "", *,
+                category: str | None = None, points: int | None = None, default_points: int = 10,
+                now: datetime | None = None, **published) -> Wish:
+    """Post the wish if `actor` may publish directly (secretaries, admins); otherwise propose it
+    (待审核) for themself at the default points, ignoring `points` and `published` (beneficiary,
+    organization, grid). Commit."""
+    if actor.is_manager:
+        return post_wish(session, actor, title, details, category=category, now=now,
+                         points=default_points if points is None else points, **published)
+    return propose_wish(session, actor, details or title, category=category, points=default_points,
+                        title=title, now=now)
+
+
+def _org(session: Session, org_id: int) -> Organization:
+    org = session.get(Organization, org_id) if 0 < org_id <= MAX_ID else None
+    if org is None:
+        raise NotFound("未找到该组织。")
+    return org
 
 
 def _new_wish(session, actor, title, details, category, org, grid_id, points, status, now,
@@ -416,6 +457,31 @@ def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
     return wish
 
 
+def add_photo(session: Session, actor: Member, wish_id: int, media_id: str, *, max_photos: int = MAX_PHOTOS,
+              now: datetime | None = None) -> Wish:
+    """The claimer adds a photo (an uploaded file's reference) to a wish they hold. Commit."""
+    now = now or now_utc()
+    wish = get_wish(session, wish_id)
+    if wish.claimer_id != actor.id or wish.status not in HELD:
+        raise Forbidden(f"只有心愿 #{wish_id} 的认领人可以在完成前后上传照片。")
+    if len(wish.photos) >= max_photos:
+        raise DomainError(f"心愿 #{wish_id} 最多上传 {max_photos} 张照片。", code="too_many_photos", status=409)
+    session.add(WishPhoto(wish_id=wish.id, media_id=media_id, added_by_id=actor.id, at=now))
+    session.commit()
+    return get_wish(session, wish_id)
+
+
+def photo_of(session: Session, viewer: Member | None, wish_id: int, photo_id: int) -> WishPhoto:
+    """Return a photo of a wish for those who may see the beneficiary (a photo may show them)."""
+    wish = view_wish(session, viewer, wish_id)
+    photo = next((p for p in wish.photos if p.id == photo_id), None)
+    if photo is None:
+        raise NotFound(f"心愿 #{wish_id} 没有这张照片。")
+    if not can_see_beneficiary(viewer, wish):
+        raise Forbidden(f"只有心愿 #{wish_id} 的认领人、发布人、受助人和上级书记可以查看照片。")
+    return photo
+
+
 def attach_photo(session: Session, actor: Member, media_id: str, *, window_minutes: int = 10,
                  now: datetime | None = None) -> Wish | None:
     """Attach a photo to the wish `actor` reported fulfilled in the last minutes; None if none. Commit."""
@@ -433,8 +499,9 @@ def attach_photo(session: Session, actor: Member, media_id: str, *, window_minut
 
 
 def _may_confirm(actor: Member, wish: Wish) -> bool:
-    return manages(actor, wish) or (wish.beneficiary_member_id is not None
-                                    and actor.id == wish.beneficiary_member_id)
+    """The secretaries above, the head of the wish's grid (网格长), or the bound beneficiary."""
+    return (manages(actor, wish) or actor.heads_grid(wish.grid_id)
+            or (wish.beneficiary_member_id is not None and actor.id == wish.beneficiary_member_id))
 
 
 def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | None = None) -> Wish:
@@ -443,7 +510,7 @@ def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | 
     now = now or now_utc()
     wish = get_wish(session, wish_id)
     if not _may_confirm(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员或受助人本人可以确认。")
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员、网格长或受助人本人可以确认。")
     if actor.id == wish.claimer_id:
         raise Forbidden("不能确认自己完成的心愿，请由书记或受助人确认。")
     if wish.status != FULFILLED or not _move(session, wish_id, FULFILLED, DONE, now, completed_at=now,
@@ -473,7 +540,7 @@ def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
     now = now or now_utc()
     wish = get_wish(session, wish_id)
     if not _may_confirm(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员或受助人本人可以驳回。")
+        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员、网格长或受助人本人可以驳回。")
     if actor.id == wish.claimer_id:
         raise Forbidden("不能驳回自己完成的心愿。")
     reason = (reason or "").strip()
@@ -586,6 +653,28 @@ def list_wishes(session: Session, *, status: str | None = None, org: Organizatio
     return list(wishes), total
 
 
+def browse_wishes(session: Session, viewer: Member | None, *, status: str | None = None,
+                  org_id: int | None = None, category: str | None = None, page: int = 1,
+                  per_page: int = 20) -> tuple[list[Wish], int]:
+    """Like list_wishes, showing only what `viewer` may see (can_view), latest first."""
+    query = select(Wish).join(Organization, Organization.id == Wish.org_id)
+    visible = [Wish.status.in_(PUBLIC)]
+    if viewer is not None:
+        visible += [Wish.poster_id == viewer.id, Wish.beneficiary_member_id == viewer.id]
+        if viewer.is_manager:
+            visible.append(Organization.path.startswith(viewer.org.path))
+    query = query.where(or_(*visible))
+    if status:
+        query = query.where(Wish.status == status)
+    if org_id is not None:
+        query = query.where(Organization.path.startswith(_org(session, org_id).path))
+    if category:
+        query = query.where(Wish.category == category)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    offset = (max(1, page) - 1) * per_page
+    return list(session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))), total
+
+
 def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
     """Return the wishes `member` claims, claimed and completed, or proposed, latest first."""
     return list(session.scalars(
@@ -605,10 +694,12 @@ EXPORT_COLUMNS = ("编号", "标题", "类别", "状态", "组织", "网格", "�
 
 
 def export_wishes(session: Session, actor: Member, *, org: Organization | None = None,
-                  status: str | None = None) -> bytes:
+                  status: str | None = None, org_id: int | None = None) -> bytes:
     """Return an .xlsx of the wishes of `org`'s subtree (the actor's own by default), for a manager."""
     if not actor.is_manager:
         raise Forbidden("只有书记或管理员可以导出心愿。")
+    if org is None and org_id is not None:
+        org = _org(session, org_id)
     org = org or actor.org
     if not org.is_within(actor.org):
         raise Forbidden("只能导出本组织及下级组织的心愿。")
@@ -623,13 +714,17 @@ def export_wishes(session: Session, actor: Member, *, org: Organization | None =
     sheet = book.active
     sheet.title = "微心愿"
     sheet.append(EXPORT_COLUMNS)
+    def clean(value):
+        # Control characters (typed or pasted into a title) cannot be stored in a worksheet.
+        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
     for w in session.scalars(query):
-        sheet.append([
+        sheet.append([clean(v) for v in [
             f"#{w.id}", w.title, w.category, w.status, w.org.full_name, w.grid.name if w.grid else "",
             w.beneficiary_name, w.beneficiary_address, w.beneficiary_phone, w.points, w.poster.name,
             when(w.created_at), w.claimer.name if w.claimer else "", when(w.claimed_at), when(w.fulfil_by),
             when(w.fulfilled_at), when(w.completed_at),
-        ])
+        ]])
     buffer = BytesIO()
     book.save(buffer)
     return buffer.getvalue()

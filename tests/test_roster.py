@@ -146,3 +146,47 @@ def test_demo_load_only_into_an_empty_database(app, session):
     assert "已载入演示组织" in runner.invoke(args=["demo", "load"]).output
     assert count(session, Member) == 8
     assert "未载入" in runner.invoke(args=["demo", "load"]).output
+
+
+# 网格长 (optional column) -------------------------------------------------------------------------------
+OLD_COLUMNS = COLUMNS[:7]  # a roster made before the 网格长 column
+
+
+def grid_heads(session):
+    session.expire_all()
+    return {m.name: m.grid_head for m in session.scalars(select(Member))}
+
+
+def test_grid_heads_are_marked_by_the_optional_column(session):
+    rows = [GOOD[0] + ("否",), GOOD[1] + ("是",), GOOD[2] + ("",), GOOD[3] + (None,)]
+    report = import_members(session, read_roster(xlsx(rows), "r.xlsx"))
+    assert report.ok, report.errors
+    assert grid_heads(session) == {"张三": False, "李四": True, "王五": False, "赵六": False}
+
+    # A roster without the column imports as before and leaves the marks alone.
+    report = import_members(session, read_roster(xlsx(GOOD, header=OLD_COLUMNS), "r.xlsx"))
+    assert report.ok and report.unchanged == 4
+    assert grid_heads(session)["李四"] is True
+    # With the column, a change of the mark alone is an update.
+    report = import_members(session, read_roster(xlsx([GOOD[1] + ("否",)]), "r.xlsx"))
+    assert report.updated == 1 and grid_heads(session)["李四"] is False
+
+
+def test_a_grid_head_needs_a_grid_and_a_yes_or_no(session):
+    rows = [GOOD[3] + ("是",), GOOD[0] + ("也许",)]
+    report = import_members(session, read_roster(xlsx(rows), "r.xlsx"))
+    assert [(e.row, e.reason) for e in report.errors] == [
+        (2, "网格长须填写所在网格"), (3, "网格长应填「是」或「否」，而不是「也许」")]
+    assert count(session, Member) == 0
+
+
+def test_the_export_writes_the_grid_head_column(session):
+    import_members(session, read_roster(xlsx([GOOD[0] + ("是",), GOOD[1]]), "r.xlsx"))
+    from models.roster import export_members, members_in_subtree
+
+    data = export_members(session, members_in_subtree(session))
+    rows = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert rows[0] == COLUMNS and rows[0][-1] == "网格长"
+    assert {r[0]: r[-1] for r in rows[1:]} == {"张三": "是", "李四": "否"}
+    # And it reads back unchanged.
+    assert import_members(session, read_roster(data, "back.xlsx")).unchanged == 2

@@ -47,6 +47,7 @@ class MemberSchema(ma.Schema):
     org = fields.Nested(OrgRefSchema, required=True)
     grid = fields.Function(lambda m: m.grid.name if m.grid else None, required=True, allow_none=True,
                            metadata={"type": "string", "nullable": True})
+    grid_head = fields.Boolean(required=True, metadata={"description": "网格长"})
     active = fields.Boolean(required=True)
     wechat_bound = fields.Function(lambda m: m.openid is not None, required=True,
                                    metadata={"type": "boolean", "description": "公众号已绑定"})
@@ -129,6 +130,7 @@ class MemberUpdateSchema(ma.Schema):
     org_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
     grid = fields.String(allow_none=True, validate=validate.Length(max=100),
                          metadata={"description": "网格名；空字符串或 null 表示清除"})
+    grid_head = fields.Boolean(metadata={"description": "是否为所在网格的网格长（须已设置网格）"})
     active = fields.Boolean()
 
 

@@ -1,0 +1,213 @@
+"""Request and response schemas of the 微心愿 and 积分 endpoints."""
+
+import marshmallow as ma
+from flask import g
+from marshmallow import fields, pre_load, validate
+
+from app.api.schemas import LocalDateTime, OrgRefSchema
+from app.extensions import db
+from models.member import Member
+from models.points import PERIODS
+from models.wishes import CATEGORIES, STATES, beneficiary_of
+
+ID = validate.Range(min=1, max=2**31 - 1)
+# PostgreSQL refuses NUL in text: refuse it as input (422) rather than fail on it (500).
+NO_NUL = validate.Regexp(r"^[^\x00]*\Z", error="不能包含空字符")
+
+
+def text(max_length: int, **kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(max=max_length), NO_NUL], **kwargs)
+
+
+class _Query(ma.Schema):
+    @pre_load
+    def _drop_empty(self, data, **kwargs):
+        # A form sends "?status=&org=" for filters left blank: blank means not given.
+        return {key: data[key] for key in data if data[key] != ""}
+
+
+NULLABLE_TIME = {"allow_none": True, "metadata": {"nullable": True}}
+
+
+class PersonSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+
+
+class BeneficiarySchema(ma.Schema):
+    name = fields.String(required=True)
+    address = fields.String(required=True)
+    phone = fields.String(required=True, metadata={"example": "138****5678"})
+    masked = fields.Boolean(required=True, metadata={"description": "是否已遮蔽"})
+
+
+class WishSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    number = fields.String(required=True, metadata={"example": "#12"})
+    title = fields.String(required=True)
+    category = fields.String(required=True, metadata={"enum": list(CATEGORIES)})
+    status = fields.String(required=True, metadata={"enum": list(STATES)})
+    org = fields.Nested(OrgRefSchema, required=True)
+    grid = fields.Function(lambda w: w.grid.name if w.grid else None, required=True, allow_none=True,
+                           metadata={"type": "string", "nullable": True})
+    points = fields.Integer(required=True)
+    poster = fields.Nested(PersonSchema, required=True)
+    claimer = fields.Nested(PersonSchema, required=True, allow_none=True)
+    beneficiary = fields.Method("_beneficiary", required=True,
+                                metadata={"type": "object", "description": "受助人；无权查看时遮蔽"})
+    fulfil_by = LocalDateTime(required=True, **NULLABLE_TIME)
+    created_at = LocalDateTime(required=True)
+    updated_at = LocalDateTime(required=True)
+
+    def _beneficiary(self, wish):
+        return beneficiary_of(wish, g.get("api_member"))
+
+
+class PhotoSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    source = fields.Function(lambda p: "upload" if p.media_id.startswith("upload:") else "wechat",
+                             required=True, metadata={"type": "string", "enum": ["upload", "wechat"]})
+    at = LocalDateTime(required=True)
+
+
+class EventSchema(ma.Schema):
+    action = fields.String(required=True, metadata={"example": "认领"})
+    from_status = fields.String(required=True, allow_none=True, metadata={"nullable": True})
+    to_status = fields.String(required=True)
+    note = fields.String(required=True)
+    actor = fields.Nested(PersonSchema, required=True, allow_none=True, metadata={"description": "null：系统"})
+    at = LocalDateTime(required=True)
+
+
+class WishDetailSchema(WishSchema):
+    details = fields.String(required=True)
+    fulfil_note = fields.String(required=True)
+    claimed_at = LocalDateTime(required=True, **NULLABLE_TIME)
+    fulfilled_at = LocalDateTime(required=True, **NULLABLE_TIME)
+    completed_at = LocalDateTime(required=True, **NULLABLE_TIME)
+    photos = fields.List(fields.Nested(PhotoSchema), required=True)
+    history = fields.List(fields.Nested(EventSchema), required=True, attribute="events")
+
+
+class WishPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(WishSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class WishListSchema(ma.Schema):
+    items = fields.List(fields.Nested(WishSchema), required=True)
+
+
+class WishQuerySchema(_Query):
+    status = fields.String(load_default=None, validate=validate.OneOf(STATES))
+    org = fields.Integer(load_default=None, validate=ID, metadata={"description": "组织 id（含下级组织）"})
+    category = fields.String(load_default=None, validate=validate.OneOf(CATEGORIES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class WishCreateSchema(ma.Schema):
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=100), NO_NUL])
+    details = text(2000, load_default="")
+    category = fields.String(validate=validate.OneOf(CATEGORIES),
+                             metadata={"description": "不填则按内容判断"})
+    points = fields.Integer(validate=validate.Range(min=0, max=1000),
+                            metadata={"description": "书记发布时可设；默认按系统设置"})
+    beneficiary_name = text(100, metadata={"description": "受助人（书记发布时）"})
+    beneficiary_address = text(200)
+    beneficiary_phone = text(20)
+    beneficiary_member_id = fields.Integer(validate=ID, metadata={"description": "受助人为已登记成员时"})
+    org_id = fields.Integer(validate=ID, metadata={"description": "默认为本人所在组织"})
+    grid_id = fields.Integer(validate=ID, metadata={"description": "默认为受助成员的网格"})
+
+
+class ReasonSchema(ma.Schema):
+    reason = text(500, load_default="", metadata={"description": "理由（必填）"})
+
+
+class NoteSchema(ma.Schema):
+    note = text(500, load_default="", metadata={"description": "说明（可选）"})
+
+
+class PhotoFileSchema(ma.Schema):
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary",
+                                               "description": "JPEG、PNG 或 GIF 图片"})
+
+
+class MyWishesQuerySchema(_Query):
+    limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=50))
+
+
+class ExportQuerySchema(_Query):
+    org = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在组织"})
+    status = fields.String(load_default=None, validate=validate.OneOf(STATES))
+
+
+# Points ------------------------------------------------------------------------------------------
+class PointEntrySchema(ma.Schema):
+    id = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    source = fields.String(required=True, metadata={"enum": ["wish", "activity", "manual"]})
+    created_at = LocalDateTime(required=True)
+
+
+class StatementSchema(ma.Schema):
+    balance = fields.Integer(required=True)
+    entries = fields.List(fields.Nested(PointEntrySchema), required=True)
+
+
+class RankingQuerySchema(_Query):
+    org = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在社区"})
+    period = fields.String(load_default="month", validate=validate.OneOf(PERIODS))
+
+
+class RankSchema(ma.Schema):
+    place = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    points = fields.Integer(required=True)
+
+
+class BoardSchema(ma.Schema):
+    org = fields.Nested(OrgRefSchema, required=True)
+    period = fields.String(required=True, metadata={"enum": list(PERIODS)})
+    since = LocalDateTime(required=True, **NULLABLE_TIME)
+    ranks = fields.List(fields.Nested(RankSchema), required=True)
+
+
+class AwardRequestSchema(ma.Schema):
+    member_id = fields.Integer(required=True, validate=ID)
+    amount = fields.Integer(required=True, validate=validate.Range(min=-10000, max=10000),
+                            metadata={"description": "负数为更正"})
+    reason = fields.String(required=True, validate=[validate.Length(max=200), NO_NUL])
+
+
+class AwardQuerySchema(_Query):
+    status = fields.String(load_default="pending", validate=validate.OneOf(["pending"]))
+
+
+class AwardDecisionSchema(ma.Schema):
+    note = text(200, load_default="")
+
+
+def _name(member_id):
+    member = db.session.get(Member, member_id) if member_id else None
+    return member.name if member else None
+
+
+class AwardSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    member_id = fields.Integer(required=True)
+    member_name = fields.Function(lambda a: _name(a.member_id), required=True, metadata={"type": "string"})
+    amount = fields.Integer(required=True)
+    reason = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["待审批", "已批准", "已驳回"]})
+    requested_by_id = fields.Integer(required=True)
+    requested_at = LocalDateTime(required=True)
+    decided_by_id = fields.Integer(required=True, allow_none=True, metadata={"nullable": True})
+    decided_at = LocalDateTime(required=True, **NULLABLE_TIME)
+    decision_note = fields.String(required=True)

@@ -1,0 +1,332 @@
+"""微心愿 and 积分 over /api/v1: each view validates, calls one function of models/, serializes.
+
+The rules and their Chinese messages are the chatbot's (handlers/wishes.py calls the same functions).
+"""
+
+import functools
+import os
+import re
+import secrets
+
+from flask import Response, current_app, g, request
+from flask_smorest import Blueprint
+
+from app.api import PREFIX
+from app.api.admin import XLSX
+from app.api.auth import current_member, login_required
+from app.api.errors import ApiError
+from app.api.wish_schemas import (
+    AwardDecisionSchema,
+    AwardQuerySchema,
+    AwardRequestSchema,
+    AwardSchema,
+    BoardSchema,
+    ExportQuerySchema,
+    MyWishesQuerySchema,
+    NoteSchema,
+    PhotoFileSchema,
+    RankingQuerySchema,
+    ReasonSchema,
+    StatementSchema,
+    WishCreateSchema,
+    WishDetailSchema,
+    WishListSchema,
+    WishPageSchema,
+    WishQuerySchema,
+)
+from app.extensions import db
+from models import points, wishes
+from models.base import Forbidden
+
+blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
+points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
+BEARER = [{"bearerAuth": []}]
+
+# Image types accepted for a wish's photo, recognised by their first bytes (never by the name).
+IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
+                    (b"GIF89a", "gif"))
+IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|gif)")  # the names upload_photo gives
+
+
+def _viewer():
+    """The logged-in member (None when the mini-program user is not bound), for masking too."""
+    g.api_member = current_member()
+    return g.api_member
+
+
+def _member():
+    """The logged-in, bound member, or 403."""
+    member = _viewer()
+    if member is None:
+        raise Forbidden("请先绑定党员身份。", code="not_bound")
+    return member
+
+
+def _setting(name: str) -> int:
+    return int(current_app.config[name])
+
+
+# Wishes ------------------------------------------------------------------------------------------
+@blp.route("/wishes", methods=["GET"])
+@login_required
+@blp.arguments(WishQuerySchema, location="query")
+@blp.response(200, WishPageSchema)
+@blp.doc(security=BEARER)
+def list_wishes(args):
+    """分页列出心愿（可按状态、组织、类别筛选）；待审核、未通过和已撤回的只有相关人员可见。"""
+    items, total = wishes.browse_wishes(
+        db.session, _viewer(), status=args["status"], org_id=args["org"], category=args["category"],
+        page=args["page"], per_page=args["per_page"])
+    return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"],
+            "pages": (total + args["per_page"] - 1) // args["per_page"]}
+
+
+@blp.route("/wishes", methods=["POST"])
+@login_required
+@blp.arguments(WishCreateSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def create_wish(args):
+    """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
+    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"), **args)
+
+
+@blp.route("/wishes/<int:wish_id>", methods=["GET"])
+@login_required
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def get_wish(wish_id):
+    """查看一个心愿及其记录；受助人信息仅对认领人、发布人、受助人和上级书记完整显示。"""
+    return wishes.view_wish(db.session, _viewer(), wish_id)
+
+
+@blp.route("/wishes/<int:wish_id>/approve", methods=["POST"])
+@login_required
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def approve(wish_id):
+    """审核通过（书记）：待审核 → 待认领。"""
+    return wishes.review_wish(db.session, _member(), wish_id, True)
+
+
+@blp.route("/wishes/<int:wish_id>/reject", methods=["POST"])
+@login_required
+@blp.arguments(ReasonSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def reject(args, wish_id):
+    """审核不通过（书记），须写明理由：待审核 → 未通过。"""
+    return wishes.review_wish(db.session, _member(), wish_id, False, args["reason"])
+
+
+@blp.route("/wishes/<int:wish_id>/claim", methods=["POST"])
+@login_required
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def claim(wish_id):
+    """认领心愿：每个心愿只有一位认领人；每人同时最多认领若干个。"""
+    return wishes.claim_wish(db.session, _member(), wish_id, max_open=_setting("WISH_MAX_OPEN_CLAIMS"),
+                             fulfil_days=_setting("WISH_FULFIL_DAYS"))
+
+
+@blp.route("/wishes/<int:wish_id>/release", methods=["POST"])
+@login_required
+@blp.arguments(NoteSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def release(args, wish_id):
+    """放弃认领（认领人）：已认领 → 待认领。"""
+    return wishes.release_wish(db.session, _member(), wish_id, args["note"])
+
+
+@blp.route("/wishes/<int:wish_id>/fulfil", methods=["POST"])
+@login_required
+@blp.arguments(NoteSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def fulfil(args, wish_id):
+    """提交完成情况（认领人）：已认领 → 待确认。"""
+    return wishes.fulfil_wish(db.session, _member(), wish_id, args["note"])
+
+
+@blp.route("/wishes/<int:wish_id>/confirm", methods=["POST"])
+@login_required
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def confirm(wish_id):
+    """确认完成（上级书记、网格长或受助人本人）：待确认 → 已完成，认领人获得积分（只发一次）。"""
+    return wishes.confirm_wish(db.session, _member(), wish_id)
+
+
+@blp.route("/wishes/<int:wish_id>/return", methods=["POST"])
+@login_required
+@blp.arguments(ReasonSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def return_(args, wish_id):
+    """驳回完成情况，须写明理由：待确认 → 已认领。"""
+    return wishes.return_wish(db.session, _member(), wish_id, args["reason"])
+
+
+@blp.route("/wishes/<int:wish_id>/withdraw", methods=["POST"])
+@login_required
+@blp.arguments(NoteSchema)
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def withdraw(args, wish_id):
+    """撤回心愿（书记）：未完成的心愿 → 已撤回。"""
+    return wishes.withdraw_wish(db.session, _member(), wish_id, args["note"])
+
+
+def _limit_photo(view):
+    """Refuse (413) a body much larger than the largest photo before it is parsed or spooled."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        request.max_content_length = _setting("WISH_PHOTO_MAX_BYTES") + 64 * 1024  # + form overhead
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _photo_dir() -> str:
+    return current_app.config.get("WISH_PHOTO_DIR") or os.path.join(current_app.instance_path, "wish_photos")
+
+
+@blp.route("/wishes/<int:wish_id>/photos", methods=["POST"])
+@login_required
+@_limit_photo
+@blp.arguments(PhotoFileSchema, location="files")
+@blp.response(200, WishDetailSchema)
+@blp.doc(security=BEARER)
+def upload_photo(files, wish_id):
+    """上传完成凭证照片（认领人；JPEG、PNG 或 GIF，按内容识别，大小有上限）。"""
+    member = _member()
+    limit = _setting("WISH_PHOTO_MAX_BYTES")
+    data = files["file"].read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "too_large", f"照片不能超过 {limit // (1024 * 1024) or 1} MB。")
+    kind = next((ext for magic, ext in IMAGE_SIGNATURES if data.startswith(magic)), None)
+    if kind is None:
+        raise ApiError(415, "unsupported_media_type", "只支持 JPEG、PNG 或 GIF 图片。")
+    # A random name of our own: nothing of the client's file name reaches the disk.
+    name = f"{secrets.token_hex(16)}.{kind}"
+    folder = _photo_dir()
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path, "xb") as out:
+        out.write(data)
+    try:
+        return wishes.add_photo(db.session, member, wish_id, f"upload:{name}")
+    except Exception:
+        os.remove(path)  # refused (or failed): keep no orphan file
+        raise
+
+
+@blp.route("/wishes/<int:wish_id>/photos/<int:photo_id>", methods=["GET"])
+@login_required
+@blp.doc(security=BEARER, responses={"200": {
+    "description": "照片（JPEG、PNG 或 GIF）",
+    "content": {f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
+                for kind in ("jpeg", "png", "gif")},
+}})
+def get_photo(wish_id, photo_id):
+    """查看心愿的一张照片（认领人、发布人、受助人和上级书记）。"""
+    photo = wishes.photo_of(db.session, _viewer(), wish_id, photo_id)
+    name = photo.media_id.removeprefix("upload:")
+    if photo.media_id == name or not UPLOAD_NAME.fullmatch(name):
+        raise ApiError(404, "not_found", "这张照片是通过公众号发送的，请在公众号中查看。")
+    path = os.path.join(_photo_dir(), name)
+    if not os.path.isfile(path):
+        raise ApiError(404, "not_found", "照片文件已不存在。")
+    with open(path, "rb") as photo_file:  # small (capped at upload): read whole, nothing left open
+        data = photo_file.read()
+    return Response(data, mimetype=IMAGE_TYPES[name.rsplit(".", 1)[1]],
+                    headers={"Cache-Control": "private, no-store"})
+
+
+@blp.route("/me/wishes", methods=["GET"])
+@login_required
+@blp.arguments(MyWishesQuerySchema, location="query")
+@blp.response(200, WishListSchema)
+@blp.doc(security=BEARER)
+def my_wishes(args):
+    """我认领和提交的心愿，最近的在前。"""
+    return {"items": wishes.my_wishes(db.session, _member(), limit=args["limit"])}
+
+
+@blp.route("/admin/wishes/export", methods=["GET"])
+@login_required
+@blp.arguments(ExportQuerySchema, location="query")
+@blp.doc(security=BEARER, responses={"200": {
+    "description": "管理范围内心愿的 .xlsx（状态、认领人、时间、积分）",
+    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+}})
+def export(args):
+    """导出管理范围内的心愿（.xlsx）。"""
+    data = wishes.export_wishes(db.session, _member(), org_id=args["org"], status=args["status"])
+    return Response(data, mimetype=XLSX, headers={
+        "Content-Disposition":
+            "attachment; filename=\"wishes.xlsx\"; filename*=UTF-8''%E5%BE%AE%E5%BF%83%E6%84%BF.xlsx",
+    })
+
+
+# Points ------------------------------------------------------------------------------------------
+@points_blp.route("/me/points", methods=["GET"])
+@login_required
+@points_blp.response(200, StatementSchema)
+@points_blp.doc(security=BEARER)
+def my_points():
+    """我的积分余额和最近记录。"""
+    return points.statement(db.session, _member().id)
+
+
+@points_blp.route("/points/ranking", methods=["GET"])
+@login_required
+@points_blp.arguments(RankingQuerySchema, location="query")
+@points_blp.response(200, BoardSchema)
+@points_blp.doc(security=BEARER)
+def ranking(args):
+    """积分榜：默认为本社区本月；period=all 为总榜。"""
+    return points.ranking_for(db.session, _member(), args["org"], period=args["period"])
+
+
+@points_blp.route("/admin/points/awards", methods=["POST"])
+@login_required
+@points_blp.arguments(AwardRequestSchema)
+@points_blp.response(200, AwardSchema)
+@points_blp.doc(security=BEARER)
+def request_award(args):
+    """录入积分（奖励或更正，须写明原因）；经另一位书记或管理员批准后才计入。"""
+    return points.request_award(db.session, _member(), args["member_id"], args["amount"], args["reason"])
+
+
+@points_blp.route("/admin/points/awards", methods=["GET"])
+@login_required
+@points_blp.arguments(AwardQuerySchema, location="query")
+@points_blp.response(200, AwardSchema(many=True))
+@points_blp.doc(security=BEARER)
+def pending_awards(args):
+    """待我审批的积分录入（不含本人录入的）。"""
+    return points.pending_awards(db.session, _member())
+
+
+@points_blp.route("/admin/points/awards/<int:award_id>/approve", methods=["POST"])
+@login_required
+@points_blp.arguments(AwardDecisionSchema)
+@points_blp.response(200, AwardSchema)
+@points_blp.doc(security=BEARER)
+def approve_award(args, award_id):
+    """批准积分录入（须由录入人以外的上级书记或管理员批准），积分随即计入。"""
+    return points.decide_award(db.session, _member(), award_id, True, args["note"])
+
+
+@points_blp.route("/admin/points/awards/<int:award_id>/reject", methods=["POST"])
+@login_required
+@points_blp.arguments(AwardDecisionSchema)
+@points_blp.response(200, AwardSchema)
+@points_blp.doc(security=BEARER)
+def reject_award(args, award_id):
+    """驳回积分录入。"""
+    return points.decide_award(db.session, _member(), award_id, False, args["note"])
