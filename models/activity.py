@@ -186,10 +186,12 @@ def current_code(activity: Activity, now: datetime) -> str:
 
 def code_is_valid(activity: Activity, code: str, now: datetime) -> bool:
     """Fixed code, or the rotating code of this minute or the one before."""
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (e.g. "١٢٣٤", which \d matches).
+    given = code.encode()
     if not activity.rotating:
-        return hmac.compare_digest(code, activity.code)
+        return hmac.compare_digest(given, activity.code.encode())
     minute = minute_index(now)
-    return any(hmac.compare_digest(code, rotating_code(activity, m)) for m in (minute, minute - 1))
+    return any(hmac.compare_digest(given, rotating_code(activity, m).encode()) for m in (minute, minute - 1))
 
 
 def scene_for(activity: Activity, now: datetime) -> str:
@@ -373,19 +375,8 @@ def expected_members(session: Session, activity: Activity) -> list[Member]:
 
 # Listing -----------------------------------------------------------------------------------------
 def upcoming_for(session: Session, member: Member, now: datetime, limit: int = 10) -> list[Activity]:
-    """Return activities not yet over whose audience includes `member`, the soonest first."""
-    candidates = session.scalars(
-        select(Activity).where(Activity.ends_at >= now, Activity.cancelled.is_(False))
-        .order_by(Activity.starts_at).limit(200)
-    )
-    shown = []
-    for activity in candidates:
-        if member.org.is_within(community_of(activity.org)) or manages(member, activity.org):
-            if manages(member, activity.org) or in_audience(session, activity, member):
-                shown.append(activity)
-        if len(shown) >= limit:
-            break
-    return shown
+    """Return activities not yet over that `member` may see, the soonest first (the chatbot's 活动)."""
+    return activities_for(session, member, now, upcoming=True, page=1, per_page=limit).items
 
 
 def checked_in_count(session: Session, activity_id: int) -> int:

@@ -206,6 +206,8 @@ def test_sign_in_refusals_and_success(api_client, as_, new, clock):
     body = assert_error(api_client.post(checkin, headers=as_("member"), json={"code": "000000" if code != "000000"
                                                                               else "111111"}), 400, "bad_code")
     assert "签到码无效" in body["message"]
+    # Arabic-Indic digits match \d: refused as a bad code, not a crash.
+    assert_error(api_client.post(checkin, headers=as_("member"), json={"code": "١٢٣٤٥٦"}), 400, "bad_code")
     body = assert_error(api_client.post(checkin, headers=as_("other_member"), json={"code": code}), 403, "forbidden")
     assert "仅限本支部党员" in body["message"]
     assert_error(api_client.post(checkin, headers=as_("member"), json={"code": code, "latitude": 30.0}),
@@ -246,6 +248,7 @@ def test_api_and_chatbot_share_the_sign_in(api_client, as_, new, wx, clock):
     activity_id, code = new()
     clock.now = START
     assert api_client.post(url(activity_id, "/checkin"), headers=as_("member"), json={"code": code}).status_code == 200
+    assert "签到码无效" in wx.text("o-sec", "签到 ١٢٣٤٥٦").content
     reply = wx.text("o-wang", f"签到 {code}").content
     assert "已签到" in reply and "12月4日 15:00" in reply
     # And the other way round: the secretary signs in by chatbot, the API then says 已签到.
