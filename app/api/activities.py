@@ -217,7 +217,7 @@ def _org(org_id: int | None) -> Organization | None:
 @admin_blp.route("/activities", methods=["POST"])
 @login_required
 @admin_blp.arguments(ActivityCreateSchema)
-@admin_blp.response(201, ActivityCreatedSchema)
+@admin_blp.response(200, ActivityCreatedSchema)
 @admin_blp.doc(security=BEARER)
 def create(args):
     """发布活动（本组织或下级组织），返回活动编号、签到码和会议室签到页链接。"""
