@@ -132,6 +132,7 @@ class CheckIn(Base):
     service_minutes: Mapped[int | None] = mapped_column(Integer)
 
     member: Mapped[Member] = relationship(foreign_keys=[member_id])
+    proxy_by: Mapped[Member | None] = relationship(foreign_keys=[proxy_by_id])
 
 
 class ReminderSetting(Base):

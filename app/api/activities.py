@@ -57,7 +57,6 @@ from models.activity import (
 )
 from models.activity import register as register_for
 from models.base import Forbidden, NotFound
-from models.member import Member
 from models.org import Organization
 from models.quota import (
     attendance_xlsx,
@@ -255,7 +254,7 @@ def show_attendance(activity_id):
     attendees = [{
         "member_id": c.member_id, "name": c.member.name, "kind": c.member.kind, "checked_in_at": c.checked_in_at,
         "method": c.method, "method_text": METHODS[c.method],
-        "proxy_by": db.session.get(Member, c.proxy_by_id).name if c.proxy_by_id else None,
+        "proxy_by": c.proxy_by.name if c.proxy_by is not None else None,
         "expected": c.member_id in expected_ids, "checked_out_at": c.checked_out_at,
         "service_minutes": c.service_minutes,
     } for c in report.present]
