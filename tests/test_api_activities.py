@@ -376,6 +376,8 @@ def test_quota_reports_and_my_progress(api_client, as_, new, engine, clock):
     assert body["items"][1]["org_life"] == 4 and body["items"][1]["volunteer"] == 0
     assert body["items"][0]["shortfall"] == 5
     assert api_client.get("/api/v1/admin/reports/quota?year=", headers=as_("sec")).get_json()["year"] == 2026
+    body = api_client.get("/api/v1/admin/reports/quota?per_page=1&page=2", headers=as_("sec")).get_json()
+    assert body["pages"] == 2 and [r["name"] for r in body["items"]] == ["王志强"]
 
     assert_error(api_client.get("/api/v1/admin/reports/quota", headers=as_("member")), 403, "forbidden")
     assert_error(api_client.get(f"/api/v1/admin/reports/quota?org={org_id(engine, BRANCH)}",

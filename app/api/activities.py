@@ -26,6 +26,7 @@ from app.api.activity_schemas import (
     MyQuotaSchema,
     PeriodQuerySchema,
     ProxyCheckInSchema,
+    QuotaQuerySchema,
     QuotaReportSchema,
     RegistrationResultSchema,
     ReportQuerySchema,
@@ -291,15 +292,18 @@ def proxy_checkin(args, activity_id):
 
 @admin_blp.route("/reports/quota", methods=["GET"])
 @login_required
-@admin_blp.arguments(ReportQuerySchema, location="query")
+@admin_blp.arguments(QuotaQuerySchema, location="query")
 @admin_blp.response(200, QuotaReportSchema)
 @admin_blp.doc(security=BEARER)
 def quota(args):
-    """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前。"""
+    """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前（分页）。"""
     org = report_org(db.session, _member(), args["org"])
     year = _year(args)
     rows = quota_report(db.session, org, year, quotas_from_settings(_settings()), _settings())
-    return {"year": year, "total": len(rows), "behind": sum(1 for r in rows if r.behind), "items": rows}
+    page, per_page = args["page"], args["per_page"]
+    return {"year": year, "total": len(rows), "behind": sum(1 for r in rows if r.behind),
+            "items": rows[(page - 1) * per_page:page * per_page], "page": page, "per_page": per_page,
+            "pages": (len(rows) + per_page - 1) // per_page}
 
 
 @admin_blp.route("/reports/quota.xlsx", methods=["GET"])

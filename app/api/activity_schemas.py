@@ -228,6 +228,11 @@ class ReportQuerySchema(YearQuerySchema):
     org = fields.Integer(load_default=None, validate=ID, metadata={"description": "组织 id；默认为本人所在组织"})
 
 
+class QuotaQuerySchema(ReportQuerySchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
 class QuotaRowSchema(ma.Schema):
     member_id = fields.Function(lambda r: r.member.id, required=True, metadata={"type": "integer"})
     name = fields.Function(lambda r: r.member.name, required=True, metadata={"type": "string"})
@@ -246,6 +251,9 @@ class QuotaReportSchema(ma.Schema):
     total = fields.Integer(required=True)
     behind = fields.Integer(required=True, metadata={"description": "未达标人数"})
     items = fields.List(fields.Nested(QuotaRowSchema), required=True, metadata={"description": "未达标者在前"})
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
 
 
 class MyQuotaSchema(ma.Schema):
