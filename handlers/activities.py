@@ -20,8 +20,8 @@ from models.activity import (
     create_activity,
     get_activity,
     get_managed_activity,
+    get_visible_activity,
     hours_text,
-    in_audience,
     local_text,
     local_zone,
     manages,
@@ -191,9 +191,7 @@ def register_commands(router: Router) -> None:
                     usage="活动 或 活动 #编号", needs_member=True)
     def show(message: Incoming, ctx: Context) -> str:
         if ctx.match["n"]:
-            activity = get_activity(ctx.session, _number(ctx))
-            if not (manages(ctx.member, activity.org) or in_audience(ctx.session, activity, ctx.member)):
-                raise DomainError(f"活动 {activity.number} 不在您的参加范围内。")
+            activity = get_visible_activity(ctx.session, _number(ctx), ctx.member)
             return describe(activity, ctx, full=True)
         upcoming = upcoming_for(ctx.session, ctx.member, ctx.now)
         if not upcoming:

@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint, and_, func, or_, select, update
@@ -132,6 +132,7 @@ class CheckIn(Base):
     service_minutes: Mapped[int | None] = mapped_column(Integer)
 
     member: Mapped[Member] = relationship(foreign_keys=[member_id])
+    proxy_by: Mapped[Member | None] = relationship(foreign_keys=[proxy_by_id])
 
 
 class ReminderSetting(Base):
@@ -186,10 +187,12 @@ def current_code(activity: Activity, now: datetime) -> str:
 
 def code_is_valid(activity: Activity, code: str, now: datetime) -> bool:
     """Fixed code, or the rotating code of this minute or the one before."""
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (e.g. "١٢٣٤", which \d matches).
+    given = code.encode()
     if not activity.rotating:
-        return hmac.compare_digest(code, activity.code)
+        return hmac.compare_digest(given, activity.code.encode())
     minute = minute_index(now)
-    return any(hmac.compare_digest(code, rotating_code(activity, m)) for m in (minute, minute - 1))
+    return any(hmac.compare_digest(given, rotating_code(activity, m).encode()) for m in (minute, minute - 1))
 
 
 def scene_for(activity: Activity, now: datetime) -> str:
@@ -373,19 +376,8 @@ def expected_members(session: Session, activity: Activity) -> list[Member]:
 
 # Listing -----------------------------------------------------------------------------------------
 def upcoming_for(session: Session, member: Member, now: datetime, limit: int = 10) -> list[Activity]:
-    """Return activities not yet over whose audience includes `member`, the soonest first."""
-    candidates = session.scalars(
-        select(Activity).where(Activity.ends_at >= now, Activity.cancelled.is_(False))
-        .order_by(Activity.starts_at).limit(200)
-    )
-    shown = []
-    for activity in candidates:
-        if member.org.is_within(community_of(activity.org)) or manages(member, activity.org):
-            if manages(member, activity.org) or in_audience(session, activity, member):
-                shown.append(activity)
-        if len(shown) >= limit:
-            break
-    return shown
+    """Return activities not yet over that `member` may see, the soonest first (the chatbot's 活动)."""
+    return activities_for(session, member, now, upcoming=True, page=1, per_page=limit).items
 
 
 def checked_in_count(session: Session, activity_id: int) -> int:
@@ -728,6 +720,16 @@ def year_bounds(year: int, settings: Mapping | None = None) -> tuple[datetime, d
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
+def period_bounds(first: date, last: date, settings: Mapping | None = None) -> tuple[datetime, datetime]:
+    """The UTC instants at which the local days `first` to `last` (inclusive) start and end."""
+    if last < first:
+        raise DomainError("结束日期不能早于开始日期。", code="bad_period")
+    zone = local_zone(settings)
+    start = datetime.combine(first, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
 def remember_qr(session: Session, activity: Activity, scene: str, url: str) -> None:
     """Keep the WeChat QR code made for a scene, so that every screen shows the same one; commit."""
     activity.qr_scene, activity.qr_url = scene, url
@@ -740,3 +742,86 @@ def qr_expire_seconds(activity: Activity, now: datetime) -> int:
     if activity.rotating:
         return 300
     return max(60, min(30 * 86400, int((activity.ends_at - now).total_seconds()) + 600))
+
+
+# Views for the mini-program ----------------------------------------------------------------------
+@dataclass
+class ActivityPage:
+    items: list[Activity]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return (self.total + self.per_page - 1) // self.per_page if self.per_page else 0
+
+
+def may_see(session: Session, activity: Activity, member: Member) -> bool:
+    """Whether `member` may see `activity`: its managers and its audience."""
+    return manages(member, activity.org) or in_audience(session, activity, member)
+
+
+def activities_for(session: Session, member: Member, now: datetime, *, upcoming: bool = True, page: int = 1,
+                   per_page: int = 20) -> ActivityPage:
+    """The activities `member` may see (upcoming: not yet over, soonest first; else all, latest first), paged."""
+    community = community_of(member.org)
+    stmt = (select(Activity).join(Organization, Activity.org_id == Organization.id)
+            .where(Activity.cancelled.is_(False)))
+    # Audiences never reach past a community, so only the member's community and the nodes above
+    # it (which a manager there may run) can hold the member's activities.
+    ancestors = [community.path[:i + 1] for i, char in enumerate(community.path) if char == "/" and i > 0]
+    stmt = stmt.where(or_(Organization.path.startswith(community.path), Organization.path.in_(ancestors),
+                          Organization.path.startswith(member.org.path)))
+    if upcoming:
+        stmt = stmt.where(Activity.ends_at >= now).order_by(Activity.starts_at, Activity.id)
+    else:
+        stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
+    visible = [a for a in session.scalars(stmt) if may_see(session, a, member)]
+    start = (page - 1) * per_page
+    return ActivityPage(visible[start:start + per_page], len(visible), page, per_page)
+
+
+def get_visible_activity(session: Session, activity_id: int, member: Member) -> Activity:
+    activity = get_activity(session, activity_id)
+    if not may_see(session, activity, member):
+        raise Forbidden(f"活动 {activity.number} 不在您的参加范围内。")
+    return activity
+
+
+@dataclass
+class ActivityStatus:
+    """One activity as one member sees it."""
+
+    activity: Activity
+    manager: bool  # the member manages it: sees the sign-in code and the page
+    registration: str | None  # registered, waiting or None
+    waiting_ahead: int | None
+    checkin: CheckIn | None
+    count: int  # members signed in so far
+
+
+def activity_status(session: Session, activity_id: int, member: Member) -> ActivityStatus:
+    """Return an activity `member` may see, with their registration and sign-in."""
+    activity = get_visible_activity(session, activity_id, member)
+    reg = registration_of(session, activity.id, member.id)
+    status = reg.status if reg is not None and reg.status != CANCELLED else None
+    ahead = None
+    if status == WAITING:
+        ahead = session.scalar(select(func.count(Registration.id)).where(
+            Registration.activity_id == activity.id, Registration.status == WAITING,
+            or_(Registration.queued_at < reg.queued_at,
+                and_(Registration.queued_at == reg.queued_at, Registration.id < reg.id)))) or 0
+    return ActivityStatus(activity, manages(member, activity.org), status, ahead,
+                          _existing_checkin(session, activity.id, member.id), checked_in_count(session, activity.id))
+
+
+def proxy_check_in_member(session: Session, activity: Activity, secretary: Member, member_id: int, *,
+                          now: datetime, settings: Mapping | None = None) -> CheckInResult:
+    """代签 of one audience member chosen by id (the back office), recorded as a proxy sign-in."""
+    if not manages(secretary, activity.org):
+        raise Forbidden("只有本组织的书记或管理员可以代签。")
+    member = session.scalars(audience_query(activity).where(Member.id == member_id)).first()
+    if member is None:
+        raise NotFound(f"活动 {activity.number} 的参加范围内没有该成员。")
+    return check_in(session, activity, member, now=now, method="proxy", proxy_by=secretary, settings=settings)

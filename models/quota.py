@@ -161,3 +161,17 @@ def period_attendance_xlsx(rows: list[tuple[Activity, int, int]]) -> bytes:
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def report_org(session: Session, actor: Member | None, org_id: int | None = None) -> Organization:
+    """The organization whose report `actor` asks for (their own by default), if they manage it."""
+    from models import authz
+    from models.base import NotFound
+
+    org = actor.org if actor is not None and org_id is None else None
+    if org_id is not None:
+        org = session.get(Organization, org_id) if org_id <= 2**31 - 1 else None
+        if org is None:
+            raise NotFound("没有这个组织。")
+    authz.authorize(actor, authz.LIST_MEMBERS, org)
+    return org

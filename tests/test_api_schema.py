@@ -4,6 +4,8 @@ endpoint answers 5xx and every answer matches its documented status, content typ
 Bounded: a few examples per operation, so the run stays quick.
 """
 
+from datetime import timedelta
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +18,8 @@ from schemathesis.checks import (
 from schemathesis.generation.modes import GenerationMode
 from sqlalchemy.orm import Session
 
-from models import Member
+from models import Member, now_utc
+from models.activity import create_activity
 from tests.conftest import BRANCH, OTHER_BRANCH
 
 EXAMPLES = 8
@@ -36,6 +39,10 @@ def fuzz_headers(fuzz_app, api_login, make_member, engine):
     fuzz_app.config["FUZZ_MEMBER_ID"] = make_member("王志强", "13800000003", org=BRANCH).id
     make_member("孙立", "13800000008", org=OTHER_BRANCH)
     admin = make_member("张建国", "13800000001", org="滨江街道党工委", role="管理员")
+    with Session(engine) as s:
+        activity = create_activity(s, s.get(Member, admin.id), kind="志愿服务", title="清扫楼道",
+                                   starts_at=now_utc() + timedelta(minutes=10), capacity=5)
+        fuzz_app.config["FUZZ_ACTIVITY_ID"] = activity.id
     client = fuzz_app.test_client()
 
     def headers() -> dict:
@@ -65,6 +72,9 @@ def test_api_conforms_to_its_openapi_document(fuzz_app, fuzz_headers, mode, exis
         if "{member_id}" in operation.path:
             if existing:
                 fixed["path_parameters"] = {"member_id": fuzz_app.config["FUZZ_MEMBER_ID"]}
+        elif "{activity_id}" in operation.path:
+            if existing:
+                fixed["path_parameters"] = {"activity_id": fuzz_app.config["FUZZ_ACTIVITY_ID"]}
         elif existing:
             continue
 
