@@ -20,6 +20,7 @@ from app.extensions import db, get_redis
 from handlers import Incoming
 from models import now_utc
 from models.outbox import enqueue
+from scheduler.sender import record_user_message
 
 bp = Blueprint("wechat", __name__)
 log = logging.getLogger(__name__)
@@ -222,6 +223,12 @@ def _reply_once(message: Incoming, started: float) -> str:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
         return reply if reply is not None else ""
+    if message.msg_type != "event":
+        # The user wrote: a new 48-hour customer-service window opens (read by the sender).
+        try:
+            record_user_message(cache.client, message.openid, time.time())
+        except redis.RedisError:
+            log.exception("could not record the last message time of %s", message.openid)
     try:
         reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg) or ""
     except Exception:
