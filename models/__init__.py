@@ -2,11 +2,14 @@
 
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
 from models.member import Member, WechatUser
+from models.notices import Notice
 from models.org import Grid, Organization
-from models.outbox import OutboxMessage
+from models.orglife import OrgLifeOccurrence, OrgLifeRule
+from models.outbox import OutboxMessage, SubscribeGrant
 from models.points import PointEntry
 
 __all__ = [
     "Base", "DomainError", "Forbidden", "Grid", "Member", "NotFound", "Organization",
-    "OutboxMessage", "PointEntry", "WechatUser", "now_utc",
+    "Notice", "OrgLifeOccurrence", "OrgLifeRule", "OutboxMessage", "PointEntry", "SubscribeGrant",
+    "WechatUser", "now_utc",
 ]

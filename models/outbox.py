@@ -5,6 +5,7 @@ addressed to a member is also that member's inbox entry (消息), whatever chann
 opening a row records the read receipt.
 """
 
+import re
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
@@ -26,6 +27,7 @@ TEMPLATE, SUBSCRIBE, CUSTOM = "template", "subscribe", "custom"
 CHANNEL_NAMES = {TEMPLATE: "公众号模板消息", SUBSCRIBE: "小程序订阅消息", CUSTOM: "客服消息"}
 # Kinds whose messages belong in the member's inbox (a late chatbot reply does not).
 INBOX_KINDS = ("notice", "reminder", "greeting", "wish", "activity")
+_REMINDER_OF = re.compile(r"(notice:\d+):r\d+")
 
 
 class OutboxMessage(Base):
@@ -161,10 +163,16 @@ def open_message(session: Session, member_id: int, message_id: int, now: datetim
     message = session.get(OutboxMessage, message_id)
     if message is None or message.member_id != member_id or message.kind not in INBOX_KINDS:
         raise NotFound(f"没有编号为 {message_id} 的消息。")
-    # Conditional: the first opening is the receipt's time, whatever opens it again.
+    # Conditional: the first opening is the receipt's time, whatever opens it again. Opening a
+    # reminder of a notice ("notice:7:r1") is reading the notice ("notice:7") too.
+    sources = [message.source]
+    reminded = _REMINDER_OF.fullmatch(message.source)
+    if reminded:
+        sources.append(reminded[1])
     session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == message_id, OutboxMessage.read_at.is_(None))
+        .where(OutboxMessage.member_id == member_id, OutboxMessage.source.in_(sources),
+               OutboxMessage.read_at.is_(None))
         .values(read_at=now or now_utc())
         .execution_options(synchronize_session=False)
     )
