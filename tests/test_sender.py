@@ -1,18 +1,15 @@
 """The outbox sender against the fake WeChat API server (real HTTP) and a real database."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
-import fakeredis
-import pytest
-import redis
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
-from config import load_config
 from models.outbox import OutboxMessage, enqueue, grant_subscription
-from scheduler.sender import RateLimiter, Sender, record_user_message
+from scheduler.sender import RateLimiter, record_user_message
 from scheduler.wechat_api import official_account_client
+from tests.outbox_fixtures import *  # noqa: F403
 
 TEMPLATE = "/cgi-bin/message/template/send"
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"
@@ -20,34 +17,6 @@ CUSTOM = "/cgi-bin/message/custom/send"
 # 10:00 in Beijing: outside the quiet hours.
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 23:00 in Beijing
-
-
-@pytest.fixture
-def store(redis_url):
-    client = redis.Redis.from_url(redis_url, decode_responses=True) if redis_url else \
-        fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def settings(wechat_api):
-    return load_config({
-        "WECHAT_API_BASE": wechat_api.base_url, "WECHAT_APP_ID": "wxoa", "WECHAT_APP_SECRET": "s",
-        "MINIAPP_APP_ID": "wxmini", "MINIAPP_APP_SECRET": "s2",
-        "WECHAT_TEMPLATE_NOTICE": "TPL-NOTICE", "MINIAPP_TEMPLATE_NOTICE": "SUB-NOTICE",
-        "SEND_RATE_LIMIT": 0, "OUTBOX_WORKERS": 4, "OUTBOX_RETRY_BASE": 60, "OUTBOX_MAX_ATTEMPTS": 3,
-    })
-
-
-@pytest.fixture
-def make_sender(engine, store, settings):
-    factory = sessionmaker(engine, expire_on_commit=False)
-
-    def build(**overrides):
-        return Sender(factory, store, {**settings, **overrides})
-
-    return build
 
 
 def queue(session, member, source="notice:1", urgent=False, kind="notice"):
@@ -239,13 +208,25 @@ def test_rate_limiter_admits_at_most_n_per_second(store):
     assert len(sleeps) == 2
 
 
-def test_rate_limit_holds_for_the_sender(session, make_member, make_sender, wechat_api):
+def test_rate_limit_holds_for_the_sender(session, make_member, make_sender, wechat_api, store, settings):
+    admitted = []
+
+    class Recording(RateLimiter):
+        def acquire(self):
+            super().acquire()
+            admitted.append(time.time())
+
     for n in range(12):
         queue(session, make_member(openid=f"o-r{n}"), "notice:1")
-    make_sender(SEND_RATE_LIMIT=5).drain(DAY)
-    seconds = [int(c.at) for c in wechat_api.messages()]
-    assert len(seconds) == 12
+    queue(session, make_member(openid="o-urgent"), "notice:2", urgent=True)
+    sender = make_sender(OUTBOX_WORKERS=4)
+    sender.limiter = Recording(store, 5)
+    sender.drain(DAY)
+    assert len(wechat_api.messages()) == 13
+    assert len(admitted) == 12  # the urgent one did not wait
+    seconds = [int(t) for t in admitted]
     assert max(seconds.count(s) for s in set(seconds)) <= 5
+    assert len(set(seconds)) >= 3
 
 
 def test_sender_stopped_mid_batch_then_restarted_sends_each_exactly_once(
