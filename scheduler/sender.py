@@ -309,7 +309,7 @@ class Sender:
             if not row.urgent:
                 self.limiter.acquire()
             if not marked:
-                if not self._set(session, row_id, token, CLAIMED, status=SENDING, claimed_at=now_utc()):
+                if not self._set(session, row_id, token, CLAIMED, status=SENDING, claimed_at=now):
                     return  # taken back (lease expired) by another sender
                 marked = True
             attempts += 1
@@ -334,7 +334,7 @@ class Sender:
             stats.add("sent", channel)
             return
         if not marked and not self._set(session, row_id, token, CLAIMED, status=SENDING,
-                                        claimed_at=now_utc()):
+                                        claimed_at=now):
             return
         if paused_until is not None:
             reason = "今日发送额度已用完（45009），该渠道暂停至次日，届时自动重发"
