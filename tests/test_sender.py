@@ -314,7 +314,8 @@ def test_sender_process_killed_mid_batch_then_restarted_sends_none_twice(
     by_openid = {m.openid: final[m.id] for m in members}
     assert all(by_openid[o] in ("sent", "unknown") for o in delivered)
     assert all(o in delivered for o, status in by_openid.items() if status == "sent")
-    unknown_not_delivered = [o for o, status in by_openid.items() if status == "unknown" and o not in delivered]
+    unknown_not_delivered = [o for o, status in by_openid.items()
+                             if status == "unknown" and o not in delivered]
     # At most one call per thread can be cut between its mark and the request: normally none.
     assert len(unknown_not_delivered) <= 4
     assert len(delivered) + len(unknown_not_delivered) == 60
