@@ -252,15 +252,21 @@ class Sender:
             due.append(OutboxMessage.urgent.is_(True))
         candidates = select(OutboxMessage.id).where(and_(*due)).order_by(OutboxMessage.id).limit(self.batch)
         if session.get_bind().dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        # One statement: on PostgreSQL the locked subquery skips rows other senders hold; on SQLite
-        # the UPDATE is one atomic write. `status = pending` again guards any other database.
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(candidates.scalar_subquery()), OutboxMessage.status == PENDING)
-            .values(status=CLAIMED, claimed_by=token, claimed_at=now)
-            .execution_options(synchronize_session=False)
-        )
+            # Lock the batch first, then mark it. (As one UPDATE … WHERE id IN (SELECT … LIMIT n FOR
+            # UPDATE SKIP LOCKED) PostgreSQL may rescan the subquery and mark far more than n rows.)
+            locked = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+            target = OutboxMessage.id.in_(locked) if locked else None
+        else:
+            # SQLite: one UPDATE is one atomic write; nothing else can claim in between.
+            target = OutboxMessage.id.in_(candidates.scalar_subquery())
+        if target is not None:
+            # `status = pending` again: a row is claimed by one sender only, on any database.
+            session.execute(
+                update(OutboxMessage)
+                .where(target, OutboxMessage.status == PENDING)
+                .values(status=CLAIMED, claimed_by=token, claimed_at=now)
+                .execution_options(synchronize_session=False)
+            )
         session.commit()
         ids = list(session.scalars(
             select(OutboxMessage.id).where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED)
