@@ -2,7 +2,7 @@
 messages per second: the outbox sender (threads, rate limit off), a naive one-by-one loop in the
 same run, and the sender with the configured rate limit on.
 
-    .venv/bin/python bench/push.py                  # 10,000 members (about a minute or two)
+    .venv/bin/python bench/push.py                  # 10,000 members (about three minutes)
     .venv/bin/python bench/push.py --members 2000   # quicker
     .venv/bin/python bench/push.py --database-url postgresql://postgres@127.0.0.1:5432/bench
 
