@@ -76,7 +76,8 @@ def sent_count(engine, notice_id: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=10_000)
     parser.add_argument("--naive", type=int, default=200, help="messages for the one-by-one loop")
     parser.add_argument("--rated", type=int, default=0,
