@@ -24,7 +24,7 @@ run: install
 	@echo "Talk to it from another terminal:  $(FLASK) wechat simulate"
 	@echo "   or one message:                 $(FLASK) wechat simulate --text 帮助"
 	@echo
-	$(FLASK) run --host $(HOST) --port $(PORT)
+	SCHEDULER_EMBEDDED=1 $(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

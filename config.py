@@ -65,6 +65,27 @@ _NUMBERS: dict[str, float | int] = {
     "QUOTA_VOLUNTEER": 2,
     # How often the meeting-room sign-in page polls the live count (seconds).
     "CHECKIN_PAGE_POLL_SECONDS": 3,
+    # Outbox sender: messages per second across all processes (0: no limit; urgent ones ignore it),
+    # sending threads per process, rows claimed at a time, tries before a transient failure is
+    # final, first retry delay (doubled each time, seconds), and how long a claimed row may stay
+    # untouched before it counts as abandoned by a dead sender (seconds).
+    "SEND_RATE_LIMIT": 20.0,
+    "OUTBOX_WORKERS": 16,
+    "OUTBOX_BATCH": 20,
+    "OUTBOX_MAX_ATTEMPTS": 5,
+    "OUTBOX_RETRY_BASE": 60.0,
+    "OUTBOX_LEASE_SECONDS": 600,
+    # Scheduler: how often the outbox is drained (seconds), how late a missed run may still run
+    # (hours), and the leader lock's time to live (seconds; a dead leader is replaced within it).
+    "SCHEDULER_DRAIN_INTERVAL": 30,
+    "SCHEDULER_GRACE_HOURS": 6,
+    "SCHEDULER_LEADER_TTL": 30,
+    # Organizational life: the notice goes this many days before, at ORGLIFE_NOTICE_TIME; the
+    # reminder this many hours before the start.
+    "ORGLIFE_NOTICE_DAYS": 3,
+    "ORGLIFE_REMINDER_HOURS": 2,
+    # 1: run the scheduler inside this process (the dev server of `make run`; never gunicorn).
+    "SCHEDULER_EMBEDDED": 0,
 }
 
 _STRINGS: dict[str, str] = {
@@ -95,6 +116,25 @@ _STRINGS: dict[str, str] = {
     "PUBLIC_BASE_URL": "",
     # Where the photos uploaded for wishes are kept; empty: wish_photos/ in the instance folder.
     "WISH_PHOTO_DIR": "",
+    # Template ids per kind of message: Official Account template messages, mini-program
+    # subscribe messages. An empty id means that channel is not used for that kind.
+    "WECHAT_TEMPLATE_NOTICE": "",
+    "WECHAT_TEMPLATE_REMINDER": "",
+    "WECHAT_TEMPLATE_GREETING": "",
+    "WECHAT_TEMPLATE_WISH": "",
+    "WECHAT_TEMPLATE_ACTIVITY": "",
+    "MINIAPP_TEMPLATE_NOTICE": "",
+    "MINIAPP_TEMPLATE_REMINDER": "",
+    "MINIAPP_TEMPLATE_GREETING": "",
+    "MINIAPP_TEMPLATE_WISH": "",
+    "MINIAPP_TEMPLATE_ACTIVITY": "",
+    # Non-urgent messages wait out these hours (local time, may wrap midnight; empty: none).
+    "QUIET_HOURS": "22:00-07:00",
+    "ORGLIFE_NOTICE_TIME": "09:00",
+    "BIRTHDAY_TIME": "09:00",
+    # Which date is the political birthday: join_date (入党日期) or a member attribute such as
+    # full_member_date (转正日期) once the roster has one.
+    "BIRTHDAY_DATE_FIELD": "join_date",
 }
 
 

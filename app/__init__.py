@@ -28,6 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_commands(app)
     app.extensions["router"] = build_router()
+    start_scheduler(app)
     return app
 
 
@@ -64,6 +65,12 @@ def register_errorhandlers(app: Flask) -> None:
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok")
+
+
+def start_scheduler(app: Flask) -> None:
+    from app.scheduling import maybe_start_embedded
+
+    maybe_start_embedded(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -1,6 +1,9 @@
 """`flask --app app …` commands: members import/export, demo data, the WeChat simulator."""
 
+import signal
 import sys
+import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -15,6 +18,7 @@ from models.roster import RosterFileError, export_members, import_members, membe
 members_cli = AppGroup("members", help="Import and export the member roster.")
 wechat_cli = AppGroup("wechat", help="Talk to the chatbot as WeChat would.")
 demo_cli = AppGroup("demo", help="Demo data.")
+scheduler_cli = AppGroup("scheduler", help="Scheduled jobs and the outbox sender.")
 
 
 @members_cli.command("import")
@@ -93,6 +97,40 @@ def simulate(url: str, openid: str, text: str | None, event: str | None, key: st
         raise click.ClickException(f"无法连接 {url}：{exc}（服务器启动了吗？make run）") from None
 
 
+@scheduler_cli.command("run")
+def scheduler_run() -> None:
+    """Run the scheduler in this process until interrupted (only the leader runs jobs)."""
+    from app.scheduling import build_scheduler
+
+    service = build_scheduler(current_app._get_current_object())
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    click.echo(f"调度器 {service.name} 已启动（Ctrl-C 停止）。")
+    stop.wait()
+    service.shutdown()
+    click.echo("调度器已停止。")
+
+
+@scheduler_cli.command("run-due")
+@click.option("--now", "now_text", required=True,
+              help="ISO 8601 time, e.g. 2026-10-02T09:00+08:00 (no offset: UTC).")
+def scheduler_run_due(now_text: str) -> None:
+    """Run every job due by NOW that has not run for it, drain the outbox, and return."""
+    from app.scheduling import build_scheduler
+
+    try:
+        now = datetime.fromisoformat(now_text)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {now_text}", param_hint="--now") from None
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    service = build_scheduler(current_app._get_current_object())
+    for line in service.run_due(now.astimezone(UTC)).lines():
+        click.echo(line)
+
+
 def register(app: Flask) -> None:
-    for group in (members_cli, wechat_cli, demo_cli):
+    for group in (members_cli, wechat_cli, demo_cli, scheduler_cli):
         app.cli.add_command(group)

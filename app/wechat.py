@@ -5,10 +5,13 @@ Only protocol lives here; what a message means is decided in handlers/.
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from xml.parsers.expat import ExpatError
 
 import redis
 from flask import Blueprint, Response, current_app, request
+from redis.client import Pipeline
 from wechatpy import create_reply, parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
@@ -18,6 +21,7 @@ from app.extensions import db, get_redis
 from handlers import Incoming
 from models import now_utc
 from models.outbox import enqueue
+from scheduler.sender import open_custom_window
 
 bp = Blueprint("wechat", __name__)
 log = logging.getLogger(__name__)
@@ -122,10 +126,17 @@ class ReplyCache:
         self.client = client
         self.ttl = ttl
 
-    def claim(self, key: str) -> bool | None:
-        """True: handle it; False: a retry of a message seen before; None: Redis is unreachable."""
+    def claim(self, key: str, also: Callable[[Pipeline], None] | None = None) -> bool | None:
+        """True: handle it; False: a retry of a message seen before; None: Redis is unreachable.
+
+        `also` may add commands to the same round trip.
+        """
         try:
-            return bool(self.client.set(key, PENDING, nx=True, ex=self.ttl))
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, PENDING, nx=True, ex=self.ttl)
+            if also is not None:
+                also(pipe)
+            return bool(pipe.execute()[0])
         except redis.RedisError:
             log.exception("reply cache unreachable; handling %s without de-duplication", key)
             return None
@@ -219,7 +230,12 @@ def _reply_once(message: Incoming, started: float) -> str:
     cfg = current_app.config
     cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"])
     key = _dedup_key(message)
-    claimed = cache.claim(key)
+    # The user wrote: a new 48-hour customer-service window opens (read by the sender); it rides
+    # on the claim's round trip, the only one the hot path affords before handling.
+    opens_window = None
+    if message.msg_type != "event":
+        opens_window = partial(open_custom_window, openid=message.openid, at=time.time())
+    claimed = cache.claim(key, also=opens_window)
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])

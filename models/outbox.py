@@ -1,17 +1,33 @@
 """The transactional outbox: every message to a person is a row written with the action behind it.
 
-The scheduler's sender (scheduler/) is the only code that drains it through WeChat's API.
+The scheduler's sender (scheduler/) is the only code that drains it through WeChat's API. Every row
+addressed to a member is also that member's inbox entry (消息), whatever channel delivers it, so
+opening a row records the read receipt.
 """
 
+import re
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, UTCDateTime, now_utc
+from models.base import Base, NotFound, UTCDateTime, now_utc
 
-PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+# pending: waiting (maybe until next_attempt_at); claimed: taken by a sender, no call made yet;
+# sending: a call is being made; sent; failed (every channel refused, or retries used up);
+# unknown: a sender died during the call, so whether WeChat delivered it cannot be known (it is
+# never sent again: a duplicate is worse than a gap, and the inbox still holds it).
+PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
+SENT, FAILED, UNKNOWN = "sent", "failed", "unknown"
+STATUS_NAMES = {PENDING: "待发送", CLAIMED: "发送中", SENDING: "发送中", SENT: "已送达", FAILED: "发送失败",
+                UNKNOWN: "结果未知"}
+# Delivery channels, in the order they are tried.
+TEMPLATE, SUBSCRIBE, CUSTOM = "template", "subscribe", "custom"
+CHANNEL_NAMES = {TEMPLATE: "公众号模板消息", SUBSCRIBE: "小程序订阅消息", CUSTOM: "客服消息"}
+# Kinds whose messages belong in the member's inbox (a late chatbot reply does not).
+INBOX_KINDS = ("notice", "reminder", "greeting", "wish", "activity")
+_REMINDER_OF = re.compile(r"(notice:\d+):r\d+")
 
 
 class OutboxMessage(Base):
@@ -20,7 +36,7 @@ class OutboxMessage(Base):
     __table_args__ = (UniqueConstraint("source", "recipient"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    source: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(100), index=True)
     # "m<member id>" for a member, "o<openid>" for a follower not bound to one.
     recipient: Mapped[str] = mapped_column(String(80))
     openid: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -34,6 +50,41 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Sending state.
+    channel: Mapped[str | None] = mapped_column(String(10))  # the channel that delivered it
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    # Why each refused channel refused, one "channel:errcode:reason" a line.
+    refusals: Mapped[str] = mapped_column(Text, default="")
+    # The inbox.
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def refused_channels(self) -> set[str]:
+        return {line.split(":", 1)[0] for line in (self.refusals or "").splitlines() if line}
+
+    @property
+    def failure_reason(self) -> str:
+        """The reason shown in receipts: the last error, in Chinese."""
+        return self.last_error or ""
+
+
+class SubscribeGrant(Base):
+    """Mini-program subscribe-message consents a member gave for one kind of message.
+
+    A one-time consent allows one send; the mini-program records each consent (the API issue's
+    endpoint calls `grant_subscription`) and the sender spends one per message.
+    """
+
+    __tablename__ = "subscribe_grants"
+    __table_args__ = (UniqueConstraint("member_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    remaining: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)
 
 
 def enqueue(
@@ -46,6 +97,7 @@ def enqueue(
     member_id: int | None = None,
     openid: str | None = None,
     urgent: bool = False,
+    not_before: datetime | None = None,
 ) -> bool:
     """Add a message for a member (or a bare follower's openid) to the outbox, in the caller's
     transaction; return False if that source already queued it for that recipient."""
@@ -57,9 +109,73 @@ def enqueue(
             session.add(
                 OutboxMessage(
                     source=source, recipient=recipient, openid=openid, body=body, kind=kind,
-                    title=title, member_id=member_id, urgent=urgent,
+                    title=title, member_id=member_id, urgent=urgent, next_attempt_at=not_before,
                 )
             )
     except IntegrityError:
         return False
     return True
+
+
+def grant_subscription(session: Session, member_id: int, kind: str, count: int = 1) -> None:
+    """Record `count` more one-time subscribe consents of a member for `kind` messages (no commit)."""
+    grant = session.scalars(
+        select(SubscribeGrant).where(SubscribeGrant.member_id == member_id, SubscribeGrant.kind == kind)
+    ).first()
+    if grant is None:
+        try:
+            with session.begin_nested():
+                session.add(SubscribeGrant(member_id=member_id, kind=kind, remaining=count))
+            return
+        except IntegrityError:
+            pass  # created concurrently: add to it below
+    session.execute(
+        update(SubscribeGrant)
+        .where(SubscribeGrant.member_id == member_id, SubscribeGrant.kind == kind)
+        .values(remaining=SubscribeGrant.remaining + count)
+    )
+
+
+# The inbox ----------------------------------------------------------------------------------
+def list_inbox(session: Session, member_id: int, *, limit: int = 10, unread_only: bool = False
+               ) -> list[OutboxMessage]:
+    """Return a member's latest inbox messages, newest first."""
+    query = select(OutboxMessage).where(
+        OutboxMessage.member_id == member_id, OutboxMessage.kind.in_(INBOX_KINDS),
+    )
+    if unread_only:
+        query = query.where(OutboxMessage.read_at.is_(None))
+    return list(session.scalars(query.order_by(OutboxMessage.id.desc()).limit(limit)))
+
+
+def count_unread(session: Session, member_id: int) -> int:
+    return session.scalar(
+        select(func.count(OutboxMessage.id)).where(
+            OutboxMessage.member_id == member_id, OutboxMessage.kind.in_(INBOX_KINDS),
+            OutboxMessage.read_at.is_(None),
+        )
+    ) or 0
+
+
+def open_message(session: Session, member_id: int, message_id: int, now: datetime | None = None
+                 ) -> OutboxMessage:
+    """Return one of the member's inbox messages and record that it was read; commit."""
+    message = session.get(OutboxMessage, message_id)
+    if message is None or message.member_id != member_id or message.kind not in INBOX_KINDS:
+        raise NotFound(f"没有编号为 {message_id} 的消息。")
+    # Conditional: the first opening is the receipt's time, whatever opens it again. Opening a
+    # reminder of a notice ("notice:7:r1") is reading the notice ("notice:7") too.
+    sources = [message.source]
+    reminded = _REMINDER_OF.fullmatch(message.source)
+    if reminded:
+        sources.append(reminded[1])
+    session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.member_id == member_id, OutboxMessage.source.in_(sources),
+               OutboxMessage.read_at.is_(None))
+        .values(read_at=now or now_utc())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    session.refresh(message)
+    return message

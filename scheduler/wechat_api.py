@@ -1,12 +1,22 @@
 """wechatpy clients that reach WeChat's API at the configured base URL, with shared tokens."""
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 import requests
 from requests.adapters import HTTPAdapter
 from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
+
+from scheduler.locks import RedisLock
+
+log = logging.getLogger(__name__)
+# 40001 invalid credential, 40014 invalid access_token, 42001 access_token expired.
+TOKEN_ERRORS = (40001, 40014, 42001)
 
 OFFICIAL_BASE = "https://api.weixin.qq.com"
 
@@ -35,11 +45,67 @@ def route_to_base(http: requests.Session, base: str) -> requests.Session:
     return http
 
 
-def official_account_client(config: Mapping, store: redis.Redis) -> WeChatClient:
+class SharedTokenClient(WeChatClient):
+    """A WeChatClient whose access_token is fetched under a Redis lock shared by every process.
+
+    wechatpy fetches whenever its cached token is missing or stale, so N processes starting with an
+    empty cache make N fetches, and each new token retires the previous one. Here a fetch takes the
+    lock, then looks again: if another process stored a fresh token meanwhile, that one is used.
+    A token WeChat rejects (40001/40014/42001) is refreshed once and the call retried once
+    (wechatpy's own auto-retry would loop for ever on a persistent error, so it is off).
+    """
+
+    def __init__(self, appid: str, secret: str, *, store: redis.Redis, timeout: float) -> None:
+        super().__init__(appid, secret, session=RedisStorage(store, prefix="lx:wechatpy"),
+                         timeout=timeout, auto_retry=False)
+        self.store = store
+        self.fetches = 0  # token fetches made by this client (for logs and tests)
+
+    def _lock(self) -> RedisLock:
+        return RedisLock(self.store, f"lx:wechatpy:{self.appid}:token-lock", ttl=30)
+
+    def fetch_access_token(self, stale: str | None = None):
+        """Fetch a token unless another process stored a fresh one that is not `stale`."""
+        with self._lock():
+            current = self.session.get(self.access_token_key)
+            expires_at = self.expires_at
+            if current and current != stale and expires_at and expires_at - time.time() > 60:
+                return {"access_token": current}
+            self.fetches += 1
+            log.info("fetching a new access_token for %s", self.appid)
+            return super().fetch_access_token()
+
+    def call(self, fn: Callable[[], dict]) -> dict:
+        """Run one API call; on a rejected token, refresh it once and run the call again."""
+        try:
+            return fn()
+        except WeChatClientException as exc:
+            if exc.errcode not in TOKEN_ERRORS:
+                raise
+            self.fetch_access_token(stale=_token_of(exc))
+            return fn()
+
+
+def _token_of(exc: WeChatClientException) -> str | None:
+    request = getattr(exc, "request", None)
+    if request is None or not getattr(request, "url", None):
+        return None
+    return parse_qs(urlsplit(request.url).query).get("access_token", [None])[0]
+
+
+def official_account_client(config: Mapping, store: redis.Redis) -> SharedTokenClient:
     """Return a client of the Official Account whose access_token is shared through Redis."""
-    client = WeChatClient(
-        config["WECHAT_APP_ID"], config["WECHAT_APP_SECRET"],
-        session=RedisStorage(store, prefix="lx:wechatpy"), timeout=config["WECHAT_HTTP_TIMEOUT"],
-    )
+    client = SharedTokenClient(config["WECHAT_APP_ID"], config["WECHAT_APP_SECRET"], store=store,
+                               timeout=config["WECHAT_HTTP_TIMEOUT"])
+    route_to_base(client._http, config["WECHAT_API_BASE"])
+    return client
+
+
+def miniapp_client(config: Mapping, store: redis.Redis) -> SharedTokenClient | None:
+    """Return a client of the mini-program (its own token), or None when it is not configured."""
+    if not config.get("MINIAPP_APP_ID") or not config.get("MINIAPP_APP_SECRET"):
+        return None
+    client = SharedTokenClient(config["MINIAPP_APP_ID"], config["MINIAPP_APP_SECRET"], store=store,
+                               timeout=config["WECHAT_HTTP_TIMEOUT"])
     route_to_base(client._http, config["WECHAT_API_BASE"])
     return client

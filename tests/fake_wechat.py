@@ -36,6 +36,12 @@ MESSAGE_PATHS = (
 )
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Many senders connect at once; the default backlog of 5 would reset connections.
+    request_queue_size = 256
+
+
 @dataclass
 class Call:
     method: str
@@ -64,8 +70,7 @@ class FakeWeChat:
         self._codes: dict[str, dict] = {}
         self._used_codes: set[str] = set()
         self._ticket_serial = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # Lifecycle ------------------------------------------------------------------------------
@@ -162,6 +167,9 @@ class FakeWeChat:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle's algorithm on, the client's
+            # delayed ACK would add ~40 ms to every answer on top of `latency`.
+            disable_nagle_algorithm = True
 
             def _serve(self, method: str) -> None:
                 url = urlsplit(self.path)

@@ -24,9 +24,9 @@ def test_every_call_goes_to_the_fake_server_and_the_token_is_shared(app, wechat_
 
 def test_a_rejected_token_is_refreshed_once_and_the_call_retried(app, wechat_api):
     client = official_account_client(app.config, app.extensions["redis"])
-    client.message.send_text("o-user", "一")
+    client.call(lambda: client.message.send_text("o-user", "一"))
     wechat_api.expire_tokens()
-    client.message.send_text("o-user", "二")
+    client.call(lambda: client.message.send_text("o-user", "二"))
     assert len(wechat_api.calls_to("/cgi-bin/token")) == 2
     bodies = [c.body["text"]["content"] for c in wechat_api.calls_to("/cgi-bin/message/custom/send")]
     assert bodies == ["一", "二", "二"]  # the second was refused once (40001), then sent again

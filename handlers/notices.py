@@ -1,0 +1,126 @@
+"""通知 (ad-hoc notices and their receipts), 消息 (my inbox), 组织生活 (regular meetings)."""
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from handlers.router import Context, Incoming, Router
+from models import DomainError
+from models.notices import notice_receipt, publish_notice, remind_unread
+from models.orglife import (
+    RULE_EXAMPLES,
+    create_rule,
+    delete_rule,
+    list_rules,
+    move_occurrence,
+    next_start,
+)
+from models.outbox import count_unread, list_inbox, open_message
+
+MANAGERS = ("书记", "管理员")
+_NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
+_MOVE = re.compile(r"改期 ?#?(\d+) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
+_DELETE = re.compile(r"删除 ?#?(\d+)")
+WEEKDAYS = "一二三四五六日"
+
+
+def _tz(ctx: Context) -> ZoneInfo:
+    return ZoneInfo(ctx.settings.get("TIMEZONE", "Asia/Shanghai"))
+
+
+def _when(moment: datetime, tz: ZoneInfo) -> str:
+    local = moment.astimezone(tz)
+    return f"{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
+
+
+def register(router: Router) -> None:
+    @router.command("通知", summary="通知 内容 — 向本支部及下级发通知；通知 编号 回执 / 再提醒",
+                    usage="通知 内容；通知 编号 回执；通知 编号 再提醒", roles=MANAGERS)
+    def notice(message: Incoming, ctx: Context) -> str:
+        if not ctx.rest:
+            return "用法：通知 内容（发给本组织及下级全体成员）；通知 编号 回执；通知 编号 再提醒"
+        op = _NOTICE_OP.fullmatch(ctx.rest)
+        if op:
+            number = int(op[1])
+            if op[2] == "回执":
+                return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
+            count = remind_unread(ctx.session, number, ctx.member)
+            return f"已向 {count} 位未读成员再次发送通知 #{number}。"
+        sent = publish_notice(ctx.session, ctx.member, ctx.rest)
+        return (f"通知 #{sent.id} 已发布到「{sent.org.name}」，共 {sent.recipient_count} 人，正在发送。\n"
+                f"查看回执：通知 {sent.id} 回执")
+
+    @router.command("消息", aliases=("我的消息",), summary="消息 — 查看我的消息；消息 编号 — 阅读一条",
+                    pattern=r"(?:#?(\d+))?", usage="消息；消息 编号", needs_member=True)
+    def inbox(message: Incoming, ctx: Context) -> str:
+        member = ctx.member
+        if ctx.match[1]:
+            msg = open_message(ctx.session, member.id, int(ctx.match[1]), ctx.now)
+            return f"【{msg.title or '消息'}】\n{msg.body}\n（{_when(msg.created_at, _tz(ctx))}）"
+        items = list_inbox(ctx.session, member.id, limit=10)
+        if not items:
+            return "您还没有消息。"
+        unread = count_unread(ctx.session, member.id)
+        lines = [f"您有 {unread} 条未读消息：" if unread else "您的消息（均已读）："]
+        for item in items:
+            mark = "" if item.read_at else "[未读] "
+            lines.append(f"{item.id}. {mark}{item.title or item.body[:15]}")
+        lines.append("发送「消息 编号」阅读全文。")
+        return "\n".join(lines)
+
+    @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
+                    usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
+                          "组织生活 改期 编号 2026-10-09 15:00",
+                    roles=MANAGERS)
+    def orglife(message: Incoming, ctx: Context) -> str:
+        tz = _tz(ctx)
+        rest = ctx.rest
+        if not rest:
+            rules = list_rules(ctx.session, ctx.member)
+            if not rules:
+                return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
+            lines = ["组织生活安排："]
+            for rule in rules:
+                upcoming = next_start(ctx.session, rule, ctx.now, tz)
+                after = f"，下次：{_when(upcoming, tz)}" if upcoming else ""
+                lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
+                             f"（{rule.org.name}）{after}")
+            lines.append("删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
+            return "\n".join(lines)
+        deleting = _DELETE.fullmatch(rest)
+        if deleting:
+            rule = delete_rule(ctx.session, int(deleting[1]), ctx.member)
+            return f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"
+        moving = _MOVE.fullmatch(rest)
+        if moving:
+            rule_id, y, mo, d, hh, mm = (int(x) for x in moving.groups())
+            try:
+                new_start = datetime(y, mo, d, hh, mm, tzinfo=tz)
+            except ValueError:
+                raise DomainError("日期或时间不对，例如：组织生活 改期 1 2026-10-09 15:00") from None
+            occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
+            return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {_when(new_start, tz)}。"
+        if rest.startswith(("删除", "改期")):
+            return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
+        rule = create_rule(ctx.session, ctx.member, rest,
+                           notice_days=int(ctx.settings.get("ORGLIFE_NOTICE_DAYS", 3)))
+        upcoming = next_start(ctx.session, rule, ctx.now, tz)
+        after = f"下次：{_when(upcoming, tz)}。" if upcoming else ""
+        return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
+                f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.get('ORGLIFE_REMINDER_HOURS', 2)}"
+                "小时提醒。")
+
+
+def _receipt_text(receipt) -> str:
+    n = receipt.notice
+    lines = [f"通知 #{n.id}「{n.title}」回执：",
+             f"应发 {receipt.total} 人，已送达 {len(receipt.delivered)}，待发送 {len(receipt.pending)}，"
+             f"失败 {sum(len(v) for v in receipt.failed.values())}；已读 {len(receipt.read)}，"
+             f"未读 {len(receipt.unread)}。"]
+    for reason, names in receipt.failed.items():
+        lines.append(f"失败（{reason}）：{'、'.join(names[:20])}")
+    if receipt.unread:
+        more = f" 等{len(receipt.unread)}人" if len(receipt.unread) > 20 else ""
+        lines.append(f"未读：{'、'.join(receipt.unread[:20])}{more}")
+        lines.append(f"再提醒未读成员：通知 {n.id} 再提醒")
+    return "\n".join(lines)

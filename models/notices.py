@@ -1,0 +1,172 @@
+"""Ad-hoc notices (通知) to a secretary's subtree, with read receipts and reminders of the unread."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.member import KINDS, Member
+from models.org import Organization
+from models.outbox import FAILED, SENT, UNKNOWN, OutboxMessage, enqueue
+
+
+class Notice(Base):
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    urgent: Mapped[bool] = mapped_column(default=False)
+    # The audience besides the subtree: member kinds ("," separated; empty: all) and one grid.
+    kinds: Mapped[str] = mapped_column(String(100), default="")
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    reminders: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+    org: Mapped[Organization] = relationship()
+    recipient_count: int = 0  # set by publish_notice for its caller
+
+    @property
+    def source(self) -> str:
+        return notice_source(self.id)
+
+
+def notice_source(notice_id: int) -> str:
+    return f"notice:{notice_id}"
+
+
+def _require_manager(viewer: Member) -> None:
+    if viewer is None or not viewer.is_manager:
+        raise Forbidden("只有书记或管理员可以发布和查看通知。")
+
+
+def audience(session: Session, org: Organization, *, kinds: list[str] | None = None,
+             grid_id: int | None = None) -> list[Member]:
+    """Return the active members of `org`'s subtree, optionally of some kinds or one grid."""
+    query = (select(Member).join(Organization, Member.org_id == Organization.id)
+             .where(Organization.path.startswith(org.path), Member.active.is_(True)))
+    if kinds:
+        query = query.where(Member.kind.in_(kinds))
+    if grid_id is not None:
+        query = query.where(Member.grid_id == grid_id)
+    return list(session.scalars(query.order_by(Member.id)))
+
+
+def publish_notice(session: Session, author: Member, body: str, *, title: str = "",
+                   kinds: list[str] | None = None, grid_id: int | None = None, urgent: bool = False,
+                   org_id: int | None = None) -> Notice:
+    """Publish a notice to the author's subtree (or a node within it) and queue it for everyone
+    in the audience, in one transaction; commit."""
+    _require_manager(author)
+    body = (body or "").strip()
+    if not body:
+        raise DomainError("通知内容不能为空。")
+    if len(body) > 2000:
+        raise DomainError("通知内容过长（最多2000字）。")
+    unknown = [k for k in kinds or [] if k not in KINDS]
+    if unknown:
+        raise DomainError(f"不认识的成员类别：{'、'.join(unknown)}")
+    org = author.org
+    if org_id is not None and org_id != org.id:
+        target = session.get(Organization, org_id)
+        if target is None or not target.is_within(org):
+            raise Forbidden("只能向本组织及下级组织发布通知。")
+        org = target
+    members = audience(session, org, kinds=kinds, grid_id=grid_id)
+    if not members:
+        raise DomainError("该范围内没有可通知的成员。")
+    title = (title or body.splitlines()[0])[:30]
+    notice = Notice(org_id=org.id, author_id=author.id, title=title, body=body, urgent=urgent,
+                    kinds=",".join(kinds or []), grid_id=grid_id)
+    session.add(notice)
+    session.flush()
+    for member in members:
+        enqueue(session, source=notice.source, kind="notice", title=title, body=body,
+                member_id=member.id, urgent=urgent)
+    session.commit()
+    notice.recipient_count = len(members)  # not stored: the outbox rows are the record
+    return notice
+
+
+def get_notice(session: Session, notice_id: int, viewer: Member) -> Notice:
+    """Return a notice of the viewer's subtree (secretaries and administrators only)."""
+    _require_manager(viewer)
+    notice = session.get(Notice, notice_id)
+    if notice is None or not notice.org.is_within(viewer.org):
+        raise NotFound(f"没有编号为 #{notice_id} 的通知。")
+    return notice
+
+
+def list_notices(session: Session, viewer: Member, *, limit: int = 20) -> list[Notice]:
+    """Return the latest notices of the viewer's subtree, newest first."""
+    _require_manager(viewer)
+    return list(session.scalars(
+        select(Notice).join(Organization, Notice.org_id == Organization.id)
+        .where(Organization.path.startswith(viewer.org.path))
+        .order_by(Notice.id.desc()).limit(limit)
+    ))
+
+
+@dataclass
+class Receipt:
+    notice: Notice
+    total: int = 0
+    delivered: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    failed: dict[str, list[str]] = field(default_factory=dict)  # reason → names
+    read: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.notice.id, "title": self.notice.title, "total": self.total,
+            "delivered": len(self.delivered), "pending": len(self.pending),
+            "failed": sum(len(v) for v in self.failed.values()),
+            "failed_by_reason": {k: {"count": len(v), "names": v} for k, v in self.failed.items()},
+            "read": len(self.read), "unread": len(self.unread),
+            "read_names": self.read, "unread_names": self.unread,
+        }
+
+
+def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
+    """Who was sent the notice, who got it, who could not be reached and why, who read it."""
+    notice = get_notice(session, notice_id, viewer)
+    receipt = Receipt(notice)
+    rows = session.execute(
+        select(OutboxMessage, Member.name).join(Member, OutboxMessage.member_id == Member.id)
+        .where(OutboxMessage.source == notice.source).order_by(Member.id)
+    ).all()
+    for row, name in rows:
+        receipt.total += 1
+        if row.status == SENT:
+            receipt.delivered.append(name)
+        elif row.status in (FAILED, UNKNOWN):
+            receipt.failed.setdefault(row.last_error or "未知原因", []).append(name)
+        else:
+            receipt.pending.append(name)
+        (receipt.read if row.read_at else receipt.unread).append(name)
+    return receipt
+
+
+def remind_unread(session: Session, notice_id: int, viewer: Member) -> int:
+    """Send the notice again to those who have not read it; return how many; commit."""
+    notice = get_notice(session, notice_id, viewer)
+    unread = list(session.scalars(
+        select(OutboxMessage.member_id).where(
+            OutboxMessage.source == notice.source, OutboxMessage.read_at.is_(None),
+            OutboxMessage.member_id.is_not(None),
+        )
+    ))
+    if not unread:
+        raise DomainError(f"通知 #{notice.id} 已全部阅读，无需再提醒。")
+    notice.reminders += 1
+    source = f"{notice.source}:r{notice.reminders}"
+    for member_id in unread:
+        enqueue(session, source=source, kind="notice", title=f"再提醒：{notice.title}"[:30],
+                body=notice.body, member_id=member_id, urgent=notice.urgent)
+    session.commit()
+    return len(unread)

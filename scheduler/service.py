@@ -1,0 +1,211 @@
+"""The scheduler: APScheduler jobs with stable ids, run only by the instance holding a Redis
+leader lock, and `run_due(now)` to bring every job up to a given instant (catch-up, tests, CLI).
+
+Plain objects in (a session factory, a Redis client, the settings); the Flask wiring is app/'s.
+"""
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.orm import Session
+
+from models.base import now_utc
+from models.birthdays import send_birthday_greetings
+from models.orglife import send_due_orglife
+from scheduler.locks import RedisLock
+from scheduler.sender import Sender
+
+log = logging.getLogger(__name__)
+
+LEADER_KEY = "lx:scheduler:leader"
+LAST_RUN_KEY = "lx:scheduler:last-run"  # hash: job id → ISO time of the run last done
+
+
+@dataclass
+class Job:
+    id: str
+    trigger: object  # an APScheduler trigger
+    run: Callable[[datetime, datetime], object]  # (now, the run time it stands for) → a summary
+    catch_up: bool = True  # run_due replays its latest missed run time
+
+
+@dataclass
+class DueReport:
+    ran: dict = field(default_factory=dict)  # job id → summary
+
+    def lines(self) -> list[str]:
+        return [f"{job}: {summary}" for job, summary in self.ran.items()] or ["nothing was due"]
+
+
+class SchedulerService:
+    def __init__(self, session_factory: Callable[[], Session], store: redis.Redis, config: Mapping, *,
+                 name: str | None = None, sender: Sender | None = None) -> None:
+        self.session_factory = session_factory
+        self.store = store
+        self.config = config
+        self.name = name or f"scheduler-{uuid.uuid4().hex[:8]}"
+        self.tz = ZoneInfo(config.get("TIMEZONE", "Asia/Shanghai"))
+        self.grace = timedelta(hours=float(config.get("SCHEDULER_GRACE_HOURS", 6)))
+        self.ttl = float(config.get("SCHEDULER_LEADER_TTL", 30))
+        self.lock = RedisLock(store, LEADER_KEY, self.ttl, owner=self.name)
+        self.sender = sender or Sender(session_factory, store, config, name=f"{self.name}-sender")
+        self.jobs = self.build_jobs()
+        self.is_leader = False
+        self._scheduler: BackgroundScheduler | None = None
+        self._run_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._heart: threading.Thread | None = None
+        self.became_leader = False
+
+    # The jobs ---------------------------------------------------------------------------------
+    def build_jobs(self) -> list[Job]:
+        cfg = self.config
+        birthday_h, birthday_m = cfg.get("BIRTHDAY_TIME", "09:00").split(":")
+        return [
+            # Every quarter of an hour: the notices and reminders whose time has come.
+            Job("orglife", CronTrigger(minute="*/15", timezone=self.tz), self._orglife),
+            # Daily: political birthdays (the run time's local date is the day greeted).
+            Job("birthdays", CronTrigger(hour=int(birthday_h), minute=int(birthday_m), timezone=self.tz),
+                self._birthdays),
+            # The outbox, last: what the jobs above queued goes out in the same run.
+            Job("outbox", IntervalTrigger(seconds=int(cfg.get("SCHEDULER_DRAIN_INTERVAL", 30)),
+                                          timezone=self.tz), self._drain, catch_up=False),
+        ]
+
+    def _orglife(self, now: datetime, at: datetime) -> str:
+        with self.session_factory() as session:
+            run = send_due_orglife(
+                session, now, tz=self.tz, notice_time=self.config.get("ORGLIFE_NOTICE_TIME", "09:00"),
+                reminder_hours=float(self.config.get("ORGLIFE_REMINDER_HOURS", 2)))
+        return f"{run.notices} notices, {run.reminders} reminders queued"
+
+    def _birthdays(self, now: datetime, at: datetime) -> str:
+        with self.session_factory() as session:
+            run = send_birthday_greetings(session, at.astimezone(self.tz).date(),
+                                          date_field=self.config.get("BIRTHDAY_DATE_FIELD", "join_date"))
+        return f"{run.greeted} greetings queued"
+
+    def _drain(self, now: datetime, at: datetime, *, live: bool = False) -> str:
+        stats = self.sender.drain(None if live else now)
+        return f"{stats.sent} sent, {stats.failed} failed, {stats.retry} to retry, {stats.deferred} deferred"
+
+    # Catching up ------------------------------------------------------------------------------
+    def last_run(self, job_id: str) -> datetime | None:
+        value = self.store.hget(LAST_RUN_KEY, job_id)
+        return datetime.fromisoformat(value) if value else None
+
+    def _record(self, job_id: str, at: datetime) -> None:
+        self.store.hset(LAST_RUN_KEY, job_id, at.isoformat())
+
+    def latest_due(self, job: Job, now: datetime) -> datetime | None:
+        """The latest run time of `job` at or before `now` that has not run and is within grace."""
+        since = max(now - self.grace, (self.last_run(job.id) or now - self.grace) + timedelta(microseconds=1))
+        latest = None
+        fire = job.trigger.get_next_fire_time(None, since)
+        while fire is not None and fire <= now:
+            latest = fire
+            fire = job.trigger.get_next_fire_time(None, fire + timedelta(microseconds=1))
+        return latest
+
+    def run_due(self, now: datetime) -> DueReport:
+        """Run once every job whose run time came by `now` and has not run for it (within the
+        grace window; missed runs coalesce into one), then drain the outbox as of `now`."""
+        report = DueReport()
+        with self._run_lock:
+            for job in self.jobs:
+                if not job.catch_up:
+                    continue
+                at = self.latest_due(job, now)
+                if at is None:
+                    continue
+                report.ran[job.id] = job.run(now, at)
+                self._record(job.id, at)
+            report.ran["outbox"] = self._drain(now, now)
+            self._record("outbox", now)
+        return report
+
+    # Leadership -------------------------------------------------------------------------------
+    def heartbeat(self) -> bool:
+        """Take or keep the leader lock; return whether this instance leads.
+
+        A new leader must catch up on what was missed (`became_leader` tells the caller so)."""
+        try:
+            leader = self.lock.acquire()
+        except redis.RedisError:
+            log.exception("scheduler %s: Redis unreachable; not leading", self.name)
+            leader = False
+        self.became_leader = leader and not self.is_leader
+        if self.became_leader:
+            log.info("scheduler %s is now the leader", self.name)
+        elif not leader and self.is_leader:
+            log.warning("scheduler %s lost the leader lock", self.name)
+        self.is_leader = leader
+        return leader
+
+    def catch_up(self) -> None:
+        """Run what came due while no leader ran (coalesced, within the grace window)."""
+        if not self.is_leader:
+            return
+        try:
+            for line in self.run_due(now_utc()).lines():
+                log.info("catch-up %s", line)
+        except Exception:
+            log.exception("scheduler %s: catch-up failed", self.name)
+
+    def _keep_leading(self) -> None:
+        # Its own thread, so a long job can never starve the renewal and lose the lock.
+        while not self._stopping.is_set():
+            if self.heartbeat() and self.became_leader and self._scheduler is not None:
+                self._scheduler.add_job(self.catch_up, id="catch-up", name="catch-up", replace_existing=True)
+            self._stopping.wait(max(0.2, self.ttl / 3))
+
+    def _guarded(self, job: Job) -> Callable[[], None]:
+        def run() -> None:
+            # Check again right before running: a leader that lost its lock must not run jobs.
+            if not self.is_leader or not self.lock.renew():
+                self.is_leader = False
+                return
+            now = now_utc()
+            with self._run_lock:
+                summary = self._drain(now, now, live=True) if job.id == "outbox" else job.run(now, now)
+                self._record(job.id, now)
+            log.info("job %s: %s", job.id, summary)
+
+        return run
+
+    def start(self) -> BackgroundScheduler:
+        """Start the jobs in a background thread; only the leader's actually run."""
+        grace = int(self.grace.total_seconds())
+        scheduler = BackgroundScheduler(
+            timezone=self.tz,
+            job_defaults={"coalesce": True, "misfire_grace_time": grace, "max_instances": 1},
+        )
+        for job in self.jobs:
+            scheduler.add_job(self._guarded(job), job.trigger, id=job.id, name=job.id, replace_existing=True)
+        scheduler.start()
+        self._scheduler = scheduler
+        self._stopping.clear()
+        self._heart = threading.Thread(target=self._keep_leading, name=f"{self.name}-leader", daemon=True)
+        self._heart.start()
+        return scheduler
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        if self._heart is not None:
+            self._heart.join()
+            self._heart = None
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        if self.is_leader:
+            self.lock.release()
+            self.is_leader = False
