@@ -21,8 +21,11 @@ from sqlalchemy.orm import Session
 from models.base import now_utc
 from models.birthdays import send_birthday_greetings
 from models.orglife import send_due_orglife
+from scheduler.activity_jobs import activity_reminders, prepare_sign_in_qr_codes
 from scheduler.locks import RedisLock
 from scheduler.sender import Sender
+from scheduler.wechat_api import official_account_client
+from scheduler.wish_jobs import release_overdue_wishes, remind_wish_deadlines
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,12 @@ class SchedulerService:
             # Daily: political birthdays (the run time's local date is the day greeted).
             Job("birthdays", CronTrigger(hour=int(birthday_h), minute=int(birthday_m), timezone=self.tz),
                 self._birthdays),
+            # 微心愿: remind claimers near their fulfil-by date, release claims past it.
+            Job("wishes", CronTrigger(minute=5, timezone=self.tz), self._wishes),
+            # Activities: reminders 24 h and 1 h before; WeChat sign-in QR codes made ahead of time.
+            Job("activity_reminders", CronTrigger(minute="*/5", timezone=self.tz), self._activity_reminders),
+            Job("activity_qr_codes", CronTrigger(minute="*/30", timezone=self.tz), self._activity_qr_codes,
+                catch_up=False),
             # The outbox, last: what the jobs above queued goes out in the same run.
             Job("outbox", IntervalTrigger(seconds=int(cfg.get("SCHEDULER_DRAIN_INTERVAL", 30)),
                                           timezone=self.tz), self._drain, catch_up=False),
@@ -93,6 +102,21 @@ class SchedulerService:
             run = send_birthday_greetings(session, at.astimezone(self.tz).date(),
                                           date_field=self.config.get("BIRTHDAY_DATE_FIELD", "join_date"))
         return f"{run.greeted} greetings queued"
+
+    def _wishes(self, now: datetime, at: datetime) -> str:
+        with self.session_factory() as session:
+            reminded = remind_wish_deadlines(session, now, self.config)
+            released = release_overdue_wishes(session, now, self.config)
+        return f"{reminded} deadline reminders, {released} claims released"
+
+    def _activity_reminders(self, now: datetime, at: datetime) -> str:
+        return f"{activity_reminders(self.session_factory, now, self.config)} reminders queued"
+
+    def _activity_qr_codes(self, now: datetime, at: datetime) -> str:
+        if not self.config.get("WECHAT_APP_SECRET"):
+            return "skipped: WECHAT_APP_SECRET is not set (sign-in pages show the code instead)"
+        client = official_account_client(self.config, self.store)
+        return f"{prepare_sign_in_qr_codes(self.session_factory, client, now)} QR codes made"
 
     def _drain(self, now: datetime, at: datetime, *, live: bool = False) -> str:
         stats = self.sender.drain(None if live else now)

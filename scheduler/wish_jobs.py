@@ -22,9 +22,3 @@ def release_overdue_wishes(session: Session, now: datetime, settings: Mapping | 
     """Release claims past their fulfil-by date; return how many were released."""
     return release_overdue_claims(session, now)
 
-
-# (name, function, how often it should run): for the scheduler being built to register.
-JOBS = (
-    ("wish_remind_deadlines", remind_wish_deadlines, "hourly"),
-    ("wish_release_overdue", release_overdue_wishes, "hourly"),
-)
