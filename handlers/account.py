@@ -14,8 +14,8 @@ def register(router: Router) -> None:
     @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 — 查看可用指令")
     def help_(message: Incoming, ctx: Context) -> str:
         lines = ["您可以发送以下指令："]
-        lines += [f"· {c.summary}" for c in ctx.router.visible_commands(ctx.member) if c.summary]
-        if ctx.member is None:
+        lines += [f"· {c.summary}" for c in ctx.router.visible_commands(ctx.role) if c.summary]
+        if ctx.role is None:
             lines.append(f"首次使用请先绑定，例如：{BIND_EXAMPLE}")
         return "\n".join(lines)
 

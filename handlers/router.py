@@ -15,7 +15,7 @@ from functools import cached_property
 from sqlalchemy.orm import Session
 
 from models import DomainError, Member
-from models.member import member_for_openid
+from models.member import member_for_openid, role_for_openid
 
 _SPACES = re.compile(r"\s+")
 HELP_HINT = "发送「帮助」查看可用指令。"
@@ -59,6 +59,13 @@ class Context:
     def member(self) -> Member | None:
         return member_for_openid(self.session, self.message.openid)
 
+    @cached_property
+    def role(self) -> str | None:
+        """The caller's role, None when not bound; cheaper than loading the member if not loaded."""
+        if "member" in self.__dict__:
+            return self.member.role if self.member else None
+        return role_for_openid(self.session, self.message.openid)
+
 
 Handler = Callable[[Incoming, Context], str | None]
 
@@ -74,10 +81,11 @@ class Command:
     roles: tuple[str, ...] = ()  # empty: anyone; else only bound members with one of these roles
     needs_member: bool = False
 
-    def allowed_for(self, member: Member | None) -> bool:
+    def allowed_for(self, role: str | None) -> bool:
+        """Whether a caller with `role` (None: not bound) may run the command."""
         if self.roles:
-            return member is not None and member.role in self.roles
-        return not self.needs_member or member is not None
+            return role in self.roles
+        return not self.needs_member or role is not None
 
 
 class Router:
@@ -167,8 +175,8 @@ class Router:
         if found is None:
             return self._unknown(text, ctx)
         cmd, rest = found
-        if not cmd.allowed_for(ctx.member):
-            if ctx.member is None:
+        if not cmd.allowed_for(ctx.role):
+            if ctx.role is None:
                 return "请先绑定党员身份：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
             return f"「{cmd.keyword}」仅限{'、'.join(cmd.roles)}使用。"
         ctx.rest = rest
@@ -191,12 +199,13 @@ class Router:
                 return self._by_word[word], rest.strip()
         return None
 
-    def visible_commands(self, member: Member | None) -> list[Command]:
-        return [c for c in self.commands if c.allowed_for(member) or (member is None and not c.roles)]
+    def visible_commands(self, role: str | None) -> list[Command]:
+        """The commands to list in 帮助 for a caller with `role` (None: not bound)."""
+        return [c for c in self.commands if c.allowed_for(role) or (role is None and not c.roles)]
 
     def _unknown(self, text: str, ctx: Context) -> str:
         head = text.split(" ")[0][:6]
-        words = [w for c in self.visible_commands(ctx.member) for w in (c.keyword, *c.aliases)]
+        words = [w for c in self.visible_commands(ctx.role) for w in (c.keyword, *c.aliases)]
         close = difflib.get_close_matches(head, words, n=1, cutoff=0.5)
         if close:
             return f"没有「{head}」这个指令，您是不是想发送「{self._by_word[close[0]].usage}」？"

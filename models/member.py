@@ -127,6 +127,20 @@ def member_for_openid(session: Session, openid: str) -> Member | None:
     return session.scalars(_BY_OPENID, {"openid": openid}).first()
 
 
+_ROLE_BY_OPENID = (select(Member.role).where(Member.openid == bindparam("openid"), Member.active.is_(True))
+                   .limit(1))
+
+
+def role_for_openid(session: Session, openid: str) -> str | None:
+    """Return the role of the member bound to `openid` (None: not bound).
+
+    Answers from a pooled connection of its own, outside the session's transaction: 帮助 and the
+    permission check need nothing else, and a session's transaction would cost more than the query.
+    """
+    with session.get_bind().connect() as conn:
+        return conn.execute(_ROLE_BY_OPENID, {"openid": openid}).scalar()
+
+
 def member_for_miniapp_openid(session: Session, openid: str) -> Member | None:
     """Return the active member bound to a mini-program openid, or None."""
     return session.scalars(

@@ -71,7 +71,7 @@ def test_unknown_command_suggests_the_closest(session):
 def test_help_shows_more_to_a_secretary(session, make_member):
     router = Router()
     router.command("帮助", summary="帮助 — 查看")(
-        lambda m, c: "\n".join(x.summary for x in c.router.visible_commands(c.member)))
+        lambda m, c: "\n".join(x.summary for x in c.router.visible_commands(c.role)))
     router.command("通知", summary="通知 内容 — 发通知", roles=("书记",))(lambda m, c: "sent")
     make_member("书记甲", role="书记", openid="o-sec")
     make_member("党员乙", openid="o-mem")
