@@ -309,6 +309,14 @@ def create_activity(
     return activity
 
 
+def reschedule_activity(session: Session, activity: Activity, starts_at: datetime) -> Activity:
+    """Move an activity to a new start, keeping its length (its sign-in window moves with it); commit."""
+    length = activity.ends_at - activity.starts_at
+    activity.starts_at, activity.ends_at = starts_at, starts_at + length
+    session.commit()
+    return activity
+
+
 def set_venue(session: Session, activity: Activity, latitude: float, longitude: float,
               radius_m: int | None = None, settings: Mapping | None = None) -> Activity:
     """Set the venue position that sign-ins are checked against; commit."""

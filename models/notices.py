@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, select
+from sqlalchemy import ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
@@ -109,6 +109,30 @@ def list_notices(session: Session, viewer: Member, *, limit: int = 20) -> list[N
         .where(Organization.path.startswith(viewer.org.path))
         .order_by(Notice.id.desc()).limit(limit)
     ))
+
+
+@dataclass
+class NoticePage:
+    items: list[Notice]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return (self.total + self.per_page - 1) // self.per_page
+
+
+def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: int = 20) -> NoticePage:
+    """Return one page of the notices of the viewer's subtree, newest first, with the total."""
+    _require_manager(viewer)
+    where = (Notice.org_id == Organization.id, Organization.path.startswith(viewer.org.path))
+    total = session.scalar(select(func.count(Notice.id)).join(Organization, where[0]).where(where[1])) or 0
+    items = list(session.scalars(
+        select(Notice).join(Organization, where[0]).where(where[1])
+        .order_by(Notice.id.desc()).offset((page - 1) * per_page).limit(per_page)
+    ))
+    return NoticePage(items, total, page, per_page)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, s
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, create_activity, reschedule_activity
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
@@ -69,9 +70,12 @@ class OrgLifeOccurrence(Base):
     moves: Mapped[int] = mapped_column(Integer, default=0)
     notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The activity members sign in to (activities issue): created once with the occurrence.
+    activity_id: Mapped[int | None] = mapped_column(ForeignKey("activities.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
     rule: Mapped[OrgLifeRule] = relationship()
+    activity: Mapped[Activity | None] = relationship()
 
 
 # Parsing and the calendar -------------------------------------------------------------------
@@ -248,6 +252,41 @@ def ensure_occurrence(session: Session, rule: OrgLifeRule, period: str, starts_a
     return occurrence
 
 
+def activity_kind(rule: OrgLifeRule) -> str:
+    """The activity kind of a rule's occasions: its title when that names one (主题党日, 党课 …)."""
+    title = rule.title.strip()
+    kind = KIND_ALIASES.get(title, title)
+    if kind in KINDS and kind != VOLUNTEER:
+        return kind
+    return next((k for k in KINDS if k != VOLUNTEER and k in title), "其他")
+
+
+def ensure_activity(session: Session, occurrence: OrgLifeOccurrence, now: datetime) -> Activity | None:
+    """Return the occurrence's activity, creating and linking it once; commits.
+
+    Two runs at once may each create one: the link is a conditional update, and the run that loses
+    it removes its own, so an occurrence ends with exactly one activity. A past occasion gets none.
+    """
+    if occurrence.activity_id is not None:
+        return occurrence.activity
+    if occurrence.starts_at <= now:
+        return None
+    rule = occurrence.rule
+    activity = create_activity(session, None, kind=activity_kind(rule), title=rule.title,
+                               starts_at=occurrence.starts_at, org=rule.org, audience="subtree", now=now)
+    linked = session.execute(
+        update(OrgLifeOccurrence)
+        .where(OrgLifeOccurrence.id == occurrence.id, OrgLifeOccurrence.activity_id.is_(None))
+        .values(activity_id=activity.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if linked != 1:
+        session.delete(activity)
+    session.commit()
+    session.refresh(occurrence)
+    return occurrence.activity
+
+
 def move_occurrence(session: Session, rule_id: int, viewer: Member, new_start: datetime, *,
                     now: datetime, tz: ZoneInfo) -> OrgLifeOccurrence:
     """Move the rule's occurrence of the period `new_start` falls in (e.g. off a public holiday);
@@ -261,9 +300,14 @@ def move_occurrence(session: Session, rule_id: int, viewer: Member, new_start: d
     old = occurrence.starts_at
     occurrence.starts_at, occurrence.moved = new_start, True
     occurrence.moves += 1
+    if occurrence.activity is not None:
+        reschedule_activity(session, occurrence.activity, new_start)
+    else:
+        session.commit()
+        ensure_activity(session, occurrence, now)
     if occurrence.notice_sent_at is not None:
         body = (f"{rule.title}改期：原定{_local(old, tz)}，改为{_local(new_start, tz)}，"
-                "请相互转告、准时参加。")
+                f"请相互转告、准时参加。{_sign_in_text(occurrence)}")
         for member in recipients(session, rule):
             enqueue(session, source=f"orglife:{rule.id}:{period}:moved{occurrence.moves}", kind="notice",
                     title=f"{rule.title}改期", body=body, member_id=member.id)
@@ -327,7 +371,9 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
     if now < notice_at and now < reminder_at:
         return
     occurrence = ensure_occurrence(session, rule, period, start)
+    ensure_activity(session, occurrence, now)
     members = recipients(session, rule)
+    sign_in = _sign_in_text(occurrence)
     when = _local(start, tz)
     due_reminder = now >= reminder_at
     if not due_reminder and occurrence.notice_sent_at is None:
@@ -338,7 +384,7 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
                 run.notices += enqueue(
                     session, source=f"orglife:{rule.id}:{period}:notice", kind="notice",
                     title=f"{rule.title}通知",
-                    body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。",
+                    body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}",
                     member_id=member.id)
             run.occurrences += 1
     if due_reminder and occurrence.reminder_sent_at is None:
@@ -348,8 +394,15 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
                 run.reminders += enqueue(
                     session, source=f"orglife:{rule.id}:{period}:reminder{moves}", kind="reminder",
                     title=f"{rule.title}提醒",
-                    body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。",
+                    body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}",
                     member_id=member.id)
+
+
+def _sign_in_text(occurrence: OrgLifeOccurrence) -> str:
+    activity = occurrence.activity
+    if activity is None:
+        return ""
+    return f"活动 {activity.number}：到场后扫描现场二维码，或发送「签到 签到码」（现场公布）签到。"
 
 
 def _mark(session: Session, occurrence: OrgLifeOccurrence, column: str, now: datetime) -> bool:

@@ -6,13 +6,14 @@ opening a row records the read receipt.
 """
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 
 # pending: waiting (maybe until next_attempt_at); claimed: taken by a sender, no call made yet;
 # sending: a call is being made; sent; failed (every channel refused, or retries used up);
@@ -136,7 +137,45 @@ def grant_subscription(session: Session, member_id: int, kind: str, count: int =
     )
 
 
+def record_subscription(session: Session, member_id: int, kind: str, count: int = 1) -> int:
+    """Record the subscribe consents the mini-program reports for a member; commit; return how
+    many remain for that kind."""
+    if kind not in INBOX_KINDS:
+        raise DomainError(f"不认识的消息类别：{kind}")
+    if not 1 <= count <= 100:
+        raise DomainError("授权次数应在1到100之间。")
+    grant_subscription(session, member_id, kind, count)
+    session.commit()
+    return session.scalar(select(SubscribeGrant.remaining).where(
+        SubscribeGrant.member_id == member_id, SubscribeGrant.kind == kind)) or 0
+
+
 # The inbox ----------------------------------------------------------------------------------
+@dataclass
+class InboxPage:
+    items: list[OutboxMessage]
+    total: int
+    unread: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return (self.total + self.per_page - 1) // self.per_page
+
+
+def inbox_page(session: Session, member_id: int, *, page: int = 1, per_page: int = 20,
+               unread_only: bool = False) -> InboxPage:
+    """Return one page of a member's inbox, newest first, with the total and the unread count."""
+    where = [OutboxMessage.member_id == member_id, OutboxMessage.kind.in_(INBOX_KINDS)]
+    if unread_only:
+        where.append(OutboxMessage.read_at.is_(None))
+    total = session.scalar(select(func.count(OutboxMessage.id)).where(*where)) or 0
+    items = list(session.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id.desc())
+                                 .offset((page - 1) * per_page).limit(per_page)))
+    return InboxPage(items, total, count_unread(session, member_id), page, per_page)
+
+
 def list_inbox(session: Session, member_id: int, *, limit: int = 10, unread_only: bool = False
                ) -> list[OutboxMessage]:
     """Return a member's latest inbox messages, newest first."""

@@ -1,0 +1,179 @@
+"""Request and response schemas of the notices, inbox, org-life rules and subscription endpoints."""
+
+import marshmallow as ma
+from flask import current_app
+from marshmallow import fields, validate
+
+from app.api.activity_schemas import AwareDateTime
+from app.api.schemas import LocalDateTime, OrgRefSchema
+from app.api.wish_schemas import NO_NUL, _Query
+from app.extensions import db
+from models import now_utc
+from models.activity import local_zone
+from models.member import KINDS
+from models.orglife import next_start
+from models.outbox import INBOX_KINDS
+
+ID = validate.Range(min=1, max=2**31 - 1)
+NULLABLE = {"allow_none": True, "metadata": {"nullable": True}}
+
+
+class PageQuerySchema(_Query):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class InboxQuerySchema(PageQuerySchema):
+    unread = fields.Boolean(load_default=False, metadata={"description": "1：只列未读消息"})
+
+
+# Notices -------------------------------------------------------------------------------------------
+class NoticeCreateSchema(ma.Schema):
+    title = fields.String(load_default="", validate=[validate.Length(max=30), NO_NUL],
+                          metadata={"description": "标题；不填则取正文第一行"})
+    body = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NO_NUL])
+    org_id = fields.Integer(load_default=None, validate=ID,
+                            metadata={"description": "发给哪个组织（含下级）；默认为本人所在组织"})
+    kinds = fields.List(fields.String(validate=validate.OneOf(KINDS)), load_default=None,
+                        validate=validate.Length(max=len(KINDS)),
+                        metadata={"description": "只发给这些类别的成员；不填为全部"})
+    grid_id = fields.Integer(load_default=None, validate=ID, metadata={"description": "只发给这个网格"})
+    urgent = fields.Boolean(load_default=False, metadata={"description": "紧急：不受免打扰时段限制"})
+
+
+class NoticeSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    number = fields.Function(lambda n: f"#{n.id}", required=True, metadata={"type": "string", "example": "#7"})
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    urgent = fields.Boolean(required=True)
+    org = fields.Nested(OrgRefSchema, required=True)
+    kinds = fields.Function(lambda n: [k for k in n.kinds.split(",") if k], required=True,
+                            metadata={"type": "array", "items": {"type": "string"}})
+    grid_id = fields.Integer(required=True, **NULLABLE)
+    reminders = fields.Integer(required=True, metadata={"description": "已再提醒次数"})
+    created_at = LocalDateTime(required=True)
+
+
+class NoticeCreatedSchema(NoticeSchema):
+    recipient_count = fields.Integer(required=True, metadata={"description": "收件人数"})
+    message = fields.Function(
+        lambda n: f"通知 #{n.id} 已发布到「{n.org.name}」，共 {n.recipient_count} 人，正在发送。",
+        required=True, metadata={"type": "string"})
+
+
+class NoticePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(NoticeSchema), required=True)
+    total = fields.Integer(required=True)
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+class FailureSchema(ma.Schema):
+    count = fields.Integer(required=True)
+    names = fields.List(fields.String(), required=True)
+
+
+class ReceiptSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    number = fields.Function(lambda r: f"#{r['id']}", required=True, metadata={"type": "string"})
+    title = fields.String(required=True)
+    total = fields.Integer(required=True, metadata={"description": "应发人数"})
+    delivered = fields.Integer(required=True, metadata={"description": "已送达"})
+    pending = fields.Integer(required=True, metadata={"description": "待发送"})
+    failed = fields.Integer(required=True, metadata={"description": "发送失败"})
+    failed_by_reason = fields.Dict(keys=fields.String(), values=fields.Nested(FailureSchema), required=True,
+                                   metadata={"description": "失败原因 → 人数和姓名"})
+    read = fields.Integer(required=True)
+    unread = fields.Integer(required=True)
+    read_names = fields.List(fields.String(), required=True)
+    unread_names = fields.List(fields.String(), required=True)
+
+
+class RemindedSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    reminded = fields.Integer(required=True, metadata={"description": "再次发送的人数"})
+    message = fields.String(required=True)
+
+
+# The inbox -----------------------------------------------------------------------------------------
+class InboxMessageSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, metadata={"enum": list(INBOX_KINDS)})
+    title = fields.String(required=True)
+    body = fields.String(required=True)
+    read = fields.Function(lambda m: m.read_at is not None, required=True, metadata={"type": "boolean"})
+    read_at = LocalDateTime(required=True, **NULLABLE)
+    created_at = LocalDateTime(required=True)
+
+
+class InboxPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(InboxMessageSchema), required=True)
+    total = fields.Integer(required=True)
+    unread = fields.Integer(required=True, metadata={"description": "未读消息数"})
+    page = fields.Integer(required=True)
+    per_page = fields.Integer(required=True)
+    pages = fields.Integer(required=True)
+
+
+# Org-life rules ------------------------------------------------------------------------------------
+def _next_start(rule) -> str | None:
+    tz = local_zone(current_app.config)
+    moment = next_start(db.session, rule, now_utc(), tz)
+    return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
+
+
+class RuleCreateSchema(ma.Schema):
+    rule = fields.String(required=True, validate=[validate.Length(min=1, max=100), NO_NUL],
+                         metadata={"example": "每月第一个周五 15:00 主题党日",
+                                   "description": "与公众号「组织生活 …」的写法相同"})
+    org_id = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在组织"})
+    notice_days = fields.Integer(load_default=None, validate=validate.Range(min=0, max=30),
+                                 metadata={"description": "提前几天通知；默认按系统设置"})
+
+
+class RuleSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    spec = fields.String(required=True, metadata={"example": "每月第一个周五"})
+    start_time = fields.String(required=True, metadata={"example": "15:00"})
+    title = fields.String(required=True)
+    notice_days = fields.Integer(required=True)
+    org = fields.Nested(OrgRefSchema, required=True)
+    next_start = fields.Function(_next_start, required=True, allow_none=True,
+                                 metadata={"type": "string", "format": "date-time", "nullable": True})
+    created_at = LocalDateTime(required=True)
+
+
+class RuleListSchema(ma.Schema):
+    items = fields.List(fields.Nested(RuleSchema), required=True)
+
+
+class MoveSchema(ma.Schema):
+    starts_at = AwareDateTime(required=True, metadata={"example": "2026-10-09T15:00:00+08:00",
+                                                       "description": "新的开始时间"})
+
+
+class OccurrenceSchema(ma.Schema):
+    id = fields.Integer(required=True)
+    rule_id = fields.Integer(required=True)
+    period = fields.String(required=True, metadata={"example": "2026-10"})
+    starts_at = LocalDateTime(required=True)
+    moved = fields.Boolean(required=True)
+    message = fields.Function(
+        lambda o: f"已将「{o.rule.title}」{o.period} 的安排改到 "
+                  f"{o.starts_at.astimezone(local_zone(current_app.config)):%Y-%m-%d %H:%M}。",
+        required=True, metadata={"type": "string"})
+
+
+# Subscriptions -------------------------------------------------------------------------------------
+class SubscriptionSchema(ma.Schema):
+    template = fields.String(required=True, validate=validate.OneOf(INBOX_KINDS),
+                             metadata={"description": "订阅消息的类别"})
+    count = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100),
+                           metadata={"description": "用户本次同意接收的次数"})
+
+
+class SubscriptionResultSchema(ma.Schema):
+    template = fields.String(required=True)
+    remaining = fields.Integer(required=True, metadata={"description": "可用的订阅次数"})

@@ -1,0 +1,157 @@
+"""Notices with receipts, the inbox, org-life rules and subscribe consents over /api/v1.
+
+Each view validates, calls the one function of models/ the chatbot calls (handlers/notices.py),
+and serializes: the rules and their Chinese messages are the chatbot's.
+"""
+
+from flask import current_app
+from flask_smorest import Blueprint
+
+from app.api import PREFIX
+from app.api.activities import _member
+from app.api.auth import login_required
+from app.api.notice_schemas import (
+    InboxMessageSchema,
+    InboxPageSchema,
+    InboxQuerySchema,
+    MoveSchema,
+    NoticeCreatedSchema,
+    NoticeCreateSchema,
+    NoticePageSchema,
+    OccurrenceSchema,
+    PageQuerySchema,
+    ReceiptSchema,
+    RemindedSchema,
+    RuleCreateSchema,
+    RuleListSchema,
+    RuleSchema,
+    SubscriptionResultSchema,
+    SubscriptionSchema,
+)
+from app.api.schemas import MessageSchema
+from app.extensions import db
+from models import now_utc
+from models.activity import local_zone
+from models.notices import notice_receipt, notices_page, publish_notice, remind_unread
+from models.orglife import create_rule, delete_rule, list_rules, move_occurrence
+from models.outbox import inbox_page, open_message, record_subscription
+
+blp = Blueprint("notices", __name__, url_prefix=PREFIX, description="通知、消息、组织生活与订阅消息")
+BEARER = [{"bearerAuth": []}]
+
+
+# Notices (secretaries, admins) -------------------------------------------------------------------
+@blp.route("/admin/notices", methods=["POST"])
+@login_required
+@blp.arguments(NoticeCreateSchema)
+@blp.response(200, NoticeCreatedSchema)
+@blp.doc(security=BEARER)
+def publish(args):
+    """发布通知到本组织及下级（可限定组织、成员类别、网格；紧急通知不受免打扰时段限制）。"""
+    return publish_notice(db.session, _member(), args["body"], title=args["title"], kinds=args["kinds"],
+                          grid_id=args["grid_id"], urgent=args["urgent"], org_id=args["org_id"])
+
+
+@blp.route("/admin/notices", methods=["GET"])
+@login_required
+@blp.arguments(PageQuerySchema, location="query")
+@blp.response(200, NoticePageSchema)
+@blp.doc(security=BEARER)
+def list_notices(args):
+    """管理范围内的通知，最新的在前，分页。"""
+    return notices_page(db.session, _member(), page=args["page"], per_page=args["per_page"])
+
+
+@blp.route("/admin/notices/<int:notice_id>", methods=["GET"])
+@login_required
+@blp.response(200, ReceiptSchema)
+@blp.doc(security=BEARER)
+def receipt(notice_id):
+    """通知回执：应发、已送达、待发送、失败（按原因）、已读和未读的人数与姓名。"""
+    return notice_receipt(db.session, notice_id, _member()).as_dict()
+
+
+@blp.route("/admin/notices/<int:notice_id>/remind", methods=["POST"])
+@login_required
+@blp.response(200, RemindedSchema)
+@blp.doc(security=BEARER)
+def remind(notice_id):
+    """再提醒：向尚未阅读的成员再次发送通知。"""
+    count = remind_unread(db.session, notice_id, _member())
+    return {"id": notice_id, "reminded": count, "message": f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"}
+
+
+# My inbox ------------------------------------------------------------------------------------------
+@blp.route("/me/messages", methods=["GET"])
+@login_required
+@blp.arguments(InboxQuerySchema, location="query")
+@blp.response(200, InboxPageSchema)
+@blp.doc(security=BEARER)
+def my_messages(args):
+    """我的消息（通知、提醒、问候……），最新的在前，分页。"""
+    return inbox_page(db.session, _member().id, page=args["page"], per_page=args["per_page"],
+                      unread_only=args["unread"])
+
+
+@blp.route("/me/messages/<int:message_id>", methods=["GET"])
+@login_required
+@blp.response(200, InboxMessageSchema)
+@blp.doc(security=BEARER)
+def open_my_message(message_id):
+    """阅读一条消息（记为已读，计入通知回执）。"""
+    return open_message(db.session, _member().id, message_id, now_utc())
+
+
+@blp.route("/me/subscriptions", methods=["POST"])
+@login_required
+@blp.arguments(SubscriptionSchema)
+@blp.response(200, SubscriptionResultSchema)
+@blp.doc(security=BEARER)
+def subscribe(args):
+    """记录用户在小程序中同意的订阅消息（wx.requestSubscribeMessage 的结果）：每次同意可发送一条。"""
+    remaining = record_subscription(db.session, _member().id, args["template"], args["count"])
+    return {"template": args["template"], "remaining": remaining}
+
+
+# Org-life rules (secretaries, admins) -----------------------------------------------------------
+@blp.route("/admin/rules", methods=["GET"])
+@login_required
+@blp.response(200, RuleListSchema)
+@blp.doc(security=BEARER)
+def rules():
+    """管理范围内的组织生活规则，以及每条的下次时间。"""
+    return {"items": list_rules(db.session, _member())}
+
+
+@blp.route("/admin/rules", methods=["POST"])
+@login_required
+@blp.arguments(RuleCreateSchema)
+@blp.response(200, RuleSchema)
+@blp.doc(security=BEARER)
+def add_rule(args):
+    """设置组织生活规则，如「每月第一个周五 15:00 主题党日」「每季度首月10日 14:00 支部党员大会」。"""
+    notice_days = args["notice_days"]
+    if notice_days is None:
+        notice_days = int(current_app.config.get("ORGLIFE_NOTICE_DAYS", 3))
+    return create_rule(db.session, _member(), args["rule"], notice_days=notice_days, org_id=args["org_id"])
+
+
+@blp.route("/admin/rules/<int:rule_id>", methods=["DELETE"])
+@login_required
+@blp.response(200, MessageSchema)
+@blp.doc(security=BEARER)
+def remove_rule(rule_id):
+    """删除组织生活规则（已有的安排保留）。"""
+    rule = delete_rule(db.session, rule_id, _member())
+    return {"message": f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"}
+
+
+@blp.route("/admin/rules/<int:rule_id>/move", methods=["POST"])
+@login_required
+@blp.arguments(MoveSchema)
+@blp.response(200, OccurrenceSchema)
+@blp.doc(security=BEARER)
+def move(args, rule_id):
+    """改期：把新时间所在月份（或季度）的那一次组织生活改到新时间；已通知的会告知党员。"""
+    return move_occurrence(db.session, rule_id, _member(), args["starts_at"], now=now_utc(),
+                           tz=local_zone(current_app.config))
