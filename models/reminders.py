@@ -16,6 +16,7 @@ from models.activity import (
     upcoming_for,
 )
 from models.member import Member
+from models.orglife import OrgLifeOccurrence
 from models.outbox import enqueue
 
 DEFAULT_LEADS = "24,1"  # hours before the start
@@ -61,8 +62,11 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Mapping 
         return 0
     horizon = now + timedelta(hours=leads[0])
     due = session.scalars(
-        select(Activity).where(Activity.cancelled.is_(False), Activity.starts_at > now,
-                               Activity.starts_at <= horizon).order_by(Activity.starts_at)
+        select(Activity).where(
+            Activity.cancelled.is_(False), Activity.starts_at > now, Activity.starts_at <= horizon,
+            # Monthly org-life occasions have their own notice and reminder (models.orglife).
+            Activity.id.not_in(select(OrgLifeOccurrence.activity_id).where(OrgLifeOccurrence.activity_id.is_not(None))),
+        ).order_by(Activity.starts_at)
     ).all()
     from models.activity import ReminderSetting
 

@@ -124,3 +124,15 @@ def test_a_past_occasion_gets_no_activity(branch, session):
     session.commit()
     assert ensure_activity(session, occurrence, bj(2026, 9, 25, 10, 0)) is None
     assert activities(session) == []
+
+
+def test_an_org_life_activity_gets_no_second_set_of_reminders(branch, session):
+    from models.reminders import queue_activity_reminders
+
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
+    # 24 hours and 1 hour before: the activity reminder rounds would be due, but the org-life rule
+    # already sends its own reminder on the day.
+    assert queue_activity_reminders(session, bj(2026, 10, 1, 15, 5)) == 0
+    assert queue_activity_reminders(session, bj(2026, 10, 2, 14, 5)) == 0
+    sources = session.scalars(select(OutboxMessage.source)).all()
+    assert sources and all(s.startswith("orglife:") for s in sources)
