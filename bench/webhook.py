@@ -88,8 +88,9 @@ def wait_for(port: int, proc: subprocess.Popen) -> None:
     raise SystemExit("server did not start")
 
 
-def gunicorn(app_spec: str, port: int, workers: int, env: dict, cwd: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b", f"127.0.0.1:{port}",
+def gunicorn(app_spec: str, port: int, workers: int, threads: int, env: dict, cwd: str) -> subprocess.Popen:
+    worker_class = ["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"]
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), *worker_class, "-b", f"127.0.0.1:{port}",
            "--log-level", "warning", app_spec]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)
     wait_for(port, proc)
@@ -134,6 +135,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--gunicorn-threads", type=int, default=1,
+                        help="threads per gunicorn worker (more than 1: the gthread worker class)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -163,7 +166,7 @@ def main() -> None:
     for name, spec, cwd in (("bare Flask, fixed XML", "bare_app:app", work),
                             ("Lianxin webhook, 帮助", "app:create_app()", str(ROOT))):
         port = free_port()
-        server = gunicorn(spec, port, args.workers, env, cwd)
+        server = gunicorn(spec, port, args.workers, args.gunicorn_threads, env, cwd)
         try:
             if name.startswith("Lianxin"):
                 # The sender is a bound secretary, so 帮助 looks up a member and lists more commands.
@@ -178,7 +181,8 @@ def main() -> None:
             server.terminate()
             server.wait()
 
-    print(f"\ngunicorn sync x{args.workers}, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
+    kind = f"gthread x{args.workers}x{args.gunicorn_threads}" if args.gunicorn_threads > 1 else f"sync x{args.workers}"
+    print(f"\ngunicorn {kind}, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
           f"{os.cpu_count()} cores; Redis {env['REDIS_URL']}; database {env['DATABASE_URL'].split(':')[0]}")
     print(f"{'':28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, r in results.items():
