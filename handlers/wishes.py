@@ -83,9 +83,10 @@ def wish_detail(ctx: Context, wish: Wish) -> str:
 
 
 def register(router: Router) -> None:
-    @router.command("发布心愿", summary="发布心愿 标题 详情 — 发布微心愿（书记）", pattern=r"(\S+) ?(.*)",
+    # Grid heads publish too (a flag, not a role), so the domain decides who may.
+    @router.command("发布心愿", summary="发布心愿 标题 详情 — 发布微心愿（书记、网格长）", pattern=r"(\S+) ?(.*)",
                     usage="发布心愿 标题 详情，例如：发布心愿 修水龙头 东湖小区3栋王奶奶家水龙头漏水",
-                    roles=MANAGER_ROLES)
+                    needs_member=True)
     def post(message: Incoming, ctx: Context) -> str:
         title, details = ctx.match.groups()
         wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now,

@@ -142,6 +142,11 @@ def get_wish(session: Session, wish_id: int) -> Wish:
     return wish
 
 
+def may_publish(actor: Member) -> bool:
+    """Whether `actor` publishes wishes directly: secretaries, admins, and grid heads (网格长)."""
+    return actor.is_manager or actor.heads_grid(actor.grid_id)
+
+
 def manages(actor: Member | None, wish: Wish) -> bool:
     """Whether `actor` is a secretary or admin of the wish's organization or above."""
     return actor is not None and actor.is_manager and wish.org.is_within(actor.org)
@@ -249,10 +254,16 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
               beneficiary_name: str = "", beneficiary_address: str = "", beneficiary_phone: str = "",
               beneficiary_member_id: int | None = None, org_id: int | None = None,
               grid_id: int | None = None, points: int = 10, now: datetime | None = None) -> Wish:
-    """A secretary or admin publishes a wish, open for claiming at once. Commit."""
+    """A secretary, admin or grid head (for their own grid) publishes a wish, open for claiming at
+    once. Commit."""
     now = now or now_utc()
+    if not may_publish(actor):
+        raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
     if not actor.is_manager:
-        raise Forbidden("只有书记或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
+        # A grid head publishes for their own grid only.
+        if org_id not in (None, actor.org_id) or grid_id not in (None, actor.grid_id):
+            raise Forbidden("网格长只能在本网格发布心愿。")
+        grid_id = actor.grid_id
     org = _org(session, org_id) if org_id else actor.org
     if not org.is_within(actor.org):
         raise Forbidden("只能在本组织及下级组织发布心愿。")
@@ -260,7 +271,8 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
         beneficiary = session.get(Member, beneficiary_member_id) if 0 < beneficiary_member_id <= MAX_ID else None
         if beneficiary is None:
             raise NotFound("未找到受助人。")
-        if not beneficiary.org.is_within(actor.org):
+        if not beneficiary.org.is_within(actor.org) or (
+                not actor.is_manager and beneficiary.grid_id != actor.grid_id):
             raise Forbidden("受助人不在您的管理范围内。")
         beneficiary_name = beneficiary_name or beneficiary.name
         beneficiary_phone = beneficiary_phone or beneficiary.phone
@@ -299,10 +311,10 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
 def create_wish(session: Session, actor: Member, title: str, details: str = "", *,
                 category: str | None = None, points: int | None = None, default_points: int = 10,
                 now: datetime | None = None, **published) -> Wish:
-    """Post the wish if `actor` may publish directly (secretaries, admins); otherwise propose it
-    (待审核) for themself at the default points, ignoring `points` and `published` (beneficiary,
-    organization, grid). Commit."""
-    if actor.is_manager:
+    """Post the wish if `actor` may publish directly (secretaries, admins, grid heads); otherwise
+    propose it (待审核) for themself at the default points, ignoring `points` and `published`
+    (beneficiary, organization, grid). Commit."""
+    if may_publish(actor):
         return post_wish(session, actor, title, details, category=category, now=now,
                          points=default_points if points is None else points, **published)
     return propose_wish(session, actor, details or title, category=category, points=default_points,

@@ -422,3 +422,29 @@ def test_a_proposal_is_seen_only_by_those_involved(session, people):
             view_wish(session, viewer, wish.id)
     review_wish(session, people["sec"], wish.id, True, now=NOW)
     assert view_wish(session, None, wish.id).status == OPEN
+
+
+def test_a_grid_head_publishes_directly_but_only_for_their_grid(session, people, make_member):
+    head = session.get(Member, make_member("网格长甲", openid="o-head", grid="东湖一网格").id)
+    with pytest.raises(Forbidden, match="许愿"):
+        post_wish(session, head, "换灯泡", now=NOW)  # not yet marked as the grid's head
+    head.grid_head = True
+    session.commit()
+    wish = post_wish(session, head, "换灯泡", "楼道灯坏了", now=NOW)
+    assert (wish.status, wish.grid_id, wish.org_id) == (OPEN, head.grid_id, head.org_id)
+    other_grid = session.get(Member, make_member("外网格", grid="东湖二网格").id)
+    with pytest.raises(Forbidden, match="网格长只能在本网格"):
+        post_wish(session, head, "换灯泡", grid_id=other_grid.grid_id, now=NOW)
+    with pytest.raises(Forbidden, match="不在您的管理范围"):
+        post_wish(session, head, "换灯泡", beneficiary_member_id=other_grid.id, now=NOW)
+
+
+def test_a_grid_head_publishes_through_the_chatbot(session, make_member, wx):
+    head = make_member("网格长乙", openid="o-head2", grid="东湖一网格")
+    session.get(Member, head.id).grid_head = True
+    session.commit()
+    make_member("普通党员", openid="o-plain", grid="东湖一网格")
+    posted = wx.text("o-head2", "发布心愿 修水龙头 王奶奶家厨房漏水").content
+    assert posted.startswith("已发布心愿 #") and "等待认领" in posted
+    refused = wx.text("o-plain", "发布心愿 修水龙头 厨房漏水").content
+    assert "只有书记、网格长或管理员" in refused and "许愿" in refused
