@@ -18,7 +18,7 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstr
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member, WechatUser
 from models.org import Organization, community_of
 from models.points import PointEntry
@@ -753,25 +753,13 @@ def qr_expire_seconds(activity: Activity, now: datetime) -> int:
 
 
 # Views for the mini-program ----------------------------------------------------------------------
-@dataclass
-class ActivityPage:
-    items: list[Activity]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page if self.per_page else 0
-
-
 def may_see(session: Session, activity: Activity, member: Member) -> bool:
     """Whether `member` may see `activity`: its managers and its audience."""
     return manages(member, activity.org) or in_audience(session, activity, member)
 
 
 def activities_for(session: Session, member: Member, now: datetime, *, upcoming: bool = True, page: int = 1,
-                   per_page: int = 20) -> ActivityPage:
+                   per_page: int = 20) -> Page:
     """The activities `member` may see (upcoming: not yet over, soonest first; else all, latest first), paged."""
     community = community_of(member.org)
     stmt = (select(Activity).join(Organization, Activity.org_id == Organization.id)
@@ -787,7 +775,7 @@ def activities_for(session: Session, member: Member, now: datetime, *, upcoming:
         stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
     visible = [a for a in session.scalars(stmt) if may_see(session, a, member)]
     start = (page - 1) * per_page
-    return ActivityPage(visible[start:start + per_page], len(visible), page, per_page)
+    return Page(visible[start:start + per_page], len(visible), page, per_page)
 
 
 def get_visible_activity(session: Session, activity_id: int, member: Member) -> Activity:

@@ -1,6 +1,7 @@
 """Declarative base, time helpers and the domain error."""
 
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, event
@@ -45,6 +46,20 @@ class Base(DeclarativeBase):
 def now_utc() -> datetime:
     """Return the current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+@dataclass
+class Page:
+    """One page of a listing, with what a client needs to page on."""
+
+    items: list
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return (self.total + self.per_page - 1) // self.per_page if self.per_page else 0
 
 
 class DomainError(Exception):

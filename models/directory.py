@@ -12,24 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import authz
-from models.base import DomainError, NotFound
+from models.base import DomainError, NotFound, Page
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
 
 UPDATABLE = ("name", "phone", "kind", "role", "join_date", "org_id", "grid", "grid_head", "active")
-
-
-@dataclass
-class Page:
-    items: list[Member]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page if self.per_page else 0
 
 
 @dataclass

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
 from models.outbox import FAILED, SENT, UNKNOWN, OutboxMessage, enqueue
@@ -111,19 +111,7 @@ def list_notices(session: Session, viewer: Member, *, limit: int = 20) -> list[N
     ))
 
 
-@dataclass
-class NoticePage:
-    items: list[Notice]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
-
-
-def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: int = 20) -> NoticePage:
+def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: int = 20) -> Page:
     """Return one page of the notices of the viewer's subtree, newest first, with the total."""
     _require_manager(viewer)
     where = (Notice.org_id == Organization.id, Organization.path.startswith(viewer.org.path))
@@ -132,7 +120,7 @@ def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: i
         select(Notice).join(Organization, where[0]).where(where[1])
         .order_by(Notice.id.desc()).offset((page - 1) * per_page).limit(per_page)
     ))
-    return NoticePage(items, total, page, per_page)
+    return Page(items, total, page, per_page)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, NotFound, Page, UTCDateTime, now_utc
 
 # pending: waiting (maybe until next_attempt_at); claimed: taken by a sender, no call made yet;
 # sending: a call is being made; sent; failed (every channel refused, or retries used up);
@@ -152,16 +152,8 @@ def record_subscription(session: Session, member_id: int, kind: str, count: int 
 
 # The inbox ----------------------------------------------------------------------------------
 @dataclass
-class InboxPage:
-    items: list[OutboxMessage]
-    total: int
-    unread: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return (self.total + self.per_page - 1) // self.per_page
+class InboxPage(Page):
+    unread: int = 0
 
 
 def inbox_page(session: Session, member_id: int, *, page: int = 1, per_page: int = 20,
@@ -173,7 +165,7 @@ def inbox_page(session: Session, member_id: int, *, page: int = 1, per_page: int
     total = session.scalar(select(func.count(OutboxMessage.id)).where(*where)) or 0
     items = list(session.scalars(select(OutboxMessage).where(*where).order_by(OutboxMessage.id.desc())
                                  .offset((page - 1) * per_page).limit(per_page)))
-    return InboxPage(items, total, count_unread(session, member_id), page, per_page)
+    return InboxPage(items, total, page, per_page, unread=count_unread(session, member_id))
 
 
 def list_inbox(session: Session, member_id: int, *, limit: int = 10, unread_only: bool = False

@@ -18,7 +18,7 @@ from app import create_app
 from app.extensions import db
 from app.simulator import Simulator
 from models import Base, Member
-from models.org import ensure_grid, ensure_org_path
+from models.org import ensure_grid, ensure_org_path, get_org_by_full_name
 from tests.fake_wechat import FakeWeChat
 
 TOKEN = "testtoken"
@@ -224,3 +224,22 @@ def api_login(api_client, wechat_api, engine):
         return {"Authorization": f"Bearer {response.get_json()['token']}"}
 
     return login
+
+
+@pytest.fixture
+def as_(api_login, people):
+    """Authorization headers of a logged-in person, by their key in the test module's `people`."""
+    cache = {}
+
+    def headers(key):
+        if key not in cache:
+            cache[key] = api_login(people[key])
+        return cache[key]
+
+    return headers
+
+
+def org_id(engine, name: str) -> int:
+    """The id of the organization named by a path of names."""
+    with Session(engine) as s:
+        return get_org_by_full_name(s, name).id

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 
 from models import Member
 from models.activity import create_activity
-from models.org import get_org_by_full_name
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import BRANCH, OTHER_BRANCH, org_id
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"
@@ -57,17 +56,6 @@ def people(make_member):
     }
 
 
-@pytest.fixture
-def as_(api_login, people):
-    cache = {}
-
-    def headers(key):
-        if key not in cache:
-            cache[key] = api_login(people[key])
-        return cache[key]
-
-    return headers
-
 
 @pytest.fixture
 def new(engine, people):
@@ -82,10 +70,6 @@ def new(engine, people):
 
     return build
 
-
-def org_id(engine, name):
-    with Session(engine) as s:
-        return get_org_by_full_name(s, name).id
 
 
 def url(activity_id, rest=""):

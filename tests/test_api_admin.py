@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Member
-from models.org import get_org_by_full_name
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import BRANCH, OTHER_BRANCH, org_id
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"
@@ -31,22 +30,6 @@ def people(make_member):
     }
 
 
-@pytest.fixture
-def as_(api_login, people):
-    """Headers of a logged-in person by key."""
-    cache = {}
-
-    def headers(key):
-        if key not in cache:
-            cache[key] = api_login(people[key])
-        return cache[key]
-
-    return headers
-
-
-def org_id(engine, name):
-    with Session(engine) as s:
-        return get_org_by_full_name(s, name).id
 
 
 # Listing -----------------------------------------------------------------------------------------

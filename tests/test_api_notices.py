@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import SubscribeGrant
-from models.org import get_org_by_full_name
-from tests.conftest import OTHER_BRANCH
+from tests.conftest import OTHER_BRANCH, org_id
 from tests.outbox_fixtures import *  # noqa: F403
 from tests.test_api_auth import assert_error
 
@@ -52,21 +51,6 @@ def people(make_member):
     }
 
 
-@pytest.fixture
-def as_(api_login, people):
-    cache = {}
-
-    def headers(key):
-        if key not in cache:
-            cache[key] = api_login(people[key])
-        return cache[key]
-
-    return headers
-
-
-def org_id(engine, name):
-    with Session(engine) as s:
-        return get_org_by_full_name(s, name).id
 
 
 def publish(api_client, as_, key="sec", **fields):

@@ -7,8 +7,7 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from models import Member
-from models.org import get_org_by_full_name
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import BRANCH, OTHER_BRANCH, org_id
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"
@@ -38,17 +37,6 @@ def people(make_member, engine):
     return cast
 
 
-@pytest.fixture
-def as_(api_login, people):
-    cache = {}
-
-    def headers(key):
-        if key not in cache:
-            cache[key] = api_login(people[key])
-        return cache[key]
-
-    return headers
-
 
 @pytest.fixture
 def call(api_client, as_):
@@ -59,10 +47,6 @@ def call(api_client, as_):
 
     return post
 
-
-def org_id(engine, name):
-    with Session(engine) as s:
-        return get_org_by_full_name(s, name).id
 
 
 def posted(api_client, as_, key="sec", **fields):

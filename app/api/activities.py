@@ -57,7 +57,7 @@ from models.activity import (
     registration_text,
 )
 from models.activity import register as register_for
-from models.base import Forbidden, NotFound
+from models.base import Forbidden, NotFound, Page
 from models.org import Organization
 from models.quota import (
     attendance_xlsx,
@@ -301,9 +301,9 @@ def quota(args):
     year = _year(args)
     rows = quota_report(db.session, org, year, quotas_from_settings(_settings()), _settings())
     page, per_page = args["page"], args["per_page"]
-    return {"year": year, "total": len(rows), "behind": sum(1 for r in rows if r.behind),
-            "items": rows[(page - 1) * per_page:page * per_page], "page": page, "per_page": per_page,
-            "pages": (len(rows) + per_page - 1) // per_page}
+    listing = Page(rows[(page - 1) * per_page:page * per_page], len(rows), page, per_page)
+    return {"year": year, "behind": sum(1 for r in rows if r.behind), "items": listing.items,
+            "total": listing.total, "page": page, "per_page": per_page, "pages": listing.pages}
 
 
 @admin_blp.route("/reports/quota.xlsx", methods=["GET"])
