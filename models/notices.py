@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
-from models.outbox import FAILED, SENT, UNKNOWN, OutboxMessage, enqueue
+from models.outbox import FAILED, SENT, UNKNOWN, OutboxMessage, enqueue_many
 
 
 class Notice(Base):
@@ -84,9 +84,8 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
                     kinds=",".join(kinds or []), grid_id=grid_id)
     session.add(notice)
     session.flush()
-    for member in members:
-        enqueue(session, source=notice.source, kind="notice", title=title, body=body,
-                member_id=member.id, urgent=urgent)
+    enqueue_many(session, [m.id for m in members], source=notice.source, kind="notice", title=title,
+                 body=body, urgent=urgent)
     session.commit()
     notice.recipient_count = len(members)  # not stored: the outbox rows are the record
     return notice
@@ -177,8 +176,7 @@ def remind_unread(session: Session, notice_id: int, viewer: Member) -> int:
         raise DomainError(f"通知 #{notice.id} 已全部阅读，无需再提醒。")
     notice.reminders += 1
     source = f"{notice.source}:r{notice.reminders}"
-    for member_id in unread:
-        enqueue(session, source=source, kind="notice", title=f"再提醒：{notice.title}"[:30],
-                body=notice.body, member_id=member_id, urgent=notice.urgent)
+    enqueue_many(session, unread, source=source, kind="notice", title=f"再提醒：{notice.title}"[:30],
+                 body=notice.body, urgent=notice.urgent)
     session.commit()
     return len(unread)

@@ -15,7 +15,7 @@ from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, create_act
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
-from models.outbox import enqueue
+from models.outbox import enqueue, enqueue_many
 
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
 WEEKDAYS = "一二三四五六日"
@@ -380,22 +380,18 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
         # Only the first run to mark it queues (a conditional update), though enqueue's unique
         # key would refuse a second message anyway.
         if _mark(session, occurrence, "notice_sent_at", now):
-            for member in members:
-                run.notices += enqueue(
-                    session, source=f"orglife:{rule.id}:{period}:notice", kind="notice",
-                    title=f"{rule.title}通知",
-                    body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}",
-                    member_id=member.id)
+            run.notices += enqueue_many(
+                session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:notice",
+                kind="notice", title=f"{rule.title}通知",
+                body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}")
             run.occurrences += 1
     if due_reminder and occurrence.reminder_sent_at is None:
         if _mark(session, occurrence, "reminder_sent_at", now):
             moves = f":m{occurrence.moves}" if occurrence.moves else ""
-            for member in members:
-                run.reminders += enqueue(
-                    session, source=f"orglife:{rule.id}:{period}:reminder{moves}", kind="reminder",
-                    title=f"{rule.title}提醒",
-                    body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}",
-                    member_id=member.id)
+            run.reminders += enqueue_many(
+                session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:reminder{moves}",
+                kind="reminder", title=f"{rule.title}提醒",
+                body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}")
 
 
 def _sign_in_text(occurrence: OrgLifeOccurrence) -> str:

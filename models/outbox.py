@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -105,17 +107,32 @@ def enqueue(
     if member_id is None and not openid:
         raise ValueError("a message needs a member or an openid")
     recipient = f"m{member_id}" if member_id is not None else f"o{openid}"
-    try:
-        with session.begin_nested():
-            session.add(
-                OutboxMessage(
-                    source=source, recipient=recipient, openid=openid, body=body, kind=kind,
-                    title=title, member_id=member_id, urgent=urgent, next_attempt_at=not_before,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    return _insert_new(session, [dict(
+        source=source, recipient=recipient, openid=openid, member_id=member_id, kind=kind, title=title,
+        body=body, urgent=urgent, next_attempt_at=not_before)]) == 1
+
+
+def enqueue_many(session: Session, member_ids, *, source: str, kind: str, body: str, title: str = "",
+                 urgent: bool = False) -> int:
+    """Queue one message for many members in the caller's transaction, in multi-row INSERTs (a
+    notice to a whole street is thousands of rows); return how many were new."""
+    return _insert_new(session, [dict(
+        source=source, recipient=f"m{member_id}", openid=None, member_id=member_id, kind=kind,
+        title=title, body=body, urgent=urgent, next_attempt_at=None) for member_id in member_ids])
+
+
+def _insert_new(session: Session, rows: list[dict]) -> int:
+    """INSERT … ON CONFLICT (source, recipient) DO NOTHING, as one statement compiled once and
+    sent in multi-row batches (SQLAlchemy's insertmanyvalues); return how many rows were new."""
+    if not rows:
+        return 0
+    insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)
+    now = now_utc()
+    for row in rows:
+        row.update(status=PENDING, attempts=0, refusals="", created_at=now)
+    statement = insert(OutboxMessage.__table__).on_conflict_do_nothing(
+        index_elements=["source", "recipient"]).returning(OutboxMessage.__table__.c.id)
+    return len(session.connection().execute(statement, rows).all())
 
 
 def grant_subscription(session: Session, member_id: int, kind: str, count: int = 1) -> None:
