@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 TOKEN_ERRORS = (40001, 40014, 42001)
 
 OFFICIAL_BASE = "https://api.weixin.qq.com"
+# wechatpy reads the shared token from Redis (two GETs) before every call. A token it hands out is
+# good for at least another minute, and WeChat keeps a replaced token working for five minutes, so
+# each client keeps its copy this long before reading again.
+LOCAL_TOKEN_SECONDS = 30
 
 
 class BaseURLAdapter(HTTPAdapter):
@@ -60,12 +64,23 @@ class SharedTokenClient(WeChatClient):
                          timeout=timeout, auto_retry=False)
         self.store = store
         self.fetches = 0  # token fetches made by this client (for logs and tests)
+        self._kept: tuple[str | None, float] = (None, 0.0)  # (token, monotonic time to read again)
+
+    @property
+    def access_token(self) -> str:
+        token, until = self._kept
+        if token and time.monotonic() < until:
+            return token
+        token = super().access_token
+        self._kept = (token, time.monotonic() + LOCAL_TOKEN_SECONDS)
+        return token
 
     def _lock(self) -> RedisLock:
         return RedisLock(self.store, f"lx:wechatpy:{self.appid}:token-lock", ttl=30)
 
     def fetch_access_token(self, stale: str | None = None):
         """Fetch a token unless another process stored a fresh one that is not `stale`."""
+        self._kept = (None, 0.0)
         with self._lock():
             current = self.session.get(self.access_token_key)
             expires_at = self.expires_at
