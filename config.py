@@ -71,7 +71,7 @@ _NUMBERS: dict[str, float | int] = {
     # untouched before it counts as abandoned by a dead sender (seconds).
     "SEND_RATE_LIMIT": 20.0,
     "OUTBOX_WORKERS": 16,
-    "OUTBOX_BATCH": 20,
+    "OUTBOX_BATCH": 100,
     "OUTBOX_MAX_ATTEMPTS": 5,
     "OUTBOX_RETRY_BASE": 60.0,
     "OUTBOX_LEASE_SECONDS": 600,

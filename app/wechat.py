@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 PENDING = "\x00pending"  # the reply cache's value while the first delivery is being handled
 SUCCESS = "success"  # what WeChat expects when there is nothing to say
+# Events after which WeChat allows a few customer-service messages (a menu click, a follow, a scan).
+WINDOW_EVENTS = ("click", "subscribe", "scan", "scancode_push", "scancode_waitmsg")
 
 
 class BadRequest(Exception):
@@ -230,11 +232,13 @@ def _reply_once(message: Incoming, started: float) -> str:
     cfg = current_app.config
     cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"])
     key = _dedup_key(message)
-    # The user wrote: a new 48-hour customer-service window opens (read by the sender); it rides
-    # on the claim's round trip, the only one the hot path affords before handling.
+    # The user wrote (a 48-hour customer-service window opens) or clicked a menu, followed or
+    # scanned (a one-minute window): read by the sender; it rides on the claim's round trip, the
+    # only one the hot path affords before handling.
     opens_window = None
-    if message.msg_type != "event":
-        opens_window = partial(open_custom_window, openid=message.openid, at=time.time())
+    if message.msg_type != "event" or message.event in WINDOW_EVENTS:
+        opens_window = partial(open_custom_window, openid=message.openid, at=time.time(),
+                               event=message.msg_type == "event")
     claimed = cache.claim(key, also=opens_window)
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).

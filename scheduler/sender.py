@@ -1,17 +1,22 @@
 """The outbox sender: claims due rows, picks a channel per recipient, sends through WeChat's API.
 
-Every row is claimed before it is touched (one UPDATE whose subquery uses FOR UPDATE SKIP LOCKED on
-PostgreSQL; SQLite runs the same UPDATE as one atomic write), marked `sending` right before the
-call and `sent`/`failed`/`pending` (retry later) right after it. A sender that dies leaves `claimed`
-rows (no call made: released after a lease) and at most one `sending` row per thread (a call may
-have reached WeChat: marked `unknown`, never resent). Throughput comes from threads, as measured in
-WECHAT.md: each thread has its own HTTP connection and database session.
+One dispatcher thread does all the database work in batches, a pool of threads makes the calls:
+- claim: a batch of due rows is taken (one UPDATE after `FOR UPDATE SKIP LOCKED` on PostgreSQL;
+  SQLite runs the UPDATE as one atomic write) and read with its recipient in one query, plus one
+  Redis round trip for the customer-service windows and the channel pauses;
+- mark: right before the calls, as many rows as there are free threads are marked `sending`;
+- record: each finished call's outcome (`sent`, `failed`, `pending` to retry later) is written back
+  together with the next marks, one UPDATE per distinct outcome.
+A sender that dies leaves `claimed` rows (no call made: released after a lease) and at most one
+`sending` row per thread (a call may have reached WeChat: marked `unknown`, never resent).
 """
 
 import logging
+import queue
 import threading
 import time
 import uuid
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,8 +50,10 @@ from scheduler.wechat_api import SharedTokenClient, miniapp_client, official_acc
 log = logging.getLogger(__name__)
 
 KINDS = ("notice", "reminder", "greeting", "wish", "activity")
-CUSTOM_WINDOW = timedelta(hours=48)
-CUSTOM_PER_WINDOW = 5
+# Customer-service windows: 5 messages within 48 hours after the user writes; 3 within a minute
+# after a menu click, a follow or a scan.
+WRITE_WINDOW, WRITE_WINDOW_SENDS = timedelta(hours=48), 5
+EVENT_WINDOW, EVENT_WINDOW_SENDS = timedelta(minutes=1), 3
 # Refusals that rule out one channel for one message; the next channel is tried.
 PERMANENT = {
     40003: "openid 无效",
@@ -66,29 +73,29 @@ TRANSIENT = {
 }
 
 
-def last_message_key(openid: str) -> str:
-    """Redis key holding when `openid` last wrote to the Official Account (epoch seconds).
-
-    The webhook sets it; the sender reads it for the 48-hour customer-service window.
+def last_message_key(openid: str, event: bool = False) -> str:
+    """Redis key holding when `openid` last wrote to the Official Account (or, with `event`, last
+    clicked a menu, followed or scanned), in epoch seconds. The webhook sets it; the sender reads it.
     """
-    return f"lx:wx:last:{openid}"
+    return f"lx:wx:{'evt' if event else 'last'}:{openid}"
 
 
-def custom_count_key(openid: str) -> str:
-    """Redis key counting customer-service messages sent in the current 48-hour window."""
-    return f"lx:wx:cs:{openid}"
+def custom_count_key(openid: str, event: bool = False) -> str:
+    """Redis key counting customer-service messages sent in the current window."""
+    return f"lx:wx:{'evtcs' if event else 'cs'}:{openid}"
 
 
-def open_custom_window(pipe, openid: str, at: float) -> None:
+def open_custom_window(pipe, openid: str, at: float, event: bool = False) -> None:
     """Queue on a Redis pipeline the commands that open a new customer-service window."""
-    pipe.set(last_message_key(openid), int(at), ex=int(CUSTOM_WINDOW.total_seconds()))
-    pipe.delete(custom_count_key(openid))
+    length = EVENT_WINDOW if event else WRITE_WINDOW
+    pipe.set(last_message_key(openid, event), int(at), ex=int(length.total_seconds()) + 1)
+    pipe.delete(custom_count_key(openid, event))
 
 
-def record_user_message(store: redis.Redis, openid: str, at: float) -> None:
+def record_user_message(store: redis.Redis, openid: str, at: float, event: bool = False) -> None:
     """Open a new customer-service window for `openid` (one pipelined round trip)."""
     pipe = store.pipeline(transaction=False)
-    open_custom_window(pipe, openid, at)
+    open_custom_window(pipe, openid, at, event)
     pipe.execute()
 
 
@@ -115,7 +122,9 @@ def quiet_ends(now: datetime, quiet: str, tz: ZoneInfo) -> datetime:
 
 
 class RateLimiter:
-    """At most `per_second` sends per second across every process (a Redis counter per second)."""
+    """At most `per_second` sends per second across every process: a Redis counter per second hands
+    out slots, and slot n of a second is used (n - 1) / per_second into it, so sends are spread
+    evenly instead of bursting at the start of each second."""
 
     def __init__(self, store: redis.Redis, per_second: float, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, key: str = "lx:outbox:rate") -> None:
@@ -131,8 +140,11 @@ class RateLimiter:
             pipe = self.store.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 5)
-            count = pipe.execute()[0]
-            if count <= self.per_second:
+            slot = pipe.execute()[0]
+            if slot <= self.per_second:
+                at = second + (slot - 1) / self.per_second
+                if at > now:
+                    self.sleep(at - now)
                 return
             self.sleep(max(0.001, second + 1 - now))
 
@@ -144,13 +156,32 @@ class DrainStats:
     retry: int = 0
     deferred: int = 0
     by_channel: dict = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, outcome: str, channel: str | None = None) -> None:
-        with self._lock:
-            setattr(self, outcome, getattr(self, outcome) + 1)
-            if channel:
-                self.by_channel[channel] = self.by_channel.get(channel, 0) + 1
+
+@dataclass
+class _Job:
+    """One claimed message with what the calls need to know of its recipient."""
+
+    id: int
+    kind: str
+    title: str
+    body: str
+    urgent: bool
+    attempts: int
+    refusals: list[str]
+    member_id: int | None
+    openid: str | None  # the Official Account openid (template and customer-service messages)
+    miniapp_openid: str | None
+    channels: list[str]
+    window_event: bool = False  # the customer-service window is the one-minute one after an event
+
+
+@dataclass
+class _Result:
+    id: int
+    outcome: str  # sent, failed, retry, deferred
+    values: dict  # the row's new column values
+    channel: str | None = None
 
 
 class _Outcome(Exception):
@@ -170,8 +201,8 @@ class Sender:
         self.session_factory = session_factory
         self.store = store
         self.config = config
-        self.workers = int(workers or config.get("OUTBOX_WORKERS", 8))
-        self.batch = int(config.get("OUTBOX_BATCH", 20))
+        self.workers = int(workers or config.get("OUTBOX_WORKERS", 16))
+        self.batch = int(config.get("OUTBOX_BATCH", 100))
         self.max_attempts = int(config.get("OUTBOX_MAX_ATTEMPTS", 5))
         self.retry_base = float(config.get("OUTBOX_RETRY_BASE", 60))
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 600)))
@@ -180,6 +211,7 @@ class Sender:
         self.limiter = rate_limiter or RateLimiter(store, float(config.get("SEND_RATE_LIMIT", 0)))
         self.name = name or f"sender-{uuid.uuid4().hex[:8]}"
         self._local = threading.local()
+        self._paused: dict[str, float] = {}  # channel → epoch seconds (45009), refreshed per batch
 
     # Clients (one per thread: each has its own HTTP connection pool) --------------------------
     def _oa(self) -> SharedTokenClient:
@@ -201,12 +233,55 @@ class Sender:
         stats = DrainStats()
         self.recover(now or now_utc())
         stop = stop or threading.Event()
-        if self.workers <= 1:
-            self._work(now, stop, stats)
-        else:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix=self.name) as pool:
-                for future in [pool.submit(self._work, now, stop, stats) for _ in range(self.workers)]:
-                    future.result()
+        token = f"{self.name}:{uuid.uuid4().hex[:8]}"
+        # Refill (and write outcomes) when this many threads are free: fewer, larger statements.
+        group = max(1, self.workers // 4)
+        ready: deque[_Job] = deque()
+        finished: queue.SimpleQueue[_Result | None] = queue.SimpleQueue()
+        results: list[_Result] = []
+        inflight = 0
+        exhausted = False
+
+        def run(job: _Job) -> None:
+            try:
+                finished.put(self._deliver(job, now))
+            except Exception:
+                # A bug or a database hiccup: the row stays `sending` (the lease marks it unknown).
+                log.exception("outbox: message %s could not be processed", job.id)
+                finished.put(None)
+
+        with self.session_factory() as session, \
+                ThreadPoolExecutor(self.workers, thread_name_prefix=self.name) as pool:
+            while True:
+                current = now or now_utc()
+                free = self.workers - inflight
+                jobs: list[_Job] = []
+                if not stop.is_set() and (free >= group or not inflight):
+                    if len(ready) < free and not exhausted:
+                        claimed = self._claim(session, token, current, held={job.id for job in ready})
+                        exhausted = not claimed
+                        ready.extend(claimed)
+                    jobs = [ready.popleft() for _ in range(min(free, len(ready)))]
+                if jobs or (results and not inflight):
+                    marked = self._record(session, token, results, jobs, current)
+                    _count(stats, results)
+                    results = []
+                    for job in jobs:
+                        if job.id in marked:
+                            pool.submit(run, job)
+                            inflight += 1
+                if not inflight:
+                    if jobs or (ready and not stop.is_set()):
+                        continue
+                    break
+                # Wait for one call to finish, then take whatever else has finished meanwhile.
+                done = [finished.get()]
+                while not finished.empty():
+                    done.append(finished.get())
+                inflight -= len(done)
+                results.extend(result for result in done if result is not None)
+            if ready:
+                self._release(session, [job.id for job in ready], token)
         if stats.sent or stats.failed or stats.retry or stats.deferred:
             log.info("outbox: %d sent %s, %d failed, %d to retry, %d deferred", stats.sent,
                      stats.by_channel, stats.failed, stats.retry, stats.deferred)
@@ -231,26 +306,9 @@ class Sender:
         if lost:
             log.warning("outbox: %d messages were interrupted mid-call; marked unknown, not resent", lost)
 
-    def _work(self, now: datetime | None, stop: threading.Event, stats: DrainStats) -> None:
-        with self.session_factory() as session:
-            while not stop.is_set():
-                current = now or now_utc()
-                token, ids = self._claim(session, current)
-                if not ids:
-                    return
-                for position, row_id in enumerate(ids):
-                    if stop.is_set():
-                        self._release(session, ids[position:], token)
-                        return
-                    try:
-                        self._process(session, row_id, token, now or now_utc(), stats)
-                    except Exception:
-                        # A bug or a database hiccup: leave the row to the lease, keep going.
-                        session.rollback()
-                        log.exception("outbox: message %s could not be processed", row_id)
-
-    def _claim(self, session: Session, now: datetime) -> tuple[str, list[int]]:
-        token = f"{self.name}:{uuid.uuid4().hex[:8]}"
+    def _claim(self, session: Session, token: str, now: datetime, held: set[int]) -> list[_Job]:
+        """Claim a batch of due rows for `token` and return them ready to send (not those `held`
+        already, claimed before and still waiting for a thread)."""
         due = [OutboxMessage.status == PENDING,
                or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)]
         if is_quiet(now, self.quiet, self.tz):
@@ -273,12 +331,101 @@ class Sender:
                 .execution_options(synchronize_session=False)
             )
         session.commit()
-        ids = list(session.scalars(
-            select(OutboxMessage.id).where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED)
+        rows = session.execute(
+            select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.title, OutboxMessage.body,
+                   OutboxMessage.urgent, OutboxMessage.attempts, OutboxMessage.refusals,
+                   OutboxMessage.member_id, OutboxMessage.openid, Member.openid.label("member_openid"),
+                   Member.miniapp_openid, Member.active, WechatUser.subscribed)
+            .outerjoin(Member, Member.id == OutboxMessage.member_id)
+            .outerjoin(WechatUser, WechatUser.openid == Member.openid)
+            .where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED,
+                   OutboxMessage.id.not_in(held))
             .order_by(OutboxMessage.id)
-        ))
+        ).all()
+        grants = set()
+        if self.config.get("MINIAPP_APP_ID") and rows:
+            grants = set(session.execute(select(SubscribeGrant.member_id, SubscribeGrant.kind).where(
+                SubscribeGrant.member_id.in_({r.member_id for r in rows if r.member_id}),
+                SubscribeGrant.remaining > 0)).all())
         session.commit()
-        return token, ids
+        windows = self._windows({r.member_openid if r.member_id else r.openid for r in rows} - {None}, now)
+        jobs = []
+        for r in rows:
+            openid = r.member_openid if r.member_id else r.openid
+            channels = []
+            if r.member_id and r.active:
+                if r.member_openid and r.subscribed is not False \
+                        and self._template_id("WECHAT_TEMPLATE", r.kind):
+                    channels.append(TEMPLATE)
+                if r.miniapp_openid and self._template_id("MINIAPP_TEMPLATE", r.kind) \
+                        and (r.member_id, r.kind) in grants:
+                    channels.append(SUBSCRIBE)
+            window = windows.get(openid)
+            if window is not None:
+                channels.append(CUSTOM)
+            jobs.append(_Job(r.id, r.kind, r.title, r.body, r.urgent, r.attempts,
+                             [line for line in (r.refusals or "").splitlines() if line], r.member_id,
+                             openid, r.miniapp_openid, channels, window_event=bool(window)))
+        return jobs
+
+    def _windows(self, openids: set[str], now: datetime) -> dict[str, bool]:
+        """Return, for each openid with an open customer-service window, whether it is the short
+        one after an event (True) or the 48-hour one after a message (False); also refresh the
+        channel pauses. One Redis round trip."""
+        ordered = sorted(openids)
+        pipe = self.store.pipeline(transaction=False)
+        for channel in CHANNEL_NAMES:
+            pipe.get(f"lx:outbox:paused:{channel}")
+        for openid in ordered:
+            for event in (False, True):
+                pipe.get(last_message_key(openid, event))
+                pipe.get(custom_count_key(openid, event))
+        values = pipe.execute()
+        pauses = zip(CHANNEL_NAMES, values[:len(CHANNEL_NAMES)], strict=True)
+        self._paused = {channel: float(v) for channel, v in pauses if v is not None}
+        found = {}
+        for n, openid in enumerate(ordered):
+            base = len(CHANNEL_NAMES) + 4 * n
+            for event, length, sends in ((False, WRITE_WINDOW, WRITE_WINDOW_SENDS),
+                                         (True, EVENT_WINDOW, EVENT_WINDOW_SENDS)):
+                last, count = values[base + 2 * event], values[base + 2 * event + 1]
+                if last is not None and now.timestamp() - float(last) <= length.total_seconds() \
+                        and int(count or 0) < sends:
+                    found[openid] = event
+                    break
+        return found
+
+    def _record(self, session: Session, token: str, results: list[_Result], jobs: list[_Job],
+                now: datetime) -> set[int]:
+        """Write finished calls' outcomes and mark the next jobs `sending`, in one transaction;
+        return the ids marked (a row whose lease expired and went to another sender is not)."""
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for result in results:
+            groups[tuple(sorted(result.values.items()))].append(result.id)
+        sent_at = now_utc()
+        for values, ids in groups.items():
+            values = dict(values)
+            if values["status"] == SENT:
+                values["sent_at"] = sent_at
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == token,
+                       OutboxMessage.status.in_((CLAIMED, SENDING)))
+                .values(**values, claimed_by=None)
+                .execution_options(synchronize_session=False)
+            )
+        marked = set()
+        if jobs:
+            marked = set(session.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([job.id for job in jobs]), OutboxMessage.claimed_by == token,
+                       OutboxMessage.status == CLAIMED)
+                .values(status=SENDING, claimed_at=now)
+                .returning(OutboxMessage.id),
+                execution_options={"synchronize_session": False},
+            ))
+        session.commit()
+        return marked
 
     def _release(self, session: Session, ids: list[int], token: str) -> None:
         session.execute(
@@ -289,192 +436,139 @@ class Sender:
         )
         session.commit()
 
-    def _set(self, session: Session, row_id: int, token: str, from_status: str, **values) -> bool:
-        done = session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id == row_id, OutboxMessage.claimed_by == token,
-                   OutboxMessage.status == from_status)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        session.commit()
-        return done == 1
-
-    # One message ----------------------------------------------------------------------------
-    def _process(self, session: Session, row_id: int, token: str, now: datetime,
-                 stats: DrainStats) -> None:
-        row = session.get(OutboxMessage, row_id, populate_existing=True)
-        member = session.get(Member, row.member_id) if row.member_id else None
-        refusals = [line for line in (row.refusals or "").splitlines() if line]
+    # One message (in a pool thread) ---------------------------------------------------------
+    def _deliver(self, job: _Job, fixed_now: datetime | None) -> _Result:
+        now = fixed_now or now_utc()
+        refusals = list(job.refusals)
         refused = {line.split(":", 1)[0] for line in refusals}
-        paused_until: datetime | None = None
-        marked = False
-        attempts = row.attempts
-        for channel in self._channels(session, row, member, now):
+        paused_until: float | None = None
+        attempts = job.attempts
+        for channel in job.channels:
             if channel in refused:
                 continue
-            pause = self._paused_until(channel, now)
-            if pause is not None:
+            pause = self._paused.get(channel)
+            if pause is not None and pause > now.timestamp():
                 paused_until = min(paused_until or pause, pause)
                 continue
-            if not row.urgent:
+            if not job.urgent:
                 self.limiter.acquire()
-            if not marked:
-                if not self._set(session, row_id, token, CLAIMED, status=SENDING, claimed_at=now):
-                    return  # taken back (lease expired) by another sender
-                marked = True
             attempts += 1
             try:
-                self._send(session, channel, row, member)
+                self._send(channel, job)
             except _Outcome as outcome:
                 if outcome.kind == "quota":
                     pause = self._pause(channel, now)
                     paused_until = min(paused_until or pause, pause)
-                    log.warning("outbox: %s daily quota used up (45009); paused until %s",
-                                CHANNEL_NAMES[channel], pause.astimezone(self.tz).isoformat())
                     continue
                 if outcome.kind == "transient":
-                    self._retry_or_fail(session, row_id, token, attempts, outcome.reason, refusals,
-                                        now, stats)
-                    return
+                    return self._retry_or_fail(job, attempts, outcome.reason, refusals, now)
                 refusals.append(f"{channel}:{outcome.errcode}:{outcome.reason}")
                 refused.add(channel)
                 continue
-            self._set(session, row_id, token, SENDING, status=SENT, channel=channel, sent_at=now_utc(),
-                      attempts=attempts, refusals="\n".join(refusals), last_error=None, claimed_by=None)
-            stats.add("sent", channel)
-            return
-        if not marked and not self._set(session, row_id, token, CLAIMED, status=SENDING,
-                                        claimed_at=now):
-            return
+            return _Result(job.id, "sent", dict(status=SENT, channel=channel, attempts=attempts,
+                                                refusals="\n".join(refusals), last_error=None), channel)
         if paused_until is not None:
-            reason = "今日发送额度已用完（45009），该渠道暂停至次日，届时自动重发"
-            self._set(session, row_id, token, SENDING, status=PENDING, next_attempt_at=paused_until,
-                      attempts=attempts, refusals="\n".join(refusals), last_error=reason, claimed_by=None)
-            stats.add("deferred")
-            return
+            return _Result(job.id, "deferred", dict(
+                status=PENDING, next_attempt_at=datetime.fromtimestamp(paused_until, tz=now.tzinfo),
+                attempts=attempts, refusals="\n".join(refusals),
+                last_error="今日发送额度已用完（45009），该渠道暂停至次日，届时自动重发"))
         reason = "；".join(
             f"{CHANNEL_NAMES[line.split(':')[0]]}：{line.split(':', 2)[2]}" for line in refusals
         ) or "无可用渠道（未关注公众号、未授权订阅消息、48小时内无互动），已存入消息中心"
-        self._set(session, row_id, token, SENDING, status=FAILED, attempts=attempts,
-                  refusals="\n".join(refusals), last_error=reason[:300], claimed_by=None)
-        stats.add("failed")
+        return _Result(job.id, "failed", dict(status=FAILED, attempts=attempts,
+                                              refusals="\n".join(refusals), last_error=reason[:300]))
 
-    def _retry_or_fail(self, session, row_id, token, attempts, reason, refusals, now, stats) -> None:
+    def _retry_or_fail(self, job: _Job, attempts: int, reason: str, refusals: list[str],
+                       now: datetime) -> _Result:
         if attempts >= self.max_attempts:
-            self._set(session, row_id, token, SENDING, status=FAILED, attempts=attempts,
-                      refusals="\n".join(refusals), last_error=f"重试{attempts}次仍失败：{reason}"[:300],
-                      claimed_by=None)
-            stats.add("failed")
-            return
+            return _Result(job.id, "failed", dict(status=FAILED, attempts=attempts,
+                                                  refusals="\n".join(refusals),
+                                                  last_error=f"重试{attempts}次仍失败：{reason}"[:300]))
         delay = timedelta(seconds=self.retry_base * 2 ** (attempts - 1))
-        self._set(session, row_id, token, SENDING, status=PENDING, attempts=attempts,
-                  next_attempt_at=now + delay, refusals="\n".join(refusals),
-                  last_error=f"暂时失败，稍后重试：{reason}"[:300], claimed_by=None)
-        stats.add("retry")
+        return _Result(job.id, "retry", dict(status=PENDING, attempts=attempts, next_attempt_at=now + delay,
+                                             refusals="\n".join(refusals),
+                                             last_error=f"暂时失败，稍后重试：{reason}"[:300]))
 
-    def _channels(self, session: Session, row: OutboxMessage, member: Member | None,
-                  now: datetime) -> list[str]:
-        """Return the channels that can reach this recipient, in the order to try them."""
-        found = []
-        openid = member.openid if member is not None else row.openid
-        if member is not None and member.active:
-            follower = session.get(WechatUser, member.openid) if member.openid else None
-            if member.openid and (follower is None or follower.subscribed) \
-                    and self._template_id("WECHAT_TEMPLATE", row.kind):
-                found.append(TEMPLATE)
-            if member.miniapp_openid and self._template_id("MINIAPP_TEMPLATE", row.kind) \
-                    and self.config.get("MINIAPP_APP_ID") and self._has_grant(session, member.id, row.kind):
-                found.append(SUBSCRIBE)
-        if openid and self._in_custom_window(openid, now):
-            found.append(CUSTOM)
-        return found
-
-    def _has_grant(self, session: Session, member_id: int, kind: str) -> bool:
-        remaining = session.scalar(select(SubscribeGrant.remaining).where(
-            SubscribeGrant.member_id == member_id, SubscribeGrant.kind == kind))
-        session.commit()
-        return bool(remaining and remaining > 0)
-
-    def _in_custom_window(self, openid: str, now: datetime) -> bool:
-        pipe = self.store.pipeline(transaction=False)
-        pipe.get(last_message_key(openid))
-        pipe.get(custom_count_key(openid))
-        last, count = pipe.execute()
-        if last is None or now.timestamp() - float(last) > CUSTOM_WINDOW.total_seconds():
-            return False
-        return int(count or 0) < CUSTOM_PER_WINDOW
-
-    def _paused_until(self, channel: str, now: datetime) -> datetime | None:
-        value = self.store.get(f"lx:outbox:paused:{channel}")
-        if value is None or float(value) <= now.timestamp():
-            return None
-        return datetime.fromtimestamp(float(value), tz=now.tzinfo)
-
-    def _pause(self, channel: str, now: datetime) -> datetime:
+    def _pause(self, channel: str, now: datetime) -> float:
         """Pause a channel until the next local midnight, when WeChat's daily quota resets."""
         local = now.astimezone(self.tz)
-        until = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        until_utc = until.astimezone(now.tzinfo)
-        self.store.set(f"lx:outbox:paused:{channel}", until_utc.timestamp(), ex=2 * 86400)
-        return until_utc
+        until = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        self._paused[channel] = until
+        self.store.set(f"lx:outbox:paused:{channel}", until, ex=2 * 86400)
+        log.warning("outbox: %s daily quota used up (45009); paused until %s", CHANNEL_NAMES[channel],
+                    datetime.fromtimestamp(until, tz=self.tz).isoformat())
+        return until
 
-    def _send(self, session: Session, channel: str, row: OutboxMessage, member: Member | None) -> None:
-        title = row.title or {"notice": "通知", "reminder": "提醒", "greeting": "祝福"}.get(row.kind, "消息")
+    def _send(self, channel: str, job: _Job) -> None:
+        title = job.title or {"notice": "通知", "reminder": "提醒", "greeting": "祝福"}.get(job.kind, "消息")
         try:
             if channel == TEMPLATE:
                 client = self._oa()
-                data = {"thing1": {"value": title[:20]}, "thing2": {"value": row.body[:20]},
-                        "content": {"value": row.body}}
+                data = {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]},
+                        "content": {"value": job.body}}
                 client.call(lambda: client.message.send_template(
-                    member.openid, self._template_id("WECHAT_TEMPLATE", row.kind), data))
+                    job.openid, self._template_id("WECHAT_TEMPLATE", job.kind), data))
             elif channel == SUBSCRIBE:
-                self._send_subscribe(session, row, member, title)
+                self._send_subscribe(job, title)
             else:
-                client = self._oa()
-                openid = member.openid if member is not None else row.openid
-                text = row.body if row.kind == "reply" else f"【{title}】\n{row.body}"
-                client.call(lambda: client.message.send_text(openid, text))
-                pipe = self.store.pipeline(transaction=False)
-                pipe.incr(custom_count_key(openid))
-                pipe.expire(custom_count_key(openid), int(CUSTOM_WINDOW.total_seconds()))
-                pipe.execute()
+                self._send_custom(job, title)
         except WeChatClientException as exc:
             raise _classify(exc) from exc
         except requests.RequestException as exc:
             raise _Outcome("transient", None, f"网络错误：{type(exc).__name__}") from exc
 
-    def _send_subscribe(self, session: Session, row: OutboxMessage, member: Member, title: str) -> None:
-        client = self._mini()
-        # Spend one consent before the call (a conditional update: two senders cannot spend one).
-        spent = session.execute(
-            update(SubscribeGrant)
-            .where(SubscribeGrant.member_id == member.id, SubscribeGrant.kind == row.kind,
-                   SubscribeGrant.remaining > 0)
-            .values(remaining=SubscribeGrant.remaining - 1)
-        ).rowcount
-        session.commit()
-        if spent != 1:
-            raise _Outcome("permanent", 43101, "订阅授权已用完")
-        data = {"thing1": {"value": title[:20]}, "thing2": {"value": row.body[:20]}}
+    def _send_custom(self, job: _Job, title: str) -> None:
+        # Take one of the window's sends before the call (several messages to one person may be
+        # in flight at once), and give it back if the call fails.
+        key = custom_count_key(job.openid, job.window_event)
+        pipe = self.store.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, int((EVENT_WINDOW if job.window_event else WRITE_WINDOW).total_seconds()))
+        taken = pipe.execute()[0]
+        limit = EVENT_WINDOW_SENDS if job.window_event else WRITE_WINDOW_SENDS
         try:
-            client.call(lambda: client.wxa.send_subscribe_message(
-                member.miniapp_openid, self._template_id("MINIAPP_TEMPLATE", row.kind), data,
-                page=f"pages/messages/detail?id={row.id}"))
-        except WeChatClientException as exc:
-            outcome = _classify(exc)
-            if outcome.kind == "transient":
-                # Not used after all: give the consent back for the retry.
-                session.execute(update(SubscribeGrant).where(
-                    SubscribeGrant.member_id == member.id, SubscribeGrant.kind == row.kind,
-                ).values(remaining=SubscribeGrant.remaining + 1))
-                session.commit()
-            elif exc.errcode == 43101:
-                session.execute(update(SubscribeGrant).where(
-                    SubscribeGrant.member_id == member.id, SubscribeGrant.kind == row.kind,
-                ).values(remaining=0))
-                session.commit()
-            raise outcome from exc
+            if taken > limit:
+                raise _Outcome("permanent", 45047, PERMANENT[45047])
+            client = self._oa()
+            text = job.body if job.kind == "reply" else f"【{title}】\n{job.body}"
+            client.call(lambda: client.message.send_text(job.openid, text))
+        except Exception:
+            self.store.decr(key)
+            raise
+
+    def _send_subscribe(self, job: _Job, title: str) -> None:
+        client = self._mini()
+        grant = (SubscribeGrant.member_id == job.member_id, SubscribeGrant.kind == job.kind)
+        with self.session_factory() as session:
+            # Spend one consent before the call (a conditional update: two senders cannot spend one).
+            spent = session.execute(update(SubscribeGrant).where(*grant, SubscribeGrant.remaining > 0)
+                                    .values(remaining=SubscribeGrant.remaining - 1)).rowcount
+            session.commit()
+            if spent != 1:
+                raise _Outcome("permanent", 43101, "订阅授权已用完")
+            data = {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]}}
+            try:
+                client.call(lambda: client.wxa.send_subscribe_message(
+                    job.miniapp_openid, self._template_id("MINIAPP_TEMPLATE", job.kind), data,
+                    page=f"pages/messages/detail?id={job.id}"))
+            except WeChatClientException as exc:
+                outcome = _classify(exc)
+                if outcome.kind == "transient":
+                    # Not used after all: give the consent back for the retry.
+                    session.execute(update(SubscribeGrant).where(*grant)
+                                    .values(remaining=SubscribeGrant.remaining + 1))
+                    session.commit()
+                elif exc.errcode == 43101:
+                    session.execute(update(SubscribeGrant).where(*grant).values(remaining=0))
+                    session.commit()
+                raise outcome from exc
+
+
+def _count(stats: DrainStats, results: list[_Result]) -> None:
+    for result in results:
+        setattr(stats, result.outcome, getattr(stats, result.outcome) + 1)
+        if result.channel:
+            stats.by_channel[result.channel] = stats.by_channel.get(result.channel, 0) + 1
 
 
 def _classify(exc: WeChatClientException) -> _Outcome:

@@ -191,21 +191,35 @@ def test_quiet_hours_hold_all_but_urgent(session, make_member, make_sender, wech
     assert make_sender().drain(NIGHT + timedelta(hours=8)).sent == 1  # 07:00 Beijing
 
 
-def test_rate_limiter_admits_at_most_n_per_second(store):
-    clock = [1000.0]
-    sleeps = []
+def fake_clock(start):
+    clock = [start]
 
     def sleep(seconds):
-        sleeps.append(seconds)
         clock[0] += seconds
 
+    return clock, sleep
+
+
+def test_rate_limiter_admits_at_most_n_per_second_spread_evenly(store):
+    clock, sleep = fake_clock(1000.0)
     limiter = RateLimiter(store, 5, clock=lambda: clock[0], sleep=sleep, key="test:rate")
     admitted = []
     for _ in range(12):
         limiter.acquire()
-        admitted.append(int(clock[0]))
-    assert admitted == [1000] * 5 + [1001] * 5 + [1002] * 2
-    assert len(sleeps) == 2
+        admitted.append(round(clock[0], 3))
+    # Five a second, one every 0.2 s, not five at once at the start of each second.
+    assert admitted == [round(1000 + n * 0.2, 3) for n in range(12)]
+
+
+def test_rate_limiter_started_late_in_a_second_keeps_that_seconds_count(store):
+    clock, sleep = fake_clock(1000.7)
+    limiter = RateLimiter(store, 5, clock=lambda: clock[0], sleep=sleep, key="test:late")
+    admitted = []
+    for _ in range(7):
+        limiter.acquire()
+        admitted.append(round(clock[0], 3))
+    # Slots 1-4 of second 1000 lie in the past: used at once; the fifth at 1000.8; then second 1001.
+    assert admitted == [1000.7] * 4 + [1000.8, 1001.0, 1001.2]
 
 
 def test_rate_limit_holds_for_the_sender(session, make_member, make_sender, wechat_api, store, settings):
@@ -227,6 +241,22 @@ def test_rate_limit_holds_for_the_sender(session, make_member, make_sender, wech
     seconds = [int(t) for t in admitted]
     assert max(seconds.count(s) for s in set(seconds)) <= 5
     assert len(set(seconds)) >= 3
+
+
+def test_every_message_is_sent_once_when_batches_are_smaller_than_the_thread_pool(
+        session, make_member, make_sender, wechat_api):
+    members = [make_member(openid=f"o-b{n}") for n in range(60)]
+    for m in members:
+        queue(session, m, "notice:5")
+    wechat_api.latency = 0.005  # calls overlap, so claims happen while earlier rows still wait
+    try:
+        stats = make_sender(OUTBOX_WORKERS=6, OUTBOX_BATCH=4).drain(DAY)
+    finally:
+        wechat_api.latency = 0
+    assert stats.sent == 60
+    sent_to = [c.body["touser"] for c in wechat_api.messages()]
+    assert sorted(sent_to) == sorted(m.openid for m in members)
+    assert {r.status for r in rows(session)} == {"sent"}
 
 
 def test_sender_stopped_mid_batch_then_restarted_sends_each_exactly_once(

@@ -1,4 +1,7 @@
-"""The webhook opens the 48-hour customer-service window that the sender reads."""
+"""The webhook opens the customer-service windows that the sender reads: 48 hours and 5 messages
+after the user writes, one minute and 3 messages after a menu click, a follow or a scan."""
+
+from datetime import timedelta
 
 from sqlalchemy.orm import sessionmaker
 
@@ -24,6 +27,29 @@ def test_a_text_message_opens_the_window_and_a_late_reply_goes_by_customer_servi
     assert call.body["touser"] == openid and call.body["text"]["content"] == "迟到的回复"
 
 
-def test_events_do_not_open_the_window(app, wx):
-    wx.event("o-evt", "subscribe")
-    assert get_redis(app).get(last_message_key("o-evt")) is None
+def test_a_follow_opens_a_one_minute_window_for_three_messages(app, wx, wechat_api):
+    openid = "o-follow"
+    assert wx.event(openid, "subscribe").status == 200
+    store = get_redis(app)
+    assert store.get(last_message_key(openid)) is None  # not the 48-hour window of a message
+    for n in range(4):
+        enqueue(db.session, source=f"late-reply:f{n}", kind="reply", body=f"回复{n}", openid=openid)
+    db.session.commit()
+    sender = Sender(sessionmaker(db.engine, expire_on_commit=False), store,
+                    {**app.config, "SEND_RATE_LIMIT": 0, "QUIET_HOURS": ""})
+    stats = sender.drain(now_utc())
+    assert (stats.sent, stats.failed) == (3, 1)
+    assert len(wechat_api.messages()) == 3
+    # A minute later the window is closed.
+    enqueue(db.session, source="late-reply:f-later", kind="reply", body="晚了", openid=openid)
+    db.session.commit()
+    assert sender.drain(now_utc() + timedelta(seconds=61)).failed == 1
+    assert len(wechat_api.messages()) == 3
+
+
+def test_unsubscribe_and_location_open_no_window(app, wx):
+    wx.event("o-evt", "unsubscribe")
+    wx.event("o-evt", "LOCATION")
+    store = get_redis(app)
+    assert store.get(last_message_key("o-evt")) is None
+    assert store.get(last_message_key("o-evt", event=True)) is None
