@@ -132,10 +132,16 @@ _STRINGS: dict[str, str] = {
     "QUIET_HOURS": "22:00-07:00",
     "ORGLIFE_NOTICE_TIME": "09:00",
     "BIRTHDAY_TIME": "09:00",
-    # Which date is the political birthday: join_date (入党日期) or a member attribute such as
-    # full_member_date (转正日期) once the roster has one.
+    # Which date is the political birthday: one of BIRTHDAY_DATE_FIELDS.
     "BIRTHDAY_DATE_FIELD": "join_date",
 }
+
+# The member dates a political birthday may be counted from: 入党日期 or 转正日期.
+BIRTHDAY_DATE_FIELDS = {"join_date": "入党日期", "full_member_date": "转正日期"}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot work with; raised when the settings are loaded."""
 
 
 def load_config(overrides: dict | None = None) -> dict:
@@ -155,4 +161,15 @@ def load_config(overrides: dict | None = None) -> dict:
         config["SECRET_KEY_GENERATED"] = True
     config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
     config["WECHAT_API_BASE"] = config["WECHAT_API_BASE"].rstrip("/")
+    _check(config)
     return config
+
+
+def _check(config: dict) -> None:
+    """Refuse settings that would only fail later, in a job, with a message that names them."""
+    field = str(config["BIRTHDAY_DATE_FIELD"]).strip()
+    if field not in BIRTHDAY_DATE_FIELDS:
+        choices = ", ".join(f"{name} ({label})" for name, label in BIRTHDAY_DATE_FIELDS.items())
+        raise ConfigError(f"BIRTHDAY_DATE_FIELD={config['BIRTHDAY_DATE_FIELD']!r} is not supported; "
+                          f"use one of: {choices}")
+    config["BIRTHDAY_DATE_FIELD"] = field

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from handlers.activities import my_progress_line
 from handlers.router import Context, Incoming, Router
+from models.birthdays import SINCE
 from models.member import bind_openid, unbind_openid
 from models.points import balance
 
@@ -48,8 +49,12 @@ def register(router: Router) -> None:
         ]
         if m.grid:
             lines.append(f"网格：{m.grid.name}")
-        if m.join_date:
-            lines.append(f"政治生日：{m.join_date.month}月{m.join_date.day}日（{m.join_date.year}年入党）")
+        # The political birthday is the date the greetings count from (BIRTHDAY_DATE_FIELD).
+        field = ctx.settings.get("BIRTHDAY_DATE_FIELD", "join_date")
+        field = field if field in SINCE else "join_date"
+        birthday = getattr(m, field)
+        if birthday:
+            lines.append(f"政治生日：{birthday.month}月{birthday.day}日（{birthday.year}年{SINCE[field]}）")
         lines.append(f"积分：{balance(ctx.session, m.id)}")
         progress = my_progress_line(ctx)
         if progress:

@@ -1,12 +1,15 @@
 """通知 (ad-hoc notices and their receipts), 消息 (my inbox), 组织生活 (regular meetings)."""
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from handlers.router import Context, Incoming, Router
-from models import DomainError
+from models import DomainError, NotFound
+from models.member import KINDS
 from models.notices import notice_receipt, publish_notice, remind_unread
+from models.org import Grid, describe_grids, find_grid, grids_for
 from models.orglife import (
     RULE_EXAMPLES,
     create_rule,
@@ -23,6 +26,15 @@ _MOVE = re.compile(r"改期 ?#?(\d+) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2
 _DELETE = re.compile(r"删除 ?#?(\d+)")
 WEEKDAYS = "一二三四五六日"
 
+# 通知's audience words, typed before the text: 紧急, 网格 <名称>, and member kinds.
+URGENT_WORD = "紧急"
+GRID_WORD = "网格"
+NOTICE_USAGE = ("通知 内容；通知 网格 网格名 内容；通知 在职党员 内容；通知 紧急 内容；"
+                "通知 编号 回执；通知 编号 再提醒")
+# "在职、离退休党员", "在职,离退休", "在职和离退休党员" (full-width commas are folded to ",").
+_KIND_SEPARATORS = re.compile(r"[、,/和及与]")
+_KIND_STEMS = {kind.removesuffix("党员"): kind for kind in KINDS}  # 在职 → 在职党员, 群众 → 群众
+
 
 def _tz(ctx: Context) -> ZoneInfo:
     return ZoneInfo(ctx.settings.get("TIMEZONE", "Asia/Shanghai"))
@@ -34,11 +46,12 @@ def _when(moment: datetime, tz: ZoneInfo) -> str:
 
 
 def register(router: Router) -> None:
-    @router.command("通知", summary="通知 内容 — 向本支部及下级发通知；通知 编号 回执 / 再提醒",
-                    usage="通知 内容；通知 编号 回执；通知 编号 再提醒", roles=MANAGERS)
+    @router.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
+                    "通知 编号 回执 / 再提醒",
+                    usage=NOTICE_USAGE, roles=MANAGERS)
     def notice(message: Incoming, ctx: Context) -> str:
         if not ctx.rest:
-            return "用法：通知 内容（发给本组织及下级全体成员）；通知 编号 回执；通知 编号 再提醒"
+            return _notice_help(ctx)
         op = _NOTICE_OP.fullmatch(ctx.rest)
         if op:
             number = int(op[1])
@@ -46,9 +59,15 @@ def register(router: Router) -> None:
                 return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
             count = remind_unread(ctx.session, number, ctx.member)
             return f"已向 {count} 位未读成员再次发送通知 #{number}。"
-        sent = publish_notice(ctx.session, ctx.member, ctx.rest)
-        return (f"通知 #{sent.id} 已发布到「{sent.org.name}」，共 {sent.recipient_count} 人，正在发送。\n"
-                f"查看回执：通知 {sent.id} 回执")
+        audience, body = _parse_audience(ctx)
+        if not body:
+            return "请写上通知内容。\n" + _notice_help(ctx)
+        sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
+                              grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+        head = "紧急通知" if audience.urgent else "通知"
+        tail = "正在发送（紧急通知在免打扰时段也会送达）" if audience.urgent else "正在发送"
+        return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
+                f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
     @router.command("消息", aliases=("我的消息",), summary="消息 — 查看我的消息；消息 编号 — 阅读一条",
                     pattern=r"(?:#?(\d+))?", usage="消息；消息 编号", needs_member=True)
@@ -124,3 +143,86 @@ def _receipt_text(receipt) -> str:
         lines.append(f"未读：{'、'.join(receipt.unread[:20])}{more}")
         lines.append(f"再提醒未读成员：通知 {n.id} 再提醒")
     return "\n".join(lines)
+
+
+@dataclass
+class _Audience:
+    """Who a notice goes to besides the secretary's subtree, as typed before its text."""
+
+    urgent: bool = False
+    kinds: list[str] = field(default_factory=list)
+    grid: Grid | None = None
+
+    def describe(self, org_name: str) -> str:
+        """「东湖社区第一党支部」东湖一网格的在职党员、离退休党员"""
+        text = f"「{org_name}」"
+        if self.grid is not None:
+            name = self.grid.name
+            text += name if name.endswith(GRID_WORD) else name + GRID_WORD
+        if self.kinds:
+            text += "的" + "、".join(sorted(self.kinds, key=KINDS.index))
+        return text
+
+
+def _kinds_in(word: str) -> list[str] | None:
+    """The member kinds a word names ("在职党员", "离退休", "在职、离退休党员"), or None when it names
+    none or a part of it fits more than one kind (then the word is the notice's text)."""
+    parts = [part for part in _KIND_SEPARATORS.split(word) if part]
+    if not parts:
+        return None
+    kinds = []
+    for part in parts:
+        stem = part.removesuffix("党员")
+        # An exact stem, or a part of one of at least two characters ("退休" → 离退休党员).
+        found = [kind for s, kind in _KIND_STEMS.items() if stem == s or (len(stem) >= 2 and stem in s)]
+        if len(found) != 1:
+            return None
+        if found[0] not in kinds:
+            kinds.append(found[0])
+    return kinds
+
+
+def _parse_audience(ctx: Context) -> tuple[_Audience, str]:
+    """Read the audience words at the start of 通知's text, in any order; return them and the text."""
+    audience = _Audience()
+    words = ctx.rest.split(" ")
+    while words:
+        word = words[0]
+        if word == URGENT_WORD:
+            audience.urgent = True
+            words.pop(0)
+            continue
+        if word == GRID_WORD or word.startswith(GRID_WORD + ":"):  # "网格 东湖一网格", "网格：东湖一网格"
+            words.pop(0)
+            name = word[len(GRID_WORD) + 1:] or (words.pop(0) if words else "")
+            if not name:
+                raise DomainError("请写明网格名称。" + describe_grids(grids_for(ctx.session, ctx.member.org)))
+            if audience.grid is not None:
+                raise DomainError("一条通知只能发给一个网格。")
+            try:
+                audience.grid = find_grid(ctx.session, ctx.member.org, name)
+            except NotFound as exc:
+                raise NotFound(f"{exc.message}\n发送方式：通知 网格 网格名 内容") from None
+            continue
+        kinds = _kinds_in(word)
+        if kinds is None:
+            break
+        audience.kinds += [kind for kind in kinds if kind not in audience.kinds]
+        words.pop(0)
+    return audience, " ".join(words)
+
+
+def _notice_help(ctx: Context) -> str:
+    grids = grids_for(ctx.session, ctx.member.org)
+    grid = grids[0].name if grids else "一网格"
+    return "\n".join([
+        "用法：",
+        "通知 内容 — 发给本组织及下级全体成员",
+        f"通知 网格 {grid} 内容 — 只发给一个网格的成员",
+        "通知 在职党员 内容 — 只发给某类成员（在职、离退休、流动、直管党员，或群众；"
+        "可写多类，如「在职、离退休」）",
+        "通知 紧急 内容 — 紧急通知，免打扰时段也发送",
+        f"可以组合，如：通知 紧急 网格 {grid} 离退休 明天上午停水",
+        "通知 编号 回执 — 查看谁已送达、已读",
+        "通知 编号 再提醒 — 再次提醒未读的成员",
+    ])

@@ -21,8 +21,12 @@ def is_anniversary(joined: date, day: date) -> bool:
         and not calendar.isleap(day.year)
 
 
-def greeting_text(name: str, years: int) -> str:
-    return (f"{name}同志：今天是您入党{years}周年的政治生日！感谢您{years}年来不忘初心、牢记使命，"
+# What the anniversary is of, by the member date it is counted from.
+SINCE = {"join_date": "入党", "full_member_date": "转正"}
+
+
+def greeting_text(name: str, years: int, since: str = "入党") -> str:
+    return (f"{name}同志：今天是您{since}{years}周年的政治生日！感谢您{years}年来不忘初心、牢记使命，"
             "祝您政治生日快乐！——连心")
 
 
@@ -36,13 +40,12 @@ def send_birthday_greetings(session: Session, day: date, *, date_field: str = "j
     """Queue a greeting for every party member whose political birthday is `day`, once per member
     and year (the outbox's unique key on source "birthday:<year>" + recipient); commit.
 
-    `date_field` names the member attribute that counts (join_date: 入党日期; another one such as
-    full_member_date when the roster has it).
+    `date_field` names the member date that counts: join_date (入党日期) or full_member_date (转正日期).
     """
     run = BirthdayRun()
-    column = getattr(Member, date_field, None)
-    if column is None:
-        raise ValueError(f"members have no date field {date_field!r}")
+    if date_field not in SINCE:
+        raise ValueError(f"political birthdays count from one of {', '.join(SINCE)}, not {date_field!r}")
+    column = getattr(Member, date_field)
     members = session.scalars(
         select(Member).where(Member.active.is_(True), Member.kind.in_(PARTY_KINDS), column.is_not(None))
         .order_by(Member.id)
@@ -53,7 +56,8 @@ def send_birthday_greetings(session: Session, day: date, *, date_field: str = "j
             continue
         years = day.year - joined.year
         if enqueue(session, source=f"birthday:{day.year}", kind="greeting", title="政治生日快乐",
-                   body=greeting_text(member.name, years), member_id=member.id):
+                   body=greeting_text(member.name, years, SINCE[date_field]),
+                   member_id=member.id):
             run.greeted += 1
         else:
             run.already += 1

@@ -17,7 +17,8 @@ from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
 
-UPDATABLE = ("name", "phone", "kind", "role", "join_date", "org_id", "grid", "grid_head", "active")
+UPDATABLE = ("name", "phone", "kind", "role", "join_date", "full_member_date", "org_id", "grid", "grid_head",
+             "active")
 
 
 @dataclass
@@ -125,6 +126,14 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
         if join_date is not None and join_date > date.today():
             raise DomainError("入党日期不能晚于今天。", code="invalid", status=422)
         member.join_date = join_date
+    if "full_member_date" in changes:
+        full_member_date: date | None = changes["full_member_date"]
+        if full_member_date is not None and full_member_date > date.today():
+            raise DomainError("转正日期不能晚于今天。", code="invalid", status=422)
+        member.full_member_date = full_member_date
+    if ({"join_date", "full_member_date"} & set(changes) and member.full_member_date and member.join_date
+            and member.full_member_date < member.join_date):
+        raise DomainError("转正日期不能早于入党日期。", code="invalid", status=422)
     if changes.get("active") is not None:
         member.active = changes["active"]
     member.role = role

@@ -27,6 +27,7 @@ class Member(Base):
     kind: Mapped[str] = mapped_column(String(10), default="直管党员")
     role: Mapped[str] = mapped_column(String(10), default="党员")
     join_date: Mapped[date | None] = mapped_column(Date)  # political birthday
+    full_member_date: Mapped[date | None] = mapped_column(Date)  # 转正日期: full member since
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
     # 网格长: the head of their grid, who may confirm the wishes of that grid's residents.

@@ -2,14 +2,16 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models.base import Base, UTCDateTime, now_utc
+from models.base import Base, NotFound, UTCDateTime, now_utc
 
 # Depth in the tree → what a node at that depth is usually called.
 LEVEL_NAMES = {1: "街道党工委", 2: "社区党委", 3: "党支部", 4: "党小组"}
 PATH_SEPARATOR = "/"
+# A chatbot reply has room for this many grid names in a hint.
+_LISTED_GRIDS = 30
 
 
 class Organization(Base):
@@ -97,3 +99,49 @@ def ensure_grid(session: Session, org: Organization, name: str) -> Grid:
         session.add(grid)
         session.flush()
     return grid
+
+
+def grids_for(session: Session, org: Organization) -> list[Grid]:
+    """Return the grids a manager of `org` reaches: those of its community (grids belong to the
+    community, above a branch) and those of every community below `org`."""
+    return list(session.scalars(
+        select(Grid).join(Organization, Grid.org_id == Organization.id)
+        .where(or_(Organization.path.startswith(org.path), Grid.org_id == community_of(org).id))
+        .order_by(Organization.path, Grid.name)
+    ))
+
+
+def grid_labels(grids: list[Grid]) -> list[str]:
+    """Name each grid; a name found in two communities is written "社区/网格"."""
+    names = [g.name for g in grids]
+    return [f"{g.org.name}{PATH_SEPARATOR}{g.name}" if names.count(g.name) > 1 else g.name for g in grids]
+
+
+def describe_grids(grids: list[Grid]) -> str:
+    """A hint listing the grids a manager reaches (at most a screenful)."""
+    if not grids:
+        return "您的管理范围内还没有网格（可在名册的「网格」列中为成员填写）。"
+    labels = grid_labels(grids)
+    more = f"等{len(labels)}个" if len(labels) > _LISTED_GRIDS else ""
+    return f"您管理范围内的网格：{'、'.join(labels[:_LISTED_GRIDS])}{more}。"
+
+
+def find_grid(session: Session, org: Organization, name: str) -> Grid:
+    """Return the grid called `name` among those a manager of `org` reaches.
+
+    "东湖一" finds "东湖一网格"; "东湖社区党委/一网格" names the community when two have the name.
+    """
+    grids = grids_for(session, org)
+    wanted = name.strip()
+    community = ""
+    if PATH_SEPARATOR in wanted:
+        community, _, wanted = (p.strip() for p in wanted.rpartition(PATH_SEPARATOR))
+    candidates = [g for g in grids if not community or g.org.name == community]
+    found = [g for g in candidates if g.name == wanted] or \
+        [g for g in candidates if g.name == wanted + "网格"]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise NotFound(f"有{len(found)}个网格名为「{found[0].name}」，请写明社区，例如："
+                       f"{grid_labels(grids)[grids.index(found[0])]}")
+    raise NotFound(f"没有找到「{name}」网格。{describe_grids(grids)}")

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
 
-COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长")
+COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
-# 网格长 (是/否) is optional: a roster without the column leaves everyone's grid-head mark as it is.
+# 转正日期 and 网格长 (是/否) are optional: a roster without the column leaves everyone's value as it is.
+FULL_MEMBER_DATE = "转正日期"
 _YES, _NO = ("是", "y", "yes", "true", "1", "√"), ("否", "n", "no", "false", "0", "")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
@@ -135,6 +136,8 @@ class _Row:
     role: str
     grid: str
     grid_head: bool | None  # None: the column is absent, keep the current mark
+    full_member_date: date | None = None
+    has_full_member_date: bool = False  # False: the column is absent, keep the current date
 
 
 def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
@@ -172,6 +175,17 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         except ValueError:
             join_date = None
             problems.append(f"入党日期「{_text(record.get('入党日期'))}」无法识别，应如 2001-07-01")
+        full_member_date = None
+        if FULL_MEMBER_DATE in record:
+            try:
+                full_member_date = _parse_date(record.get(FULL_MEMBER_DATE))
+            except ValueError:
+                problems.append(f"转正日期「{_text(record.get(FULL_MEMBER_DATE))}」无法识别，应如 2002-07-01")
+            else:
+                if full_member_date and full_member_date > today:
+                    problems.append("转正日期晚于今天")
+                elif full_member_date and join_date and full_member_date < join_date:
+                    problems.append("转正日期早于入党日期")
         role = _text(record.get("角色")) or ("志愿者" if kind == "群众" else "党员")
         if role not in ROLES:
             problems.append(f"角色应为{'、'.join(ROLES)}之一")
@@ -190,7 +204,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         if problems:
             errors.append(RowError(number, "；".join(problems)))
             continue
-        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head))
+        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
+                         full_member_date, FULL_MEMBER_DATE in record))
     return rows, errors
 
 
@@ -198,6 +213,8 @@ def _differs(member: Member, row: _Row) -> bool:
     current = (member.name, member.kind, member.join_date, member.role, member.org.full_name,
                member.grid.name if member.grid else "")
     if row.grid_head is not None and bool(member.grid_head) != row.grid_head:
+        return True
+    if row.has_full_member_date and member.full_member_date != row.full_member_date:
         return True
     return current != (row.name, row.kind, row.join_date, row.role, row.org_path, row.grid)
 
@@ -253,6 +270,8 @@ def import_members(
         orgs[row.org_path] = org
         values = dict(name=row.name, kind=row.kind, join_date=row.join_date, role=row.role, org_id=org.id,
                       grid_id=ensure_grid(session, org, row.grid).id if row.grid else None)
+        if row.has_full_member_date:
+            values["full_member_date"] = row.full_member_date
         if row.grid_head is not None:
             values["grid_head"] = row.grid_head
         elif not row.grid:
@@ -278,10 +297,11 @@ def export_members(session: Session, members: Iterable[Member]) -> bytes:
     for m in members:
         sheet.append([
             m.name, m.phone, m.org.full_name, m.kind,
-            m.join_date.isoformat() if m.join_date else "", m.role, m.grid.name if m.grid else "",
-            "是" if m.grid_head else "否",
+            m.join_date.isoformat() if m.join_date else "",
+            m.full_member_date.isoformat() if m.full_member_date else "",
+            m.role, m.grid.name if m.grid else "", "是" if m.grid_head else "否",
         ])
-    for column, width in zip("ABCDEFGH", (10, 14, 48, 10, 12, 8, 10, 8), strict=True):
+    for column, width in zip("ABCDEFGHI", (10, 14, 48, 10, 12, 12, 8, 10, 8), strict=True):
         sheet.column_dimensions[column].width = width
     buffer = io.BytesIO()
     book.save(buffer)

@@ -172,13 +172,14 @@ def make_member(engine):
     counter = iter(range(1, 100000))
 
     def build(name=None, phone=None, *, org=BRANCH, kind="直管党员", role="党员", grid=None,
-              openid=None, join_date=date(2001, 7, 1), miniapp_openid=None):
+              openid=None, join_date=date(2001, 7, 1), miniapp_openid=None, full_member_date=None):
         n = next(counter)
         with Session(engine, expire_on_commit=False) as s:
             node = ensure_org_path(s, org)
             member = Member(
                 name=name or f"党员{n}", phone=phone or f"139{n:08d}", kind=kind, role=role,
-                org_id=node.id, join_date=join_date, openid=openid, miniapp_openid=miniapp_openid,
+                org_id=node.id, join_date=join_date, full_member_date=full_member_date, openid=openid,
+                miniapp_openid=miniapp_openid,
                 grid_id=ensure_grid(s, node, grid).id if grid else None,
             )
             s.add(member)

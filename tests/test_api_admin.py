@@ -151,6 +151,36 @@ def test_patch_refusals(api_client, as_, people, engine):
         assert (unchanged.name, unchanged.phone, unchanged.role) == ("王志强", "13800000003", "党员")
 
 
+def test_full_member_date_shown_to_those_responsible_and_patched(api_client, as_, people, engine):
+    target = f"/api/v1/admin/members/{people['member'].id}"
+    sec = as_("sec")
+    assert api_client.get(target, headers=sec).get_json()["full_member_date"] is None
+    response = api_client.patch(target, headers=sec, json={"full_member_date": "2002-07-01"})
+    assert response.status_code == 200 and response.get_json()["full_member_date"] == "2002-07-01"
+    with Session(engine) as s:
+        assert s.get(Member, people["member"].id).full_member_date.isoformat() == "2002-07-01"
+    # Private like the join date: masked for a peer secretary's record, shown to the member themself.
+    listing = api_client.get("/api/v1/admin/members?q=王志强", headers=sec).get_json()["items"]
+    assert listing[0]["full_member_date"] == "2002-07-01"
+    assert api_client.get(target, headers=as_("member")).get_json()["full_member_date"] == "2002-07-01"
+    api_client.patch(f"/api/v1/admin/members/{people['co_sec'].id}", headers=as_("admin"),
+                     json={"full_member_date": "2003-01-01"})
+    peer = api_client.get("/api/v1/admin/members?q=钱副书记", headers=sec).get_json()["items"][0]
+    assert peer["masked"] is True and peer["full_member_date"] is None
+    # Not in the future, not before joining (2001-07-01); null clears it.
+    body = assert_error(api_client.patch(target, headers=sec, json={"full_member_date": "2999-01-01"}),
+                        422, "invalid")
+    assert body["message"] == "转正日期不能晚于今天。"
+    body = assert_error(api_client.patch(target, headers=sec, json={"full_member_date": "2000-07-01"}),
+                        422, "invalid")
+    assert body["message"] == "转正日期不能早于入党日期。"
+    assert_error(api_client.patch(target, headers=sec, json={"join_date": "2003-07-01"}), 422, "invalid")
+    assert_error(api_client.patch(target, headers=sec, json={"full_member_date": "七月一日"}), 422, "invalid")
+    response = api_client.patch(target, headers=sec, json={"full_member_date": None})
+    assert response.status_code == 200 and response.get_json()["full_member_date"] is None
+    assert response.get_json()["join_date"] == "2001-07-01"  # the refused change left nothing behind
+
+
 def test_admin_may_promote_a_secretary_below(api_client, as_, people):
     response = api_client.patch(f"/api/v1/admin/members/{people['member'].id}", headers=as_("admin"),
                                 json={"role": "书记"})

@@ -1,7 +1,7 @@
 """绑定 / 解绑 / 我的 through the router, and binding races against the real database."""
 
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -10,9 +10,10 @@ from models import Member, WechatUser, now_utc
 from models.member import bind_openid, mask_phone, normalize_phone
 
 
-def say(session, openid, text, now=None):
+def say(session, openid, text, now=None, **settings):
     return build_router().dispatch(Incoming(openid=openid, msg_type="text", content=text), session,
-                                   now or now_utc(), {"BIND_MAX_FAILURES": 5, "BIND_LOCKOUT_SECONDS": 3600})
+                                   now or now_utc(),
+                                   {"BIND_MAX_FAILURES": 5, "BIND_LOCKOUT_SECONDS": 3600, **settings})
 
 
 def test_bind_needs_exactly_name_and_phone(session, make_member):
@@ -85,6 +86,16 @@ def test_me_shows_profile_and_points(session, make_member):
     me = say(session, "o1", "我的")
     for part in ("姓名：张三", "离退休党员", "角色：志愿者", "网格：二网格", "政治生日：7月1日", "积分：0"):
         assert part in me
+
+
+def test_me_shows_the_political_birthday_the_greetings_count_from(session, make_member):
+    make_member("张三", "13800000000", join_date=date(2001, 7, 1), full_member_date=date(2002, 7, 3))
+    make_member("李四", "13800000001", join_date=date(2005, 3, 1))
+    say(session, "o1", "绑定 张三 13800000000")
+    say(session, "o2", "绑定 李四 13800000001")
+    assert "政治生日：7月1日（2001年入党）" in say(session, "o1", "我的")
+    assert "政治生日：7月3日（2002年转正）" in say(session, "o1", "我的", BIRTHDAY_DATE_FIELD="full_member_date")
+    assert "政治生日" not in say(session, "o2", "我的", BIRTHDAY_DATE_FIELD="full_member_date")
 
 
 def test_mask_phone():

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import datetime
 
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
@@ -10,6 +11,8 @@ from models import Grid, Member, Organization
 from models.roster import COLUMNS, import_members, read_roster
 
 EAST = "滨江街道党工委/东湖社区党委"
+# The header of the rosters below: the columns of a sheet made before 转正日期 was added.
+HEADER = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长")
 GOOD = [
     ("张三", "13800000001", f"{EAST}/东湖社区第一党支部", "直管党员", "2001-07-01", "书记", "一网格"),
     ("李四", "13800000002", f"{EAST}/东湖社区第一党支部", "在职", "2010/10/1", "", "一网格"),
@@ -18,7 +21,7 @@ GOOD = [
 ]
 
 
-def xlsx(rows, header=COLUMNS) -> bytes:
+def xlsx(rows, header=HEADER) -> bytes:
     book = Workbook()
     book.active.append(header)
     for row in rows:
@@ -31,7 +34,7 @@ def xlsx(rows, header=COLUMNS) -> bytes:
 def csv_bytes(rows, encoding="utf-8-sig") -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
+    writer.writerow(HEADER)
     writer.writerows(rows)
     return buffer.getvalue().encode(encoding)
 
@@ -149,7 +152,7 @@ def test_demo_load_only_into_an_empty_database(app, session):
 
 
 # 网格长 (optional column) -------------------------------------------------------------------------------
-OLD_COLUMNS = COLUMNS[:7]  # a roster made before the 网格长 column
+OLD_COLUMNS = HEADER[:7]  # a roster made before the 网格长 column
 
 
 def grid_heads(session):
@@ -190,3 +193,71 @@ def test_the_export_writes_the_grid_head_column(session):
     assert {r[0]: r[-1] for r in rows[1:]} == {"张三": "是", "李四": "否"}
     # And it reads back unchanged.
     assert import_members(session, read_roster(data, "back.xlsx")).unchanged == 2
+
+
+# 转正日期 (optional column) ---------------------------------------------------------------------------
+WITH_FULL = HEADER[:5] + ("转正日期",) + HEADER[5:7]  # 姓名 … 入党日期, 转正日期, 角色, 网格
+
+
+def with_full(row, full_member_date):
+    return row[:5] + (full_member_date,) + row[5:7]
+
+
+def full_member_dates(session):
+    session.expire_all()
+    return {m.name: m.full_member_date and m.full_member_date.isoformat() for m in session.scalars(select(Member))}
+
+
+def test_full_member_dates_import_in_the_join_date_formats_and_export_back(session):
+    rows = [with_full(GOOD[0], "2002-07-01"), with_full(GOOD[1], "2011/10/1"),
+            with_full(GOOD[2], "1977年3月15日"), with_full(GOOD[3], "")]
+    report = import_members(session, read_roster(xlsx(rows, header=WITH_FULL), "r.xlsx"))
+    assert report.ok, report.errors
+    assert full_member_dates(session) == {"张三": "2002-07-01", "李四": "2011-10-01", "王五": "1977-03-15",
+                                          "赵六": None}
+    # An Excel date cell works too, and a change of the date alone is an update.
+    report = import_members(session, read_roster(
+        xlsx([with_full(GOOD[0], datetime(2002, 8, 1))], header=WITH_FULL), "r.xlsx"))
+    assert report.updated == 1 and full_member_dates(session)["张三"] == "2002-08-01"
+
+    from models.roster import export_members, members_in_subtree
+
+    data = export_members(session, members_in_subtree(session))
+    exported = list(load_workbook(io.BytesIO(data)).active.iter_rows(values_only=True))
+    assert exported[0] == COLUMNS and COLUMNS.index("转正日期") == COLUMNS.index("入党日期") + 1
+    column = COLUMNS.index("转正日期")
+    assert {r[0]: r[column] for r in exported[1:]} == {"张三": "2002-08-01", "李四": "2011-10-01",
+                                                      "王五": "1977-03-15", "赵六": None}
+    # The export reads back unchanged; a roster without the column leaves the dates alone.
+    assert import_members(session, read_roster(data, "back.xlsx")).unchanged == 4
+    assert import_members(session, read_roster(xlsx(GOOD), "old.xlsx")).unchanged == 4
+    assert full_member_dates(session)["李四"] == "2011-10-01"
+    # With the column, an empty cell clears the date.
+    report = import_members(session, read_roster(xlsx([with_full(GOOD[1], "")], header=WITH_FULL), "r.xlsx"))
+    assert report.updated == 1 and full_member_dates(session)["李四"] is None
+
+
+def test_bad_full_member_dates_are_reported_and_nothing_is_written(session):
+    rows = [with_full(GOOD[0], "去年七月"), with_full(GOOD[1], "2999-01-01"), with_full(GOOD[2], "1975-03-15")]
+    report = import_members(session, read_roster(xlsx(rows, header=WITH_FULL), "r.xlsx"))
+    assert [(e.row, e.reason) for e in report.errors] == [
+        (2, "转正日期「去年七月」无法识别，应如 2002-07-01"), (3, "转正日期晚于今天"), (4, "转正日期早于入党日期")]
+    assert count(session, Member) == 0
+
+
+def test_cli_round_trip_of_full_member_dates(app, tmp_path, session):
+    source = tmp_path / "roster.csv"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(WITH_FULL)
+    writer.writerows([with_full(GOOD[0], "2002.7.1"), with_full(GOOD[1], "")])
+    source.write_bytes(buffer.getvalue().encode("gb18030"))
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["members", "import", str(source)])
+    assert result.exit_code == 0 and "新增 2 人" in result.output, result.output
+    target = tmp_path / "out.xlsx"
+    assert runner.invoke(args=["members", "export", str(target)]).exit_code == 0
+    rows = list(load_workbook(target).active.iter_rows(values_only=True))
+    column = rows[0].index("转正日期")
+    assert {r[0]: r[column] for r in rows[1:]} == {"张三": "2002-07-01", "李四": None}
+    assert "无变化 2 人" in runner.invoke(args=["members", "import", str(target)]).output

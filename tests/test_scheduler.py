@@ -131,3 +131,19 @@ def test_cli_run_due_twice_sends_once(app_factory, make_member, wechat_api):
     assert len(greetings(wechat_api)) == 1
     result = runner.invoke(args=["scheduler", "run-due", "--now", "yesterday"])
     assert result.exit_code != 0 and "ISO 8601" in result.output
+
+
+def test_birthdays_count_from_the_full_member_date_when_configured(app_factory, make_member, wechat_api):
+    make_member("张三", openid="o-zs", join_date=date(2000, 11, 23), full_member_date=date(2001, 11, 24))
+    make_member("李四", openid="o-ls", join_date=date(2003, 6, 1), full_member_date=date(2004, 11, 23))
+    make_member("王五", openid="o-ww", join_date=date(2005, 11, 23))  # no 转正日期 on the roster
+    app = app_factory(WECHAT_TEMPLATE_GREETING="TPL-GREETING", SEND_RATE_LIMIT=0,
+                      BIRTHDAY_DATE_FIELD="full_member_date")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["scheduler", "run-due", "--now", "2026-11-23T09:00:00+08:00"])
+    assert result.exit_code == 0 and "birthdays: 1 greetings queued" in result.output, result.output
+    [call] = greetings(wechat_api)
+    assert call.body["touser"] == "o-ls" and "转正22周年的政治生日" in call.body["data"]["content"]["value"]
+    result = runner.invoke(args=["scheduler", "run-due", "--now", "2026-11-24T09:00:00+08:00"])
+    assert "birthdays: 1 greetings queued" in result.output
+    assert [c.body["touser"] for c in greetings(wechat_api)] == ["o-ls", "o-zs"]

@@ -43,7 +43,11 @@ class MemberSchema(ma.Schema):
     kind = fields.String(required=True, metadata={"enum": list(KINDS)})
     role = fields.String(required=True, metadata={"enum": list(ROLES)})
     join_date = fields.Method("_join_date", required=True, allow_none=True,
-                              metadata={"type": "string", "format": "date", "nullable": True})
+                              metadata={"type": "string", "format": "date", "nullable": True,
+                                        "description": "入党日期"})
+    full_member_date = fields.Method("_full_member_date", required=True, allow_none=True,
+                                     metadata={"type": "string", "format": "date", "nullable": True,
+                                               "description": "转正日期"})
     org = fields.Nested(OrgRefSchema, required=True)
     grid = fields.Function(lambda m: m.grid.name if m.grid else None, required=True, allow_none=True,
                            metadata={"type": "string", "nullable": True})
@@ -67,9 +71,15 @@ class MemberSchema(ma.Schema):
         return not self._private(member)
 
     def _join_date(self, member):
-        if member.join_date is None or not self._private(member):
+        return self._private_date(member, member.join_date)
+
+    def _full_member_date(self, member):
+        return self._private_date(member, member.full_member_date)
+
+    def _private_date(self, member, value):
+        if value is None or not self._private(member):
             return None
-        return member.join_date.isoformat()
+        return value.isoformat()
 
 
 class LoginSchema(ma.Schema):
@@ -126,7 +136,8 @@ class MemberUpdateSchema(ma.Schema):
     phone = fields.String(validate=validate.Length(min=1, max=30))
     kind = fields.String(validate=validate.OneOf(KINDS))
     role = fields.String(validate=validate.OneOf(ROLES))
-    join_date = fields.Date(allow_none=True)
+    join_date = fields.Date(allow_none=True, metadata={"description": "入党日期"})
+    full_member_date = fields.Date(allow_none=True, metadata={"description": "转正日期；null 表示清除"})
     org_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
     grid = fields.String(allow_none=True, validate=validate.Length(max=100),
                          metadata={"description": "网格名；空字符串或 null 表示清除"})
