@@ -14,11 +14,16 @@ BIND_EXAMPLE = "绑定 张三 13800000000"
 def register(router: Router) -> None:
     @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 — 查看可用指令")
     def help_(message: Incoming, ctx: Context) -> str:
-        lines = ["您可以发送以下指令："]
-        lines += [f"· {c.summary}" for c in ctx.router.visible_commands(ctx.role) if c.summary]
-        if ctx.role is None:
-            lines.append(f"首次使用请先绑定，例如：{BIND_EXAMPLE}")
-        return "\n".join(lines)
+        role = ctx.role
+        if role not in help_texts:  # the same for everyone with one role: made once
+            lines = ["您可以发送以下指令："]
+            lines += [f"· {c.summary}" for c in ctx.router.visible_commands(role) if c.summary]
+            if role is None:
+                lines.append(f"首次使用请先绑定，例如：{BIND_EXAMPLE}")
+            help_texts[role] = "\n".join(lines)
+        return help_texts[role]
+
+    help_texts: dict[str | None, str] = {}
 
     @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
                     pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}")

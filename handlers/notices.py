@@ -62,6 +62,7 @@ def register(router: Router) -> None:
         audience, body = _parse_audience(ctx)
         if not body:
             return "请写上通知内容。\n" + _notice_help(ctx)
+        body = ctx.original(len(ctx.rest) - len(body))  # as typed: punctuation, paragraphs
         sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
                               grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
         head = "紧急通知" if audience.urgent else "通知"

@@ -26,6 +26,27 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text or "")).strip()
 
 
+def fold(text: str) -> tuple[str, list[int]]:
+    """Return `text` folded as `normalize_text` does (but NFKC character by character), and for
+    each character of the result the index in `text` of the character it came from, so that free
+    text can be taken as it was typed."""
+    out: list[str] = []
+    where: list[int] = []
+    pending_space = False
+    for index, char in enumerate(text or ""):
+        for folded in unicodedata.normalize("NFKC", char):
+            if folded.isspace():
+                pending_space = bool(out)
+                continue
+            if pending_space:
+                out.append(" ")
+                where.append(index)
+                pending_space = False
+            out.append(folded)
+            where.append(index)
+    return "".join(out), where
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A message or event from WeChat, reduced to what the handlers use."""
@@ -52,18 +73,41 @@ class Context:
     router: "Router"
     settings: Mapping = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
-    rest: str = ""  # the text after the command keyword
+    rest: str = ""  # the text after the command keyword (folded: half-width, single spaces)
     match: re.Match | None = None
+    typed: str = ""  # the text as typed
+    folded: str = ""  # the text as the router read it (`rest` is its end)
+
+    def original(self, start: int = 0) -> str:
+        """The text from `rest[start:]` on as the user typed it: full-width punctuation, line breaks
+        and all (for free text such as a notice's body; commands and numbers read `rest`)."""
+        folded, typed_at = fold(self.typed)
+        if folded != self.folded:  # NFKC of a combining sequence differs char by char: rare
+            return self.rest[start:]
+        at = len(folded) - len(self.rest) + start
+        return self.typed[typed_at[at]:].strip() if at < len(typed_at) else ""
+
+    def text(self, group: int | str) -> str:
+        """The typed text of a pattern group that runs to the end of the message ('' if empty)."""
+        if self.match is None or not self.match.group(group):
+            return ""
+        return self.original(self.match.start(group))
 
     @cached_property
     def member(self) -> Member | None:
         return member_for_openid(self.session, self.message.openid)
+
+    # Where the caller's role comes from when the member is not loaded (the webhook passes one
+    # that answers from its cache); default: the database.
+    role_of: Callable[[str], str | None] | None = None
 
     @cached_property
     def role(self) -> str | None:
         """The caller's role, None when not bound; cheaper than loading the member if not loaded."""
         if "member" in self.__dict__:
             return self.member.role if self.member else None
+        if self.role_of is not None:
+            return self.role_of(self.message.openid)
         return role_for_openid(self.session, self.message.openid)
 
 
@@ -92,6 +136,7 @@ class Router:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self._by_word: dict[str, Command] = {}
+        self._longest_first: list[str] = []  # the words, longest first: "取消报名" before "报名"
         self._events: dict[str, Handler] = {}
         self._clicks: dict[str, str] = {}
         self._scenes: dict[str, Handler] = {}
@@ -112,6 +157,7 @@ class Router:
                 if word in self._by_word:
                     raise ValueError(f"command word {word!r} registered twice")
                 self._by_word[word] = cmd
+            self._longest_first = sorted(self._by_word, key=len, reverse=True)
             self.commands.append(cmd)
             return handler
 
@@ -150,9 +196,11 @@ class Router:
 
     # Dispatch -----------------------------------------------------------------------------
     def dispatch(self, message: Incoming, session: Session, now: datetime,
-                 settings: Mapping | None = None) -> str | None:
+                 settings: Mapping | None = None, *,
+                 role_of: Callable[[str], str | None] | None = None) -> str | None:
         """Return the reply to a message (None: nothing to say)."""
-        ctx = Context(session=session, message=message, now=now, router=self, settings=settings or {})
+        ctx = Context(session=session, message=message, now=now, router=self, settings=settings or {},
+                      role_of=role_of)
         try:
             if message.msg_type == "text":
                 return self.run_text(message.content, message, ctx)
@@ -168,7 +216,8 @@ class Router:
 
     def run_text(self, text: str, message: Incoming, ctx: Context) -> str | None:
         """Run the command a text names (also used for menu clicks)."""
-        text = normalize_text(text)
+        ctx.typed, text = text, normalize_text(text)
+        ctx.folded = text
         if not text:
             return HELP_HINT
         found = self.match(text)
@@ -189,7 +238,7 @@ class Router:
 
     def match(self, text: str) -> tuple[Command, str] | None:
         """Return the command whose keyword starts `text` (the longest one) and the rest."""
-        for word in sorted(self._by_word, key=len, reverse=True):
+        for word in self._longest_first:
             if text.startswith(word):
                 rest = text[len(word):]
                 # "帮助" matches "帮助" and "帮助 x", and a Chinese keyword may run into its

@@ -88,8 +88,7 @@ def register(router: Router) -> None:
                     usage="发布心愿 标题 详情，例如：发布心愿 修水龙头 东湖小区3栋王奶奶家水龙头漏水",
                     needs_member=True)
     def post(message: Incoming, ctx: Context) -> str:
-        title, details = ctx.match.groups()
-        wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now,
+        wish = post_wish(ctx.session, ctx.member, ctx.match[1], ctx.text(2), now=ctx.now,
                          points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
         return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
                 f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
@@ -97,7 +96,7 @@ def register(router: Router) -> None:
     @router.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
                     usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True)
     def propose(message: Incoming, ctx: Context) -> str:
-        wish = propose_wish(ctx.session, ctx.member, ctx.match[1], now=ctx.now,
+        wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
                             points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
         return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
@@ -105,8 +104,8 @@ def register(router: Router) -> None:
                     pattern=NUMBER + r" ?(通过|不通过) ?(.*)", usage="审核 #12 通过，或 审核 #12 不通过 理由",
                     roles=MANAGER_ROLES)
     def review(message: Incoming, ctx: Context) -> str:
-        number, verdict, reason = ctx.match.groups()
-        wish = review_wish(ctx.session, ctx.member, int(number), verdict == "通过", reason, now=ctx.now)
+        number, verdict, _ = ctx.match.groups()
+        wish = review_wish(ctx.session, ctx.member, int(number), verdict == "通过", ctx.text(3), now=ctx.now)
         if verdict == "通过":
             return f"心愿 #{wish.id}「{wish.title}」已通过审核，开放认领。"
         return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
@@ -160,15 +159,13 @@ def register(router: Router) -> None:
     @router.command("放弃", summary="放弃 #编号 — 放弃认领", pattern=WITH_TEXT, usage="放弃 #12",
                     needs_member=True)
     def release(message: Incoming, ctx: Context) -> str:
-        number, reason = ctx.match.groups()
-        wish = release_wish(ctx.session, ctx.member, int(number), reason, now=ctx.now)
+        wish = release_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已放弃心愿 #{wish.id}「{wish.title}」，它已重新开放认领。"
 
     @router.command("完成", summary="完成 #编号 说明 — 提交心愿完成情况", pattern=WITH_TEXT,
                     usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True)
     def fulfil(message: Incoming, ctx: Context) -> str:
-        number, note = ctx.match.groups()
-        wish = fulfil_wish(ctx.session, ctx.member, int(number), note, now=ctx.now)
+        wish = fulfil_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         minutes = _setting(ctx, "WISH_PHOTO_MINUTES", 10)
         return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
                 f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
@@ -182,15 +179,13 @@ def register(router: Router) -> None:
     @router.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
                     usage="驳回 #12 理由", needs_member=True)
     def reject(message: Incoming, ctx: Context) -> str:
-        number, reason = ctx.match.groups()
-        wish = return_wish(ctx.session, ctx.member, int(number), reason, now=ctx.now)
+        wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已驳回心愿 #{wish.id}「{wish.title}」，已通知认领人 {wish.claimer.name}。"
 
     @router.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
                     usage="撤回 #12 理由", roles=MANAGER_ROLES)
     def withdraw(message: Incoming, ctx: Context) -> str:
-        number, reason = ctx.match.groups()
-        wish = withdraw_wish(ctx.session, ctx.member, int(number), reason, now=ctx.now)
+        wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已撤回心愿 #{wish.id}「{wish.title}」。"
 
     @router.command("积分", summary="积分 — 我的积分和最近记录", needs_member=True)

@@ -201,3 +201,10 @@ def test_the_audience_through_the_signed_webhook(estate, wx, engine):
     receipt = wx.text("o-sec", "通知 1 回执").content
     assert "应发 1 人" in receipt and "未读：离退休乙" in receipt
     assert "已向 1 位未读成员再次发送通知 #1" in wx.text("o-sec", "通知 1 再提醒").content
+
+
+def test_a_notice_keeps_its_punctuation_and_paragraphs_as_typed(branch, say, session):
+    typed = "通知　紧急  明天（周六）上午9：00停水，请提前储水！\n物业电话：８８８８\n\n——东湖社区党委"
+    assert "紧急通知 #1 已发布" in say("o-sec", typed, DAY)
+    bodies = set(session.scalars(select(OutboxMessage.body).where(OutboxMessage.source == "notice:1")))
+    assert bodies == {"明天（周六）上午9：00停水，请提前储水！\n物业电话：８８８８\n\n——东湖社区党委"}

@@ -3,6 +3,7 @@
 import pytest
 
 from handlers import Incoming, Router, build_router, normalize_text
+from handlers.router import fold
 from models import now_utc
 
 
@@ -106,3 +107,24 @@ def test_other_message_types_get_a_hint(session):
     router = build_router()
     reply = router.dispatch(Incoming(openid="o1", msg_type="voice"), session, now_utc())
     assert "文字指令" in reply
+
+
+def test_fold_maps_each_folded_character_back_to_the_typed_text():
+    typed = "  通知　＃１２ 说明：已修好，\n谢谢！"
+    folded, where = fold(typed)
+    assert folded == "通知 #12 说明:已修好, 谢谢!"
+    assert [typed[i] for i in where[:6]] == ["通", "知", "＃", "＃", "１", "２"]
+    assert typed[where[folded.index("说")]:] == "说明：已修好，\n谢谢！"
+
+
+def test_free_text_reaches_the_handler_as_typed(session):
+    router = Router()
+    seen = {}
+
+    @router.command("留言", pattern=r"#?(\d+) ?(.*)")
+    def note(message, ctx):
+        seen.update(number=ctx.match[1], text=ctx.text(2), rest=ctx.rest)
+        return "好"
+
+    assert say(router, session, "o1", "留言＃１２　今天（周一）下雨，\n活动改期。") == "好"
+    assert seen == {"number": "12", "text": "今天（周一）下雨，\n活动改期。", "rest": "#12 今天(周一)下雨, 活动改期。"}
