@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 from flask import Flask, jsonify
+from flask.sessions import SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api
@@ -21,6 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config is None:
         load_dotenv()  # a .env file next to where the app runs, if any; the environment wins
     app = Flask(__name__, instance_relative_config=True)
+    app.session_interface = NoCookieSessions()
     app.config.update(load_config(test_config))
     configure_logging(app)
     register_extensions(app)
@@ -30,6 +32,17 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["router"] = build_router()
     start_scheduler(app)
     return app
+
+
+class NoCookieSessions(SessionInterface):
+    """Lianxin keeps no cookie sessions (the webhook is signed, the API takes tokens), so no
+    request pays for opening one."""
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        pass
 
 
 def configure_logging(app: Flask) -> None:

@@ -5,23 +5,22 @@ Only protocol lives here; what a message means is decided in handlers/.
 
 import logging
 import time
-from collections.abc import Callable
-from functools import partial
 from xml.parsers.expat import ExpatError
 
 import redis
 from flask import Blueprint, Response, current_app, request
-from redis.client import Pipeline
 from wechatpy import create_reply, parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
-from app.extensions import db, get_redis
+from app.extensions import ReplyPathRedis, db, get_redis
+from app.roles import RoleCache
 from handlers import Incoming
 from models import now_utc
+from models.member import role_for_openid
 from models.outbox import enqueue
-from scheduler.sender import open_custom_window
+from scheduler.sender import custom_window_commands
 
 bp = Blueprint("wechat", __name__)
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def _to_incoming(msg) -> Incoming:
         openid=msg.source, msg_type=msg_type, content=getattr(msg, "content", "") or "",
         event=event.lower(), key=str(key), latitude=_float(latitude), longitude=_float(longitude),
         media_id=getattr(msg, "media_id", "") or "", msg_id=str(msg.id or ""),
-        create_time=int(msg.create_time.timestamp()) if msg.create_time else 0,
+        create_time=msg.time or 0,
     )
 
 
@@ -124,28 +123,25 @@ def _dedup_key(message: Incoming) -> str:
 class ReplyCache:
     """Remembers each message's reply in Redis so that WeChat's retries get the same answer."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, fast: ReplyPathRedis) -> None:
         self.client = client
         self.ttl = ttl
+        self.fast = fast
 
-    def claim(self, key: str, also: Callable[[Pipeline], None] | None = None) -> bool | None:
-        """True: handle it; False: a retry of a message seen before; None: Redis is unreachable.
-
-        `also` may add commands to the same round trip.
-        """
+    def claim(self, key: str, *also: tuple) -> tuple[bool | None, list]:
+        """(True: handle it; False: a retry of a message seen before; None: Redis is unreachable;
+        and the answers to the commands `also`, sent in the same round trip)."""
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, PENDING, nx=True, ex=self.ttl)
-            if also is not None:
-                also(pipe)
-            return bool(pipe.execute()[0])
+            answers = self.fast.call(("SET", key, PENDING, "NX", "EX", self.ttl), *also)
+            return bool(answers[0]), answers[1:]
         except redis.RedisError:
             log.exception("reply cache unreachable; handling %s without de-duplication", key)
-            return None
+            return None, []
 
-    def store(self, key: str, reply: str) -> None:
+    def store(self, key: str, reply: str, *also: tuple) -> None:
+        """Store the reply (and run the commands `also`) without waiting for Redis to answer."""
         try:
-            self.client.set(key, reply, ex=self.ttl)
+            self.fast.send(("SET", key, reply, "EX", self.ttl), *also)
         except redis.RedisError:
             log.exception("could not store the reply of %s", key)
 
@@ -230,27 +226,42 @@ def receive():
 
 def _reply_once(message: Incoming, started: float) -> str:
     cfg = current_app.config
-    cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"])
+    cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"],
+                       current_app.extensions["redis_reply_path"])
+    roles: RoleCache | None = current_app.extensions["roles"]
     key = _dedup_key(message)
-    # The user wrote (a 48-hour customer-service window opens) or clicked a menu, followed or
-    # scanned (a one-minute window): read by the sender; it rides on the claim's round trip, the
-    # only one the hot path affords before handling.
-    opens_window = None
+    # One round trip before handling, the only one the hot path affords: the claim; the user wrote
+    # (a 48-hour customer-service window opens) or clicked a menu, followed or scanned (a one-minute
+    # window), read by the sender; and the caller's cached role, last.
+    also = []
     if message.msg_type != "event" or message.event in WINDOW_EVENTS:
-        opens_window = partial(open_custom_window, openid=message.openid, at=time.time(),
-                               event=message.msg_type == "event")
-    claimed = cache.claim(key, also=opens_window)
+        also += custom_window_commands(message.openid, time.time(), event=message.msg_type == "event")
+    if roles is not None:
+        also.append(RoleCache.fetch(message.openid))
+
+    claimed, answers = cache.claim(key, *also)
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
         if reply is not None:
             return reply
         # Still running elsewhere (say nothing), or it failed and let go: then handle it here.
-        claimed = cache.claim(key)
+        claimed, answers = cache.claim(key, *also)
         if claimed is False:
             return ""
+    cached_role = answers[-1] if roles is not None and answers else None  # [generation, entry]
+    found, known = RoleCache.read(cached_role)
+    looked_up: list[str | None] = []
+
+    def role_of(openid: str) -> str | None:
+        if found:
+            return known
+        looked_up.append(role_for_openid(db.session, openid))
+        return looked_up[-1]
+
     try:
-        reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg) or ""
+        reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg,
+                                                          role_of=role_of) or ""
     except Exception:
         log.exception("handler failed for %s", key)
         db.session.rollback()
@@ -265,7 +276,8 @@ def _reply_once(message: Incoming, started: float) -> str:
         log.warning("reply to %s missed the deadline; queued as a customer-service message", key)
         reply = ""
     if claimed:
-        cache.store(key, reply)
+        also = [RoleCache.entry(message.openid, cached_role[0], looked_up[0])] if cached_role and looked_up else []
+        cache.store(key, reply, *also)
     return reply
 
 

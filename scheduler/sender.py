@@ -80,22 +80,23 @@ def last_message_key(openid: str, event: bool = False) -> str:
     return f"lx:wx:{'evt' if event else 'last'}:{openid}"
 
 
-def custom_count_key(openid: str, event: bool = False) -> str:
-    """Redis key counting customer-service messages sent in the current window."""
-    return f"lx:wx:{'evtcs' if event else 'cs'}:{openid}"
+def custom_count_key(openid: str, event: bool, since: str) -> str:
+    """Redis key counting customer-service messages sent in the window opened at `since` (the value
+    of `last_message_key`): a new window starts a new count without the webhook resetting one."""
+    return f"lx:wx:{'evtcs' if event else 'cs'}:{openid}:{since}"
 
 
-def open_custom_window(pipe, openid: str, at: float, event: bool = False) -> None:
-    """Queue on a Redis pipeline the commands that open a new customer-service window."""
+def custom_window_commands(openid: str, at: float, event: bool = False) -> list[tuple]:
+    """The Redis commands that open a new customer-service window for `openid` at `at`."""
     length = EVENT_WINDOW if event else WRITE_WINDOW
-    pipe.set(last_message_key(openid, event), int(at), ex=int(length.total_seconds()) + 1)
-    pipe.delete(custom_count_key(openid, event))
+    return [("SET", last_message_key(openid, event), int(at), "EX", int(length.total_seconds()) + 1)]
 
 
 def record_user_message(store: redis.Redis, openid: str, at: float, event: bool = False) -> None:
     """Open a new customer-service window for `openid` (one pipelined round trip)."""
     pipe = store.pipeline(transaction=False)
-    open_custom_window(pipe, openid, at, event)
+    for command in custom_window_commands(openid, at, event):
+        pipe.execute_command(*command)
     pipe.execute()
 
 
@@ -173,7 +174,9 @@ class _Job:
     openid: str | None  # the Official Account openid (template and customer-service messages)
     miniapp_openid: str | None
     channels: list[str]
-    window_event: bool = False  # the customer-service window is the one-minute one after an event
+    # The open customer-service window: (whether it is the one-minute one after an event, when it
+    # opened), or None.
+    window: tuple[bool, str] | None = None
 
 
 @dataclass
@@ -365,13 +368,13 @@ class Sender:
                 channels.append(CUSTOM)
             jobs.append(_Job(r.id, r.kind, r.title, r.body, r.urgent, r.attempts,
                              [line for line in (r.refusals or "").splitlines() if line], r.member_id,
-                             openid, r.miniapp_openid, channels, window_event=bool(window)))
+                             openid, r.miniapp_openid, channels, window))
         return jobs
 
-    def _windows(self, openids: set[str], now: datetime) -> dict[str, bool]:
-        """Return, for each openid with an open customer-service window, whether it is the short
-        one after an event (True) or the 48-hour one after a message (False); also refresh the
-        channel pauses. One Redis round trip."""
+    def _windows(self, openids: set[str], now: datetime) -> dict[str, tuple[bool, str]]:
+        """Return, for each openid with an open customer-service window with sends left, whether it
+        is the short one after an event and when it opened; also refresh the channel pauses. Two
+        Redis round trips for the whole batch."""
         ordered = sorted(openids)
         pipe = self.store.pipeline(transaction=False)
         for channel in CHANNEL_NAMES:
@@ -379,20 +382,25 @@ class Sender:
         for openid in ordered:
             for event in (False, True):
                 pipe.get(last_message_key(openid, event))
-                pipe.get(custom_count_key(openid, event))
         values = pipe.execute()
         pauses = zip(CHANNEL_NAMES, values[:len(CHANNEL_NAMES)], strict=True)
         self._paused = {channel: float(v) for channel, v in pauses if v is not None}
-        found = {}
+        open_windows = []  # (openid, event, since, sends allowed)
         for n, openid in enumerate(ordered):
-            base = len(CHANNEL_NAMES) + 4 * n
             for event, length, sends in ((False, WRITE_WINDOW, WRITE_WINDOW_SENDS),
                                          (True, EVENT_WINDOW, EVENT_WINDOW_SENDS)):
-                last, count = values[base + 2 * event], values[base + 2 * event + 1]
-                if last is not None and now.timestamp() - float(last) <= length.total_seconds() \
-                        and int(count or 0) < sends:
-                    found[openid] = event
-                    break
+                since = values[len(CHANNEL_NAMES) + 2 * n + event]
+                if since is not None and now.timestamp() - float(since) <= length.total_seconds():
+                    open_windows.append((openid, event, since, sends))
+        if not open_windows:
+            return {}
+        pipe = self.store.pipeline(transaction=False)
+        for openid, event, since, _ in open_windows:
+            pipe.get(custom_count_key(openid, event, since))
+        found = {}
+        for (openid, event, since, sends), count in zip(open_windows, pipe.execute(), strict=True):
+            if openid not in found and int(count or 0) < sends:
+                found[openid] = (event, since)
         return found
 
     def _record(self, session: Session, token: str, results: list[_Result], jobs: list[_Job],
@@ -520,14 +528,14 @@ class Sender:
     def _send_custom(self, job: _Job, title: str) -> None:
         # Take one of the window's sends before the call (several messages to one person may be
         # in flight at once), and give it back if the call fails.
-        key = custom_count_key(job.openid, job.window_event)
+        event, since = job.window
+        key = custom_count_key(job.openid, event, since)
         pipe = self.store.pipeline(transaction=False)
         pipe.incr(key)
-        pipe.expire(key, int((EVENT_WINDOW if job.window_event else WRITE_WINDOW).total_seconds()))
+        pipe.expire(key, int((EVENT_WINDOW if event else WRITE_WINDOW).total_seconds()) + 1)
         taken = pipe.execute()[0]
-        limit = EVENT_WINDOW_SENDS if job.window_event else WRITE_WINDOW_SENDS
         try:
-            if taken > limit:
+            if taken > (EVENT_WINDOW_SENDS if event else WRITE_WINDOW_SENDS):
                 raise _Outcome("permanent", 45047, PERMANENT[45047])
             client = self._oa()
             text = job.body if job.kind == "reply" else f"【{title}】\n{job.body}"

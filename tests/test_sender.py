@@ -267,13 +267,20 @@ def test_sender_stopped_mid_batch_then_restarted_sends_each_exactly_once(
     stop = threading.Event()
     wechat_api.latency = 0.01
     sender = make_sender(OUTBOX_WORKERS=4, OUTBOX_BATCH=5)
-    timer = threading.Timer(0.08, stop.set)
-    timer.start()
+
+    def stop_after_some_calls():  # stop the sender once a few messages have gone out
+        while len(wechat_api.messages()) < 6 and not stop.wait(0.002):
+            pass
+        stop.set()
+
+    watcher = threading.Thread(target=stop_after_some_calls)
+    watcher.start()
     try:
         first = sender.drain(DAY, stop=stop)
     finally:
         wechat_api.latency = 0
-        timer.cancel()
+        stop.set()
+        watcher.join()
     assert 0 < first.sent < 40
     second = make_sender().drain(DAY)
     assert first.sent + second.sent == 40
