@@ -91,6 +91,9 @@ def _decrypt(body: bytes, args) -> str:
 
 def _to_incoming(msg) -> Incoming:
     msg_type = msg.type
+    if msg_type == "text":  # most of the traffic: read only the fields a text message has
+        return Incoming(openid=msg.source, msg_type=msg_type, content=msg.content or "",
+                        msg_id=str(msg.id or ""), create_time=msg.time or 0)
     event = getattr(msg, "event", "") or ""
     key = getattr(msg, "key", "") or getattr(msg, "scene_id", "") or ""
     latitude = getattr(msg, "latitude", None)
