@@ -6,8 +6,12 @@ import time
 import pytest
 import redis
 import xmltodict
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wechatpy import parse_message
 from werkzeug.serving import make_server
 
+from app import wechat
 from app.simulator import Simulator, build_xml, requests_poster, sign
 from models import OutboxMessage, WechatUser
 from tests.conftest import AES_KEY, APP_ID, TOKEN, flask_poster
@@ -412,3 +416,15 @@ def test_a_retry_waiting_on_a_delivery_that_crashes_handles_the_message_itself(l
     assert "系统繁忙" in first[0]
     assert retry == ["第二次成功"]
     assert len(attempts) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x00")
+                       | st.sampled_from(["\n", "\t", " ", "　"])).filter(lambda t: "]]>" not in t),
+       msg_id=st.integers(min_value=0, max_value=2**63 - 1))
+def test_text_messages_parse_as_wechatpy_parses_them(content, msg_id):
+    xml = build_xml(Simulator("/wechat", TOKEN, APP_ID).text_fields("o-中文", content, msg_id=msg_id))
+    ours, theirs = wechat._parse(xml), parse_message(xml)
+    assert type(ours) is type(theirs)
+    for name in ("type", "source", "target", "content", "id", "time"):
+        assert getattr(ours, name) == getattr(theirs, name), name
