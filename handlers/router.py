@@ -75,14 +75,13 @@ class Context:
     args: list[str] = field(default_factory=list)
     rest: str = ""  # the text after the command keyword (folded: half-width, single spaces)
     match: re.Match | None = None
-    typed: str = ""  # the text as typed
-    folded: str = ""  # the text as the router read it (`rest` is its end)
+    typed: str = ""  # the text as typed (`rest` is the end of it, folded)
 
     def original(self, start: int = 0) -> str:
         """The text from `rest[start:]` on as the user typed it: full-width punctuation, line breaks
         and all (for free text such as a notice's body; commands and numbers read `rest`)."""
         folded, typed_at = fold(self.typed)
-        if folded != self.folded:  # NFKC of a combining sequence differs char by char: rare
+        if folded != normalize_text(self.typed):  # NFKC of a combining sequence, char by char: rare
             return self.rest[start:]
         at = len(folded) - len(self.rest) + start
         return self.typed[typed_at[at]:].strip() if at < len(typed_at) else ""
@@ -217,7 +216,6 @@ class Router:
     def run_text(self, text: str, message: Incoming, ctx: Context) -> str | None:
         """Run the command a text names (also used for menu clicks)."""
         ctx.typed, text = text, normalize_text(text)
-        ctx.folded = text
         if not text:
             return HELP_HINT
         found = self.match(text)

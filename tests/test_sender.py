@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from models.outbox import OutboxMessage, enqueue, grant_subscription
+from models.outbox import OutboxMessage, enqueue, enqueue_many, grant_subscription
 from scheduler.sender import RateLimiter, record_user_message
 from scheduler.wechat_api import official_account_client
 from tests.outbox_fixtures import *  # noqa: F403
@@ -28,6 +28,18 @@ def queue(session, member, source="notice:1", urgent=False, kind="notice"):
 def rows(session):
     session.expire_all()
     return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def test_a_source_reaches_a_recipient_once_however_it_is_queued(session, make_member):
+    a, b, c = (make_member(openid=f"o-q{n}") for n in range(3))
+    assert enqueue_many(session, [a.id, b.id], source="notice:9", kind="notice", body="第一次") == 2
+    assert enqueue_many(session, [a.id, b.id, c.id], source="notice:9", kind="notice", body="第二次") == 1
+    assert not enqueue(session, source="notice:9", kind="notice", body="第三次", member_id=c.id)
+    assert enqueue(session, source="notice:10", kind="notice", body="别的通知", member_id=c.id)
+    session.commit()
+    assert [(r.source, r.member_id, r.body) for r in rows(session)] == [
+        ("notice:9", a.id, "第一次"), ("notice:9", b.id, "第一次"), ("notice:9", c.id, "第二次"),
+        ("notice:10", c.id, "别的通知")]
 
 
 def test_template_message_to_a_follower(session, make_member, make_sender, wechat_api):
