@@ -61,6 +61,9 @@ class Incoming:
     media_id: str = ""
     msg_id: str = ""
     create_time: int = 0
+    # Every field of the pushed XML as text, by its WeChat name ("Recognition", "Status", "ScanResult"
+    # …; those of ScanCodeInfo and the like flattened one level), for what the fields above omit.
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
