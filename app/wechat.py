@@ -3,17 +3,20 @@
 Only protocol lives here; what a message means is decided in handlers/.
 """
 
+import hashlib
 import logging
 import time
-from xml.etree import ElementTree
 from xml.parsers.expat import ExpatError
 
 import redis
+from defusedxml import DefusedXmlException
+from defusedxml.xmlrpc import DefusedExpatParser
 from flask import Blueprint, Response, current_app, request
-from wechatpy import create_reply, parse_message
+from wechatpy import create_reply
 from wechatpy.crypto import WeChatCrypto
+from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.messages import TextMessage
+from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.utils import check_signature
 
 from app.extensions import ReplyPathRedis, db, get_redis
@@ -31,10 +34,29 @@ PENDING = "\x00pending"  # the reply cache's value while the first delivery is b
 SUCCESS = "success"  # what WeChat expects when there is nothing to say
 # Events after which WeChat allows a few customer-service messages (a menu click, a follow, a scan).
 WINDOW_EVENTS = ("click", "subscribe", "scan", "scancode_push", "scancode_waitmsg")
+NONCE_PREFIX = "lx:wx:nonce:"  # + timestamp:nonce -> a hash of the first body seen with them
+
+# Fields WeChat sends as text (at any depth): an element inside one of them is not WeChat's.
+SCALAR_FIELDS = frozenset({
+    "ToUserName", "FromUserName", "CreateTime", "MsgType", "MsgId", "MsgID", "MsgDataId", "Idx",
+    "Content", "PicUrl", "MediaId", "Format", "Recognition", "ThumbMediaId", "Location_X",
+    "Location_Y", "Scale", "Label", "Poiname", "Title", "Description", "Url", "Event", "EventKey",
+    "Ticket", "Latitude", "Longitude", "Precision", "Status", "MenuId", "ScanType", "ScanResult",
+    "Count", "PicMd5Sum", "TotalCount", "FilterCount", "SentCount", "ErrorCount", "Encrypt",
+    "AppId", "PagePath", "ThumbUrl", "SessionFrom", "TemplateId", "SubscribeStatusString",
+    "PopupScene", "ErrorCode", "ErrorStatus",
+})
+# Containers (ScanCodeInfo, SendLocationInfo, SendPicsInfo/PicList/item, SubscribeMsgPopupEvent/List
+# …) nest at most this deep, the root <xml> counting as 1.
+MAX_DEPTH = 8
 
 
 class BadRequest(Exception):
     """The body is not a message we can read (400)."""
+
+
+class Replayed(Exception):
+    """A (timestamp, nonce) seen before with another body (403)."""
 
 
 def _plain(text: str, status: int = 200) -> Response:
@@ -65,23 +87,82 @@ def _cryptos() -> list[WeChatCrypto]:
     return [WeChatCrypto(cfg["WECHAT_TOKEN"], key, cfg["WECHAT_APP_ID"]) for key in keys]
 
 
-def _check_xml(data: bytes) -> None:
-    """Refuse a DOCTYPE (and with it every entity declaration, XXE and entity expansion).
+class _Reader:
+    """What defusedxml's expat parser builds from a pushed document, in one pass: `top`, the root's
+    children (text, or for a container a dict of its text children), and the checks of the shape
+    WeChat sends: root <xml>, no field twice, nothing inside a text field, bounded depth."""
 
-    A DOCTYPE can only stand before the root element, so looking at the prolog is enough; the one
-    parse that follows (xmltodict, inside wechatpy) also refuses entity declarations by itself.
-    """
-    prolog = data.split(b"<xml", 1)[0]
-    if b"<!" in prolog:
-        raise BadRequest("DOCTYPE or markup declaration before the root element")
+    __slots__ = ("top", "stack", "text", "inner")
+
+    def __init__(self) -> None:
+        self.top: dict[str, str | dict] = {}
+        self.stack: list[list] = []  # [tag, has children] of the open elements
+        self.text: list[str] = []
+        self.inner: dict[str, str] = {}  # the text children of the open top-level container
+
+    def xml(self, encoding, standalone) -> None:
+        pass
+
+    def start(self, tag: str, attrs) -> None:
+        stack = self.stack
+        if stack:
+            parent = stack[-1]
+            if parent[0] in SCALAR_FIELDS:
+                raise BadRequest(f"an element inside {parent[0]}")
+            parent[1] = True
+            if len(stack) >= MAX_DEPTH:
+                raise BadRequest("nested too deep")
+            if len(stack) == 1:
+                self.inner = {}
+        elif tag != "xml":
+            raise BadRequest(f"root <{tag[:40]}>")
+        stack.append([tag, False])
+        self.text = []
+
+    def data(self, text: str) -> None:
+        self.text.append(text)
+
+    def end(self, tag: str) -> None:
+        depth = len(self.stack)
+        has_children = self.stack.pop()[1]
+        if depth == 2:
+            if tag in self.top:
+                raise BadRequest(f"{tag[:40]} twice")
+            self.top[tag] = self.inner if has_children else "".join(self.text).strip()
+        elif depth == 3 and not has_children:
+            self.inner.setdefault(tag, "".join(self.text).strip())
 
 
-def _decrypt(body: bytes, args) -> str:
+def _read(data: bytes) -> dict[str, str | dict]:
+    """Read a pushed XML document (outer body or decrypted message) into its top-level fields.
+
+    Any DTD, entity declaration or external reference is refused wherever it stands (defusedxml),
+    and so is every shape WeChat never sends (BadRequest)."""
+    reader = _Reader()
+    parser = DefusedExpatParser(reader, forbid_dtd=True)
+    parser.feed(data)
+    parser.close()
+    return reader.top
+
+
+def _flatten(top: dict[str, str | dict]) -> dict[str, str]:
+    """Every field as text: the top-level ones, then those of containers (one level) not already there."""
+    fields = {name: value for name, value in top.items() if isinstance(value, str)}
+    for value in top.values():
+        if isinstance(value, dict):
+            for name, text in value.items():
+                fields.setdefault(name, text)
+    return fields
+
+
+def _decrypt(encrypt: str, args, cryptos: list[WeChatCrypto]) -> tuple[str, WeChatCrypto]:
+    """Return the decrypted message and the crypto (key) that decrypted it, which encrypts the reply."""
     last_error: Exception | None = None
-    for crypto in _cryptos():
+    for crypto in cryptos:
         try:
-            return crypto.decrypt_message(body, args.get("msg_signature", ""),
-                                          args.get("timestamp", ""), args.get("nonce", ""))
+            xml = crypto.decrypt_message({"Encrypt": encrypt}, args.get("msg_signature", ""),
+                                         args.get("timestamp", ""), args.get("nonce", ""))
+            return xml, crypto
         except InvalidSignatureException:
             raise
         except InvalidAppIdException as exc:
@@ -91,35 +172,74 @@ def _decrypt(body: bytes, args) -> str:
     raise BadRequest(f"cannot decrypt: {last_error!r}")
 
 
-def _parse(xml: str):
-    """Return wechatpy's message object. Text messages, most of the traffic and flat by protocol,
-    are read with the standard library's C parser into wechatpy's TextMessage, exactly as
-    `parse_message` (xmltodict, three times slower) would; everything else goes to `parse_message`.
-    Called after `_check_xml`, so there is no DOCTYPE and no entity to expand."""
-    root = ElementTree.fromstring(xml)
-    fields = {child.tag: (child.text or "").strip() or None for child in root}
-    if root.tag == "xml" and fields.get("MsgType") == "text" and all(len(child) == 0 for child in root):
-        return TextMessage(fields)
-    return parse_message(xml)
+def _open(body: bytes, args) -> tuple[dict[str, str | dict], WeChatCrypto | None]:
+    """The message's top-level fields and the crypto that must encrypt the reply (None: plain).
+
+    Safe mode (only Encrypt) and compatible mode (plain fields and Encrypt) with a key: verified
+    by msg_signature and decrypted, the reply encrypted; compatible mode without a key: the plain
+    fields, the reply plain. With a key a plain push is refused."""
+    outer = _read(body)
+    encrypted = args.get("encrypt_type", "raw").lower() == "aes"
+    cryptos = _cryptos()
+    if cryptos:
+        if not encrypted:
+            raise BadRequest("safe mode: plain messages are not accepted")
+        encrypt = outer.get("Encrypt")
+        if not encrypt:
+            raise BadRequest("encrypt_type=aes but no Encrypt")
+        xml, crypto = _decrypt(encrypt, args, cryptos)
+        return _read(xml.encode("utf-8")), crypto
+    if "Encrypt" in outer and "MsgType" not in outer:
+        raise BadRequest("encrypted message but no WECHAT_AES_KEY set")
+    return outer, None
 
 
-def _to_incoming(msg) -> Incoming:
-    msg_type = msg.type
-    if msg_type == "text":  # most of the traffic: read only the fields a text message has
-        return Incoming(openid=msg.source, msg_type=msg_type, content=msg.content or "",
-                        msg_id=str(msg.id or ""), create_time=msg.time or 0)
-    event = getattr(msg, "event", "") or ""
-    key = getattr(msg, "key", "") or getattr(msg, "scene_id", "") or ""
-    latitude = getattr(msg, "latitude", None)
-    longitude = getattr(msg, "longitude", None)
-    if msg_type == "location":  # a location *message* (not the LOCATION event)
-        latitude, longitude = getattr(msg, "location_x", None), getattr(msg, "location_y", None)
+def _to_incoming(top: dict[str, str | dict]) -> Incoming:
+    """The message as the handlers see it, from the raw fields (whatever wechatpy knows)."""
+    openid = top.get("FromUserName")
+    msg_type = top.get("MsgType", "").lower()
+    if not openid:
+        raise BadRequest("no sender")
+    if not msg_type:
+        raise BadRequest("no MsgType")
+    fields = _flatten(top)
+    create_time = int(top.get("CreateTime") or 0)
+    msg_id = top.get("MsgId") or top.get("MsgID") or ""
+    if msg_type == "text":  # most of the traffic
+        return Incoming(openid=openid, msg_type=msg_type, content=top.get("Content", ""),
+                        msg_id=msg_id, create_time=create_time, fields=fields)
+    event = top.get("Event", "").lower()
+    key = top.get("EventKey", "")
+    if event == "subscribe" and key.startswith("qrscene_"):
+        key = key[len("qrscene_"):]
     return Incoming(
-        openid=msg.source, msg_type=msg_type, content=getattr(msg, "content", "") or "",
-        event=event.lower(), key=str(key), latitude=_float(latitude), longitude=_float(longitude),
-        media_id=getattr(msg, "media_id", "") or "", msg_id=str(msg.id or ""),
-        create_time=msg.time or 0,
+        openid=openid, msg_type=msg_type, content=top.get("Content", ""), event=event, key=key,
+        latitude=_float(fields.get("Latitude") or fields.get("Location_X")),
+        longitude=_float(fields.get("Longitude") or fields.get("Location_Y")),
+        media_id=top.get("MediaId", ""), msg_id=msg_id, create_time=create_time, fields=fields,
     )
+
+
+def _message(top: dict, message: Incoming):
+    """wechatpy's object for the message, built from the fields read (for the reply), as
+    `wechatpy.parse_message` would pick it (an empty field is absent: None, as xmltodict has it)."""
+    top = {name: value for name, value in top.items() if value != ""}
+    if message.msg_type != "event":
+        return MESSAGE_TYPES.get(message.msg_type, UnknownMessage)(top)
+    event = message.event
+    if event == "subscribe" and top.get("EventKey", "").startswith("qrscene_"):
+        event = "subscribe_scan"
+        top["Event"], top["EventKey"] = event, message.key
+    elif event == "subscribe" and top.get("EventKey", "").startswith(("scanbarcode|", "scanimage|")):
+        event = top["Event"] = "subscribe_scan_product"
+    return EVENT_TYPES.get(event, UnknownMessage)(top)
+
+
+def _parse(xml: bytes | str):
+    """(wechatpy's message object, Incoming) of a plain message."""
+    top = _read(xml.encode("utf-8") if isinstance(xml, str) else xml)
+    message = _to_incoming(top)
+    return _message(top, message), message
 
 
 def _float(value) -> float | None:
@@ -127,6 +247,15 @@ def _float(value) -> float | None:
         return float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _nonce_guard(args, body: bytes) -> tuple[str, str, int]:
+    """(Redis key, body hash, seconds to keep): binds the request's timestamp and nonce to its body
+    for as long as the timestamp is accepted, since the plain signature does not cover the body."""
+    timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+    keep = int(timestamp) + current_app.config["WECHAT_TIMESTAMP_TOLERANCE"] - int(time.time()) + 1
+    return (f"{NONCE_PREFIX}{timestamp}:{nonce}", hashlib.blake2b(body, digest_size=16).hexdigest(),
+            max(1, keep))
 
 
 def _dedup_key(message: Incoming) -> str:
@@ -212,58 +341,63 @@ def receive():
         return _plain("invalid signature", 403)
     if not _fresh(args.get("timestamp", "")):
         return _plain("stale timestamp", 403)
-    encrypted = args.get("encrypt_type", "raw").lower() == "aes"
     try:
-        _check_xml(body)
-        if encrypted:
-            if not cfg["WECHAT_AES_KEY"]:
-                raise BadRequest("encrypted message but no WECHAT_AES_KEY set")
-            xml = _decrypt(body, args)
-            _check_xml(xml.encode("utf-8"))
-        elif cfg["WECHAT_AES_KEY"]:
-            raise BadRequest("safe mode: plain messages are not accepted")
-        else:
-            xml = body.decode("utf-8")
-        msg = _parse(xml)
-        if msg is None or not getattr(msg, "source", None):
-            raise BadRequest("no sender")
-        message = _to_incoming(msg)
+        top, crypto = _open(body, args)
+        message = _to_incoming(top)
+        msg = _message(top, message)
     except InvalidSignatureException:
         return _plain("invalid signature", 403)
     except BadRequest as exc:
         log.info("bad webhook body: %s", exc)
         return _plain("bad request", 400)
-    except (ExpatError, ElementTree.ParseError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (ExpatError, DefusedXmlException, ValueError) as exc:
         log.info("unreadable webhook message: %r", exc)
         return _plain("bad request", 400)
 
-    reply = _reply_once(message, started)
-    return _render(reply, msg, encrypted, args)
+    try:
+        reply = _reply_once(message, started, _nonce_guard(args, body))
+    except Replayed:
+        log.warning("timestamp %s and nonce %s came back with another body; refused",
+                    args.get("timestamp"), args.get("nonce"))
+        return _plain("replayed request", 403)
+    return _render(reply, msg, crypto, args)
 
 
-def _reply_once(message: Incoming, started: float) -> str:
+def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) -> str:
     cfg = current_app.config
     cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"],
                        current_app.extensions["redis_reply_path"])
     roles: RoleCache | None = current_app.extensions["roles"]
     key = _dedup_key(message)
-    # One round trip before handling, the only one the hot path affords: the claim; the user wrote
-    # (a 48-hour customer-service window opens) or clicked a menu, followed or scanned (a one-minute
-    # window), read by the sender; and the caller's cached role, last.
-    also = []
+    # One round trip before handling, the only one the hot path affords: the claim; the request's
+    # timestamp and nonce bound to its body (first come) and read back; the user wrote (a 48-hour
+    # customer-service window opens) or clicked a menu, followed or scanned (a one-minute window),
+    # read by the sender; and the caller's cached role, last.
+    nonce_key, digest, keep = guard
+    also = [("SET", nonce_key, digest, "NX", "EX", keep), ("GET", nonce_key)]
     if message.msg_type != "event" or message.event in WINDOW_EVENTS:
         also += custom_window_commands(message.openid, time.time(), event=message.msg_type == "event")
     if roles is not None:
         also.append(RoleCache.fetch(message.openid))
 
-    claimed, answers = cache.claim(key, *also)
+    def claim():
+        claimed, answers = cache.claim(key, *also)
+        # Another body seen with this timestamp and nonce: a replayed query string (in plain mode
+        # the signature does not cover the body). The same body again is WeChat's retry.
+        if answers and answers[1] not in (None, digest):
+            if claimed:
+                cache.release(key)
+            raise Replayed
+        return claimed, answers
+
+    claimed, answers = claim()
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
         if reply is not None:
             return reply
         # Still running elsewhere (say nothing), or it failed and let go: then handle it here.
-        claimed, answers = cache.claim(key, *also)
+        claimed, answers = claim()
         if claimed is False:
             return ""
     cached_role = answers[-1] if roles is not None and answers else None  # [generation, entry]
@@ -298,10 +432,11 @@ def _reply_once(message: Incoming, started: float) -> str:
     return reply
 
 
-def _render(reply: str, msg, encrypted: bool, args) -> Response:
+def _render(reply: str, msg, encrypted: WeChatCrypto | None, args) -> Response:
+    """`encrypted`: the crypto (key) that decrypted the message, which encrypts the reply; None: plain."""
     if not reply:
         return _plain(SUCCESS)
     xml = create_reply(reply, msg).render()
-    if encrypted:
-        xml = _cryptos()[0].encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
+    if encrypted is not None:
+        xml = encrypted.encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
     return Response(xml, mimetype="application/xml")

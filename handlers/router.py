@@ -265,7 +265,7 @@ class Router:
         event = message.event
         if event == "click" and message.key in self._clicks:
             return self.run_text(self._clicks[message.key], message, ctx)
-        if event in ("scan", "subscribe_scan") and message.key:
+        if event in ("scan", "subscribe", "subscribe_scan") and message.key:
             reply = self._dispatch_scene(message, ctx)
             if event == "scan":
                 return reply

@@ -243,9 +243,8 @@ def test_safe_mode_accepts_the_previous_key_while_rotating(app_factory):
     params, body = old_sender.signed_request(old_sender.text_fields("o1", "帮助"))
     response = post(client, params, body)
     assert response.status_code == 200
-    # The reply is encrypted with the current key.
-    current = Simulator("/wechat", TOKEN, APP_ID, AES_KEY)
-    assert "可用指令" in current.read_reply(200, response.get_data(as_text=True)).content
+    # The reply is encrypted with the key that decrypted the message, as WeChat does it.
+    assert "可用指令" in old_sender.read_reply(200, response.get_data(as_text=True)).content
 
 
 def test_safe_mode_garbage_ciphertext_is_400(safe_app):
@@ -424,7 +423,7 @@ def test_a_retry_waiting_on_a_delivery_that_crashes_handles_the_message_itself(l
        msg_id=st.integers(min_value=0, max_value=2**63 - 1))
 def test_text_messages_parse_as_wechatpy_parses_them(content, msg_id):
     xml = build_xml(Simulator("/wechat", TOKEN, APP_ID).text_fields("o-中文", content, msg_id=msg_id))
-    ours, theirs = wechat._parse(xml), parse_message(xml)
+    ours, theirs = wechat._parse(xml)[0], parse_message(xml)
     assert type(ours) is type(theirs)
     for name in ("type", "source", "target", "content", "id", "time"):
         assert getattr(ours, name) == getattr(theirs, name), name
