@@ -4,13 +4,15 @@ import logging
 import os
 from pathlib import Path
 
+import redis
 from dotenv import load_dotenv
 from flask import Flask, jsonify
 from flask.sessions import SessionInterface
+from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api
-from app.extensions import db, engine_options, init_redis, migrate
+from app.extensions import db, engine_options, get_redis, init_redis, migrate
 from config import load_config
 from handlers import build_router
 
@@ -77,7 +79,31 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify(status="ok")
+        """The database and Redis, each "ok" or "error"; 503 when either fails."""
+        checks = {"database": _database_ok, "redis": _redis_ok}
+        states = {name: "ok" if check(app) else "error" for name, check in checks.items()}
+        healthy = all(state == "ok" for state in states.values())
+        response = jsonify(status="ok" if healthy else "unavailable", **states)
+        response.status_code = 200 if healthy else 503
+        return response
+
+
+def _database_ok(app: Flask) -> bool:
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # any driver's failure: the check answers, it does not crash
+        app.logger.warning("health check: the database is unreachable", exc_info=True)
+        return False
+
+
+def _redis_ok(app: Flask) -> bool:
+    try:
+        return bool(get_redis(app).ping())
+    except redis.RedisError:
+        app.logger.warning("health check: Redis is unreachable", exc_info=True)
+        return False
 
 
 def start_scheduler(app: Flask) -> None:

@@ -307,10 +307,10 @@ def test_unionid_link_is_skipped_when_the_openid_is_held_by_a_deactivated_member
     assert response.status_code == 200 and response.get_json()["member"] is None
 
 
-def test_a_dead_redis_is_a_json_500_not_a_stack_trace(app_factory, wechat_api):
+def test_a_dead_redis_is_a_json_503_not_a_stack_trace(app_factory, wechat_api):
     client = app_factory(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2).test_client()
     code = fresh_code()
     wechat_api.add_code(code, "mp-1")
-    body = assert_error(client.post(LOGIN, json={"code": code}), 500, "internal_error")
+    body = assert_error(client.post(LOGIN, json={"code": code}), 503, "unavailable")
     assert body["details"] == {}
-    assert_error(client.get("/api/v1/me", headers={"Authorization": "Bearer x"}), 500, "internal_error")
+    assert_error(client.get("/api/v1/me", headers={"Authorization": "Bearer x"}), 503, "unavailable")

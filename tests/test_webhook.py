@@ -381,7 +381,7 @@ def test_dead_redis_does_not_break_replies(app_factory):
 
 
 def test_healthz(client):
-    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/healthz").json == {"status": "ok", "database": "ok", "redis": "ok"}
 
 
 def test_a_retry_waiting_on_a_delivery_that_crashes_handles_the_message_itself(live_server):

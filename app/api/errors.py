@@ -3,6 +3,7 @@
 import logging
 import re
 
+import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -28,6 +29,7 @@ HTTP_ERRORS = {
     429: ("rate_limited", "操作过于频繁，请稍后再试。"),
     500: ("internal_error", "服务器内部错误，请稍后再试。"),
     502: ("upstream_error", "微信服务暂时不可用，请稍后再试。"),
+    503: ("unavailable", "服务暂时不可用，请稍后再试。"),
 }
 
 # marshmallow's messages → Chinese, for the field errors shown in `details`.
@@ -137,6 +139,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(RosterFileError)
     def roster_file_error(error: RosterFileError):
         return error_response(400, "bad_file", str(error))
+
+    @app.errorhandler(redis.RedisError)
+    def redis_unavailable(error: redis.RedisError):
+        # Sessions, rate limits and logins live in Redis: without it the API cannot answer.
+        if not request.path.startswith(PREFIX):
+            raise error
+        log.warning("Redis unreachable on %s %s: %r", request.method, request.path, error)
+        code, message = HTTP_ERRORS[503]
+        return error_response(503, code, message)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
