@@ -60,8 +60,9 @@ class Reply:
 
 class Simulator:
     def __init__(self, url: str, token: str, app_id: str = "", aes_key: str = "",
-                 account: str = "gh_lianxin", post: Poster | None = None) -> None:
+                 account: str = "gh_lianxin", post: Poster | None = None, compatible: bool = False) -> None:
         self.url = url
+        self.compatible = compatible  # with a key: the plain fields beside Encrypt (兼容模式)
         self.token = token
         self.account = account
         self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
@@ -110,7 +111,8 @@ class Simulator:
             return params, xml.encode("utf-8")
         encrypted = xmltodict.parse(self.crypto.encrypt_message(xml, nonce, timestamp))["xml"]
         params.update(encrypt_type="aes", msg_signature=encrypted["MsgSignature"])
-        body = build_xml({"ToUserName": self.account, "Encrypt": encrypted["Encrypt"]})
+        outer = dict(fields) if self.compatible else {"ToUserName": self.account}
+        body = build_xml({**outer, "Encrypt": encrypted["Encrypt"]})
         return params, body.encode("utf-8")
 
     def send(self, fields: dict) -> Reply:
