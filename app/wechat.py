@@ -114,9 +114,15 @@ def _to_incoming(msg) -> Incoming:
     longitude = getattr(msg, "longitude", None)
     if msg_type == "location":  # a location *message* (not the LOCATION event)
         latitude, longitude = getattr(msg, "location_x", None), getattr(msg, "location_y", None)
+    # Every field as text, ScanCodeInfo and the like flattened (a stop-gap until the parser's rework).
+    fields = {}
+    for name, value in (getattr(msg, "_data", None) or {}).items():
+        fields.update({k: str(v or "") for k, v in value.items()} if isinstance(value, dict)
+                      else {name: str(value or "")})
     return Incoming(
-        openid=msg.source, msg_type=msg_type, content=getattr(msg, "content", "") or "",
-        event=event.lower(), key=str(key), latitude=_float(latitude), longitude=_float(longitude),
+        openid=msg.source, msg_type=fields.get("MsgType") or msg_type, content=getattr(msg, "content", "") or "",
+        event=(fields.get("Event") or event).lower(), key=str(key), fields=fields,
+        latitude=_float(latitude), longitude=_float(longitude),
         media_id=getattr(msg, "media_id", "") or "", msg_id=str(msg.id or ""),
         create_time=msg.time or 0,
     )
@@ -278,7 +284,7 @@ def _reply_once(message: Incoming, started: float) -> str:
 
     try:
         reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg,
-                                                          role_of=role_of) or ""
+                                                          role_of=role_of, dedup_key=key) or ""
     except Exception:
         log.exception("handler failed for %s", key)
         db.session.rollback()
