@@ -310,7 +310,10 @@ class Router:
 
     def _voice(self, message: Incoming, ctx: Context) -> str | None:
         """A voice message is handled as the text WeChat recognised in it, if any."""
-        spoken = (message.fields.get("Recognition") or "").strip().rstrip(_SPOKEN_END).strip()
+        recognised = message.fields.get("Recognition") or ""
+        if _CONTROL.search(recognised):
+            return CONTROL_HINT
+        spoken = recognised.strip().rstrip(_SPOKEN_END).strip()
         if not spoken:
             return VOICE_HINT
         return self.run_text(spoken, message, ctx)
