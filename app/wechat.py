@@ -23,6 +23,7 @@ from app.extensions import ReplyPathRedis, db, get_redis
 from app.roles import RoleCache
 from handlers import Incoming
 from models import now_utc
+from models.handled import store_reply
 from models.member import role_for_openid
 from models.outbox import enqueue
 from scheduler.sender import custom_window_commands
@@ -412,7 +413,7 @@ def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) 
 
     try:
         reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg,
-                                                          role_of=role_of) or ""
+                                                          role_of=role_of, dedup_key=key) or ""
     except Exception:
         log.exception("handler failed for %s", key)
         db.session.rollback()
@@ -424,6 +425,7 @@ def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) 
         # message, and give the retries "success" so the user does not get it twice.
         enqueue(db.session, source=f"late-reply:{key}", openid=message.openid, body=reply, kind="reply")
         db.session.commit()
+        store_reply(db.session, key, "")  # a retry that reaches the database backstop must not repeat it
         log.warning("reply to %s missed the deadline; queued as a customer-service message", key)
         reply = ""
     if claimed:

@@ -26,7 +26,7 @@ def register(router: Router) -> None:
     help_texts: dict[str | None, str] = {}
 
     @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
-                    pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}")
+                    pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)
     def bind(message: Incoming, ctx: Context) -> str:
         name, phone = ctx.match.groups()
         member = bind_openid(
@@ -37,7 +37,7 @@ def register(router: Router) -> None:
         return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
                 "发送「帮助」查看可用指令。")
 
-    @router.command("解绑", summary="解绑 — 解除微信与身份的绑定", needs_member=True)
+    @router.command("解绑", summary="解绑 — 解除微信与身份的绑定", needs_member=True, effect=True)
     def unbind(message: Incoming, ctx: Context) -> str:
         member = unbind_openid(ctx.session, message.openid)
         return f"已解除「{member.name}」与本微信号的绑定。"

@@ -167,7 +167,7 @@ def _checkin_reply(result, ctx: Context) -> str:
 def register_commands(router: Router) -> None:
     @router.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
                     pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
-                    usage=NEW_USAGE, roles=MANAGER_ROLES)
+                    usage=NEW_USAGE, roles=MANAGER_ROLES, effect=True)
     def new_activity(message: Incoming, ctx: Context) -> str:
         starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
         if ends_at is not None and ends_at <= starts_at:
@@ -201,7 +201,7 @@ def register_commands(router: Router) -> None:
         return "\n".join(lines)
 
     @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d+)", usage="报名 #编号",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def sign_up(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
         reg = register_for(ctx.session, activity, ctx.member, ctx.now)
@@ -211,7 +211,7 @@ def register_commands(router: Router) -> None:
 
     @router.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
                     pattern=r"#?(?P<n>\d+)", usage="取消报名 #编号",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def cancel(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
         cancel_registration(ctx.session, activity, ctx.member, ctx.now)
@@ -219,7 +219,7 @@ def register_commands(router: Router) -> None:
 
     @router.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
                     pattern=r"(?:#?(?P<n>\d+) )?(?P<code>\d+)", usage="签到 签到码，例如：签到 123456",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def sign_in(message: Incoming, ctx: Context) -> str:
         activity_id = int(ctx.match["n"]) if ctx.match["n"] else None
         result = check_in_by_code(ctx.session, ctx.member, ctx.match["code"], now=ctx.now,
@@ -234,7 +234,7 @@ def register_commands(router: Router) -> None:
         return _checkin_reply(result, ctx)
 
     @router.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
-                    pattern=r"#?(?P<n>\d+) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES)
+                    pattern=r"#?(?P<n>\d+) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES, effect=True)
     def proxy(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
         result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
@@ -244,7 +244,7 @@ def register_commands(router: Router) -> None:
                 f"当前已签到：{result.count}人")
 
     @router.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
-                    pattern=r"#?(?P<n>\d+)", usage="签退 #编号", needs_member=True)
+                    pattern=r"#?(?P<n>\d+)", usage="签退 #编号", needs_member=True, effect=True)
     def sign_out(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
         checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
@@ -280,7 +280,7 @@ def register_commands(router: Router) -> None:
 
     @router.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
                     pattern=r"#?(?P<n>\d+)(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
-                    roles=MANAGER_ROLES)
+                    roles=MANAGER_ROLES, effect=True)
     def rotate(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
         on = ctx.match["off"] != "关闭"
@@ -292,7 +292,7 @@ def register_commands(router: Router) -> None:
 
     @router.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
                     pattern=r"#?(?P<n>\d+)(?: (?P<radius>\d+)米?)?", usage="活动位置 #编号 [半径米]",
-                    roles=MANAGER_ROLES)
+                    roles=MANAGER_ROLES, effect=True)
     def venue(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
         user = ctx.session.get(WechatUser, message.openid)
@@ -303,7 +303,7 @@ def register_commands(router: Router) -> None:
         return f"活动 {activity.number} 的签到地点已设为您当前位置，签到范围 {activity.radius_m} 米。"
 
     @router.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=r"(?P<op>关闭|开启)?",
-                    usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True)
+                    usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True, effect="args")
     def reminders(message: Incoming, ctx: Context) -> str:
         if ctx.match["op"]:
             on = ctx.match["op"] == "开启"

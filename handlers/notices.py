@@ -48,7 +48,7 @@ def _when(moment: datetime, tz: ZoneInfo) -> str:
 def register(router: Router) -> None:
     @router.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
                     "通知 编号 回执 / 再提醒",
-                    usage=NOTICE_USAGE, roles=MANAGERS)
+                    usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
     def notice(message: Incoming, ctx: Context) -> str:
         if not ctx.rest:
             return _notice_help(ctx)
@@ -91,7 +91,7 @@ def register(router: Router) -> None:
     @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
                     usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
                           "组织生活 改期 编号 2026-10-09 15:00",
-                    roles=MANAGERS)
+                    roles=MANAGERS, effect="args")
     def orglife(message: Incoming, ctx: Context) -> str:
         tz = _tz(ctx)
         rest = ctx.rest

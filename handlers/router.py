@@ -2,6 +2,13 @@
 
 A handler has one signature, `handler(message, ctx) -> str | None`; it calls the domain and returns
 the reply text (None: nothing to say). Domain errors become their Chinese message here.
+
+Idempotency: a command registered with `effect=True` (and every media and QR-scene handler) changes
+something, so before it runs the message's key (`dispatch(..., dedup_key=...)`) is inserted into the
+session's transaction (models.handled); the domain function's commit commits it with the action.
+A second delivery of the message finds the key and answers what the first one answered; a refusal
+(DomainError) rolls the key back with the action, so a retry tries again. Read-only commands write
+nothing.
 """
 
 import difflib
@@ -15,10 +22,17 @@ from functools import cached_property
 from sqlalchemy.orm import Session
 
 from models import DomainError, Member
+from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
 
 _SPACES = re.compile(r"\s+")
+# Control characters other than tab, LF and CR: not allowed in XML, never typed on purpose.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPOKEN_END = "。！？.!?"  # dropped from the end of a recognised voice message
 HELP_HINT = "发送「帮助」查看可用指令。"
+CONTROL_HINT = "消息中含有无法识别的控制字符，请删除后重新发送。"
+VOICE_HINT = "没能识别这条语音，请发送文字指令。" + HELP_HINT
+UNSUPPORTED_HINT = "暂时只能处理文字指令。" + HELP_HINT
 
 
 def normalize_text(text: str) -> str:
@@ -52,9 +66,9 @@ class Incoming:
     """A message or event from WeChat, reduced to what the handlers use."""
 
     openid: str
-    msg_type: str  # text, event, image, voice, video, location, link …
+    msg_type: str  # WeChat's MsgType: text, event, image, voice, video, location, link …
     content: str = ""
-    event: str = ""  # lower case: subscribe, unsubscribe, scan, click, location …
+    event: str = ""  # WeChat's Event: subscribe, unsubscribe, SCAN, CLICK, LOCATION … (any case)
     key: str = ""  # EventKey; for a scan-to-follow the "qrscene_" prefix is removed
     latitude: float | None = None
     longitude: float | None = None
@@ -79,6 +93,8 @@ class Context:
     rest: str = ""  # the text after the command keyword (folded: half-width, single spaces)
     match: re.Match | None = None
     typed: str = ""  # the text as typed (`rest` is the end of it, folded)
+    dedup_key: str = ""  # the message's identity; "" : not de-duplicated in the database
+    claimed: bool = False  # the key is in the session's transaction (an effect is under way)
 
     def original(self, start: int = 0) -> str:
         """The text from `rest[start:]` on as the user typed it: full-width punctuation, line breaks
@@ -126,6 +142,12 @@ class Command:
     usage: str = ""  # shown when the arguments do not match
     roles: tuple[str, ...] = ()  # empty: anyone; else only bound members with one of these roles
     needs_member: bool = False
+    # True: running the command changes something (it is made idempotent by the message's key);
+    # "args": only when arguments follow the keyword (组织生活 alone lists, 组织生活 … sets); False: reads.
+    effect: bool | str = False
+
+    def has_effect(self, rest: str) -> bool:
+        return self.effect is True or (self.effect == "args" and bool(rest))
 
     def allowed_for(self, role: str | None) -> bool:
         """Whether a caller with `role` (None: not bound) may run the command."""
@@ -134,32 +156,50 @@ class Command:
         return not self.needs_member or role is not None
 
 
+def _form(word: str) -> str:
+    """The form a command word is compared in: a Latin one in lower case."""
+    return word.lower() if word.isascii() else word
+
+
+class _Duplicate(Exception):
+    """This delivery repeats a message already handled: answer `reply` (stored by the first)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
 class Router:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self._by_word: dict[str, Command] = {}
-        self._longest_first: list[str] = []  # the words, longest first: "取消报名" before "报名"
+        # The words, longest first ("取消报名" before "报名"), each with the form it is compared in:
+        # a Latin word case-insensitively ("HELP" is "help").
+        self._longest_first: list[tuple[str, str, bool]] = []
         self._events: dict[str, Handler] = {}
         self._clicks: dict[str, str] = {}
-        self._scenes: dict[str, Handler] = {}
-        self._media: dict[str, Handler] = {}
+        self._scenes: dict[str, tuple[Handler, bool]] = {}
+        self._media: dict[str, tuple[Handler, bool]] = {}
 
     # Registration -------------------------------------------------------------------------
     def command(self, keyword: str, *, aliases=(), summary="", pattern: str | None = None, usage="",
-                roles=(), needs_member=False) -> Callable[[Handler], Handler]:
-        """Register a text command under its keyword and aliases."""
+                roles=(), needs_member=False, effect: bool | str = False) -> Callable[[Handler], Handler]:
+        """Register a text command under its keyword and aliases; `effect` says whether it changes
+        anything (see Command.effect)."""
+        if effect not in (True, False, "args"):
+            raise ValueError(f"effect must be True, False or 'args', not {effect!r}")
 
         def decorator(handler: Handler) -> Handler:
             cmd = Command(keyword, handler, tuple(aliases), summary,
                           re.compile(pattern) if pattern is not None else None, usage or keyword,
-                          tuple(roles), needs_member or bool(roles))
+                          tuple(roles), needs_member or bool(roles), effect)
             for word in (keyword, *cmd.aliases):
                 if not word or normalize_text(word) != word or " " in word:
                     raise ValueError(f"invalid command word {word!r}")
-                if word in self._by_word:
+                if _form(word) in {_form(w) for w in self._by_word}:
                     raise ValueError(f"command word {word!r} registered twice")
                 self._by_word[word] = cmd
-            self._longest_first = sorted(self._by_word, key=len, reverse=True)
+            self._longest_first = [(w, _form(w), w.isascii()) for w in sorted(self._by_word, key=len, reverse=True)]
             self.commands.append(cmd)
             return handler
 
@@ -174,20 +214,22 @@ class Router:
 
         return decorator
 
-    def scene(self, prefix: str) -> Callable[[Handler], Handler]:
-        """Register the handler of parametric QR codes whose scene starts with `prefix`."""
+    def scene(self, prefix: str, *, effect: bool = True) -> Callable[[Handler], Handler]:
+        """Register the handler of parametric QR codes whose scene starts with `prefix` (it has an
+        effect, such as a sign-in, unless `effect=False`)."""
 
         def decorator(handler: Handler) -> Handler:
-            self._scenes[prefix] = handler
+            self._scenes[prefix] = (handler, effect)
             return handler
 
         return decorator
 
-    def media(self, msg_type: str) -> Callable[[Handler], Handler]:
-        """Register the handler of a non-text message type (image, voice …)."""
+    def media(self, msg_type: str, *, effect: bool = True) -> Callable[[Handler], Handler]:
+        """Register the handler of a non-text message type (image …; it has an effect, such as a
+        photo attached, unless `effect=False`). A voice message is read as its recognised text."""
 
         def decorator(handler: Handler) -> Handler:
-            self._media[msg_type] = handler
+            self._media[msg_type.lower()] = (handler, effect)
             return handler
 
         return decorator
@@ -199,25 +241,52 @@ class Router:
     # Dispatch -----------------------------------------------------------------------------
     def dispatch(self, message: Incoming, session: Session, now: datetime,
                  settings: Mapping | None = None, *,
-                 role_of: Callable[[str], str | None] | None = None) -> str | None:
-        """Return the reply to a message (None: nothing to say)."""
+                 role_of: Callable[[str], str | None] | None = None, dedup_key: str = "") -> str | None:
+        """Return the reply to a message (None: nothing to say). With `dedup_key` (the message's
+        identity), a handler with an effect runs at most once per key, whatever Redis does."""
         ctx = Context(session=session, message=message, now=now, router=self, settings=settings or {},
-                      role_of=role_of)
+                      role_of=role_of, dedup_key=dedup_key)
         try:
-            if message.msg_type == "text":
-                return self.run_text(message.content, message, ctx)
-            if message.msg_type == "event":
-                return self._dispatch_event(message, ctx)
-            handler = self._media.get(message.msg_type)
-            if handler:
-                return handler(message, ctx)
-            return "暂时只能处理文字指令。" + HELP_HINT
+            reply = self._dispatch(message, ctx)
+        except _Duplicate as duplicate:
+            return duplicate.reply or None
         except DomainError as exc:
             session.rollback()
+            if ctx.claimed:
+                store_refusal(session, dedup_key, exc.message)
             return exc.message
+        if ctx.claimed:
+            store_reply(session, dedup_key, reply or "")
+        return reply
+
+    def _dispatch(self, message: Incoming, ctx: Context) -> str | None:
+        kind = message.msg_type.lower()
+        if kind == "text":
+            return self.run_text(message.content, message, ctx)
+        if kind == "event":
+            return self._dispatch_event(message, ctx)
+        if kind == "voice" and "voice" not in self._media:
+            return self._voice(message, ctx)
+        handler, effect = self._media.get(kind, (None, False))
+        if handler is None:
+            return UNSUPPORTED_HINT  # video, shortvideo, link, file, location …
+        if effect:
+            self._claim(ctx)
+        return handler(message, ctx)
+
+    def _claim(self, ctx: Context) -> None:
+        """Put the message's key into the transaction before an effect; a repeat ends here."""
+        if not ctx.dedup_key or ctx.claimed:
+            return
+        first, reply = claim_message(ctx.session, ctx.dedup_key, ctx.now)
+        if not first:
+            raise _Duplicate(reply)
+        ctx.claimed = True
 
     def run_text(self, text: str, message: Incoming, ctx: Context) -> str | None:
-        """Run the command a text names (also used for menu clicks)."""
+        """Run the command a text names (also used for menu clicks, voice and scanned codes)."""
+        if _CONTROL.search(text or ""):
+            return CONTROL_HINT
         ctx.typed, text = text, normalize_text(text)
         if not text:
             return HELP_HINT
@@ -235,12 +304,25 @@ class Router:
             ctx.match = cmd.pattern.fullmatch(rest)
             if ctx.match is None:
                 return f"格式不对。用法：{cmd.usage}"
+        if cmd.has_effect(rest):
+            self._claim(ctx)
         return cmd.handler(message, ctx)
+
+    def _voice(self, message: Incoming, ctx: Context) -> str | None:
+        """A voice message is handled as the text WeChat recognised in it, if any."""
+        recognised = message.fields.get("Recognition") or ""
+        if _CONTROL.search(recognised):
+            return CONTROL_HINT
+        spoken = recognised.strip().rstrip(_SPOKEN_END).strip()
+        if not spoken:
+            return VOICE_HINT
+        return self.run_text(spoken, message, ctx)
 
     def match(self, text: str) -> tuple[Command, str] | None:
         """Return the command whose keyword starts `text` (the longest one) and the rest."""
-        for word in self._longest_first:
-            if text.startswith(word):
+        lower = text[:32].lower()  # keywords are short; only Latin ones are compared in lower case
+        for word, form, latin in self._longest_first:
+            if (lower.startswith(form) if latin else text.startswith(word)):
                 rest = text[len(word):]
                 # "帮助" matches "帮助" and "帮助 x", and a Chinese keyword may run into its
                 # arguments ("认领#12"); a Latin one must end at a word boundary ("help").
@@ -262,22 +344,59 @@ class Router:
         return f"没看懂「{text[:20]}」。" + HELP_HINT
 
     def _dispatch_event(self, message: Incoming, ctx: Context) -> str | None:
-        event = message.event
-        if event == "click" and message.key in self._clicks:
-            return self.run_text(self._clicks[message.key], message, ctx)
-        if event in ("scan", "subscribe", "subscribe_scan") and message.key:
-            reply = self._dispatch_scene(message, ctx)
-            if event == "scan":
-                return reply
-            # Following by scanning: welcome first, then what the code was for.
+        event = message.event.lower()
+        key = message.key
+        if event == "click" and key in self._clicks:
+            return self.run_text(self._clicks[key], message, ctx)
+        if event in ("scancode_waitmsg", "scancode_push"):
+            return self._scanned(message, ctx, waiting=event == "scancode_waitmsg")
+        # Following by scanning a parametric QR code: raw "subscribe" with EventKey "qrscene_<scene>"
+        # (wechatpy calls it "subscribe_scan" and removes the prefix).
+        if event == "subscribe_scan" or (event == "subscribe" and key and not key.startswith(("scanbarcode|",
+                                                                                            "scanimage|"))):
+            reply = self._dispatch_scene(key.removeprefix("qrscene_"), message, ctx)
             welcome = self._events["subscribe"](message, ctx) if "subscribe" in self._events else None
             return "\n\n".join(part for part in (welcome, reply) if part) or None
+        if event == "scan" and key:
+            return self._dispatch_scene(key, message, ctx)
         handler = self._events.get(event)
+        # An event nobody handles (PUBLISHJOBFINISH, card and store events …) gets no reply.
         return handler(message, ctx) if handler else None
 
-    def _dispatch_scene(self, message: Incoming, ctx: Context) -> str | None:
-        for prefix, handler in self._scenes.items():
-            if message.key.startswith(prefix):
-                ctx.rest = message.key[len(prefix):]
-                return handler(message, ctx)
-        return "该二维码已失效或无法识别。" + HELP_HINT
+    def _dispatch_scene(self, scene: str, message: Incoming, ctx: Context) -> str | None:
+        found = self._scene_for(scene)
+        if found is None:
+            return "该二维码已失效或无法识别。" + HELP_HINT
+        handler, rest = found
+        return self._run_scene(handler, rest, message, ctx)
+
+    def _scene_for(self, scene: str) -> tuple[tuple[Handler, bool], str] | None:
+        for prefix, entry in self._scenes.items():
+            if scene.startswith(prefix):
+                return entry, scene[len(prefix):]
+        return None
+
+    def _run_scene(self, entry: tuple[Handler, bool], rest: str, message: Incoming, ctx: Context) -> str | None:
+        handler, effect = entry
+        ctx.rest = rest
+        if effect:
+            self._claim(ctx)
+        return handler(message, ctx)
+
+    def _scanned(self, message: Incoming, ctx: Context, *, waiting: bool) -> str | None:
+        """A code scanned with a menu's scanner: a sign-in scene or a command is handled as such.
+        For scancode_waitmsg the client shows 消息接收中 until we answer, so it always gets a reply;
+        for scancode_push the client shows the result itself, so only a command or scene is answered."""
+        scanned = (message.fields.get("ScanResult") or "").strip()
+        found = self._scene_for(scanned) if scanned else None
+        if found is not None:
+            return self._run_scene(found[0], found[1], message, ctx)
+        if scanned and not _CONTROL.search(scanned) and self.match(normalize_text(scanned)) is not None:
+            return self.run_text(scanned, message, ctx)
+        if not waiting:
+            return None
+        if not scanned:
+            return "没有读到二维码的内容，请重新扫描。"
+        shown = _CONTROL.sub("", scanned)
+        shown = shown if len(shown) <= 100 else shown[:100] + "…"
+        return f"已收到扫码内容：{shown}\n这不是本公众号的指令或签到二维码。" + HELP_HINT

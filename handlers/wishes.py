@@ -86,7 +86,7 @@ def register(router: Router) -> None:
     # Grid heads publish too (a flag, not a role), so the domain decides who may.
     @router.command("发布心愿", summary="发布心愿 标题 详情 — 发布微心愿（书记、网格长）", pattern=r"(\S+) ?(.*)",
                     usage="发布心愿 标题 详情，例如：发布心愿 修水龙头 东湖小区3栋王奶奶家水龙头漏水",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def post(message: Incoming, ctx: Context) -> str:
         wish = post_wish(ctx.session, ctx.member, ctx.match[1], ctx.text(2), now=ctx.now,
                          points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
@@ -94,7 +94,7 @@ def register(router: Router) -> None:
                 f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
 
     @router.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
-                    usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True)
+                    usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
     def propose(message: Incoming, ctx: Context) -> str:
         wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
                             points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
@@ -102,7 +102,7 @@ def register(router: Router) -> None:
 
     @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记）",
                     pattern=NUMBER + r" ?(通过|不通过) ?(.*)", usage="审核 #12 通过，或 审核 #12 不通过 理由",
-                    roles=MANAGER_ROLES)
+                    roles=MANAGER_ROLES, effect=True)
     def review(message: Incoming, ctx: Context) -> str:
         number, verdict, _ = ctx.match.groups()
         wish = review_wish(ctx.session, ctx.member, int(number), verdict == "通过", ctx.text(3), now=ctx.now)
@@ -145,7 +145,7 @@ def register(router: Router) -> None:
         return "\n".join(lines)
 
     @router.command("认领", summary="认领 #编号 — 认领心愿", pattern=NUMBER, usage="认领 #12",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def claim(message: Incoming, ctx: Context) -> str:
         wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now,
                           max_open=_setting(ctx, "WISH_MAX_OPEN_CLAIMS", 3),
@@ -157,13 +157,13 @@ def register(router: Router) -> None:
                 + f"\n完成后发送「完成 #{wish.id} 说明」，并可在10分钟内发送照片。")
 
     @router.command("放弃", summary="放弃 #编号 — 放弃认领", pattern=WITH_TEXT, usage="放弃 #12",
-                    needs_member=True)
+                    needs_member=True, effect=True)
     def release(message: Incoming, ctx: Context) -> str:
         wish = release_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已放弃心愿 #{wish.id}「{wish.title}」，它已重新开放认领。"
 
     @router.command("完成", summary="完成 #编号 说明 — 提交心愿完成情况", pattern=WITH_TEXT,
-                    usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True)
+                    usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True, effect=True)
     def fulfil(message: Incoming, ctx: Context) -> str:
         wish = fulfil_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         minutes = _setting(ctx, "WISH_PHOTO_MINUTES", 10)
@@ -171,19 +171,19 @@ def register(router: Router) -> None:
                 f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
 
     @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人）", pattern=NUMBER,
-                    usage="确认 #12", needs_member=True)
+                    usage="确认 #12", needs_member=True, effect=True)
     def confirm(message: Incoming, ctx: Context) -> str:
         wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)
         return f"已确认心愿 #{wish.id}「{wish.title}」完成，{wish.claimer.name} 获得 {wish.points} 积分。"
 
     @router.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
-                    usage="驳回 #12 理由", needs_member=True)
+                    usage="驳回 #12 理由", needs_member=True, effect=True)
     def reject(message: Incoming, ctx: Context) -> str:
         wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已驳回心愿 #{wish.id}「{wish.title}」，已通知认领人 {wish.claimer.name}。"
 
     @router.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
-                    usage="撤回 #12 理由", roles=MANAGER_ROLES)
+                    usage="撤回 #12 理由", roles=MANAGER_ROLES, effect=True)
     def withdraw(message: Incoming, ctx: Context) -> str:
         wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
         return f"已撤回心愿 #{wish.id}「{wish.title}」。"

@@ -2,6 +2,7 @@
 
 from models.activity import Activity, CheckIn, Registration, ReminderSetting
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
+from models.handled import HandledMessage
 from models.member import Member, MiniappUser, WechatUser
 from models.notices import Notice
 from models.org import Grid, Organization
@@ -14,4 +15,5 @@ __all__ = [
     "Activity", "Base", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member", "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
     "Registration", "ReminderSetting", "SubscribeGrant", "WechatUser", "Wish", "WishEvent", "WishPhoto", "now_utc",
+    "HandledMessage",
 ]

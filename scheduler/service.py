@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from models.base import now_utc
 from models.birthdays import send_birthday_greetings
+from models.handled import purge_handled
 from models.orglife import send_due_orglife
 from scheduler.activity_jobs import activity_reminders, prepare_sign_in_qr_codes
 from scheduler.locks import RedisLock
@@ -85,6 +86,8 @@ class SchedulerService:
             Job("activity_reminders", CronTrigger(minute="*/5", timezone=self.tz), self._activity_reminders),
             Job("activity_qr_codes", CronTrigger(minute="*/30", timezone=self.tz), self._activity_qr_codes,
                 catch_up=False),
+            # Hourly: forget the handled-message keys older than a day (WeChat retries within seconds).
+            Job("handled_messages", CronTrigger(minute=50, timezone=self.tz), self._purge_handled),
             # The outbox, last: what the jobs above queued goes out in the same run.
             Job("outbox", IntervalTrigger(seconds=int(cfg.get("SCHEDULER_DRAIN_INTERVAL", 30)),
                                           timezone=self.tz), self._drain, catch_up=False),
@@ -117,6 +120,10 @@ class SchedulerService:
             return "skipped: WECHAT_APP_SECRET is not set (sign-in pages show the code instead)"
         client = official_account_client(self.config, self.store)
         return f"{prepare_sign_in_qr_codes(self.session_factory, client, now)} QR codes made"
+
+    def _purge_handled(self, now: datetime, at: datetime) -> str:
+        with self.session_factory() as session:
+            return f"{purge_handled(session, now)} handled-message keys purged"
 
     def _drain(self, now: datetime, at: datetime, *, live: bool = False) -> str:
         stats = self.sender.drain(None if live else now)
