@@ -3,6 +3,7 @@ by its recognised text; codes scanned with the menu's scanner; control character
 keywords in any case. Through the signed webhook unless the webhook cannot carry the input."""
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,7 +23,8 @@ def member(make_member):
 
 
 def _send_raw(client, wx, xml: str):
-    timestamp, nonce = str(int(time.time())), "12345"
+    # A fresh nonce per push, as WeChat sends: a (timestamp, nonce) seen with another body is a replay.
+    timestamp, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
     params = {"signature": sign(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
     response = client.post("/wechat", query_string=params, data=xml.encode(), content_type="text/xml")
     return wx.read_reply(response.status_code, response.get_data(as_text=True))
