@@ -10,13 +10,14 @@ from xml.parsers.expat import ExpatError
 
 import redis
 from flask import Blueprint, Response, current_app, request
-from wechatpy import create_reply, parse_message
+from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import TextMessage
 from wechatpy.utils import check_signature
 
 from app.extensions import ReplyPathRedis, db, get_redis
+from app.reply import text_reply
 from app.roles import RoleCache
 from handlers import Incoming
 from models import now_utc
@@ -301,7 +302,9 @@ def _reply_once(message: Incoming, started: float) -> str:
 def _render(reply: str, msg, encrypted: bool, args) -> Response:
     if not reply:
         return _plain(SUCCESS)
-    xml = create_reply(reply, msg).render()
+    # Our own renderer, not wechatpy's create_reply: it keeps the XML well-formed whatever the text
+    # holds and the Content within WeChat's 2,048 bytes (app/reply.py).
+    xml = text_reply(msg.source or "", msg.target or "", reply)
     if encrypted:
         xml = _cryptos()[0].encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
     return Response(xml, mimetype="application/xml")
