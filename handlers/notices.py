@@ -101,7 +101,7 @@ def register(router: Router) -> None:
             lines.append(f"{item.id}. {mark}{short(item.title or item.body, 20)}")
         lines.append("发送「消息 编号」阅读全文。")
         if page < pages:
-            lines.append(f"发送「消息 第{page + 1}页」看更早的消息。")
+            lines.append(f"发送「消息 第{page + 1}页」看下一页。")
         return "\n".join(lines)
 
     @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
