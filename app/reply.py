@@ -24,8 +24,8 @@ CUT_NOTE = "\n……（内容过长，未能全部显示）"
 
 
 def xml_text(text: str) -> str:
-    """`text` without the characters XML 1.0 forbids (line ends kept, CR LF read as LF)."""
-    return _NOT_XML.sub("", (text or "").replace("\r\n", "\n"))
+    """`text` without the characters XML 1.0 forbids, line ends as LF (what a parser reads anyway)."""
+    return _NOT_XML.sub("", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def cdata(text: str) -> str:
