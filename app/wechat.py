@@ -12,7 +12,6 @@ import redis
 from defusedxml import DefusedXmlException
 from defusedxml.xmlrpc import DefusedExpatParser
 from flask import Blueprint, Response, current_app, request
-from wechatpy import create_reply
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.events import EVENT_TYPES
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
@@ -20,6 +19,7 @@ from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.utils import check_signature
 
 from app.extensions import ReplyPathRedis, db, get_redis
+from app.reply import text_reply
 from app.roles import RoleCache
 from handlers import Incoming
 from models import now_utc
@@ -438,7 +438,9 @@ def _render(reply: str, msg, encrypted: WeChatCrypto | None, args) -> Response:
     """`encrypted`: the crypto (key) that decrypted the message, which encrypts the reply; None: plain."""
     if not reply:
         return _plain(SUCCESS)
-    xml = create_reply(reply, msg).render()
+    # Our own renderer, not wechatpy's create_reply: it keeps the XML well-formed whatever the text
+    # holds and the Content within WeChat's 2,048 bytes (app/reply.py).
+    xml = text_reply(msg.source or "", msg.target or "", reply)
     if encrypted is not None:
         xml = encrypted.encrypt_message(xml, args.get("nonce", ""), args.get("timestamp"))
     return Response(xml, mimetype="application/xml")

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from handlers.activities import my_progress_line
+from handlers.paging import Section, page_reply, short, with_page
 from handlers.router import Context, Incoming, Router
 from models.birthdays import SINCE
 from models.member import bind_openid, unbind_openid
@@ -11,19 +12,74 @@ from models.points import balance
 BIND_EXAMPLE = "绑定 张三 13800000000"
 
 
+# 帮助's topics: the command words each one explains. A command in no topic is listed under 其他,
+# so a new command is never left out of 帮助.
+HELP_TOPICS = {
+    "账号": ("帮助", "绑定", "解绑", "我的"),
+    "心愿": ("心愿", "我的心愿", "许愿", "发布心愿", "审核", "认领", "放弃", "完成", "确认", "驳回", "撤回"),
+    "积分": ("积分", "积分榜"),
+    "活动": ("活动", "新活动", "报名", "取消报名", "签到", "代签", "签退", "出勤", "签到页", "轮换码",
+             "活动位置", "提醒", "完成情况"),
+    "消息": ("消息", "通知", "组织生活"),
+}
+OTHER_TOPIC = "其他"
+TOPIC_ALIASES = {"账户": "账号", "身份": "账号", "微心愿": "心愿", "签到": "活动", "通知": "消息"}
+
+
+def _topics(router: Router, role: str | None) -> dict[str, list]:
+    """The topics with the commands a caller with `role` sees in each, in registration order."""
+    topic_of = {word: topic for topic, words in HELP_TOPICS.items() for word in words}
+    topics: dict[str, list] = {topic: [] for topic in (*HELP_TOPICS, OTHER_TOPIC)}
+    for command in router.visible_commands(role):
+        if command.summary:
+            topics[topic_of.get(command.keyword, OTHER_TOPIC)].append(command)
+    return {topic: commands for topic, commands in topics.items() if commands}
+
+
+def _find_topic(router: Router, topics: dict[str, list], word: str) -> str | None:
+    """The topic a word names: a topic, one of its other names, or a command word in it."""
+    word = TOPIC_ALIASES.get(word, word)
+    if word in topics:
+        return word
+    found = router.match(word)
+    if found is not None and not found[1]:
+        return next((t for t, commands in topics.items() if found[0] in commands), None)
+    return None
+
+
+def help_text(router: Router, role: str | None, rest: str) -> str:
+    """帮助: an overview of the topics; 帮助 <主题> [页]: that topic's commands with their usage."""
+    topics = _topics(router, role)
+    words = rest.split()
+    if words:
+        page = int(words[-1]) if len(words) > 1 and words[-1].isdigit() else 1
+        topic = _find_topic(router, topics, words[0])
+        if topic is not None:
+            sections = [Section([f"· {c.summary}" for c in topics[topic]])]
+            return page_reply(f"{topic}类指令：", sections, page, with_page(f"帮助 {topic}"),
+                              tail="发送「帮助」查看全部主题。")
+        lead = f"没有「{short(words[0], 10)}」这个帮助主题。\n"
+    else:
+        lead = ""
+    lines = [f"· 帮助 {topic}：{'、'.join(c.keyword for c in commands)}" for topic, commands in topics.items()]
+    tail = "发送「帮助 主题」查看各指令的用法，例如：帮助 心愿"
+    if role is None:
+        tail += f"\n首次使用请先绑定：发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}"
+    return page_reply(lead + "可用指令（按主题）：", [Section(lines)], 1, with_page("帮助"), tail=tail)
+
+
 def register(router: Router) -> None:
-    @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 — 查看可用指令")
+    @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 [主题] — 查看可用指令和用法")
     def help_(message: Incoming, ctx: Context) -> str:
         role = ctx.role
-        if role not in help_texts:  # the same for everyone with one role: made once
-            lines = ["您可以发送以下指令："]
-            lines += [f"· {c.summary}" for c in ctx.router.visible_commands(role) if c.summary]
-            if role is None:
-                lines.append(f"首次使用请先绑定，例如：{BIND_EXAMPLE}")
-            help_texts[role] = "\n".join(lines)
-        return help_texts[role]
+        key = (role, ctx.rest)
+        if key not in help_texts:  # the same for everyone with one role: made once
+            if len(help_texts) > 1000:  # arbitrary texts after 帮助 must not grow it without end
+                help_texts.clear()
+            help_texts[key] = help_text(ctx.router, role, ctx.rest)
+        return help_texts[key]
 
-    help_texts: dict[str | None, str] = {}
+    help_texts: dict[tuple[str | None, str], str] = {}
 
     @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
                     pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)

@@ -3,6 +3,7 @@
 import re
 from datetime import date, datetime, time, timedelta
 
+from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
 from handlers.router import Context, Incoming, Router
 from models import DomainError
 from models.activity import (
@@ -43,6 +44,7 @@ NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活�
              f"类型：{'、'.join(KINDS)}；时间可写 15:00-17:00；地点后可加：名额30、报名、全体、开放、积分10、轮换码")
 _WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
 _RELATIVE = {"今天": 0, "明天": 1, "后天": 2}
+LIST_MAX = 100  # 活动 pages through at most this many upcoming activities
 
 
 def parse_date(text: str, today: date) -> date:
@@ -187,18 +189,19 @@ def register_commands(router: Router) -> None:
         lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
         return "\n".join(lines)
 
-    @router.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动", pattern=r"(?:#?(?P<n>\d+))?",
-                    usage="活动 或 活动 #编号", needs_member=True)
+    @router.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动（活动 第2页 翻页）",
+                    pattern=r"(?:第 ?(?P<page>\d{1,3}) ?页?|#?(?P<n>\d+))?",
+                    usage="活动、活动 第2页 或 活动 #编号", needs_member=True)
     def show(message: Incoming, ctx: Context) -> str:
         if ctx.match["n"]:
             activity = get_visible_activity(ctx.session, _number(ctx), ctx.member)
             return describe(activity, ctx, full=True)
-        upcoming = upcoming_for(ctx.session, ctx.member, ctx.now)
+        upcoming = upcoming_for(ctx.session, ctx.member, ctx.now, limit=LIST_MAX)
         if not upcoming:
             return "近期没有您可以参加的活动。"
-        lines = ["近期活动："] + [describe(a, ctx) for a in upcoming]
-        lines.append("发送「活动 #编号」查看详情。")
-        return "\n".join(lines)
+        return page_reply("近期活动：", [Section([describe(a, ctx) for a in upcoming])],
+                          page_number(ctx.match["page"]), lambda p: "活动" if p == 1 else f"活动 第{p}页",
+                          tail="发送「活动 #编号」查看详情。")
 
     @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d+)", usage="报名 #编号",
                     needs_member=True, effect=True)
@@ -254,22 +257,22 @@ def register_commands(router: Router) -> None:
             lines.append(f"获得积分：{activity.points}分")
         return "\n".join(lines)
 
-    @router.command("出勤", summary="出勤 #编号 — 查看活动出勤（书记）", pattern=r"#?(?P<n>\d+)",
-                    usage="出勤 #编号", roles=MANAGER_ROLES)
+    @router.command("出勤", summary="出勤 #编号 [页] — 查看活动出勤（书记）",
+                    pattern=r"#?(?P<n>\d+)(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
+                    roles=MANAGER_ROLES)
     def show_attendance(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
         report = attendance(ctx.session, activity)
         expected_ids = {m.id for m in report.expected}
         came = sum(1 for c in report.present if c.member_id in expected_ids)
-        lines = [f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"]
-        proxies = [c.member.name for c in report.present if c.method == "proxy"]
-        if proxies:
-            lines.append(f"其中代签：{'、'.join(proxies)}")
-        extra = [c.member.name for c in report.present if c.member_id not in expected_ids]
-        if extra:
-            lines.append(f"范围外签到：{'、'.join(extra)}")
-        lines.append("缺席：" + ("、".join(m.name for m in report.absent) if report.absent else "无"))
-        return "\n".join(lines)
+        head = f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"
+        sections = [
+            Section([c.member.name for c in report.present if c.method == "proxy"], label="其中代签：", sep="、"),
+            Section([c.member.name for c in report.present if c.member_id not in expected_ids],
+                    label="范围外签到：", sep="、"),
+            Section([m.name for m in report.absent], label="缺席：", sep="、", empty="无"),
+        ]
+        return page_reply(head, sections, page_number(ctx.match["page"]), with_page(f"出勤 {activity.number}"))
 
     @router.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d+)",
                     usage="签到页 #编号", roles=MANAGER_ROLES)
@@ -302,7 +305,7 @@ def register_commands(router: Router) -> None:
         set_venue(ctx.session, activity, user.latitude, user.longitude, radius, ctx.settings)
         return f"活动 {activity.number} 的签到地点已设为您当前位置，签到范围 {activity.radius_m} 米。"
 
-    @router.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=r"(?P<op>关闭|开启)?",
+    @router.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=f"(?:(?P<op>关闭|开启)|{PAGE})?",
                     usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True, effect="args")
     def reminders(message: Incoming, ctx: Context) -> str:
         if ctx.match["op"]:
@@ -314,29 +317,26 @@ def register_commands(router: Router) -> None:
             return "您已关闭活动提醒。发送「提醒 开启」重新开启。"
         if not rows:
             return "近期没有需要提醒的活动。发送「提醒 关闭」可关闭活动提醒。"
-        lines = ["将提醒您的活动："]
-        lines += [f"{a.number}「{a.title}」{local_text(a.starts_at, ctx.settings)}，"
-                  f"提醒时间：{'、'.join(local_text(t, ctx.settings) for t in times)}" for a, times in rows]
-        lines.append("发送「提醒 关闭」可关闭活动提醒。")
-        return "\n".join(lines)
+        lines = [f"{a.number}「{short(a.title, 30)}」{local_text(a.starts_at, ctx.settings)}，"
+                 f"提醒时间：{'、'.join(local_text(t, ctx.settings) for t in times)}" for a, times in rows]
+        return page_reply("将提醒您的活动：", [Section(lines)], page_number(ctx.match["page"]), with_page("提醒"),
+                          tail="发送「提醒 关闭」可关闭活动提醒。")
 
 
-    @router.command("完成情况", summary="完成情况 [年份] — 在职党员年度组织生活和志愿服务完成情况（书记）",
-                    pattern=r"(?P<year>\d{4})?年?", usage="完成情况 或 完成情况 2026", roles=MANAGER_ROLES)
+    @router.command("完成情况", summary="完成情况 [年份] [页] — 在职党员年度组织生活和志愿服务完成情况（书记）",
+                    pattern=r"(?:(?P<year>\d{4})年?)?(?: ?" + PAGE + ")?",
+                    usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", roles=MANAGER_ROLES)
     def quota(message: Incoming, ctx: Context) -> str:
         year = int(ctx.match["year"] or ctx.now.astimezone(local_zone(ctx.settings)).year)
         rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
         if not rows:
             return f"{year}年：您管理的范围内没有需要统计的党员。"
         behind = [r for r in rows if r.behind]
-        lines = [f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"]
-        if behind:
-            lines.append("未达标（组织生活/志愿服务）：")
-            lines += [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
-                      f"{r.volunteer}/{r.volunteer_quota}" for r in behind[:20]]
-            if len(behind) > 20:
-                lines.append(f"……另有 {len(behind) - 20} 人，完整名单请在后台导出 Excel。")
-        return "\n".join(lines)
+        head = f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"
+        lines = [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
+                 f"{r.volunteer}/{r.volunteer_quota}" for r in behind]
+        return page_reply(head, [Section(lines, label="未达标（组织生活/志愿服务）：")],
+                          page_number(ctx.match["page"]), with_page(f"完成情况 {year}"))
 
 
 def my_progress_line(ctx: Context) -> str | None:

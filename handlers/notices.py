@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from handlers.paging import PAGE, Section, page_number, page_reply, short, text_items, with_page
 from handlers.router import Context, Incoming, Router
 from models import DomainError, NotFound
 from models.member import KINDS
@@ -18,13 +19,15 @@ from models.orglife import (
     move_occurrence,
     next_start,
 )
-from models.outbox import count_unread, list_inbox, open_message
+from models.outbox import inbox_page, open_message
 
 MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
 _MOVE = re.compile(r"改期 ?#?(\d+) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
 _DELETE = re.compile(r"删除 ?#?(\d+)")
+_LIST_PAGE = re.compile(PAGE)  # 组织生活 2, 组织生活 第2页: a page of the list
 WEEKDAYS = "一二三四五六日"
+INBOX_PAGE_SIZE = 10  # 消息 lists this many messages a page
 
 # 通知's audience words, typed before the text: 紧急, 网格 <名称>, and member kinds.
 URGENT_WORD = "紧急"
@@ -70,22 +73,35 @@ def register(router: Router) -> None:
         return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
                 f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
-    @router.command("消息", aliases=("我的消息",), summary="消息 — 查看我的消息；消息 编号 — 阅读一条",
-                    pattern=r"(?:#?(\d+))?", usage="消息；消息 编号", needs_member=True)
+    @router.command("消息", aliases=("我的消息",),
+                    summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条",
+                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|#?(?P<id>\d+)(?: " + PAGE + ")?)?",
+                    usage="消息；消息 第2页；消息 编号；长消息：消息 编号 2", needs_member=True)
     def inbox(message: Incoming, ctx: Context) -> str:
         member = ctx.member
-        if ctx.match[1]:
-            msg = open_message(ctx.session, member.id, int(ctx.match[1]), ctx.now)
-            return f"【{msg.title or '消息'}】\n{msg.body}\n（{_when(msg.created_at, _tz(ctx))}）"
-        items = list_inbox(ctx.session, member.id, limit=10)
-        if not items:
+        if ctx.match["id"]:
+            msg = open_message(ctx.session, member.id, int(ctx.match["id"]), ctx.now)
+            # A long notice (up to 2,000 characters) is read in pages: 消息 12, 消息 12 2 …
+            return page_reply(f"【{msg.title or '消息'}】", [Section(text_items(msg.body))],
+                              page_number(ctx.match["page"]), with_page(f"消息 {msg.id}"),
+                              tail=f"（{_when(msg.created_at, _tz(ctx))}）")
+        page = page_number(ctx.match["list"])
+        listing = inbox_page(ctx.session, member.id, page=page, per_page=INBOX_PAGE_SIZE)
+        if not listing.total:
             return "您还没有消息。"
-        unread = count_unread(ctx.session, member.id)
-        lines = [f"您有 {unread} 条未读消息：" if unread else "您的消息（均已读）："]
-        for item in items:
+        pages = (listing.total + INBOX_PAGE_SIZE - 1) // INBOX_PAGE_SIZE
+        if not listing.items:
+            return f"没有第 {page} 页，共 {pages} 页。"
+        head = f"您有 {listing.unread} 条未读消息：" if listing.unread else "您的消息（均已读）："
+        if pages > 1:
+            head += f"（第 {page}/{pages} 页）"
+        lines = [head]
+        for item in listing.items:
             mark = "" if item.read_at else "[未读] "
-            lines.append(f"{item.id}. {mark}{item.title or item.body[:15]}")
+            lines.append(f"{item.id}. {mark}{short(item.title or item.body, 20)}")
         lines.append("发送「消息 编号」阅读全文。")
+        if page < pages:
+            lines.append(f"发送「消息 第{page + 1}页」看下一页。")
         return "\n".join(lines)
 
     @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
@@ -95,18 +111,20 @@ def register(router: Router) -> None:
     def orglife(message: Incoming, ctx: Context) -> str:
         tz = _tz(ctx)
         rest = ctx.rest
-        if not rest:
+        listing = _LIST_PAGE.fullmatch(rest)
+        if not rest or listing:
             rules = list_rules(ctx.session, ctx.member)
             if not rules:
                 return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
-            lines = ["组织生活安排："]
+            lines = []
             for rule in rules:
                 upcoming = next_start(ctx.session, rule, ctx.now, tz)
                 after = f"，下次：{_when(upcoming, tz)}" if upcoming else ""
                 lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
-                             f"（{rule.org.name}）{after}")
-            lines.append("删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
-            return "\n".join(lines)
+                             f"（{short(rule.org.name, 20)}）{after}")
+            return page_reply("组织生活安排：", [Section(lines)], page_number(listing["page"] if listing else None),
+                              with_page("组织生活"),
+                              tail="删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
         deleting = _DELETE.fullmatch(rest)
         if deleting:
             rule = delete_rule(ctx.session, int(deleting[1]), ctx.member)

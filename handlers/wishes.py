@@ -4,6 +4,7 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from handlers.paging import PAGE, Section, page_number, page_reply, short, text_items, with_page
 from handlers.router import Context, Incoming, Router
 from models.member import MANAGER_ROLES, Member
 from models.org import community_of
@@ -33,6 +34,7 @@ from models.wishes import (
 LOCAL = ZoneInfo("Asia/Shanghai")
 NUMBER = r"#?(\d+)"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
+MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the latest wishes
 
 
 def _setting(ctx: Context, name: str, default: int) -> int:
@@ -46,15 +48,19 @@ def _when(moment: datetime, with_time: bool = False) -> str:
 
 
 def wish_line(wish: Wish) -> str:
-    return f"#{wish.id}【{wish.category}】{wish.title}（{wish.org.name}，{wish.points}积分）"
+    return f"#{wish.id}【{wish.category}】{short(wish.title, 30)}（{short(wish.org.name, 20)}，{wish.points}积分）"
 
 
-def wish_detail(ctx: Context, wish: Wish) -> str:
+def wish_detail(ctx: Context, wish: Wish, page: int = 1) -> str:
+    """心愿 #n [页]: the wish, its details and its whole history, in pages that fit (「心愿 #12 2」)."""
     viewer = ctx.member
     person = beneficiary_of(wish, viewer)
-    lines = [f"心愿 #{wish.id}「{wish.title}」", f"状态：{wish.status}", f"类别：{wish.category}"]
+    lines = [f"状态：{wish.status}", f"类别：{wish.category}"]
+    sections = [Section(lines)]
     if wish.details and wish.details != wish.title:
-        lines.append(f"内容：{wish.details}")
+        sections.append(Section(text_items(wish.details), label="内容："))
+    lines = []
+    sections.append(Section(lines))
     if person["name"]:
         lines.append(f"受助人：{person['name']}")
     if person["address"]:
@@ -66,20 +72,19 @@ def wish_detail(ctx: Context, wish: Wish) -> str:
     if wish.claimer is not None and wish.status in (CLAIMED, FULFILLED):
         lines.append(f"认领人：{wish.claimer.name}，{_when(wish.fulfil_by)} 前完成")
     if wish.fulfil_note and wish.status == FULFILLED:
-        lines.append(f"完成说明：{wish.fulfil_note}")
+        sections.append(Section(text_items(wish.fulfil_note), label="完成说明："))
     if wish.photos:
-        lines.append(f"照片：{len(wish.photos)} 张")
-    history = wish_history(ctx.session, wish.id)
-    if history:
-        lines.append("记录：")
-        for e in history:
-            who = e.actor.name if e.actor else "系统"
-            step = f"{e.from_status}→{e.to_status}" if e.from_status else e.to_status
-            note = f"：{e.note}" if e.note else ""
-            lines.append(f"· {_when(e.at, True)} {who} {e.action}（{step}）{note}")
-    if wish.status == OPEN:
-        lines.append(f"发送「认领 #{wish.id}」认领这个心愿。")
-    return "\n".join(lines)
+        sections.append(Section([f"照片：{len(wish.photos)} 张"]))
+    events = []
+    for e in wish_history(ctx.session, wish.id):
+        who = e.actor.name if e.actor else "系统"
+        step = f"{e.from_status}→{e.to_status}" if e.from_status else e.to_status
+        note = f"：{e.note}" if e.note else ""
+        events.append(f"· {_when(e.at, True)} {who} {e.action}（{step}）{note}")
+    sections.append(Section(events, label="记录："))
+    tail = f"发送「认领 #{wish.id}」认领这个心愿。" if wish.status == OPEN else ""
+    return page_reply(f"心愿 #{wish.id}「{wish.title}」", sections, page, with_page(f"心愿 #{wish.id}"),
+                      tail=tail)
 
 
 def register(router: Router) -> None:
@@ -111,11 +116,12 @@ def register(router: Router) -> None:
         return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
 
     @router.command("心愿", summary="心愿 — 查看可认领的心愿（心愿 2 翻页，心愿 #12 查看详情）",
-                    pattern=r"(?:#(\d+)|(\d+))?", usage="心愿、心愿 2（第2页）或 心愿 #12")
+                    pattern=r"(?:#(\d+)(?: (\d{1,3}))?|(?:第 ?)?(\d+)(?: ?页)?)?",
+                    usage="心愿、心愿 2（第2页）或 心愿 #12（详情较长时：心愿 #12 2）")
     def show(message: Incoming, ctx: Context) -> str:
-        number, page = ctx.match.groups()
+        number, part, page = ctx.match.groups()
         if number:
-            return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)))
+            return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)), page_number(part))
         page = int(page or 1)
         per_page = _setting(ctx, "WISH_PAGE_SIZE", 5)
         wishes, total = list_open_wishes(ctx.session, ctx.member, page=page, per_page=per_page)
@@ -131,18 +137,23 @@ def register(router: Router) -> None:
             lines.append(f"发送「心愿 {page + 1}」看下一页。")
         return "\n".join(lines)
 
-    @router.command("我的心愿", summary="我的心愿 — 我认领和提交的心愿", needs_member=True)
+    @router.command("我的心愿", summary="我的心愿 [页] — 我认领和提交的心愿", pattern=f"(?:{PAGE})?",
+                    usage="我的心愿 或 我的心愿 2（第2页）", needs_member=True)
     def mine(message: Incoming, ctx: Context) -> str:
-        wishes = my_wishes(ctx.session, ctx.member)
+        wishes = my_wishes(ctx.session, ctx.member, limit=MY_WISHES_MAX)
         if not wishes:
             return "您还没有认领或提交过心愿。发送「心愿」看看可认领的心愿。"
-        lines = ["我的心愿："]
+        lines = []
         for w in wishes:
             role = "认领" if w.claimer_id == ctx.member.id else "提交"
             held = w.status == CLAIMED and w.claimer_id == ctx.member.id
             due = f"，{_when(w.fulfil_by)} 前完成" if held else ""
-            lines.append(f"#{w.id} {w.title}（{role}·{w.status}{due}）")
-        return "\n".join(lines)
+            lines.append(f"#{w.id} {short(w.title, 30)}（{role}·{w.status}{due}）")
+        tail = "发送「心愿 #编号」查看详情。"
+        if len(wishes) == MY_WISHES_MAX:
+            tail += f"这里只列出最近的 {MY_WISHES_MAX} 个，更早的请在小程序「我的心愿」中查看。"
+        return page_reply("我的心愿：", [Section(lines)], page_number(ctx.match["page"]), with_page("我的心愿"),
+                          tail=tail)
 
     @router.command("认领", summary="认领 #编号 — 认领心愿", pattern=NUMBER, usage="认领 #12",
                     needs_member=True, effect=True)
@@ -195,7 +206,7 @@ def register(router: Router) -> None:
         entries = recent_entries(ctx.session, m.id)
         if entries:
             lines.append("最近记录：")
-            lines += [f"· {_when(e.created_at)} {e.amount:+d} {e.reason}" for e in entries]
+            lines += [f"· {_when(e.created_at)} {e.amount:+d} {short(e.reason, 60)}" for e in entries]
         else:
             lines.append("还没有积分记录。认领并完成心愿可以获得积分，发送「心愿」看看。")
         return "\n".join(lines)
@@ -203,11 +214,11 @@ def register(router: Router) -> None:
     @router.command("积分榜", summary="积分榜 — 本社区积分排名", needs_member=True)
     def board(message: Incoming, ctx: Context) -> str:
         community = community_of(ctx.member.org)
-        lines = [f"{community.name}积分榜"]
+        lines = [f"{short(community.name, 30)}积分榜"]
         for label, since in (("本月", month_start(ctx.now)), ("总榜", None)):
             ranks = ranking(ctx.session, community, since=since)
             lines.append(f"【{label}】")
-            lines += [f"{r.place}. {r.name} {r.points}" for r in ranks] or ["暂无"]
+            lines += [f"{r.place}. {short(r.name, 12)} {r.points}" for r in ranks] or ["暂无"]
         return "\n".join(lines)
 
     @router.media("image")

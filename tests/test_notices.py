@@ -185,7 +185,7 @@ def test_a_street_admin_names_the_community_when_two_have_the_grid(make_member, 
 def test_the_usage_names_the_audience_words(estate, say):
     usage = say("o-sec", "通知", DAY)
     assert "通知 网格 东湖一网格 内容" in usage and "通知 在职党员 内容" in usage and "通知 紧急 内容" in usage
-    assert "通知 [紧急] [网格 网格名] [党员类别] 内容" in say("o-sec", "帮助", DAY)
+    assert "通知 [紧急] [网格 网格名] [党员类别] 内容" in say("o-sec", "帮助 通知", DAY)
 
 
 def test_the_audience_through_the_signed_webhook(estate, wx, engine):
