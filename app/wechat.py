@@ -119,6 +119,7 @@ def _to_incoming(msg) -> Incoming:
         event=event.lower(), key=str(key), latitude=_float(latitude), longitude=_float(longitude),
         media_id=getattr(msg, "media_id", "") or "", msg_id=str(msg.id or ""),
         create_time=msg.time or 0,
+        fields={k: v for k, v in getattr(msg, "_data", {}).items() if isinstance(v, str)},
     )
 
 
