@@ -273,7 +273,10 @@ class Sender:
         results: list[_Result] = []
         marks: list[_Mark] = []
         inflight = 0
-        running: set[int] = set()  # ids of the jobs given to threads (still `claimed` until marked)
+        # Ids of the jobs given to threads, until their outcome is written (a row stays `claimed` until
+        # marked, so the claim query must not take it again); a job that ended with nothing to write
+        # stays here for the rest of the drain.
+        running: set[int] = set()
         exhausted = False
         hold_until = 0.0  # monotonic time before which nothing is claimed or started (an outage)
         outage_since: float | None = None
@@ -324,6 +327,7 @@ class Sender:
                         request.ok = request.id in granted
                         request.done.set()
                     _count(stats, results)
+                    running.difference_update(r.id for r in results)
                     if any(r.outcome == "postponed" for r in results):
                         exhausted = False  # those rows are due again once the outage is over
                         outage_since = outage_since or time.monotonic()
@@ -359,10 +363,7 @@ class Sender:
                     else:
                         inflight -= 1
                         if isinstance(item, _Result):
-                            running.discard(item.id)
                             results.append(item)
-                        else:
-                            running.discard(item)
             if ready:
                 self._release(session, [job.id for job in ready], token)
         if stats.sent or stats.failed or stats.retry or stats.deferred or stats.unknown or stats.postponed:
