@@ -86,6 +86,12 @@ _NUMBERS: dict[str, float | int] = {
     "ORGLIFE_REMINDER_HOURS": 2,
     # 1: run the scheduler inside this process (the dev server of `make run`; never gunicorn).
     "SCHEDULER_EMBEDDED": 0,
+    # Outbox delivery (nothing lost, nothing twice): after a failure before a call was made (Redis
+    # down: rate limiter, windows, pauses, the token lock) the sender waits this long before claiming
+    # again (seconds), and gives the drain up after failing like that for this long (seconds; the rows
+    # stay pending for the next drain).
+    "OUTBOX_OUTAGE_PAUSE": 1.0,
+    "OUTBOX_OUTAGE_GIVE_UP": 60.0,
 }
 
 _STRINGS: dict[str, str] = {
@@ -134,10 +140,36 @@ _STRINGS: dict[str, str] = {
     "BIRTHDAY_TIME": "09:00",
     # Which date is the political birthday: one of BIRTHDAY_DATE_FIELDS.
     "BIRTHDAY_DATE_FIELD": "join_date",
+    # Template fields per template: "keyword=source,…" (e.g. "thing1=title,time2=starts_at,thing3=body"),
+    # the keyword's type read from its name (TEMPLATE_FIELD_TYPES), the source one of
+    # TEMPLATE_FIELD_SOURCES. Empty: the built-in thing1/thing2/content payload. Official Account
+    # template messages, then mini-program subscribe messages.
+    "WECHAT_TEMPLATE_NOTICE_FIELDS": "",
+    "WECHAT_TEMPLATE_REMINDER_FIELDS": "",
+    "WECHAT_TEMPLATE_GREETING_FIELDS": "",
+    "WECHAT_TEMPLATE_WISH_FIELDS": "",
+    "WECHAT_TEMPLATE_ACTIVITY_FIELDS": "",
+    "MINIAPP_TEMPLATE_NOTICE_FIELDS": "",
+    "MINIAPP_TEMPLATE_REMINDER_FIELDS": "",
+    "MINIAPP_TEMPLATE_GREETING_FIELDS": "",
+    "MINIAPP_TEMPLATE_WISH_FIELDS": "",
+    "MINIAPP_TEMPLATE_ACTIVITY_FIELDS": "",
+    # Where a mapped template message links to: this path under PUBLIC_BASE_URL ({id}: the message),
+    # and, when a mini-program is configured, this mini-program page (also a subscribe message's page).
+    "MESSAGE_LINK_PATH": "/messages/{id}",
+    "MINIAPP_MESSAGE_PAGE": "pages/messages/detail?id={id}",
 }
 
 # The member dates a political birthday may be counted from: 入党日期 or 转正日期.
 BIRTHDAY_DATE_FIELDS = {"join_date": "入党日期", "full_member_date": "转正日期"}
+
+# Template field mappings: the value types WeChat knows (a keyword is its type plus a number, e.g.
+# thing1, character_string3), what a field may draw on, and which sources are moments.
+TEMPLATE_FIELD_TYPES = ("thing", "phrase", "character_string", "number", "time", "date", "name")
+TEMPLATE_FIELD_SOURCES = {"title": "标题", "body": "正文", "starts_at": "开始时间", "place": "地点",
+                          "created_at": "发出时间", "name": "收件人姓名"}
+TEMPLATE_MOMENT_SOURCES = ("starts_at", "created_at")
+TEMPLATE_KINDS = ("notice", "reminder", "greeting", "wish", "activity")
 
 
 class ConfigError(ValueError):
@@ -173,3 +205,33 @@ def _check(config: dict) -> None:
         raise ConfigError(f"BIRTHDAY_DATE_FIELD={config['BIRTHDAY_DATE_FIELD']!r} is not supported; "
                           f"use one of: {choices}")
     config["BIRTHDAY_DATE_FIELD"] = field
+    config["TEMPLATE_FIELD_MAPS"] = {
+        name: parse_template_fields(name, str(config.get(name) or ""))
+        for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in TEMPLATE_KINDS
+        for name in (f"{prefix}_{kind.upper()}_FIELDS",)
+    }
+
+
+def parse_template_fields(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
+    """Parse "thing1=title,time2=starts_at" into ((keyword, type, source), …); raise ConfigError
+    naming the setting on a keyword of no known type, an unknown source, or a moment field fed by
+    text."""
+    fields = []
+    for part in (p.strip() for p in raw.replace("，", ",").split(",")):
+        if not part:
+            continue
+        keyword, sep, source = (x.strip() for x in part.partition("="))
+        kind = keyword.rstrip("0123456789")
+        if not sep or not keyword or not keyword[len(kind):] or kind not in TEMPLATE_FIELD_TYPES:
+            raise ConfigError(f"{name}: {part!r} is not keyword=source with a keyword of a known type "
+                              f"followed by its number ({', '.join(t + '1' for t in TEMPLATE_FIELD_TYPES)})")
+        if source not in TEMPLATE_FIELD_SOURCES:
+            raise ConfigError(f"{name}: unknown source {source!r} in {part!r}; use one of: "
+                              f"{', '.join(TEMPLATE_FIELD_SOURCES)}")
+        if kind in ("time", "date") and source not in TEMPLATE_MOMENT_SOURCES:
+            raise ConfigError(f"{name}: {keyword} is a {kind} field; its source must be one of: "
+                              f"{', '.join(TEMPLATE_MOMENT_SOURCES)}")
+        if any(keyword == f[0] for f in fields):
+            raise ConfigError(f"{name}: {keyword} appears twice")
+        fields.append((keyword, kind, source))
+    return tuple(fields)

@@ -261,9 +261,11 @@ def _nonce_guard(args, body: bytes) -> tuple[str, str, int]:
 
 def _dedup_key(message: Incoming) -> str:
     # Messages by sender + MsgId (MsgIds of different senders have collided); events by sender +
-    # CreateTime + event, as WeChat gives events no MsgId.
+    # CreateTime + event, as WeChat gives most events no MsgId — with what tells two events of one
+    # second apart: a delivery report's MsgID, a scanned code's text.
     if message.msg_type == "event" or not message.msg_id:
-        return f"lx:wx:{message.openid}:e{message.create_time}:{message.event}:{message.key}"
+        told_apart = f"{message.msg_id}:{message.fields.get('ScanResult', '')}"
+        return f"lx:wx:{message.openid}:e{message.create_time}:{message.event}:{message.key}:{told_apart}"
     return f"lx:wx:{message.openid}:m{message.msg_id}"
 
 

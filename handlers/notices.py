@@ -149,19 +149,50 @@ def register(router: Router) -> None:
                 "小时提醒。")
 
 
+REPLY_BYTES = 2048  # WeChat drops a longer passive reply without a word
+
+
 def _receipt_text(receipt) -> str:
+    """The receipt as one reply of at most REPLY_BYTES bytes (UTF-8): the counts always, then the
+    names of each group, as many as fit."""
     n = receipt.notice
-    lines = [f"通知 #{n.id}「{n.title}」回执：",
-             f"应发 {receipt.total} 人，已送达 {len(receipt.delivered)}，待发送 {len(receipt.pending)}，"
-             f"失败 {sum(len(v) for v in receipt.failed.values())}；已读 {len(receipt.read)}，"
-             f"未读 {len(receipt.unread)}。"]
-    for reason, names in receipt.failed.items():
-        lines.append(f"失败（{reason}）：{'、'.join(names[:20])}")
-    if receipt.unread:
-        more = f" 等{len(receipt.unread)}人" if len(receipt.unread) > 20 else ""
-        lines.append(f"未读：{'、'.join(receipt.unread[:20])}{more}")
-        lines.append(f"再提醒未读成员：通知 {n.id} 再提醒")
-    return "\n".join(lines)
+    unknown = sum(len(v) for v in receipt.unknown.values())
+    head = [f"通知 #{n.id}「{n.title}」回执：",
+            f"应发 {receipt.total} 人，已送达 {len(receipt.delivered)}，待发送 {len(receipt.pending)}，"
+            f"失败 {sum(len(v) for v in receipt.failed.values())}；已读 {len(receipt.read)}，"
+            f"未读 {len(receipt.unread)}。"]
+    if receipt.refused or unknown:
+        head.append(f"用户拒收 {len(receipt.refused)}，状态未知 {unknown}（未收到微信答复，未自动重发）。")
+    tail = [f"再提醒未读成员：通知 {n.id} 再提醒"] if receipt.unread else []
+    groups = [("用户拒收", receipt.refused)]
+    groups += [(f"状态未知（{reason}）", names) for reason, names in receipt.unknown.items()]
+    groups += [(f"失败（{reason}）", names) for reason, names in receipt.failed.items()]
+    groups += [("未读", receipt.unread)] if receipt.unread else []
+    lines = list(head)
+    budget = REPLY_BYTES - _size("\n".join(head + tail)) - 1
+    for label, names in groups:
+        if not names:
+            continue
+        line = _names_line(label, names, budget - 1)
+        if line is None:
+            break
+        lines.append(line)
+        budget -= _size(line) + 1
+    return "\n".join(lines + tail)
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def _names_line(label: str, names: list[str], budget: int, most: int = 20) -> str | None:
+    """"label：甲、乙 等N人" with as many of the first `most` names as fit in `budget` bytes."""
+    for count in range(min(most, len(names)), -1, -1):
+        more = f" 等{len(names)}人" if count < len(names) else ""
+        line = f"{label[:60]}：{'、'.join(names[:count])}{more}"
+        if _size(line) <= budget:
+            return line
+    return None
 
 
 @dataclass

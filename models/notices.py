@@ -9,7 +9,17 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
-from models.outbox import FAILED, SENT, UNKNOWN, OutboxMessage, enqueue_many
+from models.outbox import (
+    FAILED,
+    REPORT_BLOCKED,
+    REPORT_SUCCESS,
+    SENT,
+    UNKNOWN,
+    OutboxMessage,
+    TemplateReport,
+    enqueue_many,
+    report_name,
+)
 
 
 class Notice(Base):
@@ -126,7 +136,10 @@ def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: i
 class Receipt:
     notice: Notice
     total: int = 0
-    delivered: list[str] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)  # sent, and no failure reported (已送达)
+    confirmed: list[str] = field(default_factory=list)  # of those, WeChat reported success
+    refused: list[str] = field(default_factory=list)  # WeChat reported "failed:user block" (用户拒收)
+    unknown: dict[str, list[str]] = field(default_factory=dict)  # 状态未知: reason → names
     pending: list[str] = field(default_factory=list)
     failed: dict[str, list[str]] = field(default_factory=dict)  # reason → names
     read: list[str] = field(default_factory=list)
@@ -135,7 +148,11 @@ class Receipt:
     def as_dict(self) -> dict:
         return {
             "id": self.notice.id, "title": self.notice.title, "total": self.total,
-            "delivered": len(self.delivered), "pending": len(self.pending),
+            "delivered": len(self.delivered), "confirmed": len(self.confirmed),
+            "refused": len(self.refused), "refused_names": self.refused,
+            "unknown": sum(len(v) for v in self.unknown.values()),
+            "unknown_by_reason": {k: {"count": len(v), "names": v} for k, v in self.unknown.items()},
+            "pending": len(self.pending),
             "failed": sum(len(v) for v in self.failed.values()),
             "failed_by_reason": {k: {"count": len(v), "names": v} for k, v in self.failed.items()},
             "read": len(self.read), "unread": len(self.unread),
@@ -148,14 +165,24 @@ def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
     notice = get_notice(session, notice_id, viewer)
     receipt = Receipt(notice)
     rows = session.execute(
-        select(OutboxMessage, Member.name).join(Member, OutboxMessage.member_id == Member.id)
+        select(OutboxMessage, Member.name, TemplateReport.status)
+        .join(Member, OutboxMessage.member_id == Member.id)
+        .outerjoin(TemplateReport, TemplateReport.msgid == OutboxMessage.wx_msgid)
         .where(OutboxMessage.source == notice.source).order_by(Member.id)
     ).all()
-    for row, name in rows:
+    for row, name, report in rows:
         receipt.total += 1
-        if row.status == SENT:
+        if row.status == SENT and report == REPORT_BLOCKED:
+            receipt.refused.append(name)
+        elif row.status == SENT and report not in (None, REPORT_SUCCESS):
+            receipt.failed.setdefault(report_name(report), []).append(name)
+        elif row.status == SENT:
             receipt.delivered.append(name)
-        elif row.status in (FAILED, UNKNOWN):
+            if report == REPORT_SUCCESS:
+                receipt.confirmed.append(name)
+        elif row.status == UNKNOWN:
+            receipt.unknown.setdefault(row.last_error or "未收到微信答复", []).append(name)
+        elif row.status == FAILED:
             receipt.failed.setdefault(row.last_error or "未知原因", []).append(name)
         else:
             receipt.pending.append(name)
@@ -164,7 +191,8 @@ def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
 
 
 def remind_unread(session: Session, notice_id: int, viewer: Member) -> int:
-    """Send the notice again to those who have not read it; return how many; commit."""
+    """Send the notice again to those who have not read it (whatever became of the first sending:
+    refused, failed, or 状态未知 after a call that got no answer); return how many; commit."""
     notice = get_notice(session, notice_id, viewer)
     unread = list(session.scalars(
         select(OutboxMessage.member_id).where(

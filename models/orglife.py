@@ -383,7 +383,8 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
             run.notices += enqueue_many(
                 session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:notice",
                 kind="notice", title=f"{rule.title}通知",
-                body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}")
+                body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}",
+                data=_fields_of(occurrence, start))
             run.occurrences += 1
     if due_reminder and occurrence.reminder_sent_at is None:
         if _mark(session, occurrence, "reminder_sent_at", now):
@@ -391,7 +392,13 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
             run.reminders += enqueue_many(
                 session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:reminder{moves}",
                 kind="reminder", title=f"{rule.title}提醒",
-                body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}")
+                body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}",
+                data=_fields_of(occurrence, start))
+
+
+def _fields_of(occurrence: OrgLifeOccurrence, start: datetime) -> dict:
+    """What template fields may show of an occasion: its start and place."""
+    return {"starts_at": start, "place": occurrence.activity.place if occurrence.activity else None}
 
 
 def _sign_in_text(occurrence: OrgLifeOccurrence) -> str:

@@ -6,10 +6,11 @@ opening a row records the read receipt.
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -19,12 +20,14 @@ from models.base import Base, DomainError, NotFound, Page, UTCDateTime, now_utc
 
 # pending: waiting (maybe until next_attempt_at); claimed: taken by a sender, no call made yet;
 # sending: a call is being made; sent; failed (every channel refused, or retries used up);
-# unknown: a sender died during the call, so whether WeChat delivered it cannot be known (it is
-# never sent again: a duplicate is worse than a gap, and the inbox still holds it).
+# unknown: the call may have reached WeChat but no answer came back (a read timeout, a connection
+# dropped after sending, a sender killed during the call), so whether it was delivered cannot be
+# known: never resent blindly (a duplicate is worse than a gap; the inbox still holds it, and a
+# notice's 再提醒 sends it again on purpose).
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
 SENT, FAILED, UNKNOWN = "sent", "failed", "unknown"
 STATUS_NAMES = {PENDING: "待发送", CLAIMED: "发送中", SENDING: "发送中", SENT: "已送达", FAILED: "发送失败",
-                UNKNOWN: "结果未知"}
+                UNKNOWN: "状态未知"}
 # Delivery channels, in the order they are tried.
 TEMPLATE, SUBSCRIBE, CUSTOM = "template", "subscribe", "custom"
 CHANNEL_NAMES = {TEMPLATE: "公众号模板消息", SUBSCRIBE: "小程序订阅消息", CUSTOM: "客服消息"}
@@ -62,6 +65,10 @@ class OutboxMessage(Base):
     refusals: Mapped[str] = mapped_column(Text, default="")
     # The inbox.
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What template fields may draw on besides title and body ({"starts_at": ISO 8601, "place": …}).
+    data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # The msgid WeChat answered a template message with; its TEMPLATESENDJOBFINISH report names it.
+    wx_msgid: Mapped[str | None] = mapped_column(String(32), index=True)
 
     @property
     def refused_channels(self) -> set[str]:
@@ -71,6 +78,45 @@ class OutboxMessage(Base):
     def failure_reason(self) -> str:
         """The reason shown in receipts: the last error, in Chinese."""
         return self.last_error or ""
+
+
+# TEMPLATESENDJOBFINISH statuses.
+REPORT_SUCCESS, REPORT_BLOCKED = "success", "failed:user block"
+REPORT_NAMES = {REPORT_SUCCESS: "已送达", REPORT_BLOCKED: "用户拒收", "failed: system failed": "微信系统发送失败"}
+
+
+class TemplateReport(Base):
+    """WeChat's final word on one template message (the TEMPLATESENDJOBFINISH event), by msgid.
+
+    Kept apart from the outbox row so that a report arriving before the sender wrote the msgid down
+    is not lost; the first report of a msgid is kept, a repeated one changes nothing."""
+
+    __tablename__ = "template_reports"
+
+    msgid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+def report_name(status: str | None) -> str | None:
+    """The receipt's word for a report status (None: no report)."""
+    if status is None:
+        return None
+    return REPORT_NAMES.get(status, "用户拒收" if "block" in status else f"发送失败（{status}）")
+
+
+def record_template_report(session: Session, msgid: str, status: str, now: datetime | None = None) -> bool:
+    """Record WeChat's final status of the template message `msgid`; commit. Return False when the
+    report is not usable or that msgid was reported before (a repeat changes nothing)."""
+    msgid, status = (msgid or "").strip(), (status or "").strip()
+    if not msgid or not status or len(msgid) > 32:
+        return False
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = session.execute(insert(TemplateReport.__table__).values(
+        msgid=msgid, status=status[:40], received_at=now or now_utc()).on_conflict_do_nothing(
+        index_elements=["msgid"])).rowcount
+    session.commit()
+    return added == 1
 
 
 class SubscribeGrant(Base):
@@ -101,24 +147,39 @@ def enqueue(
     openid: str | None = None,
     urgent: bool = False,
     not_before: datetime | None = None,
+    data: Mapping | None = None,
 ) -> bool:
     """Add a message for a member (or a bare follower's openid) to the outbox, in the caller's
-    transaction; return False if that source already queued it for that recipient."""
+    transaction; return False if that source already queued it for that recipient. `data` holds
+    what template fields may draw on (`starts_at` a datetime, `place` …)."""
     if member_id is None and not openid:
         raise ValueError("a message needs a member or an openid")
     recipient = f"m{member_id}" if member_id is not None else f"o{openid}"
     return _insert_new(session, [dict(
         source=source, recipient=recipient, openid=openid, member_id=member_id, kind=kind, title=title,
-        body=body, urgent=urgent, next_attempt_at=not_before)]) == 1
+        body=body, urgent=urgent, next_attempt_at=not_before, data=_data(data))]) == 1
 
 
 def enqueue_many(session: Session, member_ids, *, source: str, kind: str, body: str, title: str = "",
-                 urgent: bool = False) -> int:
+                 urgent: bool = False, data: Mapping | None = None) -> int:
     """Queue one message for many members in the caller's transaction, in multi-row INSERTs (a
     notice to a whole street is thousands of rows); return how many were new."""
     return _insert_new(session, [dict(
         source=source, recipient=f"m{member_id}", openid=None, member_id=member_id, kind=kind,
-        title=title, body=body, urgent=urgent, next_attempt_at=None) for member_id in member_ids])
+        title=title, body=body, urgent=urgent, next_attempt_at=None, data=_data(data))
+        for member_id in member_ids])
+
+
+def _data(data: Mapping | None) -> dict | None:
+    """The JSON column's value: datetimes as ISO 8601 (UTC), empty values left out."""
+    if not data:
+        return None
+    out = {}
+    for key, value in data.items():
+        if value in (None, ""):
+            continue
+        out[key] = value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+    return out or None
 
 
 def _insert_new(session: Session, rows: list[dict]) -> int:

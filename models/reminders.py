@@ -86,7 +86,8 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Mapping 
             if member.id in muted:
                 continue
             if enqueue(session, source=source, kind="reminder", title=f"{activity.kind}提醒", body=body,
-                       member_id=member.id, openid=member.openid):
+                       member_id=member.id, openid=member.openid,
+                       data={"starts_at": activity.starts_at, "place": activity.place}):
                 queued += 1
         activity.reminded = ",".join(sorted(done | {_label(h) for h in rounds}))
         session.commit()

@@ -4,11 +4,18 @@ One dispatcher thread does all the database work in batches, a pool of threads m
 - claim: a batch of due rows is taken (one UPDATE after `FOR UPDATE SKIP LOCKED` on PostgreSQL;
   SQLite runs the UPDATE as one atomic write) and read with its recipient in one query, plus one
   Redis round trip for the customer-service windows and the channel pauses;
-- mark: right before the calls, as many rows as there are free threads are marked `sending`;
-- record: each finished call's outcome (`sent`, `failed`, `pending` to retry later) is written back
-  together with the next marks, one UPDATE per distinct outcome.
+- mark: a thread first waits for the rate limiter, makes sure of its access token (and spends a
+  customer-service send or a subscribe consent), then asks the dispatcher to mark its row `sending`;
+  the dispatcher marks every row asked for since its last write in one UPDATE, and the thread makes
+  its call at once;
+- record: each finished call's outcome (`sent`, `failed`, `unknown`, `pending` to retry later) is
+  written back together with the next marks, one UPDATE per distinct outcome.
+Whatever fails before a call is made (Redis down: the limiter, the windows, the pauses, the token
+lock) puts the row back to `pending`, untried; the drain waits OUTBOX_OUTAGE_PAUSE and goes on.
+A call that never reached WeChat (connect error or timeout) is retried; one that may have (a read
+timeout, a connection dropped after sending) is `unknown`, with its reason, and never resent blindly.
 A sender that dies leaves `claimed` rows (no call made: released after a lease) and at most one
-`sending` row per thread (a call may have reached WeChat: marked `unknown`, never resent).
+`sending` row per thread, whose call had begun (marked `unknown` after the lease).
 """
 
 import logging
@@ -25,10 +32,12 @@ from zoneinfo import ZoneInfo
 
 import redis
 import requests
-from sqlalchemy import and_, or_, select, update
+import urllib3
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
+from config import parse_template_fields
 from models import Member, WechatUser
 from models.base import now_utc
 from models.outbox import (
@@ -45,7 +54,7 @@ from models.outbox import (
     OutboxMessage,
     SubscribeGrant,
 )
-from scheduler.wechat_api import SharedTokenClient, miniapp_client, official_account_client
+from scheduler.wechat_api import SharedTokenClient, miniapp_client, official_account_client, template_data
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +165,8 @@ class DrainStats:
     failed: int = 0
     retry: int = 0
     deferred: int = 0
+    unknown: int = 0  # the call may have reached WeChat, no answer came back: not resent
+    postponed: int = 0  # a failure before the call (Redis): back to pending, untried
     by_channel: dict = field(default_factory=dict)
 
 
@@ -177,12 +188,23 @@ class _Job:
     # The open customer-service window: (whether it is the one-minute one after an event, when it
     # opened), or None.
     window: tuple[bool, str] | None = None
+    # What mapped template fields draw on: starts_at, place … (the row's data), created_at, name.
+    values: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Mark:
+    """A thread's request to mark its row `sending`, answered by the dispatcher."""
+
+    id: int
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
 
 
 @dataclass
 class _Result:
     id: int
-    outcome: str  # sent, failed, retry, deferred
+    outcome: str  # sent, failed, retry, deferred, unknown, postponed
     values: dict  # the row's new column values
     channel: str | None = None
 
@@ -209,6 +231,12 @@ class Sender:
         self.max_attempts = int(config.get("OUTBOX_MAX_ATTEMPTS", 5))
         self.retry_base = float(config.get("OUTBOX_RETRY_BASE", 60))
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 600)))
+        self.outage_pause = float(config.get("OUTBOX_OUTAGE_PAUSE", 1.0))
+        self.outage_give_up = float(config.get("OUTBOX_OUTAGE_GIVE_UP", 60.0))
+        # Template field mappings per setting name (empty: the built-in payload).
+        self.field_maps = {name: parse_template_fields(name, str(config.get(name) or ""))
+                           for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in KINDS
+                           for name in (f"{prefix}_{kind.upper()}_FIELDS",)}
         self.quiet = config.get("QUIET_HOURS", "22:00-07:00")
         self.tz = ZoneInfo(config.get("TIMEZONE", "Asia/Shanghai"))
         self.limiter = rate_limiter or RateLimiter(store, float(config.get("SEND_RATE_LIMIT", 0)))
@@ -240,54 +268,108 @@ class Sender:
         # Refill (and write outcomes) when this many threads are free: fewer, larger statements.
         group = max(1, self.workers // 4)
         ready: deque[_Job] = deque()
-        finished: queue.SimpleQueue[_Result | None] = queue.SimpleQueue()
+        # Finished calls (a _Result, or the bare id: nothing to write) and mark requests.
+        inbox: queue.SimpleQueue[_Result | _Mark | int] = queue.SimpleQueue()
         results: list[_Result] = []
+        marks: list[_Mark] = []
         inflight = 0
+        # Ids of the jobs given to threads, until their outcome is written (a row stays `claimed` until
+        # marked, so the claim query must not take it again); a job that ended with nothing to write
+        # stays here for the rest of the drain.
+        running: set[int] = set()
         exhausted = False
+        hold_until = 0.0  # monotonic time before which nothing is claimed or started (an outage)
+        outage_since: float | None = None
+        gave_up = False
+
+        def mark(job_id: int) -> bool:
+            request = _Mark(job_id)
+            inbox.put(request)
+            request.done.wait()
+            return request.ok
 
         def run(job: _Job) -> None:
             try:
-                finished.put(self._deliver(job, now))
+                result = self._deliver(job, now, mark)
             except Exception:
-                # A bug or a database hiccup: the row stays `sending` (the lease marks it unknown).
+                # A bug or a database hiccup: the row stays as it is (the lease deals with it).
                 log.exception("outbox: message %s could not be processed", job.id)
-                finished.put(None)
+                result = None
+            inbox.put(result or job.id)
 
         with self.session_factory() as session, \
                 ThreadPoolExecutor(self.workers, thread_name_prefix=self.name) as pool:
             while True:
                 current = now or now_utc()
                 free = self.workers - inflight
+                holding = time.monotonic() < hold_until
                 jobs: list[_Job] = []
-                if not stop.is_set() and (free >= group or not inflight):
+                if not stop.is_set() and not gave_up and not holding and (free >= group or not inflight):
                     if len(ready) < free and not exhausted:
-                        claimed = self._claim(session, token, current, held={job.id for job in ready})
-                        exhausted = not claimed
-                        ready.extend(claimed)
-                    jobs = [ready.popleft() for _ in range(min(free, len(ready)))]
-                if jobs or (results and not inflight):
-                    marked = self._record(session, token, results, jobs, current)
+                        try:
+                            claimed = self._claim(session, token, current,
+                                                  held={job.id for job in ready} | running)
+                        except redis.RedisError as exc:
+                            session.rollback()
+                            self._release_unheld(session, token, {job.id for job in ready} | running)
+                            log.warning("outbox: Redis unavailable while claiming (%s); waiting", exc)
+                            outage_since = outage_since or time.monotonic()
+                            hold_until = time.monotonic() + self.outage_pause
+                            claimed = None
+                        if claimed is not None:
+                            exhausted = not claimed
+                            ready.extend(claimed)
+                    if time.monotonic() >= hold_until:
+                        jobs = [ready.popleft() for _ in range(min(free, len(ready)))]
+                if marks or (results and (jobs or not inflight or len(results) >= group)):
+                    granted = self._record(session, token, results, [m.id for m in marks], current)
+                    for request in marks:
+                        request.ok = request.id in granted
+                        request.done.set()
                     _count(stats, results)
-                    results = []
-                    for job in jobs:
-                        if job.id in marked:
-                            pool.submit(run, job)
-                            inflight += 1
+                    running.difference_update(r.id for r in results)
+                    if any(r.outcome == "postponed" for r in results):
+                        exhausted = False  # those rows are due again once the outage is over
+                        outage_since = outage_since or time.monotonic()
+                        hold_until = time.monotonic() + self.outage_pause
+                    elif any(r.outcome != "postponed" for r in results):
+                        outage_since = None
+                    if outage_since is not None and time.monotonic() - outage_since > self.outage_give_up:
+                        if not gave_up:
+                            log.warning("outbox: Redis unavailable for %.0f s; leaving the rest to the "
+                                        "next drain", time.monotonic() - outage_since)
+                        gave_up = True
+                    results, marks = [], []
+                for job in jobs:
+                    running.add(job.id)
+                    pool.submit(run, job)
+                    inflight += 1
                 if not inflight:
-                    if jobs or (ready and not stop.is_set()):
+                    if stop.is_set() or gave_up or (exhausted and not ready):
+                        break
+                    if jobs:
                         continue
-                    break
-                # Wait for one call to finish, then take whatever else has finished meanwhile.
-                done = [finished.get()]
-                while not finished.empty():
-                    done.append(finished.get())
-                inflight -= len(done)
-                results.extend(result for result in done if result is not None)
+                    wait = hold_until - time.monotonic()
+                    if wait > 0:
+                        stop.wait(wait)
+                    continue
+                # Wait for a thread, then take whatever else has arrived meanwhile.
+                arrived = [inbox.get()]
+                while not inbox.empty():
+                    arrived.append(inbox.get())
+                for item in arrived:
+                    if isinstance(item, _Mark):
+                        marks.append(item)
+                    else:
+                        inflight -= 1
+                        if isinstance(item, _Result):
+                            results.append(item)
             if ready:
                 self._release(session, [job.id for job in ready], token)
-        if stats.sent or stats.failed or stats.retry or stats.deferred:
-            log.info("outbox: %d sent %s, %d failed, %d to retry, %d deferred", stats.sent,
-                     stats.by_channel, stats.failed, stats.retry, stats.deferred)
+        if stats.sent or stats.failed or stats.retry or stats.deferred or stats.unknown or stats.postponed:
+            log.info("outbox: %d sent %s, %d failed, %d to retry, %d deferred, %d unknown, %d postponed",
+                     stats.sent, stats.by_channel, stats.failed, stats.retry, stats.deferred, stats.unknown,
+                     stats.postponed)
         return stats
 
     def recover(self, now: datetime) -> None:
@@ -302,8 +384,8 @@ class Sender:
             lost = session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.status == SENDING, OutboxMessage.claimed_at < stale)
-                .values(status=UNKNOWN,
-                        last_error="发送过程中中断，无法确认是否送达；为避免重复，不再重发（已存入消息中心）")
+                .values(status=UNKNOWN, claimed_by=None,
+                        last_error="发送过程中中断，无法确认是否送达；为避免重复，不再重发（已存入消息中心，可再提醒）")
             ).rowcount
             session.commit()
         if lost:
@@ -338,7 +420,8 @@ class Sender:
             select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.title, OutboxMessage.body,
                    OutboxMessage.urgent, OutboxMessage.attempts, OutboxMessage.refusals,
                    OutboxMessage.member_id, OutboxMessage.openid, Member.openid.label("member_openid"),
-                   Member.miniapp_openid, Member.active, WechatUser.subscribed)
+                   Member.miniapp_openid, Member.active, WechatUser.subscribed, OutboxMessage.data,
+                   OutboxMessage.created_at, Member.name)
             .outerjoin(Member, Member.id == OutboxMessage.member_id)
             .outerjoin(WechatUser, WechatUser.openid == Member.openid)
             .where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED,
@@ -366,9 +449,13 @@ class Sender:
             window = windows.get(openid)
             if window is not None:
                 channels.append(CUSTOM)
+            values = {**(r.data or {}), "title": r.title, "body": r.body, "created_at": r.created_at,
+                      "name": r.name or ""}
+            if isinstance(values.get("starts_at"), str):
+                values["starts_at"] = datetime.fromisoformat(values["starts_at"])
             jobs.append(_Job(r.id, r.kind, r.title, r.body, r.urgent, r.attempts,
                              [line for line in (r.refusals or "").splitlines() if line], r.member_id,
-                             openid, r.miniapp_openid, channels, window))
+                             openid, r.miniapp_openid, channels, window, values))
         return jobs
 
     def _windows(self, openids: set[str], now: datetime) -> dict[str, tuple[bool, str]]:
@@ -403,18 +490,26 @@ class Sender:
                 found[openid] = (event, since)
         return found
 
-    def _record(self, session: Session, token: str, results: list[_Result], jobs: list[_Job],
+    def _record(self, session: Session, token: str, results: list[_Result], marks: list[int],
                 now: datetime) -> set[int]:
-        """Write finished calls' outcomes and mark the next jobs `sending`, in one transaction;
+        """Write finished calls' outcomes and mark the rows asked for `sending`, in one transaction;
         return the ids marked (a row whose lease expired and went to another sender is not)."""
         groups: dict[tuple, list[int]] = defaultdict(list)
+        msgids: dict[tuple, dict[int, str]] = defaultdict(dict)
         for result in results:
-            groups[tuple(sorted(result.values.items()))].append(result.id)
+            values = dict(result.values)
+            msgid = values.pop("wx_msgid", None)
+            key = tuple(sorted(values.items()))
+            groups[key].append(result.id)
+            if msgid:
+                msgids[key][result.id] = msgid
         sent_at = now_utc()
-        for values, ids in groups.items():
-            values = dict(values)
+        for key, ids in groups.items():
+            values = dict(key)
             if values["status"] == SENT:
                 values["sent_at"] = sent_at
+            if msgids.get(key):
+                values["wx_msgid"] = case(msgids[key], value=OutboxMessage.id, else_=None)
             session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id.in_(ids), OutboxMessage.claimed_by == token,
@@ -423,10 +518,10 @@ class Sender:
                 .execution_options(synchronize_session=False)
             )
         marked = set()
-        if jobs:
+        if marks:
             marked = set(session.scalars(
                 update(OutboxMessage)
-                .where(OutboxMessage.id.in_([job.id for job in jobs]), OutboxMessage.claimed_by == token,
+                .where(OutboxMessage.id.in_(marks), OutboxMessage.claimed_by == token,
                        OutboxMessage.status == CLAIMED)
                 .values(status=SENDING, claimed_at=now)
                 .returning(OutboxMessage.id),
@@ -444,37 +539,75 @@ class Sender:
         )
         session.commit()
 
+    def _release_unheld(self, session: Session, token: str, held: set[int]) -> None:
+        """Give back the rows just claimed (not those `held`, waiting for a thread)."""
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED,
+                   OutboxMessage.id.not_in(held))
+            .values(status=PENDING, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+
     # One message (in a pool thread) ---------------------------------------------------------
-    def _deliver(self, job: _Job, fixed_now: datetime | None) -> _Result:
+    def _deliver(self, job: _Job, fixed_now: datetime | None, mark: Callable[[int], bool]) -> _Result | None:
         now = fixed_now or now_utc()
         refusals = list(job.refusals)
         refused = {line.split(":", 1)[0] for line in refusals}
         paused_until: float | None = None
         attempts = job.attempts
-        for channel in job.channels:
-            if channel in refused:
-                continue
-            pause = self._paused.get(channel)
-            if pause is not None and pause > now.timestamp():
-                paused_until = min(paused_until or pause, pause)
-                continue
-            if not job.urgent:
-                self.limiter.acquire()
+        marked = False
+
+        def before_call() -> None:
+            """Right before the request: the row is marked `sending` (once)."""
+            nonlocal marked, attempts
+            if not marked:
+                if not mark(job.id):
+                    raise _Outcome("lost", None, "")
+                marked = True
             attempts += 1
-            try:
-                self._send(channel, job)
-            except _Outcome as outcome:
-                if outcome.kind == "quota":
-                    pause = self._pause(channel, now)
+
+        try:
+            for channel in job.channels:
+                if channel in refused:
+                    continue
+                pause = self._paused.get(channel)
+                if pause is not None and pause > now.timestamp():
                     paused_until = min(paused_until or pause, pause)
                     continue
-                if outcome.kind == "transient":
-                    return self._retry_or_fail(job, attempts, outcome.reason, refusals, now)
-                refusals.append(f"{channel}:{outcome.errcode}:{outcome.reason}")
-                refused.add(channel)
-                continue
-            return _Result(job.id, "sent", dict(status=SENT, channel=channel, attempts=attempts,
-                                                refusals="\n".join(refusals), last_error=None), channel)
+                if not job.urgent:
+                    self.limiter.acquire()
+                try:
+                    answer = self._send(channel, job, before_call)
+                except _Outcome as outcome:
+                    if outcome.kind == "lost":
+                        return None  # the lease ran out and another sender has the row
+                    if outcome.kind == "quota":
+                        pause = self._pause(channel, now)
+                        paused_until = min(paused_until or pause, pause)
+                        continue
+                    if outcome.kind == "transient":
+                        return self._retry_or_fail(job, attempts, outcome.reason, refusals, now)
+                    if outcome.kind == "unknown":
+                        return _Result(job.id, "unknown", dict(
+                            status=UNKNOWN, channel=channel, attempts=attempts,
+                            refusals="\n".join(refusals), last_error=outcome.reason[:300]), channel)
+                    refusals.append(f"{channel}:{outcome.errcode}:{outcome.reason}")
+                    refused.add(channel)
+                    continue
+                values = dict(status=SENT, channel=channel, attempts=attempts,
+                              refusals="\n".join(refusals), last_error=None)
+                msgid = (answer or {}).get("msgid") if channel == TEMPLATE else None
+                if msgid not in (None, ""):
+                    values["wx_msgid"] = str(msgid)[:32]
+                return _Result(job.id, "sent", values, channel)
+        except redis.RedisError as exc:
+            # Before any call of this round (the limiter, the token, a window, a pause): untried.
+            log.warning("outbox: message %s postponed, Redis unavailable: %s", job.id, exc)
+            return _Result(job.id, "postponed", dict(
+                status=PENDING, attempts=attempts, refusals="\n".join(refusals),
+                last_error=f"发送前 Redis 不可用，稍后自动重发：{type(exc).__name__}"[:300]))
         if paused_until is not None:
             return _Result(job.id, "deferred", dict(
                 status=PENDING, next_attempt_at=datetime.fromtimestamp(paused_until, tz=now.tzinfo),
@@ -507,29 +640,58 @@ class Sender:
                     datetime.fromtimestamp(until, tz=self.tz).isoformat())
         return until
 
-    def _send(self, channel: str, job: _Job) -> None:
+    def _fields(self, prefix: str, kind: str):
+        return self.field_maps.get(f"{prefix}_{kind.upper()}_FIELDS") if kind in KINDS else None
+
+    def _send(self, channel: str, job: _Job, before_call: Callable[[], None]) -> dict | None:
+        """Make one channel's call: everything that may fail without WeChat hearing of it first,
+        then `before_call()`, then the request. Return WeChat's answer."""
         title = job.title or {"notice": "通知", "reminder": "提醒", "greeting": "祝福"}.get(job.kind, "消息")
         try:
             if channel == TEMPLATE:
-                client = self._oa()
-                data = {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]},
-                        "content": {"value": job.body}}
-                client.call(lambda: client.message.send_template(
-                    job.openid, self._template_id("WECHAT_TEMPLATE", job.kind), data))
-            elif channel == SUBSCRIBE:
-                self._send_subscribe(job, title)
-            else:
-                self._send_custom(job, title)
+                return self._send_template(job, title, before_call)
+            if channel == SUBSCRIBE:
+                return self._send_subscribe(job, title, before_call)
+            return self._send_custom(job, title, before_call)
         except WeChatClientException as exc:
             raise _classify(exc) from exc
         except requests.RequestException as exc:
-            raise _Outcome("transient", None, f"网络错误：{type(exc).__name__}") from exc
+            raise _network_outcome(exc) from exc
 
-    def _send_custom(self, job: _Job, title: str) -> None:
+    def _link(self, job: _Job) -> tuple[str | None, dict | None]:
+        """A mapped template message's link: a page under PUBLIC_BASE_URL, a mini-program page."""
+        base = str(self.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+        url = base + self.config.get("MESSAGE_LINK_PATH", "/messages/{id}").format(id=job.id) if base else None
+        appid = self.config.get("MINIAPP_APP_ID")
+        mini = {"appid": appid, "pagepath": self._page(job)} if appid else None
+        return url, mini
+
+    def _page(self, job: _Job) -> str:
+        return self.config.get("MINIAPP_MESSAGE_PAGE", "pages/messages/detail?id={id}").format(id=job.id)
+
+    def _send_template(self, job: _Job, title: str, before_call: Callable[[], None]) -> dict:
+        client = self._oa()
+        client.access_token  # noqa: B018 (fetched or read now, before the row is marked)
+        fields = self._fields("WECHAT_TEMPLATE", job.kind)
+        url = mini = None
+        if fields:
+            data = template_data(fields, job.values, self.tz)
+            url, mini = self._link(job)
+        else:
+            data = {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]},
+                    "content": {"value": job.body}}
+        template_id = self._template_id("WECHAT_TEMPLATE", job.kind)
+        before_call()
+        return client.call(lambda: client.message.send_template(job.openid, template_id, data, url=url,
+                                                                mini_program=mini))
+
+    def _send_custom(self, job: _Job, title: str, before_call: Callable[[], None]) -> dict:
         # Take one of the window's sends before the call (several messages to one person may be
         # in flight at once), and give it back if the call fails.
         event, since = job.window
         key = custom_count_key(job.openid, event, since)
+        client = self._oa()
+        client.access_token  # noqa: B018
         pipe = self.store.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, int((EVENT_WINDOW if event else WRITE_WINDOW).total_seconds()) + 1)
@@ -537,16 +699,25 @@ class Sender:
         try:
             if taken > (EVENT_WINDOW_SENDS if event else WRITE_WINDOW_SENDS):
                 raise _Outcome("permanent", 45047, PERMANENT[45047])
-            client = self._oa()
             text = job.body if job.kind == "reply" else f"【{title}】\n{job.body}"
-            client.call(lambda: client.message.send_text(job.openid, text))
-        except Exception:
-            self.store.decr(key)
+            before_call()
+            return client.call(lambda: client.message.send_text(job.openid, text))
+        except Exception as exc:
+            if not (isinstance(exc, requests.RequestException) and _network_outcome(exc).kind == "unknown"):
+                try:
+                    self.store.decr(key)
+                except redis.RedisError:
+                    log.warning("outbox: could not give back a customer-service send of %s", job.openid)
             raise
 
-    def _send_subscribe(self, job: _Job, title: str) -> None:
+    def _send_subscribe(self, job: _Job, title: str, before_call: Callable[[], None]) -> dict:
         client = self._mini()
+        client.access_token  # noqa: B018
         grant = (SubscribeGrant.member_id == job.member_id, SubscribeGrant.kind == job.kind)
+        fields = self._fields("MINIAPP_TEMPLATE", job.kind)
+        data = template_data(fields, job.values, self.tz) if fields else \
+            {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]}}
+        template_id = self._template_id("MINIAPP_TEMPLATE", job.kind)
         with self.session_factory() as session:
             # Spend one consent before the call (a conditional update: two senders cannot spend one).
             spent = session.execute(update(SubscribeGrant).where(*grant, SubscribeGrant.remaining > 0)
@@ -554,22 +725,52 @@ class Sender:
             session.commit()
             if spent != 1:
                 raise _Outcome("permanent", 43101, "订阅授权已用完")
-            data = {"thing1": {"value": title[:20]}, "thing2": {"value": job.body[:20]}}
             try:
-                client.call(lambda: client.wxa.send_subscribe_message(
-                    job.miniapp_openid, self._template_id("MINIAPP_TEMPLATE", job.kind), data,
-                    page=f"pages/messages/detail?id={job.id}"))
+                before_call()
+                return client.call(lambda: client.wxa.send_subscribe_message(
+                    job.miniapp_openid, template_id, data, page=self._page(job)))
             except WeChatClientException as exc:
                 outcome = _classify(exc)
                 if outcome.kind == "transient":
-                    # Not used after all: give the consent back for the retry.
-                    session.execute(update(SubscribeGrant).where(*grant)
-                                    .values(remaining=SubscribeGrant.remaining + 1))
-                    session.commit()
+                    self._give_back(session, grant)
                 elif exc.errcode == 43101:
                     session.execute(update(SubscribeGrant).where(*grant).values(remaining=0))
                     session.commit()
                 raise outcome from exc
+            except requests.RequestException as exc:
+                if _network_outcome(exc).kind != "unknown":
+                    self._give_back(session, grant)
+                raise
+            except (_Outcome, redis.RedisError):
+                self._give_back(session, grant)  # no call was made
+                raise
+
+    @staticmethod
+    def _give_back(session: Session, grant) -> None:
+        """Not used after all: give the consent back for the retry."""
+        session.execute(update(SubscribeGrant).where(*grant).values(remaining=SubscribeGrant.remaining + 1))
+        session.commit()
+
+
+def _network_outcome(exc: requests.RequestException) -> _Outcome:
+    """A request that failed without an answer: retried when it cannot have reached WeChat (no
+    connection was made), `unknown` when it may have (sent, then a read timeout or a dropped
+    connection): resending it blindly could deliver it twice."""
+    name = type(exc).__name__
+    if _never_sent(exc):
+        return _Outcome("transient", None, f"网络错误，未连上微信：{name}")
+    return _Outcome("unknown", None, f"请求已发出但未收到微信答复（{name}），无法确认是否送达；为免重复未自动重发")
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+        return isinstance(reason, (urllib3.exceptions.NewConnectionError,
+                                   urllib3.exceptions.ConnectTimeoutError))
+    return False
 
 
 def _count(stats: DrainStats, results: list[_Result]) -> None:

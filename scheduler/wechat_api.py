@@ -1,9 +1,12 @@
 """wechatpy clients that reach WeChat's API at the configured base URL, with shared tokens."""
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import redis
 import requests
@@ -124,3 +127,50 @@ def miniapp_client(config: Mapping, store: redis.Redis) -> SharedTokenClient | N
                                timeout=config["WECHAT_HTTP_TIMEOUT"])
     route_to_base(client._http, config["WECHAT_API_BASE"])
     return client
+
+
+# Template fields --------------------------------------------------------------------------------
+# What one value of each type may hold (WeChat refuses the message otherwise, 47003).
+_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "number": 32}
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_ASCII_SYMBOLS = re.compile(r"[!-~]")
+_DIGITS = re.compile(r"[0-9]")
+
+
+def format_moment(moment: datetime, tz: ZoneInfo, *, with_time: bool = True) -> str:
+    """`2026年12月4日 15:00` (or `2026年12月4日`), in local time: the form WeChat's time/date take."""
+    local = moment.astimezone(tz)
+    day = f"{local.year}年{local.month}月{local.day}日"
+    return f"{day} {local:%H:%M}" if with_time else day
+
+
+def field_value(kind: str, value, tz: ZoneInfo) -> str:
+    """One template field's value, cut to its type's rule: thing ≤ 20 characters, name ≤ 10, phrase
+    ≤ 5 Chinese characters, character_string ≤ 32 letters/digits/symbols, number ≤ 32 digits, time
+    and date in WeChat's Chinese form. Never empty (WeChat refuses empty values)."""
+    if kind in ("time", "date"):
+        return format_moment(value, tz, with_time=kind == "time")
+    text = format_moment(value, tz) if isinstance(value, datetime) else " ".join(str(value or "").split())
+    if kind == "phrase":
+        text = "".join(_CJK.findall(text))
+    elif kind == "character_string":
+        text = "".join(_ASCII_SYMBOLS.findall(text))
+    elif kind == "number":
+        text = "".join(_DIGITS.findall(text))
+    limit = _LIMITS[kind]
+    if len(text) > limit:
+        # Free text shows that it was cut; codes and numbers are only truncated.
+        text = text[:limit - 1] + "…" if kind in ("thing", "name") else text[:limit]
+    return text or ("0" if kind == "number" else "-" if kind == "character_string" else "无")
+
+
+def template_data(fields, values: Mapping, tz: ZoneInfo) -> dict:
+    """The `data` of a template or subscribe message from a parsed mapping ((keyword, type, source),
+    …) and the message's values by source; a missing moment falls back to when it was created."""
+    data = {}
+    for keyword, kind, source in fields:
+        value = values.get(source)
+        if kind in ("time", "date") and value is None:
+            value = values["created_at"]
+        data[keyword] = {"value": field_value(kind, value, tz)}
+    return data

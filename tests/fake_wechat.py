@@ -70,6 +70,7 @@ class FakeWeChat:
         self._codes: dict[str, dict] = {}
         self._used_codes: set[str] = set()
         self._ticket_serial = itertools.count(1)
+        self._stalls: dict[str, list[float]] = {}
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -102,6 +103,12 @@ class FakeWeChat:
                 _Failure(errcode, errmsg or ERRMSG.get(errcode, "error"), status, times)
             )
 
+    def stall(self, path: str, seconds: float, times: int = 1) -> None:
+        """Make the next `times` calls to `path` be handled (recorded, answered) only after
+        `seconds`: a client with a shorter timeout sees a read timeout of a call that went through."""
+        with self._lock:
+            self._stalls.setdefault(path, []).extend([seconds] * times)
+
     def add_code(self, code: str, openid: str, unionid: str | None = None) -> None:
         """Make `code` a valid wx.login code for `openid` (usable once, like WeChat's)."""
         with self._lock:
@@ -125,6 +132,7 @@ class FakeWeChat:
         with self._lock:
             self.calls.clear()
             self._failures.clear()
+            self._stalls.clear()
 
     # Answers --------------------------------------------------------------------------------
     def _answer(self, method: str, path: str, params: dict, body: dict | None) -> tuple[int, dict]:
@@ -180,8 +188,11 @@ class FakeWeChat:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = {"_raw": raw.decode("utf-8", "replace")}
-                if fake.latency:
-                    time.sleep(fake.latency)
+                with fake._lock:
+                    stalls = fake._stalls.get(url.path)
+                    stall = stalls.pop(0) if stalls else 0
+                if fake.latency or stall:
+                    time.sleep(fake.latency + stall)
                 status, answer = fake._answer(method, url.path, params, body)
                 data = json.dumps(answer, ensure_ascii=False).encode("utf-8")
                 self.send_response(status)

@@ -80,7 +80,14 @@ class ReceiptSchema(ma.Schema):
     number = fields.Function(lambda r: f"#{r['id']}", required=True, metadata={"type": "string"})
     title = fields.String(required=True)
     total = fields.Integer(required=True, metadata={"description": "应发人数"})
-    delivered = fields.Integer(required=True, metadata={"description": "已送达"})
+    delivered = fields.Integer(required=True, metadata={"description": "已送达（微信已接收，未报告失败）"})
+    confirmed = fields.Integer(required=True, metadata={"description": "其中微信已报告送达成功"})
+    refused = fields.Integer(required=True, metadata={"description": "用户拒收（微信报告 failed:user block）"})
+    refused_names = fields.List(fields.String(), required=True)
+    unknown = fields.Integer(required=True, metadata={"description": "状态未知：请求已发出但没有收到微信答复，"
+                                                                     "未自动重发；再提醒会重发"})
+    unknown_by_reason = fields.Dict(keys=fields.String(), values=fields.Nested(FailureSchema), required=True,
+                                    metadata={"description": "状态未知的原因 → 人数和姓名"})
     pending = fields.Integer(required=True, metadata={"description": "待发送"})
     failed = fields.Integer(required=True, metadata={"description": "发送失败"})
     failed_by_reason = fields.Dict(keys=fields.String(), values=fields.Nested(FailureSchema), required=True,

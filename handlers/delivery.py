@@ -1,0 +1,12 @@
+"""WeChat's delivery reports of template messages (TEMPLATESENDJOBFINISH): recorded, not answered."""
+
+from handlers.router import Context, Incoming, Router
+from models.outbox import record_template_report
+
+
+def register(router: Router) -> None:
+    @router.event("templatesendjobfinish")
+    def template_finished(message: Incoming, ctx: Context) -> None:
+        # The fields arrive as MsgID and Status; a repeated or late report changes nothing.
+        record_template_report(ctx.session, message.fields.get("MsgID") or "", message.fields.get("Status") or "",
+                               ctx.now)

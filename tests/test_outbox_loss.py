@@ -1,0 +1,138 @@
+"""Nothing lost, nothing twice: a sender process really killed mid-batch under the default rate
+limit, and Redis really stopped mid-drain and started again. Counts are printed (pytest -s)."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from models.outbox import OutboxMessage, enqueue_many
+from scheduler.sender import Sender
+from tests.outbox_fixtures import *  # noqa: F403
+
+TEMPLATE = "/cgi-bin/message/template/send"
+DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def people(session, make_member, n, prefix):
+    members = [make_member(openid=f"{prefix}{i}") for i in range(n)]
+    enqueue_many(session, [m.id for m in members], source="notice:1", kind="notice", title="通知", body="正文")
+    session.commit()
+    return members
+
+
+def tally(label, members, fake, session):
+    """Print and return (sent, lost, duplicated) as recipients see it: calls that reached WeChat."""
+    pushed = Counter(c.body["touser"] for c in fake.calls_to(TEMPLATE))
+    sent = sum(1 for m in members if pushed[m.openid])
+    lost = sum(1 for m in members if not pushed[m.openid])
+    duplicated = sum(count - 1 for count in pushed.values() if count > 1)
+    session.expire_all()
+    statuses = Counter(session.scalars(select(OutboxMessage.status)))
+    print(f"\n{label}: {len(members)} recipients, sent {sent}, lost {lost}, duplicated {duplicated}; "
+          f"rows {dict(statuses)}")
+    return sent, lost, duplicated
+
+
+def test_sender_killed_mid_batch_under_the_rate_limit_loses_and_repeats_nothing(
+        session, make_member, wechat_api, database_url, redis_url, tmp_path):
+    members = people(session, make_member, 120, "o-kill")
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "WECHAT_API_BASE": wechat_api.base_url, "WECHAT_APP_ID": "wxoa", "WECHAT_APP_SECRET": "s",
+           "WECHAT_TEMPLATE_NOTICE": "TPL-NOTICE", "SEND_RATE_LIMIT": "20", "OUTBOX_WORKERS": "16",
+           "OUTBOX_BATCH": "100", "SECRET_KEY": "x", "LOG_LEVEL": "WARNING", "PYTHONPATH": ROOT}
+    command = [sys.executable, "-m", "flask", "--app", "app", "scheduler", "run-due", "--now"]
+    wechat_api.latency = 0.05
+    try:
+        with open(tmp_path / "first.log", "w") as log:
+            proc = subprocess.Popen([*command, DAY.isoformat()], env=env, cwd=tmp_path, stdout=log, stderr=log)
+            while len(wechat_api.messages()) < 40 and proc.poll() is None:
+                time.sleep(0.01)
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        time.sleep(0.3)  # calls in flight at the kill still reach the fake server
+        at_kill = len(wechat_api.messages())
+        assert 40 <= at_kill < 120
+        # A new drain after the lease: the claimed rows go out, the ones in mid-call are unknown.
+        later = (DAY + timedelta(minutes=11)).isoformat()
+        done = subprocess.run([*command, later], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+    finally:
+        wechat_api.latency = 0
+    sent, lost, duplicated = tally(f"SIGKILL after {at_kill} calls", members, wechat_api, session)
+    assert (sent, lost, duplicated) == (120, 0, 0)
+    statuses = Counter(session.scalars(select(OutboxMessage.status)))
+    assert set(statuses) <= {"sent", "unknown"} and statuses["unknown"] <= 16
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _redis_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    return proc
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt-get install redis-server)")
+def test_redis_stopped_mid_drain_and_started_again_loses_and_repeats_nothing(
+        session, make_member, wechat_api, engine, settings):
+    members = people(session, make_member, 100, "o-redis")
+    port = _free_port()
+    server = _redis_server(port)
+    store = redis.Redis(port=port, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5)
+    config = {**settings, "SEND_RATE_LIMIT": 20, "OUTBOX_WORKERS": 16, "QUIET_HOURS": "",
+              "OUTBOX_OUTAGE_PAUSE": 0.5}
+    sender = Sender(sessionmaker(engine, expire_on_commit=False), store, config)
+    outcome = {}
+    wechat_api.latency = 0.02
+    drain = threading.Thread(target=lambda: outcome.setdefault("stats", sender.drain()))
+    try:
+        drain.start()
+        while len(wechat_api.messages()) < 30:
+            time.sleep(0.01)
+        server.kill()
+        server.wait()
+        stopped_at = len(wechat_api.messages())
+        time.sleep(4)  # a four-second outage
+        during = len(wechat_api.messages())
+        server = _redis_server(port)
+        drain.join(120)
+        assert not drain.is_alive()
+    finally:
+        wechat_api.latency = 0
+        server.kill()
+        server.wait()
+        store.close()
+    stats = outcome["stats"]
+    print(f"\nRedis down after {stopped_at} calls for 4 s ({during - stopped_at} calls meanwhile); "
+          f"drain: sent {stats.sent}, postponed {stats.postponed}, unknown {stats.unknown}")
+    sent, lost, duplicated = tally("Redis outage", members, wechat_api, session)
+    assert (sent, lost, duplicated) == (100, 0, 0)
+    assert stats.postponed > 0 and stats.sent == 100
+    assert set(session.scalars(select(OutboxMessage.status))) == {"sent"}
