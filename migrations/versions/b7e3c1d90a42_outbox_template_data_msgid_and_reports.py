@@ -1,7 +1,7 @@
 """Outbox: template field data, WeChat's msgid; template delivery reports
 
 Revision ID: b7e3c1d90a42
-Revises: 455b41fab812
+Revises: a7d3c9e1f4b2
 Create Date: 2026-12-01 10:40:00
 
 """
@@ -13,7 +13,7 @@ import models.base  # noqa: F401 (custom column types)
 
 # revision identifiers, used by Alembic.
 revision = 'b7e3c1d90a42'
-down_revision = '455b41fab812'
+down_revision = 'a7d3c9e1f4b2'
 branch_labels = None
 depends_on = None
 
