@@ -11,6 +11,7 @@ from app.api import PREFIX
 from app.api.activities import _member
 from app.api.auth import login_required
 from app.api.notice_schemas import (
+    SUBSCRIPTION_BODY_DOC,
     InboxMessageSchema,
     InboxPageSchema,
     InboxQuerySchema,
@@ -25,6 +26,7 @@ from app.api.notice_schemas import (
     RuleCreateSchema,
     RuleListSchema,
     RuleSchema,
+    SubscriptionListSchema,
     SubscriptionResultSchema,
     SubscriptionSchema,
 )
@@ -34,7 +36,12 @@ from models import now_utc
 from models.activity import local_zone
 from models.notices import notice_receipt, notices_page, publish_notice, remind_unread
 from models.orglife import create_rule, delete_rule, list_rules, move_occurrence
-from models.outbox import inbox_page, open_message, record_subscription
+from models.outbox import inbox_page, open_message
+from models.subscriptions import (
+    record_consents,
+    record_subscribe_answer,
+    subscription_states,
+)
 
 blp = Blueprint("notices", __name__, url_prefix=PREFIX, description="通知、消息、组织生活与订阅消息")
 BEARER = [{"bearerAuth": []}]
@@ -104,13 +111,29 @@ def open_my_message(message_id):
 
 @blp.route("/me/subscriptions", methods=["POST"])
 @login_required
-@blp.arguments(SubscriptionSchema)
+@blp.arguments(SubscriptionSchema, description=SUBSCRIPTION_BODY_DOC["description"],
+               example=SUBSCRIPTION_BODY_DOC["example"])
 @blp.response(200, SubscriptionResultSchema)
 @blp.doc(security=BEARER)
 def subscribe(args):
-    """记录用户在小程序中同意的订阅消息（wx.requestSubscribeMessage 的结果）：每次同意可发送一条。"""
-    remaining = record_subscription(db.session, _member().id, args["template"], args["count"])
-    return {"template": args["template"], "remaining": remaining}
+    """记录 wx.requestSubscribeMessage 的结果（原样提交）：每个「accept」可发送一条，拒绝也会记下。"""
+    member = _member()
+    if "template" in args:  # the older body: {"template": kind, "count": n}
+        outcome = record_consents(db.session, member.id, args["template"], args["count"], current_app.config)
+        return {"template": args["template"], "remaining": outcome.items[0].remaining, "items": outcome.items,
+                "unknown_templates": [], "message": outcome.message}
+    args.pop("count", None)
+    outcome = record_subscribe_answer(db.session, member.id, args, current_app.config, now=now_utc())
+    return {"items": outcome.items, "unknown_templates": outcome.unknown, "message": outcome.message}
+
+
+@blp.route("/me/subscriptions", methods=["GET"])
+@login_required
+@blp.response(200, SubscriptionListSchema)
+@blp.doc(security=BEARER)
+def subscriptions():
+    """我的订阅消息：各类别的模板 id、可用次数，以及最近一次未同意的原因。"""
+    return {"items": subscription_states(db.session, _member().id, current_app.config)}
 
 
 # Org-life rules (secretaries, admins) -----------------------------------------------------------
