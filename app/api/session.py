@@ -7,6 +7,7 @@ from webargs.flaskparser import FlaskParser
 
 from app.api import PREFIX, limiter
 from app.api.auth import code2session, issue_token, login_required, revoke
+from app.api.docs import errors
 from app.api.schemas import LoginResultSchema, LoginSchema, MessageSchema
 from app.extensions import db
 from models.member import login_miniapp
@@ -50,6 +51,7 @@ class LoginRequestSchema(LoginSchema):
 @blp.response(200, LoginResultSchema)
 @blp.doc(security=[], requestBody={"content": {"application/x-www-form-urlencoded": {
     "schema": "LoginRequest"}}})
+@blp.doc(operationId="login", responses=errors(400, 401, 422, 429, 502))
 def login(args):
     """用 wx.login() 的 code 登录，得到访问令牌。
 
@@ -67,6 +69,7 @@ def login(args):
 @login_required
 @blp.response(200, MessageSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="logout", responses=errors(401))
 def logout():
     """退出登录：令牌立即失效。"""
     revoke(g.api_session)
