@@ -9,11 +9,12 @@ from models.org import Grid, Organization
 from models.orglife import OrgLifeOccurrence, OrgLifeRule
 from models.outbox import OutboxMessage, SubscribeGrant
 from models.points import ManualAward, PointEntry
+from models.subscriptions import SubscribeRefusal
 from models.wishes import Wish, WishEvent, WishPhoto
 
 __all__ = [
     "Activity", "Base", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member", "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
-    "Registration", "ReminderSetting", "SubscribeGrant", "WechatUser", "Wish", "WishEvent", "WishPhoto", "now_utc",
-    "HandledMessage",
+    "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish", "WishEvent",
+    "WishPhoto", "HandledMessage", "now_utc",
 ]

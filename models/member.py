@@ -198,6 +198,8 @@ def bind_openid(
         current = member_for_miniapp_openid(session, openid)
     if current is not None:
         session.commit()
+        if current.name == unicodedata.normalize("NFKC", name).strip() and current.phone == normalize_phone(phone):
+            return current  # the same member again (a retry, a second tap): already done
         raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先{unbind_hint}。", code="already_bound")
 
     name = unicodedata.normalize("NFKC", name).strip()

@@ -52,10 +52,10 @@ def init_app(app: Flask) -> None:
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
 
-    from app.api import activities, admin, me, notices, session, wishes
+    from app.api import activities, admin, me, notices, public, session, wishes
 
     blueprints = (session.blp, me.blp, admin.blp, wishes.blp, wishes.points_blp, activities.blp,
-                  activities.admin_blp, notices.blp)
+                  activities.admin_blp, notices.blp, public.blp)
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     _hook_limiter_to(app, [b.name for b in blueprints])

@@ -34,6 +34,7 @@ from app.api.activity_schemas import (
     page_url,
 )
 from app.api.auth import current_member, login_required
+from app.api.docs import errors
 from app.extensions import db
 from models import now_utc
 from models.activity import (
@@ -111,6 +112,7 @@ def _year(args) -> int:
 @blp.arguments(ActivityQuerySchema, location="query")
 @blp.response(200, ActivityPageSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="listActivities", responses=errors(401, 403, 404, 422))
 def list_activities(args):
     """我可以参加的活动（默认只列未结束的，最近的在前），分页。"""
     return activities_for(db.session, _member(), now_utc(), upcoming=args["upcoming"], page=args["page"],
@@ -121,6 +123,7 @@ def list_activities(args):
 @login_required
 @blp.response(200, ActivityDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getActivity", responses=errors(401, 403, 404))
 def show_activity(activity_id):
     """查看一个活动，以及我的报名、签到情况；书记、管理员还能看到签到码和签到页。"""
     return activity_status(db.session, activity_id, _member())
@@ -130,6 +133,7 @@ def show_activity(activity_id):
 @login_required
 @blp.response(200, RegistrationResultSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="registerForActivity", responses=errors(400, 401, 403, 404))
 def register(activity_id):
     """报名参加活动；名额已满时进入候补名单。"""
     session = db.session
@@ -145,6 +149,7 @@ def register(activity_id):
 @login_required
 @blp.response(200, CancelledSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="cancelRegistration", responses=errors(400, 401, 403, 404))
 def unregister(activity_id):
     """取消报名；候补名单上的第一位自动递补。"""
     activity = get_activity(db.session, activity_id)
@@ -164,6 +169,7 @@ def _checkin_result(result, message: str) -> dict:
 @blp.arguments(CheckInSchema)
 @blp.response(200, CheckInResultSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="checkIn", responses=errors(400, 401, 403, 404, 409, 422))
 def checkin(args, activity_id):
     """小程序签到：现场签到码，可附带位置（设有活动地点时核对距离）。
 
@@ -181,6 +187,7 @@ def checkin(args, activity_id):
 @login_required
 @blp.response(200, CheckOutResultSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="checkOut", responses=errors(400, 401, 403, 404))
 def checkout(activity_id):
     """志愿服务签退：记录服务时长（不超过活动时长），积分只记一次。"""
     activity = get_activity(db.session, activity_id)
@@ -197,6 +204,7 @@ def checkout(activity_id):
 @blp.arguments(YearQuerySchema, location="query")
 @blp.response(200, MyQuotaSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getMyQuota", responses=errors(401, 403, 404, 422))
 def my_quota(args):
     """我本年度（或指定年份）的组织生活、志愿服务完成情况。"""
     year = _year(args)
@@ -219,6 +227,7 @@ def _org(org_id: int | None) -> Organization | None:
 @admin_blp.arguments(ActivityCreateSchema)
 @admin_blp.response(200, ActivityCreatedSchema)
 @admin_blp.doc(security=BEARER)
+@admin_blp.doc(operationId="createActivity", responses=errors(400, 401, 403, 404, 422))
 def create(args):
     """发布活动（本组织或下级组织），返回活动编号、签到码和会议室签到页链接。"""
     activity = create_activity(
@@ -238,6 +247,7 @@ def create(args):
 @login_required
 @admin_blp.response(200, CancelledSchema)
 @admin_blp.doc(security=BEARER)
+@admin_blp.doc(operationId="cancelActivity", responses=errors(401, 403, 404))
 def cancel(activity_id):
     """取消活动（本组织或下级组织的）。"""
     activity = cancel_activity(db.session, get_managed_activity(db.session, activity_id, _member()))
@@ -248,6 +258,7 @@ def cancel(activity_id):
 @login_required
 @admin_blp.response(200, AttendanceSchema)
 @admin_blp.doc(security=BEARER)
+@admin_blp.doc(operationId="getAttendance", responses=errors(401, 403, 404))
 def show_attendance(activity_id):
     """出勤：签到名单（含代签、范围外签到）、应到人数和缺席名单。"""
     report = attendance(db.session, get_managed_activity(db.session, activity_id, _member()))
@@ -267,6 +278,7 @@ def show_attendance(activity_id):
 @admin_blp.route("/activities/<int:activity_id>/attendance.xlsx", methods=["GET"])
 @login_required
 @admin_blp.doc(security=BEARER, **_xlsx_doc("一个活动的出勤表 .xlsx"))
+@admin_blp.doc(operationId="exportAttendance", responses=errors(401, 403, 404))
 def attendance_export(activity_id):
     """导出一个活动的出勤表（.xlsx）。"""
     activity = get_managed_activity(db.session, activity_id, _member())
@@ -279,6 +291,7 @@ def attendance_export(activity_id):
 @admin_blp.arguments(ProxyCheckInSchema)
 @admin_blp.response(200, CheckInResultSchema)
 @admin_blp.doc(security=BEARER)
+@admin_blp.doc(operationId="proxyCheckIn", responses=errors(400, 401, 403, 404, 409, 422))
 def proxy_checkin(args, activity_id):
     """代签：为没有智能手机的成员签到，记录为代签。"""
     activity = get_managed_activity(db.session, activity_id, _member())
@@ -295,6 +308,7 @@ def proxy_checkin(args, activity_id):
 @admin_blp.arguments(QuotaQuerySchema, location="query")
 @admin_blp.response(200, QuotaReportSchema)
 @admin_blp.doc(security=BEARER)
+@admin_blp.doc(operationId="getQuotaReport", responses=errors(401, 403, 404, 422))
 def quota(args):
     """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前（分页）。"""
     org = report_org(db.session, _member(), args["org"])
@@ -310,6 +324,7 @@ def quota(args):
 @login_required
 @admin_blp.arguments(ReportQuerySchema, location="query")
 @admin_blp.doc(security=BEARER, **_xlsx_doc("年度完成情况 .xlsx"))
+@admin_blp.doc(operationId="exportQuotaReport", responses=errors(401, 403, 404, 422))
 def quota_export(args):
     """导出年度完成情况（.xlsx，未达标者在前）。"""
     org = report_org(db.session, _member(), args["org"])
@@ -322,6 +337,7 @@ def quota_export(args):
 @login_required
 @admin_blp.arguments(PeriodQuerySchema, location="query")
 @admin_blp.doc(security=BEARER, **_xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
+@admin_blp.doc(operationId="exportAttendanceReport", responses=errors(400, 401, 403, 404, 422))
 def period_export(args):
     """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
     org = report_org(db.session, _member(), args["org"])

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from app.api import PREFIX
 from app.api.auth import current_member, login_required
+from app.api.docs import errors
 from app.api.errors import ApiError
 from app.api.schemas import (
     ImportFileSchema,
@@ -36,6 +37,7 @@ def _actor():
 @blp.arguments(MemberQuerySchema, location="query")
 @blp.response(200, MemberPageSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="listMembers", responses=errors(401, 403, 404, 422))
 def list_members(args):
     """分页列出管理范围内的成员（可按组织、类别、姓名或手机号筛选）。"""
     return directory.list_members(
@@ -48,6 +50,7 @@ def list_members(args):
 @login_required
 @blp.response(200, MemberSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getMember", responses=errors(401, 403, 404))
 def get_member(member_id):
     """查看一名成员。"""
     return directory.get_member(db.session, _actor(), member_id)
@@ -58,6 +61,7 @@ def get_member(member_id):
 @blp.arguments(MemberUpdateSchema)
 @blp.response(200, MemberSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="updateMember", responses=errors(400, 401, 403, 404, 409, 422))
 def update_member(changes, member_id):
     """修改一名成员的信息（只修改给出的字段）。"""
     return directory.update_member(db.session, _actor(), member_id, changes)
@@ -81,6 +85,7 @@ def limit_upload(view):
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(200, ImportReportSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="importMembers", responses=errors(400, 401, 403, 413, 422))
 def import_members(query, files):
     """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告；`dry_run=1` 只检查。"""
     upload = files["file"]
@@ -97,6 +102,7 @@ def import_members(query, files):
     "description": "管理范围内成员的 .xlsx 名册",
     "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
 }})
+@blp.doc(operationId="exportMembers", responses=errors(401, 403))
 def export_members():
     """导出管理范围内的成员名册（.xlsx，列与导入相同）。"""
     data = directory.export_roster(db.session, _actor())
@@ -109,6 +115,7 @@ def export_members():
 @login_required
 @blp.response(200, OrgNodeSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getOrgTree", responses=errors(401, 403))
 def org_tree():
     """管理范围内的组织树，含各组织的成员数。"""
     return directory.org_tree(db.session, _actor())

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from app.api import PREFIX, limiter
 from app.api.auth import current_member, login_required, token_rate_key
+from app.api.docs import errors
 from app.api.schemas import BindSchema, MeSchema
 from app.extensions import db
 from models.member import bind_openid, unbind_miniapp
@@ -25,6 +26,7 @@ def _me():
 @login_required
 @blp.response(200, MeSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getMe", responses=errors(401))
 def me():
     """查看我的信息，以及是否已绑定党员/志愿者身份。"""
     return _me()
@@ -37,6 +39,7 @@ def me():
 @blp.arguments(BindSchema)
 @blp.response(200, MeSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="bindMe", responses=errors(400, 401, 422, 429))
 def bind(args):
     """用姓名和手机号绑定身份（与公众号「绑定」规则相同，失败过多会被暂时锁定）。"""
     cfg = current_app.config
@@ -55,6 +58,7 @@ def bind(args):
 @login_required
 @blp.response(200, MeSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="unbindMe", responses=errors(400, 401))
 def unbind():
     """解除小程序与身份的绑定。"""
     unbind_miniapp(db.session, g.api_session.openid)

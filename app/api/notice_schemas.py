@@ -175,12 +175,51 @@ class OccurrenceSchema(ma.Schema):
 
 # Subscriptions -------------------------------------------------------------------------------------
 class SubscriptionSchema(ma.Schema):
-    template = fields.String(required=True, validate=validate.OneOf(INBOX_KINDS),
-                             metadata={"description": "订阅消息的类别"})
+    """What wx.requestSubscribeMessage answers, as is; or the older {"template": kind, "count": n}."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    errMsg = fields.String(metadata={"example": "requestSubscribeMessage:ok",  # noqa: N815 (WeChat's name)
+                                     "description": "wx.requestSubscribeMessage 的 errMsg"})
+    errCode = fields.Integer(metadata={"description": "失败时微信给出的错误码"})  # noqa: N815
+    template = fields.String(validate=validate.OneOf(INBOX_KINDS),
+                             metadata={"description": "（旧写法）订阅消息的类别；与模板 id 写法二选一"})
     count = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100),
-                           metadata={"description": "用户本次同意接收的次数"})
+                           metadata={"description": "（旧写法）用户本次同意接收的次数"})
+
+
+SUBSCRIPTION_BODY_DOC = {
+    "description": "把 wx.requestSubscribeMessage 成功回调的结果原样提交：`errMsg` 加上每个模板 id → "
+                   "`accept`（同意，可发送一条）、`reject`（拒绝）、`ban`（已被封禁）、`filter`（被过滤）。"
+                   "模板 id 与消息类别的对应见 `GET /api/v1/config`。",
+    "example": {"errMsg": "requestSubscribeMessage:ok", "tmpl-notice-id": "accept", "tmpl-wish-id": "reject"},
+}
+
+
+class SubscriptionStateSchema(ma.Schema):
+    kind = fields.String(required=True, metadata={"enum": list(INBOX_KINDS)})
+    name = fields.String(required=True, metadata={"example": "通知"})
+    template_id = fields.String(required=True, allow_none=True, metadata={"nullable": True,
+                                                                     "description": "未配置时为 null"})
+    answer = fields.String(required=True, allow_none=True, metadata={
+        "nullable": True, "enum": ["accept", "reject", "ban", "filter", None], "description": "本次的结果"})
+    remaining = fields.Integer(required=True, metadata={"description": "可用的订阅次数"})
+    refused = fields.String(required=True, allow_none=True, metadata={
+        "nullable": True, "enum": ["reject", "ban", "filter", None],
+        "description": "最近一次未同意的原因；之后再同意即清除"})
+    refused_at = LocalDateTime(required=True, **NULLABLE)
 
 
 class SubscriptionResultSchema(ma.Schema):
-    template = fields.String(required=True)
-    remaining = fields.Integer(required=True, metadata={"description": "可用的订阅次数"})
+    items = fields.List(fields.Nested(SubscriptionStateSchema), required=True,
+                        metadata={"description": "本次涉及的各类别"})
+    unknown_templates = fields.List(fields.String(), required=True,
+                                    metadata={"description": "本系统未配置的模板 id（未记录）"})
+    message = fields.String(required=True)
+    template = fields.String(metadata={"description": "（旧写法）类别"})
+    remaining = fields.Integer(metadata={"description": "（旧写法）该类别可用的订阅次数"})
+
+
+class SubscriptionListSchema(ma.Schema):
+    items = fields.List(fields.Nested(SubscriptionStateSchema), required=True)

@@ -14,6 +14,7 @@ from flask_smorest import Blueprint
 from app.api import PREFIX
 from app.api.admin import XLSX
 from app.api.auth import current_member, login_required
+from app.api.docs import errors
 from app.api.errors import ApiError
 from app.api.wish_schemas import (
     AwardDecisionSchema,
@@ -73,6 +74,7 @@ def _setting(name: str) -> int:
 @blp.arguments(WishQuerySchema, location="query")
 @blp.response(200, WishPageSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="listWishes", responses=errors(401, 404, 422))
 def list_wishes(args):
     """分页列出心愿（可按状态、组织、类别筛选）；待审核、未通过和已撤回的只有相关人员可见。"""
     items, total = wishes.browse_wishes(
@@ -87,6 +89,7 @@ def list_wishes(args):
 @blp.arguments(WishCreateSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="createWish", responses=errors(400, 401, 403, 404, 422))
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
     return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"), **args)
@@ -96,6 +99,7 @@ def create_wish(args):
 @login_required
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="getWish", responses=errors(401, 404))
 def get_wish(wish_id):
     """查看一个心愿及其记录；受助人信息仅对认领人、发布人、受助人和上级书记完整显示。"""
     return wishes.view_wish(db.session, _viewer(), wish_id)
@@ -105,6 +109,7 @@ def get_wish(wish_id):
 @login_required
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="approveWish", responses=errors(400, 401, 403, 404, 409))
 def approve(wish_id):
     """审核通过（书记）：待审核 → 待认领。"""
     return wishes.review_wish(db.session, _member(), wish_id, True)
@@ -115,6 +120,7 @@ def approve(wish_id):
 @blp.arguments(ReasonSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="rejectWish", responses=errors(400, 401, 403, 404, 409, 422))
 def reject(args, wish_id):
     """审核不通过（书记），须写明理由：待审核 → 未通过。"""
     return wishes.review_wish(db.session, _member(), wish_id, False, args["reason"])
@@ -124,6 +130,7 @@ def reject(args, wish_id):
 @login_required
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="claimWish", responses=errors(400, 401, 403, 404, 409))
 def claim(wish_id):
     """认领心愿：每个心愿只有一位认领人；每人同时最多认领若干个。"""
     return wishes.claim_wish(db.session, _member(), wish_id, max_open=_setting("WISH_MAX_OPEN_CLAIMS"),
@@ -135,6 +142,7 @@ def claim(wish_id):
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="releaseWish", responses=errors(400, 401, 403, 404, 409, 422))
 def release(args, wish_id):
     """放弃认领（认领人）：已认领 → 待认领。"""
     return wishes.release_wish(db.session, _member(), wish_id, args["note"])
@@ -145,6 +153,7 @@ def release(args, wish_id):
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="fulfilWish", responses=errors(400, 401, 403, 404, 409, 422))
 def fulfil(args, wish_id):
     """提交完成情况（认领人）：已认领 → 待确认。"""
     return wishes.fulfil_wish(db.session, _member(), wish_id, args["note"])
@@ -154,6 +163,7 @@ def fulfil(args, wish_id):
 @login_required
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="confirmWish", responses=errors(401, 403, 404, 409))
 def confirm(wish_id):
     """确认完成（上级书记、网格长或受助人本人）：待确认 → 已完成，认领人获得积分（只发一次）。"""
     return wishes.confirm_wish(db.session, _member(), wish_id)
@@ -164,6 +174,7 @@ def confirm(wish_id):
 @blp.arguments(ReasonSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="returnWish", responses=errors(400, 401, 403, 404, 409, 422))
 def return_(args, wish_id):
     """驳回完成情况，须写明理由：待确认 → 已认领。"""
     return wishes.return_wish(db.session, _member(), wish_id, args["reason"])
@@ -174,6 +185,7 @@ def return_(args, wish_id):
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="withdrawWish", responses=errors(400, 401, 403, 404, 409, 422))
 def withdraw(args, wish_id):
     """撤回心愿（书记）：未完成的心愿 → 已撤回。"""
     return wishes.withdraw_wish(db.session, _member(), wish_id, args["note"])
@@ -200,6 +212,7 @@ def _photo_dir() -> str:
 @blp.arguments(PhotoFileSchema, location="files")
 @blp.response(200, WishDetailSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="uploadWishPhoto", responses=errors(401, 403, 404, 409, 413, 415, 422))
 def upload_photo(files, wish_id):
     """上传完成凭证照片（认领人；JPEG、PNG 或 GIF，按内容识别，大小有上限）。"""
     member = _member()
@@ -231,6 +244,7 @@ def upload_photo(files, wish_id):
     "content": {f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
                 for kind in ("jpeg", "png", "gif")},
 }})
+@blp.doc(operationId="getWishPhoto", responses=errors(401, 403, 404))
 def get_photo(wish_id, photo_id):
     """查看心愿的一张照片（认领人、发布人、受助人和上级书记）。"""
     photo = wishes.photo_of(db.session, _viewer(), wish_id, photo_id)
@@ -251,6 +265,7 @@ def get_photo(wish_id, photo_id):
 @blp.arguments(MyWishesQuerySchema, location="query")
 @blp.response(200, WishListSchema)
 @blp.doc(security=BEARER)
+@blp.doc(operationId="listMyWishes", responses=errors(401, 403, 404, 422))
 def my_wishes(args):
     """我认领和提交的心愿，最近的在前。"""
     return {"items": wishes.my_wishes(db.session, _member(), limit=args["limit"])}
@@ -263,6 +278,7 @@ def my_wishes(args):
     "description": "管理范围内心愿的 .xlsx（状态、认领人、时间、积分）",
     "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
 }})
+@blp.doc(operationId="exportWishes", responses=errors(401, 403, 404, 422))
 def export(args):
     """导出管理范围内的心愿（.xlsx）。"""
     data = wishes.export_wishes(db.session, _member(), org_id=args["org"], status=args["status"])
@@ -277,6 +293,7 @@ def export(args):
 @login_required
 @points_blp.response(200, StatementSchema)
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="getMyPoints", responses=errors(401, 403, 404))
 def my_points():
     """我的积分余额和最近记录。"""
     return points.statement(db.session, _member().id)
@@ -287,6 +304,7 @@ def my_points():
 @points_blp.arguments(RankingQuerySchema, location="query")
 @points_blp.response(200, BoardSchema)
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="getPointsRanking", responses=errors(401, 403, 404, 422))
 def ranking(args):
     """积分榜：默认为本社区本月；period=all 为总榜。"""
     return points.ranking_for(db.session, _member(), args["org"], period=args["period"])
@@ -297,6 +315,7 @@ def ranking(args):
 @points_blp.arguments(AwardRequestSchema)
 @points_blp.response(200, AwardSchema)
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="requestAward", responses=errors(400, 401, 403, 404, 422))
 def request_award(args):
     """录入积分（奖励或更正，须写明原因）；经另一位书记或管理员批准后才计入。"""
     return points.request_award(db.session, _member(), args["member_id"], args["amount"], args["reason"])
@@ -307,6 +326,7 @@ def request_award(args):
 @points_blp.arguments(AwardQuerySchema, location="query")
 @points_blp.response(200, AwardSchema(many=True))
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="listAwards", responses=errors(401, 403, 404, 422))
 def pending_awards(args):
     """待我审批的积分录入（不含本人录入的）。"""
     return points.pending_awards(db.session, _member())
@@ -317,6 +337,7 @@ def pending_awards(args):
 @points_blp.arguments(AwardDecisionSchema)
 @points_blp.response(200, AwardSchema)
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="approveAward", responses=errors(400, 401, 403, 404, 409, 422))
 def approve_award(args, award_id):
     """批准积分录入（须由录入人以外的上级书记或管理员批准），积分随即计入。"""
     return points.decide_award(db.session, _member(), award_id, True, args["note"])
@@ -327,6 +348,7 @@ def approve_award(args, award_id):
 @points_blp.arguments(AwardDecisionSchema)
 @points_blp.response(200, AwardSchema)
 @points_blp.doc(security=BEARER)
+@points_blp.doc(operationId="rejectAward", responses=errors(400, 401, 403, 404, 409, 422))
 def reject_award(args, award_id):
     """驳回积分录入。"""
     return points.decide_award(db.session, _member(), award_id, False, args["note"])
