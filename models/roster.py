@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
+from models.sheets import append_row, new_sheet, to_bytes
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
@@ -290,12 +291,9 @@ def import_members(
 
 def export_members(session: Session, members: Iterable[Member]) -> bytes:
     """Return an .xlsx of the members, with the same columns the import reads."""
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "党员名册"
-    sheet.append(COLUMNS)
+    book, sheet = new_sheet("党员名册", COLUMNS)
     for m in members:
-        sheet.append([
+        append_row(sheet, [
             m.name, m.phone, m.org.full_name, m.kind,
             m.join_date.isoformat() if m.join_date else "",
             m.full_member_date.isoformat() if m.full_member_date else "",
@@ -303,9 +301,7 @@ def export_members(session: Session, members: Iterable[Member]) -> bytes:
         ])
     for column, width in zip("ABCDEFGHI", (10, 14, 48, 10, 12, 12, 8, 10, 8), strict=True):
         sheet.column_dimensions[column].width = width
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return to_bytes(book)
 
 
 def members_in_subtree(session: Session, org: Organization | None = None) -> list[Member]:

@@ -8,11 +8,8 @@ winners there. The chatbot, the REST API and the scheduler call these same funct
 """
 
 from datetime import datetime, timedelta
-from io import BytesIO
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import (
     ForeignKey,
     Integer,
@@ -32,6 +29,7 @@ from models.member import Member, mask_phone
 from models.org import Grid, Organization, community_of
 from models.outbox import enqueue
 from models.points import credit
+from models.sheets import append_row, new_sheet, to_bytes
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
@@ -722,21 +720,13 @@ def export_wishes(session: Session, actor: Member, *, org: Organization | None =
              .where(Organization.path.startswith(org.path)).order_by(Wish.id))
     if status:
         query = query.where(Wish.status == status)
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "微心愿"
-    sheet.append(EXPORT_COLUMNS)
-    def clean(value):
-        # Control characters (typed or pasted into a title) cannot be stored in a worksheet.
-        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
-
+    book, sheet = new_sheet("微心愿", EXPORT_COLUMNS)
     for w in session.scalars(query):
-        sheet.append([clean(v) for v in [
+        # Formula-like text and control characters are handled by the one writer (models.sheets).
+        append_row(sheet, [
             f"#{w.id}", w.title, w.category, w.status, w.org.full_name, w.grid.name if w.grid else "",
             w.beneficiary_name, w.beneficiary_address, w.beneficiary_phone, w.points, w.poster.name,
             when(w.created_at), w.claimer.name if w.claimer else "", when(w.claimed_at), when(w.fulfil_by),
             when(w.fulfilled_at), when(w.completed_at),
-        ]])
-    buffer = BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        ])
+    return to_bytes(book)
