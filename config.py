@@ -86,6 +86,18 @@ _NUMBERS: dict[str, float | int] = {
     "ORGLIFE_REMINDER_HOURS": 2,
     # 1: run the scheduler inside this process (the dev server of `make run`; never gunicorn).
     "SCHEDULER_EMBEDDED": 0,
+    # Privacy and integrity (h5) ---------------------------------------------------------------
+    # The most points a wish may be worth; only secretaries and admins set a wish's points (a grid
+    # head's wish is worth WISH_DEFAULT_POINTS).
+    "WISH_MAX_POINTS": 50,
+    # 签到: wrong codes one member may type for one activity (or codes matching no activity) before
+    # being locked out of typed sign-in there, and for how long (seconds).
+    "CHECKIN_MAX_FAILURES": 5,
+    "CHECKIN_LOCKOUT_SECONDS": 900,
+    # Roster files read for an import: at most this many data rows and header columns; a sheet
+    # claiming more is refused with the reason (read in streaming mode, only the header's columns).
+    "ROSTER_MAX_ROWS": 5000,
+    "ROSTER_MAX_COLUMNS": 50,
 }
 
 _STRINGS: dict[str, str] = {

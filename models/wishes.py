@@ -251,12 +251,17 @@ def _local_date(when: datetime) -> str:
 def post_wish(session: Session, actor: Member, title: str, details: str = "", *, category: str | None = None,
               beneficiary_name: str = "", beneficiary_address: str = "", beneficiary_phone: str = "",
               beneficiary_member_id: int | None = None, org_id: int | None = None,
-              grid_id: int | None = None, points: int = 10, now: datetime | None = None) -> Wish:
+              grid_id: int | None = None, points: int | None = None, default_points: int = 10,
+              max_points: int | None = None, now: datetime | None = None) -> Wish:
     """A secretary, admin or grid head (for their own grid) publishes a wish, open for claiming at
-    once. Commit."""
+    once. Commit.
+
+    Only secretaries and admins set the points (at most `max_points`, the WISH_MAX_POINTS setting);
+    a grid head's wish is worth `default_points`, whatever they ask for."""
     now = now or now_utc()
     if not may_publish(actor):
         raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
+    points = wish_points(actor, points, default_points, max_points)
     if not actor.is_manager:
         # A grid head publishes for their own grid only.
         if org_id not in (None, actor.org_id) or grid_id not in (None, actor.grid_id):
@@ -286,6 +291,16 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     return wish
 
 
+def wish_points(actor: Member, points: int | None, default_points: int, max_points: int | None) -> int:
+    """The points a wish posted by `actor` is worth: managers choose (0 … max_points), others get
+    the default."""
+    if points is None or not actor.is_manager:
+        return default_points
+    if max_points is not None and points > max_points:
+        raise DomainError(f"心愿积分不能超过 {max_points} 分。", code="too_many_points", status=422)
+    return points
+
+
 def propose_wish(session: Session, actor: Member, text: str, *, category: str | None = None,
                  points: int = 10, title: str | None = None, now: datetime | None = None) -> Wish:
     """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit.
@@ -308,13 +323,13 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
 
 def create_wish(session: Session, actor: Member, title: str, details: str = "", *,
                 category: str | None = None, points: int | None = None, default_points: int = 10,
-                now: datetime | None = None, **published) -> Wish:
+                max_points: int | None = None, now: datetime | None = None, **published) -> Wish:
     """Post the wish if `actor` may publish directly (secretaries, admins, grid heads); otherwise
     propose it (待审核) for themself at the default points, ignoring `points` and `published`
     (beneficiary, organization, grid). Commit."""
     if may_publish(actor):
-        return post_wish(session, actor, title, details, category=category, now=now,
-                         points=default_points if points is None else points, **published)
+        return post_wish(session, actor, title, details, category=category, now=now, points=points,
+                         default_points=default_points, max_points=max_points, **published)
     return propose_wish(session, actor, details or title, category=category, points=default_points,
                         title=title, now=now)
 

@@ -89,7 +89,8 @@ def list_wishes(args):
 @blp.doc(security=BEARER)
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
-    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"), **args)
+    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"),
+                              max_points=_setting("WISH_MAX_POINTS"), **args)
 
 
 @blp.route("/wishes/<int:wish_id>", methods=["GET"])

@@ -1,0 +1,99 @@
+"""Integrity: points that need two people, spreadsheets read safely, attempts counted atomically.
+
+Through the real doors (the API test client, the chatbot via `wx`); the races with threads, on
+SQLite and PostgreSQL alike.
+"""
+
+
+import pytest
+from sqlalchemy.orm import Session
+
+from models import Member
+from tests.test_api_auth import assert_error
+
+STREET = "滨江街道党工委"
+AWARDS = "/api/v1/admin/points/awards"
+
+
+@pytest.fixture
+def people(make_member, engine):
+    cast = {
+        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
+        "admin2": make_member("林管理", "13800000011", org=STREET, role="管理员"),
+        "sec": make_member("李红梅", "13800000002", role="书记"),
+        "peer": make_member("钱副书记", "13800000009", role="书记"),
+        "head": make_member("网格长老吴", "13800000005", grid="东湖一网格"),
+        "friend": make_member("吴的朋友", "13800000006", grid="东湖一网格"),
+        "wang": make_member("王志强", "13800000003", openid="o-wang"),
+    }
+    with Session(engine) as s:
+        s.get(Member, cast["head"].id).grid_head = True
+        s.commit()
+    return cast
+
+
+def _balance(api_client, headers) -> int:
+    return api_client.get("/api/v1/me/points", headers=headers).get_json()["balance"]
+
+
+# Wish points -----------------------------------------------------------------------------------
+def test_a_grid_heads_wish_is_worth_the_default_whatever_they_ask(api_client, as_):
+    wish = api_client.post("/api/v1/wishes", json={"title": "搬家", "details": "帮忙搬箱子", "points": 1000},
+                           headers=as_("head"))
+    assert wish.status_code == 200, wish.get_json()
+    wish = wish.get_json()
+    assert wish["status"] == "待认领" and wish["points"] == 10  # WISH_DEFAULT_POINTS
+    number = wish["id"]
+    for action, body in (("claim", {}), ("fulfil", {"note": "搬完了"})):
+        response = api_client.post(f"/api/v1/wishes/{number}/{action}", json=body, headers=as_("friend"))
+        assert response.status_code == 200, response.get_json()
+    confirmed = api_client.post(f"/api/v1/wishes/{number}/confirm", json={}, headers=as_("head"))
+    assert confirmed.status_code == 200, confirmed.get_json()
+    assert _balance(api_client, as_("friend")) == 10
+
+
+def test_a_managers_wish_points_are_bounded_by_the_setting(api_client, as_, app_factory, api_login, people):
+    too_many = api_client.post("/api/v1/wishes", json={"title": "修屋顶", "points": 51}, headers=as_("sec"))
+    message = assert_error(too_many, 422, "too_many_points")["message"]
+    assert "不能超过 50 分" in message
+    assert api_client.get("/api/v1/wishes", headers=as_("sec")).get_json()["total"] == 0  # nothing kept
+    ok = api_client.post("/api/v1/wishes", json={"title": "修屋顶", "points": 50}, headers=as_("sec"))
+    assert ok.status_code == 200 and ok.get_json()["points"] == 50
+
+    lifted = app_factory(WISH_MAX_POINTS=200).test_client()
+    headers = api_login(people["admin"], client=lifted)
+    response = lifted.post("/api/v1/wishes", json={"title": "修屋顶", "points": 200}, headers=headers)
+    assert response.status_code == 200 and response.get_json()["points"] == 200
+
+
+# Manual awards ---------------------------------------------------------------------------------
+def _award(api_client, as_, requester, recipient, amount=100):
+    return api_client.post(AWARDS, json={"member_id": recipient.id, "amount": amount, "reason": "表现突出"},
+                           headers=as_(requester))
+
+
+def test_no_award_for_oneself_or_a_peer(api_client, as_, people):
+    peer = assert_error(_award(api_client, as_, "sec", people["peer"]), 403, "forbidden")
+    assert "同级" in peer["message"]
+    assert_error(_award(api_client, as_, "sec", people["sec"]), 403, "forbidden")
+    assert_error(_award(api_client, as_, "admin", people["admin"]), 403, "forbidden")
+    assert api_client.get(AWARDS, headers=as_("admin")).get_json() == []
+
+
+def test_the_approver_is_neither_requester_nor_recipient(api_client, as_, people):
+    award = _award(api_client, as_, "admin", people["sec"]).get_json()
+    assert award["status"] == "待审批"
+    # The recipient sees nothing to approve and may not approve it; nor may a peer of the recipient.
+    assert api_client.get(AWARDS, headers=as_("sec")).get_json() == []
+    assert api_client.get(AWARDS, headers=as_("peer")).get_json() == []
+    approve = f"{AWARDS}/{award['id']}/approve"
+    assert_error(api_client.post(approve, json={}, headers=as_("sec")), 403, "forbidden")
+    assert_error(api_client.post(approve, json={}, headers=as_("peer")), 403, "forbidden")
+    assert "不能审批自己录入" in assert_error(api_client.post(approve, json={}, headers=as_("admin")),
+                                              403, "forbidden")["message"]
+    assert _balance(api_client, as_("sec")) == 0
+    # A second manager responsible for the recipient approves.
+    assert [a["id"] for a in api_client.get(AWARDS, headers=as_("admin2")).get_json()] == [award["id"]]
+    approved = api_client.post(approve, json={"note": "属实"}, headers=as_("admin2"))
+    assert approved.status_code == 200 and approved.get_json()["status"] == "已批准"
+    assert _balance(api_client, as_("sec")) == 100
