@@ -5,10 +5,17 @@ SQLite and PostgreSQL alike.
 """
 
 
+import threading
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from models import Member
+from models import CheckIn, DomainError, Member, WechatUser
+from models.activity import NO_ACTIVITY, CheckInAttempt, check_in_by_code, create_activity
+from models.base import now_utc
+from models.member import bind_openid
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"
@@ -97,3 +104,102 @@ def test_the_approver_is_neither_requester_nor_recipient(api_client, as_, people
     approved = api_client.post(approve, json={"note": "属实"}, headers=as_("admin2"))
     assert approved.status_code == 200 and approved.get_json()["status"] == "已批准"
     assert _balance(api_client, as_("sec")) == 100
+
+
+# Attempts counted atomically -------------------------------------------------------------------
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def busy_engine(database_url):
+    """An engine that lets many threads wait for their turn instead of failing."""
+    sqlite = database_url.startswith("sqlite")
+    engine = create_engine(database_url, pool_size=32, max_overflow=0, pool_timeout=120,
+                           connect_args={"timeout": 120} if sqlite else {})
+    yield engine
+    engine.dispose()
+
+
+def _race(count, attempt):
+    """Run `attempt(i)` in `count` threads released at once; return the error codes (or "ok")."""
+    barrier = threading.Barrier(count)
+    results, lock = [], threading.Lock()
+
+    def run(i):
+        barrier.wait()
+        try:
+            attempt(i)
+            outcome = "ok"
+        except DomainError as exc:
+            outcome = exc.code
+        except Exception as exc:  # noqa: BLE001 - anything else fails the test below
+            outcome = repr(exc)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_thirty_simultaneous_wrong_bind_guesses_check_exactly_five(busy_engine, wx, people):
+    now = now_utc()  # the webhook's clock: the lock-out must still hold when the chatbot asks
+
+    def guess(i):
+        with Session(busy_engine) as s:
+            bind_openid(s, "o-guesser", "王志强", f"1380000{i:04d}", max_failures=5, now=now)
+
+    results = _race(30, guess)
+    assert sorted(set(results)) == ["locked", "no_match"], results
+    assert results.count("no_match") == 5 and results.count("locked") == 25
+    with Session(busy_engine) as s:
+        user = s.get(WechatUser, "o-guesser")
+        assert user.failed_binds == 5 and user.locked_until is not None
+    # The right name and phone are refused too while locked out, through the chatbot as well.
+    assert "绑定失败次数过多" in wx.text("o-guesser", "绑定 网格长老吴 13800000005").content
+
+
+def test_thirty_simultaneous_wrong_sign_in_codes_check_exactly_five(busy_engine, engine, people):
+    with Session(engine, expire_on_commit=False) as s:
+        activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="学习",
+                                   starts_at=START, now=NOW)
+    wrong = f"{(int(activity.code) + 1) % 1_000_000:06d}"
+
+    def sign_in(i):
+        with Session(busy_engine) as s:
+            check_in_by_code(s, s.get(Member, people["wang"].id), wrong, now=START, method="app",
+                             activity_id=activity.id, settings={"CHECKIN_MAX_FAILURES": 5})
+
+    results = _race(30, sign_in)
+    assert results.count("bad_code") == 5 and results.count("locked") == 25, results
+    # Even the right code waits for the lock-out to end; then it signs in and the count starts again.
+    with Session(engine) as s:
+        member = s.get(Member, people["wang"].id)
+        with pytest.raises(DomainError, match="错误次数过多"):
+            check_in_by_code(s, member, activity.code, now=START, activity_id=activity.id)
+        later = START + timedelta(seconds=900)
+        assert check_in_by_code(s, member, activity.code, now=later, activity_id=activity.id).created
+        attempt = s.get(CheckInAttempt, (member.id, activity.id))
+        assert (attempt.failures, attempt.locked_until) == (0, None)
+
+
+def test_typed_codes_matching_no_activity_count_against_the_member(engine, wx, people, monkeypatch):
+    import app.wechat
+
+    monkeypatch.setattr(app.wechat, "now_utc", lambda: START)
+    with Session(engine, expire_on_commit=False) as s:
+        activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="学习",
+                                   starts_at=START, now=NOW)
+    unknown = [f"{(int(activity.code) + i) % 1_000_000:06d}" for i in range(1, 7)]
+    for code in unknown[:5]:
+        assert "签到码无效" in wx.text("o-wang", f"签到 {code}").content
+    sixth = wx.text("o-wang", f"签到 {unknown[5]}").content
+    assert "签到码错误次数过多" in sixth and "15分钟" in sixth
+    assert "签到码错误次数过多" in wx.text("o-wang", f"签到 {activity.code}").content
+    with Session(engine) as s:
+        assert s.get(CheckInAttempt, (people["wang"].id, NO_ACTIVITY)).failures == 5
+        assert s.query(CheckIn).count() == 0
