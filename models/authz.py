@@ -9,6 +9,8 @@ The rules are written on the organizations' name paths ("滨江街道党工委/�
 judge a roster row whose organization does not exist yet.
 """
 
+from sqlalchemy import and_, false, or_
+
 from models.base import Forbidden
 from models.member import MANAGER_ROLES, Member, mask_phone
 from models.org import PATH_SEPARATOR, Organization
@@ -123,6 +125,21 @@ def assignable(actor: Member, org_name: str, role: str, member_id: int | None = 
             return "不能修改您自己的组织或角色"
         return "不能设置与您同级的书记或管理员"
     return None
+
+
+def private_clause(actor: Member | None):
+    """A SQL condition on Member (joined with its Organization) true exactly for the members whose
+    personal data `actor` may see — `can(actor, VIEW_PRIVATE, member)` as a WHERE clause, so that a
+    search never matches what the searcher would see masked (phone digits, dates)."""
+    if actor is None or not actor.active:
+        return false()
+    itself = Member.id == actor.id
+    if not is_manager(actor):
+        return itself
+    home = actor.org.full_name
+    below = Organization.full_name.startswith(home + PATH_SEPARATOR, autoescape=True)
+    own_node = and_(Organization.full_name == home, Member.role.not_in(MANAGER_ROLES), Member.id != actor.id)
+    return or_(itself, below, own_node)
 
 
 def visible_phone(actor: Member | None, member: Member) -> str:

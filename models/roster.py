@@ -12,7 +12,8 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
+from models import authz
+from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
 from models.sheets import append_row, new_sheet, to_bytes
 
@@ -21,6 +22,8 @@ REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
 # 转正日期 and 网格长 (是/否) are optional: a roster without the column leaves everyone's value as it is.
 FULL_MEMBER_DATE = "转正日期"
 _YES, _NO = ("是", "y", "yes", "true", "1", "√"), ("否", "n", "no", "false", "0", "")
+# A phone as an export masks it for a viewer not responsible for the member: such a row is skipped.
+MASKED_PHONE = re.compile(r"1\d{2}\*{4}\d{4}")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
 
@@ -141,11 +144,15 @@ class _Row:
     has_full_member_date: bool = False  # False: the column is absent, keep the current date
 
 
-def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
-    rows, errors, seen = [], [], {}
+def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError], int]:
+    """The valid rows, the errors, and how many rows carry a masked phone (left as they are)."""
+    rows, errors, seen, hidden = [], [], {}, 0
     for index, record in enumerate(records):
         number = index + 2
         if record is None:
+            continue
+        if MASKED_PHONE.fullmatch(_text(record.get("手机号"))):
+            hidden += 1  # exported masked to someone not responsible for them: nothing to change
             continue
         problems = []
         name = _text(record.get("姓名"))
@@ -207,7 +214,7 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
             continue
         rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
                          full_member_date, FULL_MEMBER_DATE in record))
-    return rows, errors
+    return rows, errors, hidden
 
 
 def _differs(member: Member, row: _Row) -> bool:
@@ -235,8 +242,9 @@ def import_members(
     member (e.g. outside the importer's subtree) by returning the reason.
     """
     today = today or date.today()
-    rows, errors = _validate(records, today)
-    report = ImportReport(total=len(rows) + len(errors), errors=errors, dry_run=dry_run)
+    rows, errors, hidden = _validate(records, today)
+    report = ImportReport(total=len(rows) + len(errors) + hidden, errors=errors, dry_run=dry_run,
+                          unchanged=hidden)
     if errors and check_row is None:
         return report
     existing = {
@@ -289,14 +297,19 @@ def import_members(
     return report
 
 
-def export_members(session: Session, members: Iterable[Member]) -> bytes:
-    """Return an .xlsx of the members, with the same columns the import reads."""
+def export_members(session: Session, members: Iterable[Member], *, viewer: Member | None = None) -> bytes:
+    """Return an .xlsx of the members, with the same columns the import reads.
+
+    With a `viewer`, each row holds what the viewer's API listing shows: the phone masked and the
+    dates left empty for those whose personal data they may not see (a re-import leaves such rows
+    as they are). Without one (the operator's CLI), everything in full."""
     book, sheet = new_sheet("党员名册", COLUMNS)
     for m in members:
+        private = viewer is None or authz.can(viewer, authz.VIEW_PRIVATE, m)
         append_row(sheet, [
-            m.name, m.phone, m.org.full_name, m.kind,
-            m.join_date.isoformat() if m.join_date else "",
-            m.full_member_date.isoformat() if m.full_member_date else "",
+            m.name, m.phone if private else mask_phone(m.phone), m.org.full_name, m.kind,
+            m.join_date.isoformat() if m.join_date and private else "",
+            m.full_member_date.isoformat() if m.full_member_date and private else "",
             m.role, m.grid.name if m.grid else "", "是" if m.grid_head else "否",
         ])
     for column, width in zip("ABCDEFGHI", (10, 14, 48, 10, 12, 12, 8, 10, 8), strict=True):

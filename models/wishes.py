@@ -737,10 +737,11 @@ def export_wishes(session: Session, actor: Member, *, org: Organization | None =
         query = query.where(Wish.status == status)
     book, sheet = new_sheet("微心愿", EXPORT_COLUMNS)
     for w in session.scalars(query):
+        shown = beneficiary_of(w, actor)  # exactly what the actor's API view shows
         # Formula-like text and control characters are handled by the one writer (models.sheets).
         append_row(sheet, [
             f"#{w.id}", w.title, w.category, w.status, w.org.full_name, w.grid.name if w.grid else "",
-            w.beneficiary_name, w.beneficiary_address, w.beneficiary_phone, w.points, w.poster.name,
+            shown["name"], shown["address"], shown["phone"], w.points, w.poster.name,
             when(w.created_at), w.claimer.name if w.claimer else "", when(w.claimed_at), when(w.fulfil_by),
             when(w.fulfilled_at), when(w.completed_at),
         ])

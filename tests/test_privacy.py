@@ -65,6 +65,51 @@ def _formula_sheet(text: str) -> str:
         return archive.read("xl/worksheets/sheet1.xml").decode()
 
 
+# Masks that hold --------------------------------------------------------------------------------
+def _listing(api_client, headers, **query):
+    response = api_client.get("/api/v1/admin/members", query_string={"per_page": 100, **query}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["items"]
+
+
+def test_a_masked_phone_cannot_be_recovered_by_searching_digit_prefixes(api_client, as_, people):
+    seen = {m["name"]: m for m in _listing(api_client, as_("sec"))}
+    assert seen["钱副书记"]["phone"] == "138****0009" and seen["钱副书记"]["masked"] is True
+    # The attack: extend a prefix digit by digit while the peer still matches. Nothing ever matches.
+    for length in range(3, 12):
+        prefix = "13800000009"[:length]
+        names = {m["name"] for m in _listing(api_client, as_("sec"), q=prefix)}
+        assert "钱副书记" not in names, prefix
+    for probe in ("0009", "00000009", "13800000009"):
+        assert "钱副书记" not in {m["name"] for m in _listing(api_client, as_("sec"), q=probe)}
+    # Names are searched as before; phones the secretary sees in full are found by their digits.
+    assert [m["phone"] for m in _listing(api_client, as_("sec"), q="钱副")] == ["138****0009"]
+    assert [m["name"] for m in _listing(api_client, as_("sec"), q="13800000003")] == ["王志强"]
+    assert [m["name"] for m in _listing(api_client, as_("sec"), q="138 0000 0002")] == ["李红梅"]  # themself
+    # The street admin is responsible for the branch secretaries and finds them by phone.
+    assert [m["name"] for m in _listing(api_client, as_("admin"), q="13800000009")] == ["钱副书记"]
+
+
+def test_the_members_export_holds_exactly_what_the_viewers_listing_shows(api_client, as_, people):
+    for viewer in ("sec", "admin"):
+        listing = {m["name"]: m for m in _listing(api_client, as_(viewer))}
+        response = api_client.get("/api/v1/admin/members/export", headers=as_(viewer))
+        assert response.status_code == 200
+        rows = list(load_workbook(io.BytesIO(response.data)).active.iter_rows(values_only=True))
+        assert rows[0][:6] == ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期")
+        exported = {r[0]: r for r in rows[1:]}
+        assert set(exported) == set(listing)
+        for name, member in listing.items():
+            row = exported[name]
+            assert row[1] == member["phone"], (viewer, name)
+            assert (row[4] or None) == member["join_date"], (viewer, name)
+            assert (row[5] or None) == member["full_member_date"], (viewer, name)
+    sec_rows = {r[0]: r for r in load_workbook(io.BytesIO(api_client.get(
+        "/api/v1/admin/members/export", headers=as_("sec")).data)).active.iter_rows(values_only=True)}
+    assert sec_rows["钱副书记"][1] == "138****0009" and sec_rows["钱副书记"][4] is None
+    assert sec_rows["王志强"][1] == "13800000003" and sec_rows["王志强"][4] == "2001-07-01"
+
+
 # Formula injection ---------------------------------------------------------------------------
 def test_a_wish_typed_as_a_formula_is_text_in_the_secretarys_export(wx, api_client, as_, people):
     assert "已提交心愿 #1" in wx.text("o-wang", f"许愿 {PAYLOAD}").content
