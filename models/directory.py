@@ -4,6 +4,7 @@ Every operation takes the acting member and checks it with models.authz first.
 """
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -164,11 +165,14 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
 
 
 def import_roster(
-    session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False
+    session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
+    limits: Mapping | None = None,
 ) -> ImportReport:
-    """Import a roster file into the actor's subtree (all rows or none); see models.roster."""
+    """Import a roster file into the actor's subtree (all rows or none); see models.roster.
+
+    `limits`: the settings ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS (config.py's defaults otherwise)."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
-    records = read_roster(data, filename)
+    records = read_roster(data, filename, limits)
 
     def check_row(org_path: str, role: str, existing: Member | None) -> str | None:
         if existing is not None and not authz.responsible(

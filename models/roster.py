@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -60,42 +60,112 @@ class RosterFileError(ValueError):
     """The file cannot be read as a roster at all (wrong type, no header …)."""
 
 
-def read_roster(data: bytes, filename: str) -> list[dict]:
-    """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names."""
+def _limits(limits: Mapping | None) -> tuple[int, int]:
+    """ROSTER_MAX_ROWS and ROSTER_MAX_COLUMNS from the settings (config.py's defaults otherwise)."""
+    from config import _NUMBERS
+
+    def get(name: str) -> int:
+        if limits and limits.get(name) not in (None, ""):
+            return int(limits[name])
+        return int(_NUMBERS[name])
+
+    return get("ROSTER_MAX_ROWS"), get("ROSTER_MAX_COLUMNS")
+
+
+def _blank(values) -> bool:
+    return values is None or all(v is None or str(v).strip() == "" for v in values)
+
+
+def _xlsx_rows(data: bytes, max_columns: int) -> Iterator[tuple]:
+    """The header row, then the data rows, read in streaming mode and cut to the header's columns.
+
+    The sheet's own dimension is ignored: a file claiming `A1:XFD5000` would otherwise have every
+    row padded to 16,384 cells."""
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+    try:
+        sheet = book.active
+        sheet.reset_dimensions()  # trust the cells, not the claimed size
+        try:
+            header = next(sheet.iter_rows(min_row=1, max_row=1, max_col=max_columns + 1, values_only=True), ())
+            yield header
+            width = len(_trim(header))
+            if width:
+                yield from sheet.iter_rows(min_row=2, max_col=width, values_only=True)
+        except Exception as exc:
+            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+    finally:
+        book.close()
+
+
+def _csv_rows(data: bytes) -> Iterator[list]:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
+    try:
+        yield from csv.reader(io.StringIO(text))
+    except csv.Error as exc:
+        raise RosterFileError("无法读取该 CSV 文件。") from exc
+
+
+def _trim(header) -> list:
+    """The header's cells without the empty ones at its end."""
+    cells = list(header or ())
+    while cells and (cells[-1] is None or str(cells[-1]).strip() == ""):
+        cells.pop()
+    return cells
+
+
+def read_roster(data: bytes, filename: str, limits: Mapping | None = None) -> list[dict]:
+    """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names.
+
+    At most ROSTER_MAX_ROWS data rows and ROSTER_MAX_COLUMNS header columns (`limits`: the
+    settings); a file holding more is refused with the reason. Only the header's columns are read.
+    """
+    max_rows, max_columns = _limits(limits)
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
-        try:
-            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a damaged file
-            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
-        rows = list(book.active.iter_rows(values_only=True))
-        book.close()
+        rows = _xlsx_rows(data, max_columns)
     elif suffix == ".csv":
-        for encoding in ("utf-8-sig", "gb18030"):
-            try:
-                text = data.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-        else:
-            raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
-        try:
-            rows = list(csv.reader(io.StringIO(text)))
-        except csv.Error as exc:
-            raise RosterFileError("无法读取该 CSV 文件。") from exc
+        rows = _csv_rows(data)
     else:
         raise RosterFileError("只支持 .xlsx 或 .csv 文件。")
-    if not rows:
+    try:
+        return _records(rows, max_rows, max_columns)
+    finally:
+        rows.close()  # the workbook is closed however the reading ended
+
+
+def _records(rows: Iterator, max_rows: int, max_columns: int) -> list[dict | None]:
+    header_row = next(rows, None)
+    if header_row is None:
         raise RosterFileError("文件是空的。")
-    header = [str(h).strip() if h is not None else "" for h in rows[0]]
+    cells = _trim(header_row)
+    if len(cells) > max_columns:
+        raise RosterFileError(f"表头超过 {max_columns} 列，请只保留名册需要的列：{'、'.join(COLUMNS)}。")
+    header = [str(h).strip() if h is not None else "" for h in cells]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise RosterFileError(f"缺少列：{'、'.join(missing)}。表头应为：{'、'.join(COLUMNS)}。")
-    records = []
-    for values in rows[1:]:
-        if values is None or all(v is None or str(v).strip() == "" for v in values):
-            records.append(None)  # keep row numbers right; blank rows are skipped
+    records: list[dict | None] = []
+    blank_tail = 0
+    for values in rows:
+        if _blank(values):
+            blank_tail += 1
+            if len(records) + blank_tail > 2 * max_rows:
+                break  # only blank rows for a long while: the rest of the sheet is not read
             continue
+        if len(records) + blank_tail >= max_rows:
+            raise RosterFileError(f"名册超过 {max_rows} 行，请分成几个文件导入。")
+        records.extend([None] * blank_tail)  # keep row numbers right; blank rows are skipped
+        blank_tail = 0
         records.append({name: values[i] if i < len(values) else None for i, name in enumerate(header)})
     return records
 

@@ -5,7 +5,11 @@ SQLite and PostgreSQL alike.
 """
 
 
+import io
+import re
 import threading
+import tracemalloc
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +20,7 @@ from models import CheckIn, DomainError, Member, WechatUser
 from models.activity import NO_ACTIVITY, CheckInAttempt, check_in_by_code, create_activity
 from models.base import now_utc
 from models.member import bind_openid
+from tests.conftest import BRANCH
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"
@@ -203,3 +208,80 @@ def test_typed_codes_matching_no_activity_count_against_the_member(engine, wx, p
     with Session(engine) as s:
         assert s.get(CheckInAttempt, (people["wang"].id, NO_ACTIVITY)).failures == 5
         assert s.query(CheckIn).count() == 0
+
+
+# Spreadsheets read safely ------------------------------------------------------------------------
+ROSTER_HEADER = ["姓名", "手机号", "所属组织", "党员类别", "入党日期"]
+
+
+def _crafted_xlsx(rows, *, dimension="A1:XFD5000", stray=None) -> bytes:
+    """An .xlsx of `rows` whose sheet claims `dimension`; `stray` = (cell, value) written far away."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    if stray:
+        sheet[stray[0]] = stray[1]
+    buffer = io.BytesIO()
+    book.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data, n = re.subn(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(), data)
+                assert n == 1
+            target.writestr(item, data)
+    return out.getvalue()
+
+
+def _import(client, headers, data, name="名册.xlsx", dry_run=True):
+    return client.post("/api/v1/admin/members/import" + ("?dry_run=1" if dry_run else ""), headers=headers,
+                       data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+
+
+def test_a_sheet_claiming_xfd5000_is_read_correctly_in_little_memory(api_client, as_, people):
+    rows = [ROSTER_HEADER] + [[f"新党员{i}", f"137{i:08d}", BRANCH, "在职党员", "2010-07-01"]
+                              for i in range(1, 1001)]
+    data = _crafted_xlsx(rows, stray=("XFD3", "远处的一格"))
+    assert len(data) < 40_000
+    headers = as_("sec")
+    tracemalloc.start()
+    try:
+        response = _import(api_client, headers, data, dry_run=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    body = response.get_json()
+    assert response.status_code == 200 and body["ok"], body
+    assert (body["total"], body["created"]) == (1000, 1000)
+    # Read as the sheet claims, every row padded to 16,384 cells: ~125 MB for these 1,000 rows.
+    assert peak < 20 * 1024 * 1024, peak
+    # And for real: the rows land as written, the far-away cell ignored.
+    small = _crafted_xlsx(rows[:4], stray=("XFD3", "远处的一格"))
+    imported = _import(api_client, headers, small, dry_run=False).get_json()
+    assert imported["ok"] and imported["created"] == 3, imported
+    listed = api_client.get("/api/v1/admin/members", query_string={"q": "新党员"}, headers=headers).get_json()
+    assert sorted(m["name"] for m in listed["items"]) == ["新党员1", "新党员2", "新党员3"]
+
+
+def test_rosters_beyond_the_row_and_column_limits_are_refused_with_the_reason(app_factory, api_login, people):
+    client = app_factory(ROSTER_MAX_ROWS=5, ROSTER_MAX_COLUMNS=8).test_client()
+    headers = api_login(people["sec"], client=client)
+    member = [BRANCH, "在职党员", "2010-07-01"]
+    six = [ROSTER_HEADER] + [[f"党员{i}", f"1370000{i:04d}", *member] for i in range(6)]
+    for data, name in ((_crafted_xlsx(six), "名册.xlsx"),
+                       ("\n".join(",".join(r) for r in six).encode(), "名册.csv")):
+        response = _import(client, headers, data, name)
+        assert response.status_code == 400, response.get_json()
+        assert response.get_json()["message"] == "名册超过 5 行，请分成几个文件导入。"
+    # Five rows and blank rows after them are fine.
+    five = _crafted_xlsx(six[:6] + [[None] * 5] * 20)
+    assert _import(client, headers, five).get_json()["total"] == 5
+    wide = [ROSTER_HEADER + [f"备注{i}" for i in range(4)]] + [[f"党员{i}", f"1370000{i:04d}", *member]
+                                                             for i in range(2)]
+    response = _import(client, headers, _crafted_xlsx(wide))
+    assert response.status_code == 400 and "表头超过 8 列" in response.get_json()["message"]
