@@ -92,6 +92,17 @@ _NUMBERS: dict[str, float | int] = {
     # stay pending for the next drain).
     "OUTBOX_OUTAGE_PAUSE": 1.0,
     "OUTBOX_OUTAGE_GIVE_UP": 60.0,
+    # The most points a wish may be worth; only secretaries and admins set a wish's points (a grid
+    # head's wish is worth WISH_DEFAULT_POINTS).
+    "WISH_MAX_POINTS": 50,
+    # 签到: wrong codes one member may type for one activity (or codes matching no activity) before
+    # being locked out of typed sign-in there, and for how long (seconds).
+    "CHECKIN_MAX_FAILURES": 5,
+    "CHECKIN_LOCKOUT_SECONDS": 900,
+    # Roster files read for an import: at most this many data rows and header columns; a sheet
+    # claiming more is refused with the reason (read in streaming mode, only the header's columns).
+    "ROSTER_MAX_ROWS": 100_000,
+    "ROSTER_MAX_COLUMNS": 50,
 }
 
 _STRINGS: dict[str, str] = {

@@ -27,7 +27,7 @@ scheduler_cli = AppGroup("scheduler", help="Scheduled jobs and the outbox sender
 def import_command(path: Path, dry_run: bool) -> None:
     """Import members from an .xlsx or .csv roster (all rows or none)."""
     try:
-        records = read_roster(path.read_bytes(), path.name)
+        records = read_roster(path.read_bytes(), path.name, current_app.config)
     except RosterFileError as exc:
         raise click.ClickException(str(exc)) from None
     with click.progressbar(length=len(records), label="导入", file=sys.stderr) as bar:

@@ -14,7 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, UniqueConstraint, and_, func, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -133,6 +146,25 @@ class CheckIn(Base):
 
     member: Mapped[Member] = relationship(foreign_keys=[member_id])
     proxy_by: Mapped[Member | None] = relationship(foreign_keys=[proxy_by_id])
+
+
+class CheckInAttempt(Base):
+    """Codes one member tried for one activity (activity_id 0: typed codes that matched no activity).
+
+    Every code is counted before it is checked (a conditional UPDATE); a right code resets the
+    count; CHECKIN_MAX_FAILURES wrong ones lock the member out there for CHECKIN_LOCKOUT_SECONDS.
+    """
+
+    __tablename__ = "activity_checkin_attempts"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+    # No foreign key: 0 stands for "no activity".
+    activity_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+NO_ACTIVITY = 0  # the attempts bucket of typed codes that belong to no activity
 
 
 class ReminderSetting(Base):
@@ -540,9 +572,13 @@ def check_in(
         if proxy_by is None or not manages(proxy_by, activity.org):
             raise Forbidden("只有本组织的书记或管理员可以代签。")
     else:
+        # Counted before it is checked: however many codes arrive at once, at most
+        # CHECKIN_MAX_FAILURES per lock-out are ever compared.
+        reserve_attempt(session, member.id, activity.id, now, settings)
         if code is None or not code_is_valid(activity, code, now):
             raise DomainError("签到码无效或已过期，请扫描现场二维码或输入现场显示的最新签到码。",
                               code="bad_code")
+        release_attempts(session, member.id, activity.id)
     if not in_audience(session, activity, member):
         raise Forbidden(f"活动 {activity.number} 仅限{AUDIENCES[activity.audience]}签到。")
     if activity.registration and not _is_registered(session, activity.id, member.id) and method != "proxy":
@@ -604,11 +640,71 @@ def _metres(distance: float) -> str:
     return f"{distance / 1000:.1f}公里" if distance >= 1000 else f"{round(distance)}米"
 
 
-def find_by_code(session: Session, code: str, now: datetime, settings: Mapping | None = None) -> Activity:
-    """Return the activity a typed code belongs to: a rotating code in force, else a fixed code."""
+def _attempt_setting(settings: Mapping | None, name: str) -> int:
+    """CHECKIN_MAX_FAILURES / CHECKIN_LOCKOUT_SECONDS, from the settings or config.py's default."""
+    if settings and settings.get(name) not in (None, ""):
+        return int(settings[name])
+    from config import _NUMBERS
+
+    return int(_NUMBERS[name])
+
+
+def reserve_attempt(session: Session, member_id: int, activity_id: int, now: datetime,
+                    settings: Mapping | None = None) -> None:
+    """Count one sign-in code of `member_id` for `activity_id` before it is checked; commit.
+
+    Raise DomainError (locked, 429) when the member has no try left there. The conditional UPDATE
+    decides: concurrent codes queue on the row (or SQLite's lock) and each sees the others' count.
+    """
+    limit = _attempt_setting(settings, "CHECKIN_MAX_FAILURES")
+    lockout = timedelta(seconds=_attempt_setting(settings, "CHECKIN_LOCKOUT_SECONDS"))
+    insert_ignore(session, CheckInAttempt.__table__, member_id=member_id, activity_id=activity_id, failures=0)
+    key = (CheckInAttempt.member_id == member_id, CheckInAttempt.activity_id == activity_id)
+    session.execute(update(CheckInAttempt).where(*key, CheckInAttempt.locked_until <= now)
+                    .values(failures=0, locked_until=None))
+    reserved = session.execute(
+        update(CheckInAttempt)
+        .where(*key, CheckInAttempt.failures < limit,
+               or_(CheckInAttempt.locked_until.is_(None), CheckInAttempt.locked_until <= now))
+        .values(failures=CheckInAttempt.failures + 1,
+                locked_until=case((CheckInAttempt.failures + 1 >= limit, now + lockout), else_=None))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    if reserved != 1:
+        until = session.scalar(select(CheckInAttempt.locked_until).where(*key))
+        minutes = max(1, math.ceil(((until or now + lockout) - now).total_seconds() / 60))
+        raise DomainError(f"签到码错误次数过多，请{minutes}分钟后再试，或请书记代签。", code="locked",
+                          status=429)
+
+
+def release_attempts(session: Session, member_id: int, activity_id: int) -> None:
+    """A right code: the member's count there starts again; commit."""
+    session.execute(update(CheckInAttempt)
+                    .where(CheckInAttempt.member_id == member_id, CheckInAttempt.activity_id == activity_id,
+                           CheckInAttempt.failures > 0)
+                    .values(failures=0, locked_until=None))
+    session.commit()
+
+
+def find_by_code(session: Session, code: str, now: datetime, settings: Mapping | None = None,
+                 member: Member | None = None) -> Activity:
+    """Return the activity a typed code belongs to: a rotating code in force, else a fixed code.
+
+    With `member`, the code is counted against them first (the "no activity" bucket), so typing
+    codes at random is limited like wrong codes for one activity."""
     code = code.strip()
     if not re.fullmatch(r"\d{4,8}", code):
         raise DomainError("签到码是数字，请输入现场显示的签到码，例如：签到 123456", code="bad_code")
+    if member is not None:
+        reserve_attempt(session, member.id, NO_ACTIVITY, now, settings)
+    activity = _activity_for_code(session, code, now, settings)
+    if member is not None:
+        release_attempts(session, member.id, NO_ACTIVITY)
+    return activity
+
+
+def _activity_for_code(session: Session, code: str, now: datetime, settings: Mapping | None) -> Activity:
     opens = timedelta(minutes=int(setting(settings, "CHECKIN_OPENS_MINUTES")))
     live = session.scalars(select(Activity).where(
         Activity.rotating.is_(True), Activity.cancelled.is_(False),
@@ -632,7 +728,7 @@ def check_in_by_code(session: Session, member: Member, code: str, *, now: dateti
     if activity_id is not None:
         activity = get_activity(session, activity_id)
     else:
-        activity = find_by_code(session, code, now, settings)
+        activity = find_by_code(session, code, now, settings, member=member)
     return check_in(session, activity, member, now=now, method=method, code=code.strip(),
                     position=position, settings=settings)
 

@@ -9,6 +9,8 @@ The rules are written on the organizations' name paths ("滨江街道党工委/�
 judge a roster row whose organization does not exist yet.
 """
 
+from sqlalchemy import and_, false, or_
+
 from models.base import Forbidden
 from models.member import MANAGER_ROLES, Member, mask_phone
 from models.org import PATH_SEPARATOR, Organization
@@ -17,6 +19,10 @@ from models.org import PATH_SEPARATOR, Organization
 VIEW_MEMBER = "member.view"  # see the member in a listing, personal data masked
 VIEW_PRIVATE = "member.view_private"  # see the phone and the political birthday
 UPDATE_MEMBER = "member.update"  # change the member's record
+# Manual points (积分): file an award for the member, approve or refuse one (target: the recipient).
+# Only those responsible for the recipient — never the recipient, never a peer at the same node.
+AWARD_POINTS = "points.award"
+DECIDE_AWARD = "points.decide"
 # Actions on an organization's subtree (target: an Organization; None means the actor's own).
 LIST_MEMBERS = "member.list"
 IMPORT_MEMBERS = "member.import"
@@ -24,13 +30,16 @@ EXPORT_MEMBERS = "member.export"
 VIEW_ORGS = "org.view"
 
 MEMBER_ACTIONS = (VIEW_MEMBER, VIEW_PRIVATE, UPDATE_MEMBER)
+POINT_ACTIONS = (AWARD_POINTS, DECIDE_AWARD)
 ORG_ACTIONS = (LIST_MEMBERS, IMPORT_MEMBERS, EXPORT_MEMBERS, VIEW_ORGS)
-ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS
+ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS
 
 _DENIED = {
     VIEW_MEMBER: "您无权查看该成员。",
     VIEW_PRIVATE: "您无权查看该成员的个人信息。",
     UPDATE_MEMBER: "您无权修改该成员的信息。",
+    AWARD_POINTS: "只能为您负责的成员录入积分（不能为自己或同级的书记、管理员录入）。",
+    DECIDE_AWARD: "只有负责该成员的上级书记或管理员可以审批（不能审批为自己录入的积分）。",
     LIST_MEMBERS: "您无权查看该组织的成员。",
     IMPORT_MEMBERS: "您无权向该组织导入成员。",
     EXPORT_MEMBERS: "您无权导出该组织的成员。",
@@ -65,6 +74,10 @@ def can(actor: Member | None, action: str, target: Member | Organization | None 
         raise ValueError(f"unknown action {action!r}")
     if actor is None or not actor.active:
         return False
+    if action in POINT_ACTIONS:
+        if not isinstance(target, Member):
+            raise TypeError(f"{action} needs a member")
+        return responsible(actor, target.org.full_name, target.role, target.id)
     if action in MEMBER_ACTIONS:
         if not isinstance(target, Member):
             raise TypeError(f"{action} needs a member")
@@ -85,9 +98,20 @@ def authorize(actor: Member | None, action: str, target: Member | Organization |
         return
     if actor is None:
         raise Forbidden("请先绑定党员身份。", code="not_bound")
-    if not is_manager(actor) and (action in ORG_ACTIONS or action == UPDATE_MEMBER):
+    if not is_manager(actor) and (action in ORG_ACTIONS or (action == UPDATE_MEMBER or action in POINT_ACTIONS)):
         raise Forbidden(NOT_MANAGER)
     raise Forbidden(_DENIED[action])
+
+
+def award_decision_problem(actor: Member | None, requested_by_id: int, recipient: Member) -> str | None:
+    """Why `actor` may not approve or refuse a manual award for `recipient` filed by `requested_by_id`
+    (None: they may). Two different people, both responsible for the recipient: the approver is
+    neither the requester nor the recipient."""
+    if actor is not None and actor.id == requested_by_id:
+        return "录入人不能审批自己录入的积分，请由另一位书记或管理员审批。"
+    if not can(actor, DECIDE_AWARD, recipient):
+        return _DENIED[DECIDE_AWARD] if is_manager(actor) else NOT_MANAGER
+    return None
 
 
 def assignable(actor: Member, org_name: str, role: str, member_id: int | None = None) -> str | None:
@@ -101,6 +125,21 @@ def assignable(actor: Member, org_name: str, role: str, member_id: int | None = 
             return "不能修改您自己的组织或角色"
         return "不能设置与您同级的书记或管理员"
     return None
+
+
+def private_clause(actor: Member | None):
+    """A SQL condition on Member (joined with its Organization) true exactly for the members whose
+    personal data `actor` may see — `can(actor, VIEW_PRIVATE, member)` as a WHERE clause, so that a
+    search never matches what the searcher would see masked (phone digits, dates)."""
+    if actor is None or not actor.active:
+        return false()
+    itself = Member.id == actor.id
+    if not is_manager(actor):
+        return itself
+    home = actor.org.full_name
+    below = Organization.full_name.startswith(home + PATH_SEPARATOR, autoescape=True)
+    own_node = and_(Organization.full_name == home, Member.role.not_in(MANAGER_ROLES), Member.id != actor.id)
+    return or_(itself, below, own_node)
 
 
 def visible_phone(actor: Member | None, member: Member) -> str:

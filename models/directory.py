@@ -4,10 +4,11 @@ Every operation takes the acting member and checks it with models.authz first.
 """
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,7 +70,9 @@ def list_members(
         digits = normalize_phone(text)
         conditions = [Member.name.contains(text, autoescape=True)]
         if digits:
-            conditions.append(Member.phone.contains(digits, autoescape=True))
+            # Digits match only phones the actor sees in full: else a few searches by prefix
+            # would spell out a masked phone.
+            conditions.append(and_(Member.phone.contains(digits, autoescape=True), authz.private_clause(actor)))
         query = query.where(or_(*conditions))
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     items = session.scalars(
@@ -162,11 +165,14 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
 
 
 def import_roster(
-    session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False
+    session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
+    limits: Mapping | None = None,
 ) -> ImportReport:
-    """Import a roster file into the actor's subtree (all rows or none); see models.roster."""
+    """Import a roster file into the actor's subtree (all rows or none); see models.roster.
+
+    `limits`: the settings ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS (config.py's defaults otherwise)."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
-    records = read_roster(data, filename)
+    records = read_roster(data, filename, limits)
 
     def check_row(org_path: str, role: str, existing: Member | None) -> str | None:
         if existing is not None and not authz.responsible(
@@ -183,14 +189,15 @@ def import_roster(
 
 
 def export_roster(session: Session, actor: Member | None) -> bytes:
-    """Return an .xlsx of the members of the actor's subtree."""
+    """Return an .xlsx of the members of the actor's subtree, as the actor sees them in the API:
+    phones and dates of those they are not responsible for masked."""
     authz.authorize(actor, authz.EXPORT_MEMBERS)
     members = session.scalars(
         select(Member).join(Member.org)
         .where(Organization.path.startswith(actor.org.path))
         .order_by(Organization.full_name, Member.name, Member.id)
     ).all()
-    return export_members(session, members)
+    return export_members(session, members, viewer=actor)
 
 
 def org_tree(session: Session, actor: Member | None) -> OrgNode:

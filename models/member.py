@@ -4,7 +4,21 @@ import re
 import unicodedata
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, bindparam, false, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    bindparam,
+    case,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -180,7 +194,9 @@ def bind_openid(
 
     `column` says which identity is bound: "openid" (Official Account, the default) or
     "miniapp_openid" (mini-program; a `unionid` from WeChat is then kept on the member too).
-    Failed attempts are counted per openid; after `max_failures` the openid is locked out.
+    Failed attempts are counted per openid; after `max_failures` the openid is locked out. Every
+    guess first reserves an attempt (a conditional UPDATE, committed) and only then is checked, so
+    however many guesses arrive at once, at most `max_failures` per lock-out are ever checked.
     """
     model, unbind_hint, show_hint = _BIND_CHANNELS[column]
     target = getattr(Member, column)
@@ -188,9 +204,8 @@ def bind_openid(
     user = ensure_wechat_user(session, openid, model)
     session.refresh(user)
     if user.locked_until and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60))
         session.commit()
-        raise DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
+        raise _locked(user.locked_until, now)
 
     if column == "openid":
         current = member_for_openid(session, openid)
@@ -202,14 +217,19 @@ def bind_openid(
             return current  # the same member again (a retry, a second tap): already done
         raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先{unbind_hint}。", code="already_bound")
 
+    if not _reserve_bind_attempt(session, openid, now, max_failures, lockout, model):
+        session.refresh(user)
+        until = user.locked_until if user.locked_until and user.locked_until > now else now + lockout
+        session.commit()
+        raise _locked(until, now)
+
     name = unicodedata.normalize("NFKC", name).strip()
     phone = normalize_phone(phone)
     member = session.scalars(
         select(Member).where(Member.name == name, Member.phone == phone, Member.active.is_(True))
     ).first()
     if member is None:
-        _record_bind_failure(session, openid, now, max_failures, lockout, model)
-        session.commit()
+        session.commit()  # the attempt reserved above stays counted
         raise DomainError(
             "未找到与该姓名和手机号匹配的登记信息，请核对后重试，或联系所在支部书记登记。",
             code="no_match",
@@ -243,23 +263,33 @@ def bind_openid(
     return member
 
 
-def _record_bind_failure(session, openid, now, max_failures, lockout, model=WechatUser) -> None:
-    # Reset a counter whose lock-out has run out, then count atomically in the database.
+def _locked(until: datetime, now: datetime) -> DomainError:
+    minutes = max(1, int((until - now).total_seconds() // 60))
+    return DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
+
+
+def _reserve_bind_attempt(session, openid, now, max_failures, lockout, model=WechatUser) -> bool:
+    """Count one attempt before it is checked, atomically; commit. False: no attempt is left.
+
+    A counter whose lock-out has run out starts again; the attempt that uses up the last try sets
+    the lock-out at once. The conditional UPDATE is the arbiter: concurrent guesses queue on the
+    row (PostgreSQL) or the database lock (SQLite), and each sees the count the others left.
+    """
     session.execute(
         update(model)
         .where(model.openid == openid, model.locked_until <= now)
         .values(failed_binds=0, locked_until=None)
     )
-    session.execute(
+    reserved = session.execute(
         update(model)
-        .where(model.openid == openid)
-        .values(failed_binds=model.failed_binds + 1)
-    )
-    session.execute(
-        update(model)
-        .where(model.openid == openid, model.failed_binds >= max_failures)
-        .values(locked_until=now + lockout)
-    )
+        .where(model.openid == openid, model.failed_binds < max_failures,
+               or_(model.locked_until.is_(None), model.locked_until <= now))
+        .values(failed_binds=model.failed_binds + 1,
+                locked_until=case((model.failed_binds + 1 >= max_failures, now + lockout), else_=None))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return reserved == 1
 
 
 def unbind_openid(session: Session, openid: str) -> Member:

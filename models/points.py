@@ -13,6 +13,7 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from models import authz
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member
 from models.org import Organization, community_of
@@ -156,15 +157,11 @@ def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, 
     return Board(org, period, since, ranking(session, org, since=since, limit=limit))
 
 
-def _manages(actor: Member, member: Member) -> bool:
-    return actor.is_manager and member.org.is_within(actor.org)
-
-
 def request_award(session: Session, actor: Member, member_id: int, amount: int, reason: str,
                   now: datetime | None = None) -> ManualAward:
     """Propose a manual award (or, negative, a correction); it counts only once approved. Commit."""
     reason = (reason or "").strip()
-    if not actor.is_manager:
+    if not authz.is_manager(actor):
         raise Forbidden("只有书记或管理员可以录入积分。")
     if not reason:
         raise DomainError("手动录入积分必须填写原因。", code="reason_required")
@@ -173,7 +170,9 @@ def request_award(session: Session, actor: Member, member_id: int, amount: int, 
     member = session.get(Member, member_id)
     if member is None:
         raise NotFound("未找到该党员。")
-    if not _manages(actor, member):
+    if not authz.can(actor, authz.AWARD_POINTS, member):
+        if member.org.is_within(actor.org):
+            raise Forbidden("不能为自己或同级的书记、管理员录入积分，请由上级录入。")
         raise Forbidden("只能为本组织及下级组织的成员录入积分。")
     award = ManualAward(member_id=member.id, amount=amount, reason=reason[:200],
                         requested_by_id=actor.id, requested_at=now or now_utc())
@@ -189,11 +188,10 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
     award = session.get(ManualAward, award_id) if 0 < award_id <= 2**31 - 1 else None
     if award is None:
         raise NotFound(f"未找到积分申请 #{award_id}。")
-    if award.requested_by_id == actor.id:
-        raise Forbidden("录入人不能审批自己录入的积分，请由另一位书记或管理员审批。")
     member = session.get(Member, award.member_id)
-    if not actor.is_manager or not _manages(actor, member):
-        raise Forbidden("只有该成员所在组织的上级书记或管理员可以审批。")
+    problem = authz.award_decision_problem(actor, award.requested_by_id, member)
+    if problem:
+        raise Forbidden(problem)
     status = AWARD_APPROVED if approve else AWARD_REFUSED
     # A conditional update: of two approvers at once, one decides.
     changed = session.execute(
@@ -222,7 +220,9 @@ def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
              .where(ManualAward.status == AWARD_PENDING, ManualAward.requested_by_id != actor.id)
              .order_by(ManualAward.id))
     query = query.where(Organization.path.startswith(actor.org.path))
-    return list(session.scalars(query))
+    return [award for award in session.scalars(query)
+            if authz.award_decision_problem(actor, award.requested_by_id, session.get(Member, award.member_id))
+            is None]
 
 
 __all__ = ["Board", "ManualAward", "PointEntry", "Rank", "Statement", "balance", "credit", "decide_award",

@@ -1,6 +1,5 @@
 """Yearly quotas: how often each member took part in organizational life and volunteer service."""
 
-import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from sqlalchemy.orm import Session
 from models.activity import VOLUNTEER, Activity, CheckIn, year_bounds
 from models.member import Member
 from models.org import Organization
+from models.sheets import append_row, new_sheet, to_bytes
 
 
 @dataclass
@@ -72,42 +72,29 @@ HEADERS = ("姓名", "类别", "所属组织", "组织生活次数", "组织生�
 
 def quota_xlsx(rows: list[QuotaRow], year: int) -> bytes:
     """The report as an Excel workbook (Chinese headers)."""
-    from openpyxl import Workbook
-
-    book = Workbook()
-    sheet = book.active
-    sheet.title = f"{year}年度完成情况"
-    sheet.append(HEADERS)
+    book, sheet = new_sheet(f"{year}年度完成情况", HEADERS)
     for r in rows:
-        sheet.append([r.member.name, r.member.kind, r.member.org.full_name, r.org_life, r.org_life_quota,
-                      r.volunteer, r.volunteer_quota, r.shortfall, "否" if r.behind else "是"])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        append_row(sheet, [r.member.name, r.member.kind, r.member.org.full_name, r.org_life, r.org_life_quota,
+                           r.volunteer, r.volunteer_quota, r.shortfall, "否" if r.behind else "是"])
+    return to_bytes(book)
 
 
 def attendance_xlsx(session: Session, activity: Activity) -> bytes:
     """One activity's attendance as an Excel workbook."""
-    from openpyxl import Workbook
-
     from models.activity import METHODS, attendance, local_text
 
     report = attendance(session, activity)
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "出勤"
-    sheet.append(["活动", f"{activity.number} {activity.kind} {activity.title}"])
-    sheet.append(["时间", local_text(activity.starts_at)])
-    sheet.append([])
-    sheet.append(["姓名", "类别", "状态", "签到时间", "签到方式", "服务时长（分钟）"])
+    book, sheet = new_sheet("出勤")
+    append_row(sheet, ["活动", f"{activity.number} {activity.kind} {activity.title}"])
+    append_row(sheet, ["时间", local_text(activity.starts_at)])
+    append_row(sheet, [])
+    append_row(sheet, ["姓名", "类别", "状态", "签到时间", "签到方式", "服务时长（分钟）"])
     for c in report.present:
-        sheet.append([c.member.name, c.member.kind, "已签到", local_text(c.checked_in_at), METHODS[c.method],
-                      c.service_minutes])
+        append_row(sheet, [c.member.name, c.member.kind, "已签到", local_text(c.checked_in_at),
+                           METHODS[c.method], c.service_minutes])
     for m in report.absent:
-        sheet.append([m.name, m.kind, "缺席", "", "", None])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        append_row(sheet, [m.name, m.kind, "缺席", "", "", None])
+    return to_bytes(book)
 
 
 def member_progress(session: Session, member: Member, year: int, quotas: Mapping[str, tuple[int, int]],
@@ -146,21 +133,14 @@ def period_attendance(session: Session, org: Organization, start, end) -> list[t
 
 def period_attendance_xlsx(rows: list[tuple[Activity, int, int]]) -> bytes:
     """A period's activities and their attendance as an Excel workbook."""
-    from openpyxl import Workbook
-
     from models.activity import local_text
 
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "活动出勤汇总"
-    sheet.append(["编号", "类型", "标题", "组织", "时间", "签到人数", "应到人数", "出勤率"])
+    book, sheet = new_sheet("活动出勤汇总", ["编号", "类型", "标题", "组织", "时间", "签到人数", "应到人数", "出勤率"])
     for activity, present, expected in rows:
         rate = f"{present / expected:.0%}" if expected else ""
-        sheet.append([activity.number, activity.kind, activity.title, activity.org.full_name,
-                      local_text(activity.starts_at), present, expected, rate])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        append_row(sheet, [activity.number, activity.kind, activity.title, activity.org.full_name,
+                           local_text(activity.starts_at), present, expected, rate])
+    return to_bytes(book)
 
 
 def report_org(session: Session, actor: Member | None, org_id: int | None = None) -> Organization:

@@ -3,23 +3,27 @@
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
+from models import authz
+from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
+from models.sheets import append_row, new_sheet, to_bytes
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
 # 转正日期 and 网格长 (是/否) are optional: a roster without the column leaves everyone's value as it is.
 FULL_MEMBER_DATE = "转正日期"
 _YES, _NO = ("是", "y", "yes", "true", "1", "√"), ("否", "n", "no", "false", "0", "")
+# A phone as an export masks it for a viewer not responsible for the member: such a row is skipped.
+MASKED_PHONE = re.compile(r"1\d{2}\*{4}\d{4}")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
 
@@ -56,42 +60,112 @@ class RosterFileError(ValueError):
     """The file cannot be read as a roster at all (wrong type, no header …)."""
 
 
-def read_roster(data: bytes, filename: str) -> list[dict]:
-    """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names."""
+def _limits(limits: Mapping | None) -> tuple[int, int]:
+    """ROSTER_MAX_ROWS and ROSTER_MAX_COLUMNS from the settings (config.py's defaults otherwise)."""
+    from config import _NUMBERS
+
+    def get(name: str) -> int:
+        if limits and limits.get(name) not in (None, ""):
+            return int(limits[name])
+        return int(_NUMBERS[name])
+
+    return get("ROSTER_MAX_ROWS"), get("ROSTER_MAX_COLUMNS")
+
+
+def _blank(values) -> bool:
+    return values is None or all(v is None or str(v).strip() == "" for v in values)
+
+
+def _xlsx_rows(data: bytes, max_columns: int) -> Iterator[tuple]:
+    """The header row, then the data rows, read in streaming mode and cut to the header's columns.
+
+    The sheet's own dimension is ignored: a file claiming `A1:XFD5000` would otherwise have every
+    row padded to 16,384 cells."""
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+    try:
+        sheet = book.active
+        sheet.reset_dimensions()  # trust the cells, not the claimed size
+        try:
+            header = next(sheet.iter_rows(min_row=1, max_row=1, max_col=max_columns + 1, values_only=True), ())
+            yield header
+            width = len(_trim(header))
+            if width:
+                yield from sheet.iter_rows(min_row=2, max_col=width, values_only=True)
+        except Exception as exc:
+            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+    finally:
+        book.close()
+
+
+def _csv_rows(data: bytes) -> Iterator[list]:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
+    try:
+        yield from csv.reader(io.StringIO(text))
+    except csv.Error as exc:
+        raise RosterFileError("无法读取该 CSV 文件。") from exc
+
+
+def _trim(header) -> list:
+    """The header's cells without the empty ones at its end."""
+    cells = list(header or ())
+    while cells and (cells[-1] is None or str(cells[-1]).strip() == ""):
+        cells.pop()
+    return cells
+
+
+def read_roster(data: bytes, filename: str, limits: Mapping | None = None) -> list[dict]:
+    """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names.
+
+    At most ROSTER_MAX_ROWS data rows and ROSTER_MAX_COLUMNS header columns (`limits`: the
+    settings); a file holding more is refused with the reason. Only the header's columns are read.
+    """
+    max_rows, max_columns = _limits(limits)
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
-        try:
-            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for a damaged file
-            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
-        rows = list(book.active.iter_rows(values_only=True))
-        book.close()
+        rows = _xlsx_rows(data, max_columns)
     elif suffix == ".csv":
-        for encoding in ("utf-8-sig", "gb18030"):
-            try:
-                text = data.decode(encoding)
-                break
-            except UnicodeDecodeError:
-                continue
-        else:
-            raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
-        try:
-            rows = list(csv.reader(io.StringIO(text)))
-        except csv.Error as exc:
-            raise RosterFileError("无法读取该 CSV 文件。") from exc
+        rows = _csv_rows(data)
     else:
         raise RosterFileError("只支持 .xlsx 或 .csv 文件。")
-    if not rows:
+    try:
+        return _records(rows, max_rows, max_columns)
+    finally:
+        rows.close()  # the workbook is closed however the reading ended
+
+
+def _records(rows: Iterator, max_rows: int, max_columns: int) -> list[dict | None]:
+    header_row = next(rows, None)
+    if header_row is None:
         raise RosterFileError("文件是空的。")
-    header = [str(h).strip() if h is not None else "" for h in rows[0]]
+    cells = _trim(header_row)
+    if len(cells) > max_columns:
+        raise RosterFileError(f"表头超过 {max_columns} 列，请只保留名册需要的列：{'、'.join(COLUMNS)}。")
+    header = [str(h).strip() if h is not None else "" for h in cells]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise RosterFileError(f"缺少列：{'、'.join(missing)}。表头应为：{'、'.join(COLUMNS)}。")
-    records = []
-    for values in rows[1:]:
-        if values is None or all(v is None or str(v).strip() == "" for v in values):
-            records.append(None)  # keep row numbers right; blank rows are skipped
+    records: list[dict | None] = []
+    blank_tail = 0
+    for values in rows:
+        if _blank(values):
+            blank_tail += 1
+            if len(records) + blank_tail > 2 * max_rows:
+                break  # only blank rows for a long while: the rest of the sheet is not read
             continue
+        if len(records) + blank_tail >= max_rows:
+            raise RosterFileError(f"名册超过 {max_rows} 行，请分成几个文件导入。")
+        records.extend([None] * blank_tail)  # keep row numbers right; blank rows are skipped
+        blank_tail = 0
         records.append({name: values[i] if i < len(values) else None for i, name in enumerate(header)})
     return records
 
@@ -140,11 +214,15 @@ class _Row:
     has_full_member_date: bool = False  # False: the column is absent, keep the current date
 
 
-def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
-    rows, errors, seen = [], [], {}
+def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError], int]:
+    """The valid rows, the errors, and how many rows carry a masked phone (left as they are)."""
+    rows, errors, seen, hidden = [], [], {}, 0
     for index, record in enumerate(records):
         number = index + 2
         if record is None:
+            continue
+        if MASKED_PHONE.fullmatch(_text(record.get("手机号"))):
+            hidden += 1  # exported masked to someone not responsible for them: nothing to change
             continue
         problems = []
         name = _text(record.get("姓名"))
@@ -206,7 +284,7 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
             continue
         rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
                          full_member_date, FULL_MEMBER_DATE in record))
-    return rows, errors
+    return rows, errors, hidden
 
 
 def _differs(member: Member, row: _Row) -> bool:
@@ -234,8 +312,9 @@ def import_members(
     member (e.g. outside the importer's subtree) by returning the reason.
     """
     today = today or date.today()
-    rows, errors = _validate(records, today)
-    report = ImportReport(total=len(rows) + len(errors), errors=errors, dry_run=dry_run)
+    rows, errors, hidden = _validate(records, today)
+    report = ImportReport(total=len(rows) + len(errors) + hidden, errors=errors, dry_run=dry_run,
+                          unchanged=hidden)
     if errors and check_row is None:
         return report
     existing = {
@@ -288,24 +367,24 @@ def import_members(
     return report
 
 
-def export_members(session: Session, members: Iterable[Member]) -> bytes:
-    """Return an .xlsx of the members, with the same columns the import reads."""
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "党员名册"
-    sheet.append(COLUMNS)
+def export_members(session: Session, members: Iterable[Member], *, viewer: Member | None = None) -> bytes:
+    """Return an .xlsx of the members, with the same columns the import reads.
+
+    With a `viewer`, each row holds what the viewer's API listing shows: the phone masked and the
+    dates left empty for those whose personal data they may not see (a re-import leaves such rows
+    as they are). Without one (the operator's CLI), everything in full."""
+    book, sheet = new_sheet("党员名册", COLUMNS)
     for m in members:
-        sheet.append([
-            m.name, m.phone, m.org.full_name, m.kind,
-            m.join_date.isoformat() if m.join_date else "",
-            m.full_member_date.isoformat() if m.full_member_date else "",
+        private = viewer is None or authz.can(viewer, authz.VIEW_PRIVATE, m)
+        append_row(sheet, [
+            m.name, m.phone if private else mask_phone(m.phone), m.org.full_name, m.kind,
+            m.join_date.isoformat() if m.join_date and private else "",
+            m.full_member_date.isoformat() if m.full_member_date and private else "",
             m.role, m.grid.name if m.grid else "", "是" if m.grid_head else "否",
         ])
     for column, width in zip("ABCDEFGHI", (10, 14, 48, 10, 12, 12, 8, 10, 8), strict=True):
         sheet.column_dimensions[column].width = width
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+    return to_bytes(book)
 
 
 def members_in_subtree(session: Session, org: Organization | None = None) -> list[Member]:

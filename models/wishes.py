@@ -8,11 +8,8 @@ winners there. The chatbot, the REST API and the scheduler call these same funct
 """
 
 from datetime import datetime, timedelta
-from io import BytesIO
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import (
     ForeignKey,
     Integer,
@@ -32,6 +29,7 @@ from models.member import Member, mask_phone
 from models.org import Grid, Organization, community_of
 from models.outbox import enqueue
 from models.points import credit
+from models.sheets import append_row, new_sheet, to_bytes
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
@@ -253,12 +251,17 @@ def _local_date(when: datetime) -> str:
 def post_wish(session: Session, actor: Member, title: str, details: str = "", *, category: str | None = None,
               beneficiary_name: str = "", beneficiary_address: str = "", beneficiary_phone: str = "",
               beneficiary_member_id: int | None = None, org_id: int | None = None,
-              grid_id: int | None = None, points: int = 10, now: datetime | None = None) -> Wish:
+              grid_id: int | None = None, points: int | None = None, default_points: int = 10,
+              max_points: int | None = None, now: datetime | None = None) -> Wish:
     """A secretary, admin or grid head (for their own grid) publishes a wish, open for claiming at
-    once. Commit."""
+    once. Commit.
+
+    Only secretaries and admins set the points (at most `max_points`, the WISH_MAX_POINTS setting);
+    a grid head's wish is worth `default_points`, whatever they ask for."""
     now = now or now_utc()
     if not may_publish(actor):
         raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
+    points = wish_points(actor, points, default_points, max_points)
     if not actor.is_manager:
         # A grid head publishes for their own grid only.
         if org_id not in (None, actor.org_id) or grid_id not in (None, actor.grid_id):
@@ -288,6 +291,16 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     return wish
 
 
+def wish_points(actor: Member, points: int | None, default_points: int, max_points: int | None) -> int:
+    """The points a wish posted by `actor` is worth: managers choose (0 … max_points), others get
+    the default."""
+    if points is None or not actor.is_manager:
+        return default_points
+    if max_points is not None and points > max_points:
+        raise DomainError(f"心愿积分不能超过 {max_points} 分。", code="too_many_points", status=422)
+    return points
+
+
 def propose_wish(session: Session, actor: Member, text: str, *, category: str | None = None,
                  points: int = 10, title: str | None = None, now: datetime | None = None) -> Wish:
     """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit.
@@ -310,13 +323,13 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
 
 def create_wish(session: Session, actor: Member, title: str, details: str = "", *,
                 category: str | None = None, points: int | None = None, default_points: int = 10,
-                now: datetime | None = None, **published) -> Wish:
+                max_points: int | None = None, now: datetime | None = None, **published) -> Wish:
     """Post the wish if `actor` may publish directly (secretaries, admins, grid heads); otherwise
     propose it (待审核) for themself at the default points, ignoring `points` and `published`
     (beneficiary, organization, grid). Commit."""
     if may_publish(actor):
-        return post_wish(session, actor, title, details, category=category, now=now,
-                         points=default_points if points is None else points, **published)
+        return post_wish(session, actor, title, details, category=category, now=now, points=points,
+                         default_points=default_points, max_points=max_points, **published)
     return propose_wish(session, actor, details or title, category=category, points=default_points,
                         title=title, now=now)
 
@@ -722,21 +735,14 @@ def export_wishes(session: Session, actor: Member, *, org: Organization | None =
              .where(Organization.path.startswith(org.path)).order_by(Wish.id))
     if status:
         query = query.where(Wish.status == status)
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "微心愿"
-    sheet.append(EXPORT_COLUMNS)
-    def clean(value):
-        # Control characters (typed or pasted into a title) cannot be stored in a worksheet.
-        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
-
+    book, sheet = new_sheet("微心愿", EXPORT_COLUMNS)
     for w in session.scalars(query):
-        sheet.append([clean(v) for v in [
+        shown = beneficiary_of(w, actor)  # exactly what the actor's API view shows
+        # Formula-like text and control characters are handled by the one writer (models.sheets).
+        append_row(sheet, [
             f"#{w.id}", w.title, w.category, w.status, w.org.full_name, w.grid.name if w.grid else "",
-            w.beneficiary_name, w.beneficiary_address, w.beneficiary_phone, w.points, w.poster.name,
+            shown["name"], shown["address"], shown["phone"], w.points, w.poster.name,
             when(w.created_at), w.claimer.name if w.claimer else "", when(w.claimed_at), when(w.fulfil_by),
             when(w.fulfilled_at), when(w.completed_at),
-        ]])
-    buffer = BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        ])
+    return to_bytes(book)

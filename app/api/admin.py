@@ -93,7 +93,7 @@ def import_members(query, files):
     if len(data) > current_app.config["API_MAX_UPLOAD"]:
         raise ApiError(413, "too_large", "文件过大。")
     return directory.import_roster(db.session, _actor(), data, upload.filename or "",
-                                   dry_run=query["dry_run"])
+                                   dry_run=query["dry_run"], limits=current_app.config)
 
 
 @blp.route("/members/export", methods=["GET"])

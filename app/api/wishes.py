@@ -92,7 +92,8 @@ def list_wishes(args):
 @blp.doc(operationId="createWish", responses=errors(400, 401, 403, 404, 422))
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
-    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"), **args)
+    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"),
+                              max_points=_setting("WISH_MAX_POINTS"), **args)
 
 
 @blp.route("/wishes/<int:wish_id>", methods=["GET"])
@@ -256,8 +257,9 @@ def get_photo(wish_id, photo_id):
         raise ApiError(404, "not_found", "照片文件已不存在。")
     with open(path, "rb") as photo_file:  # small (capped at upload): read whole, nothing left open
         data = photo_file.read()
+    # The type we recognised at upload, and no sniffing: the browser never reads it as HTML or script.
     return Response(data, mimetype=IMAGE_TYPES[name.rsplit(".", 1)[1]],
-                    headers={"Cache-Control": "private, no-store"})
+                    headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
 
 @blp.route("/me/wishes", methods=["GET"])
