@@ -19,11 +19,12 @@ from models.orglife import (
     next_start,
 )
 from models.outbox import count_unread, list_inbox, open_message
+from models.text import parse_number
 
 MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
-_MOVE = re.compile(r"改期 ?#?(\d+) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
-_DELETE = re.compile(r"删除 ?#?(\d+)")
+_MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
+_DELETE = re.compile(r"删除 ?#?(\d{1,12})")
 WEEKDAYS = "一二三四五六日"
 
 # 通知's audience words, typed before the text: 紧急, 网格 <名称>, and member kinds.
@@ -54,7 +55,7 @@ def register(router: Router) -> None:
             return _notice_help(ctx)
         op = _NOTICE_OP.fullmatch(ctx.rest)
         if op:
-            number = int(op[1])
+            number = parse_number(op[1])
             if op[2] == "回执":
                 return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
             count = remind_unread(ctx.session, number, ctx.member)
@@ -71,7 +72,7 @@ def register(router: Router) -> None:
                 f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
     @router.command("消息", aliases=("我的消息",), summary="消息 — 查看我的消息；消息 编号 — 阅读一条",
-                    pattern=r"(?:#?(\d+))?", usage="消息；消息 编号", needs_member=True)
+                    pattern=r"(?:#?(\d{1,12}))?", usage="消息；消息 编号", needs_member=True)
     def inbox(message: Incoming, ctx: Context) -> str:
         member = ctx.member
         if ctx.match[1]:

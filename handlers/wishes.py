@@ -31,7 +31,7 @@ from models.wishes import (
 )
 
 LOCAL = ZoneInfo("Asia/Shanghai")
-NUMBER = r"#?(\d+)"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
+NUMBER = r"#?(\d{1,12})"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
 
 
@@ -111,7 +111,7 @@ def register(router: Router) -> None:
         return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
 
     @router.command("心愿", summary="心愿 — 查看可认领的心愿（心愿 2 翻页，心愿 #12 查看详情）",
-                    pattern=r"(?:#(\d+)|(\d+))?", usage="心愿、心愿 2（第2页）或 心愿 #12")
+                    pattern=r"(?:#(\d{1,12})|(\d{1,12}))?", usage="心愿、心愿 2（第2页）或 心愿 #12")
     def show(message: Incoming, ctx: Context) -> str:
         number, page = ctx.match.groups()
         if number:

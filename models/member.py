@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, DomainError, UTCDateTime, now_utc
 from models.org import Grid, Organization
+from models.text import MAX_NAME, MAX_PHONE_TYPED, clean_text
 
 KINDS = ("直管党员", "在职党员", "流动党员", "离退休党员", "群众")
 PARTY_KINDS = KINDS[:4]
@@ -182,6 +183,8 @@ def bind_openid(
     "miniapp_openid" (mini-program; a `unionid` from WeChat is then kept on the member too).
     Failed attempts are counted per openid; after `max_failures` the openid is locked out.
     """
+    name = clean_text(name, "姓名", MAX_NAME)
+    phone = clean_text(phone, "手机号", MAX_PHONE_TYPED)
     model, unbind_hint, show_hint = _BIND_CHANNELS[column]
     target = getattr(Member, column)
     now = now or now_utc()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
+from models.text import FORBIDDEN, MAX_GRID, MAX_ORG, MAX_PHONE_TYPED, bad_character, describe_character
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
@@ -140,13 +141,27 @@ class _Row:
     has_full_member_date: bool = False  # False: the column is absent, keep the current date
 
 
+def _cell_problems(record: dict) -> list[str]:
+    """Cells holding characters that may not be stored (control characters, NUL …)."""
+    problems = []
+    for column, value in record.items():
+        char = bad_character(_text(value)) if value is not None else None
+        if char is not None:
+            label = FORBIDDEN.sub("", str(column))[:20]
+            problems.append(f"「{label}」包含不允许的控制字符（{describe_character(char)}）")
+    return problems
+
+
 def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError]]:
     rows, errors, seen = [], [], {}
     for index, record in enumerate(records):
         number = index + 2
         if record is None:
             continue
-        problems = []
+        problems = _cell_problems(record)
+        if problems:
+            errors.append(RowError(number, "；".join(problems)))
+            continue
         name = _text(record.get("姓名"))
         if not name:
             problems.append("姓名为空")
@@ -156,6 +171,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         phone = normalize_phone(raw_phone)
         if not raw_phone:
             problems.append("手机号为空")
+        elif len(raw_phone) > MAX_PHONE_TYPED:
+            problems.append("手机号过长")
         elif not is_valid_mobile(phone):
             problems.append(f"手机号「{raw_phone}」不是11位手机号")
         elif phone in seen:
@@ -165,6 +182,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
         if not org_path:
             problems.append("所属组织为空")
+        elif any(len(part) > MAX_ORG for part in org_path.split("/")):
+            problems.append(f"所属组织的每一级名称不超过{MAX_ORG}字")
         kind = _kind(_text(record.get("党员类别")))
         if kind is None:
             problems.append(f"党员类别应为{'、'.join(KINDS)}之一")
@@ -190,6 +209,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         if role not in ROLES:
             problems.append(f"角色应为{'、'.join(ROLES)}之一")
         grid = _text(record.get("网格"))
+        if len(grid) > MAX_GRID:
+            problems.append(f"网格名称过长（最多{MAX_GRID}字）")
         grid_head = None
         if "网格长" in record:
             mark = _text(record.get("网格长")).lower()
