@@ -10,14 +10,26 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api as _Api
+from werkzeug.routing import IntegerConverter
 
 from app.api import errors
 from app.api.schemas import ErrorSchema
+from models.text import MAX_INT
 
 PREFIX = "/api/v1"
 
 # Route limits are declared on the views (login, bind); the storage is the app's Redis.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:…>` in a URL: 1 … 2**31-1, what an id column holds. A bigger number (or 0) is no
+    route (404), never a database error: SQLite overflows past 64 bits, PostgreSQL past 32."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", MAX_INT)
+        super().__init__(map, *args, **kwargs)
 
 
 class Api(_Api):
@@ -48,6 +60,8 @@ def init_app(app: Flask) -> None:
                        {"socket_timeout": timeout, "socket_connect_timeout": timeout})
     cfg.setdefault("RATELIMIT_KEY_PREFIX", "lx:ratelimit")
     limiter.init_app(app)
+    # Before the API's routes are added: their `<int:…>` ids are bounded (and documented so).
+    app.url_map.converters["int"] = BoundedIntConverter
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
