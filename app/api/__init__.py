@@ -22,9 +22,26 @@ PREFIX = "/api/v1"
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
 
 
+def _up_to(limit: str) -> str:
+    """A regex of the decimal numbers 1 … `limit` without leading zeros."""
+    shorter = f"[1-9]\\d{{0,{len(limit) - 2}}}" if len(limit) > 1 else ""
+    same = []
+    for i, digit in enumerate(limit):
+        low = "1" if i == 0 else "0"
+        top = int(digit) - (0 if i == len(limit) - 1 else 1)
+        if top >= int(low):
+            rest = len(limit) - i - 1
+            same.append(limit[:i] + f"[{low}-{top}]" + (f"\\d{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(filter(None, [shorter, *same])) + ")"
+
+
 class BoundedIntConverter(IntegerConverter):
-    """`<int:…>` in a URL: 1 … 2**31-1, what an id column holds. A bigger number (or 0) is no
-    route (404), never a database error: SQLite overflows past 64 bits, PostgreSQL past 32."""
+    """`<int:…>` in a URL: 1 … 2**31-1, what an id column holds. A bigger number (or 0, or leading
+    zeros) is no route (404), never a database error: SQLite overflows past 64 bits, PostgreSQL
+    past 32. The bound is in the regex so that no route matches at all (werkzeug answers 405
+    rather than 404 when only the value check fails and another method's rule has the same path)."""
+
+    regex = _up_to(str(MAX_INT))
 
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("min", 1)
