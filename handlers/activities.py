@@ -39,6 +39,7 @@ from models.activity import (
 from models.member import MANAGER_ROLES, WechatUser
 from models.quota import member_progress, quota_report, quotas_from_settings
 from models.reminders import set_reminders, upcoming_reminders
+from models.text import parse_number
 
 NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活动 主题党日 学习二十大精神 12月4日 15:00 社区会议室\n"
              f"类型：{'、'.join(KINDS)}；时间可写 15:00-17:00；地点后可加：名额30、报名、全体、开放、积分10、轮换码")
@@ -103,7 +104,7 @@ def _options(rest: str) -> tuple[str, dict]:
     words, options = [], {}
     for word in (rest or "").split():
         if m := re.fullmatch(r"名额(\d+)人?", word):
-            options["capacity"] = int(m[1])
+            options["capacity"] = parse_number(m[1], "名额")
         elif word == "报名":
             options["registration"] = True
         elif word in ("全体", "下属全体"):
@@ -111,7 +112,7 @@ def _options(rest: str) -> tuple[str, dict]:
         elif word in ("开放", "志愿者"):
             options["audience"] = "open"
         elif m := re.fullmatch(r"积分(\d+)", word):
-            options["points"] = int(m[1])
+            options["points"] = parse_number(m[1], "积分")
         elif word in ("轮换码", "动态码"):
             options["rotating"] = True
         else:
@@ -190,7 +191,7 @@ def register_commands(router: Router) -> None:
         return "\n".join(lines)
 
     @router.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动（活动 第2页 翻页）",
-                    pattern=r"(?:第 ?(?P<page>\d{1,3}) ?页?|#?(?P<n>\d+))?",
+                    pattern=r"(?:第 ?(?P<page>\d{1,3}) ?页?|#?(?P<n>\d{1,12}))?",
                     usage="活动、活动 第2页 或 活动 #编号", needs_member=True)
     def show(message: Incoming, ctx: Context) -> str:
         if ctx.match["n"]:
@@ -203,7 +204,7 @@ def register_commands(router: Router) -> None:
                           page_number(ctx.match["page"]), lambda p: "活动" if p == 1 else f"活动 第{p}页",
                           tail="发送「活动 #编号」查看详情。")
 
-    @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d+)", usage="报名 #编号",
+    @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d{1,12})", usage="报名 #编号",
                     needs_member=True, effect=True)
     def sign_up(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
@@ -213,7 +214,7 @@ def register_commands(router: Router) -> None:
         return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
 
     @router.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
-                    pattern=r"#?(?P<n>\d+)", usage="取消报名 #编号",
+                    pattern=r"#?(?P<n>\d{1,12})", usage="取消报名 #编号",
                     needs_member=True, effect=True)
     def cancel(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
@@ -221,7 +222,7 @@ def register_commands(router: Router) -> None:
         return f"已取消活动 {activity.number}「{activity.title}」的报名。"
 
     @router.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
-                    pattern=r"(?:#?(?P<n>\d+) )?(?P<code>\d+)", usage="签到 签到码，例如：签到 123456",
+                    pattern=r"(?:#?(?P<n>\d{1,12}) )?(?P<code>\d{1,12})", usage="签到 签到码，例如：签到 123456",
                     needs_member=True, effect=True)
     def sign_in(message: Incoming, ctx: Context) -> str:
         activity_id = int(ctx.match["n"]) if ctx.match["n"] else None
@@ -237,7 +238,8 @@ def register_commands(router: Router) -> None:
         return _checkin_reply(result, ctx)
 
     @router.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
-                    pattern=r"#?(?P<n>\d+) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES, effect=True)
+                    pattern=r"#?(?P<n>\d{1,12}) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES,
+                    effect=True)
     def proxy(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
         result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
@@ -247,7 +249,7 @@ def register_commands(router: Router) -> None:
                 f"当前已签到：{result.count}人")
 
     @router.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
-                    pattern=r"#?(?P<n>\d+)", usage="签退 #编号", needs_member=True, effect=True)
+                    pattern=r"#?(?P<n>\d{1,12})", usage="签退 #编号", needs_member=True, effect=True)
     def sign_out(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
         checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
@@ -258,7 +260,7 @@ def register_commands(router: Router) -> None:
         return "\n".join(lines)
 
     @router.command("出勤", summary="出勤 #编号 [页] — 查看活动出勤（书记）",
-                    pattern=r"#?(?P<n>\d+)(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
+                    pattern=r"#?(?P<n>\d{1,12})(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
                     roles=MANAGER_ROLES)
     def show_attendance(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
@@ -274,7 +276,7 @@ def register_commands(router: Router) -> None:
         ]
         return page_reply(head, sections, page_number(ctx.match["page"]), with_page(f"出勤 {activity.number}"))
 
-    @router.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d+)",
+    @router.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d{1,12})",
                     usage="签到页 #编号", roles=MANAGER_ROLES)
     def page(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
@@ -282,7 +284,7 @@ def register_commands(router: Router) -> None:
                 f"{page_link(activity, ctx)}")
 
     @router.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
-                    pattern=r"#?(?P<n>\d+)(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
+                    pattern=r"#?(?P<n>\d{1,12})(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
                     roles=MANAGER_ROLES, effect=True)
     def rotate(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
@@ -294,7 +296,7 @@ def register_commands(router: Router) -> None:
         return f"活动 {activity.number} 已关闭轮换，签到码恢复为 {activity.code}。"
 
     @router.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
-                    pattern=r"#?(?P<n>\d+)(?: (?P<radius>\d+)米?)?", usage="活动位置 #编号 [半径米]",
+                    pattern=r"#?(?P<n>\d{1,12})(?: (?P<radius>\d{1,12})米?)?", usage="活动位置 #编号 [半径米]",
                     roles=MANAGER_ROLES, effect=True)
     def venue(message: Incoming, ctx: Context) -> str:
         activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)

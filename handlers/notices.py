@@ -20,11 +20,12 @@ from models.orglife import (
     next_start,
 )
 from models.outbox import inbox_page, open_message
+from models.text import parse_number
 
 MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
-_MOVE = re.compile(r"改期 ?#?(\d+) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
-_DELETE = re.compile(r"删除 ?#?(\d+)")
+_MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
+_DELETE = re.compile(r"删除 ?#?(\d{1,12})")
 _LIST_PAGE = re.compile(PAGE)  # 组织生活 2, 组织生活 第2页: a page of the list
 WEEKDAYS = "一二三四五六日"
 INBOX_PAGE_SIZE = 10  # 消息 lists this many messages a page
@@ -57,7 +58,7 @@ def register(router: Router) -> None:
             return _notice_help(ctx)
         op = _NOTICE_OP.fullmatch(ctx.rest)
         if op:
-            number = int(op[1])
+            number = parse_number(op[1])
             if op[2] == "回执":
                 return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
             count = remind_unread(ctx.session, number, ctx.member)
@@ -75,7 +76,7 @@ def register(router: Router) -> None:
 
     @router.command("消息", aliases=("我的消息",),
                     summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条",
-                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|#?(?P<id>\d+)(?: " + PAGE + ")?)?",
+                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|#?(?P<id>\d{1,12})(?: " + PAGE + ")?)?",
                     usage="消息；消息 第2页；消息 编号；长消息：消息 编号 2", needs_member=True)
     def inbox(message: Incoming, ctx: Context) -> str:
         member = ctx.member

@@ -32,7 +32,7 @@ from models.wishes import (
 )
 
 LOCAL = ZoneInfo("Asia/Shanghai")
-NUMBER = r"#?(\d+)"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
+NUMBER = r"#?(\d{1,12})"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
 MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the latest wishes
 
@@ -116,7 +116,7 @@ def register(router: Router) -> None:
         return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
 
     @router.command("心愿", summary="心愿 — 查看可认领的心愿（心愿 2 翻页，心愿 #12 查看详情）",
-                    pattern=r"(?:#(\d+)(?: (\d{1,3}))?|(?:第 ?)?(\d+)(?: ?页)?)?",
+                    pattern=r"(?:#(\d{1,12})(?: (\d{1,3}))?|(?:第 ?)?(\d{1,12})(?: ?页)?)?",
                     usage="心愿、心愿 2（第2页）或 心愿 #12（详情较长时：心愿 #12 2）")
     def show(message: Incoming, ctx: Context) -> str:
         number, part, page = ctx.match.groups()

@@ -35,6 +35,18 @@ from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTim
 from models.member import PARTY_KINDS, Member, WechatUser
 from models.org import Organization, community_of
 from models.points import PointEntry
+from models.text import (
+    MAX_CAPACITY,
+    MAX_CODE,
+    MAX_NAME,
+    MAX_PLACE,
+    MAX_POINTS,
+    bad_character,
+    check_int,
+    clamp_page,
+    clean_text,
+    fits_id,
+)
 
 KINDS = ("主题党日", "支部党员大会", "支委会", "党小组会", "党课", "志愿服务", "其他")
 VOLUNTEER = "志愿服务"
@@ -238,7 +250,7 @@ def manages(member: Member, org: Organization) -> bool:
 
 
 def get_activity(session: Session, activity_id: int) -> Activity:
-    activity = session.get(Activity, activity_id)
+    activity = session.get(Activity, activity_id) if fits_id(activity_id) else None
     if activity is None or activity.cancelled:
         raise NotFound(f"没有编号为 #{activity_id} 的活动。")
     return activity
@@ -252,7 +264,7 @@ def get_managed_activity(session: Session, activity_id: int, manager: Member) ->
 
 
 def activity_by_token(session: Session, token: str) -> Activity | None:
-    if not token:
+    if not token or len(token) > MAX_CODE or bad_character(token):
         return None
     return session.scalars(select(Activity).where(Activity.token == token, Activity.cancelled.is_(False))).first()
 
@@ -308,8 +320,12 @@ def create_activity(
         org = org or creator.org
         if not manages(creator, org):
             raise Forbidden("只有本组织的书记或管理员可以发布活动。")
-    kind = normalize_kind(kind)
-    title = (title or "").strip()
+    title = clean_text(title, "活动标题").strip()
+    place = clean_text(place, "活动地点", MAX_PLACE)
+    check_int(capacity, "名额", minimum=1, maximum=MAX_CAPACITY)
+    check_int(points, "积分", maximum=MAX_POINTS)
+    check_int(radius_m, "签到范围（米）", minimum=1, maximum=MAX_CAPACITY)
+    kind = normalize_kind(clean_text(kind, "活动类型", 20))
     if not title or len(title) > 100:
         raise DomainError("请填写活动标题（100字以内）。", code="bad_title")
     if starts_at.tzinfo is None:
@@ -352,6 +368,7 @@ def reschedule_activity(session: Session, activity: Activity, starts_at: datetim
 def set_venue(session: Session, activity: Activity, latitude: float, longitude: float,
               radius_m: int | None = None, settings: Mapping | None = None) -> Activity:
     """Set the venue position that sign-ins are checked against; commit."""
+    check_int(radius_m, "签到范围（米）", minimum=1, maximum=MAX_CAPACITY)
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         raise DomainError("位置坐标不对。", code="bad_position")
     activity.latitude, activity.longitude = latitude, longitude
@@ -725,6 +742,7 @@ def check_in_by_code(session: Session, member: Member, code: str, *, now: dateti
                      activity_id: int | None = None, position: tuple[float, float] | None = None,
                      settings: Mapping | None = None) -> CheckInResult:
     """Sign in with a typed code (the chatbot) or, with `activity_id`, from the mini-program."""
+    code = clean_text(code, "签到码", MAX_CODE)
     if activity_id is not None:
         activity = get_activity(session, activity_id)
     else:
@@ -748,6 +766,7 @@ def proxy_check_in(session: Session, activity: Activity, secretary: Member, name
     """代签: the secretary signs in an audience member by name; recorded as a proxy sign-in."""
     if not manages(secretary, activity.org):
         raise Forbidden("只有本组织的书记或管理员可以代签。")
+    name = clean_text(name, "姓名", MAX_NAME)
     matches = [m for m in session.scalars(audience_query(activity).where(Member.name == name.strip()))]
     if not matches:
         raise NotFound(f"活动 {activity.number} 的参加范围内没有名为「{name}」的成员。")
@@ -870,6 +889,7 @@ def activities_for(session: Session, member: Member, now: datetime, *, upcoming:
     else:
         stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
     visible = [a for a in session.scalars(stmt) if may_see(session, a, member)]
+    page = clamp_page(page)
     start = (page - 1) * per_page
     return Page(visible[start:start + per_page], len(visible), page, per_page)
 

@@ -17,6 +17,7 @@ from models.base import DomainError, NotFound, Page
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
+from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, clamp_page, clean_text
 
 UPDATABLE = ("name", "phone", "kind", "role", "join_date", "full_member_date", "org_id", "grid", "grid_head",
              "active")
@@ -60,6 +61,8 @@ def list_members(
     per_page: int = 20,
 ) -> Page:
     """Return a page of the members of a subtree the actor manages (default: the actor's own)."""
+    q = clean_text(q, "搜索内容", MAX_QUERY)
+    page = clamp_page(page)
     org = _org(session, org_id, actor)
     authz.authorize(actor, authz.LIST_MEMBERS, org)
     query = select(Member).join(Member.org).where(Organization.path.startswith(org.path))
@@ -96,6 +99,10 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
+    for key, label, longest in (("name", "姓名", MAX_NAME), ("phone", "手机号", MAX_PHONE_TYPED),
+                                ("grid", "网格", MAX_GRID)):
+        if key in changes:
+            clean_text(changes[key], label, longest)
 
     org = member.org
     if changes.get("org_id") is not None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, DomainError, UTCDateTime, now_utc
 from models.org import Grid, Organization
+from models.text import MAX_NAME, MAX_PHONE_TYPED, clean_text
 
 KINDS = ("直管党员", "在职党员", "流动党员", "离退休党员", "群众")
 PARTY_KINDS = KINDS[:4]
@@ -198,6 +199,8 @@ def bind_openid(
     guess first reserves an attempt (a conditional UPDATE, committed) and only then is checked, so
     however many guesses arrive at once, at most `max_failures` per lock-out are ever checked.
     """
+    name = clean_text(name, "姓名", MAX_NAME)
+    phone = clean_text(phone, "手机号", MAX_PHONE_TYPED)
     model, unbind_hint, show_hint = _BIND_CHANNELS[column]
     target = getattr(Member, column)
     now = now or now_utc()

@@ -20,6 +20,7 @@ from models.outbox import (
     enqueue_many,
     report_name,
 )
+from models.text import MAX_NOTICE_BODY, MAX_NOTICE_TITLE, clamp_page, clean_text, fits_id
 
 
 class Notice(Base):
@@ -72,17 +73,18 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
     """Publish a notice to the author's subtree (or a node within it) and queue it for everyone
     in the audience, in one transaction; commit."""
     _require_manager(author)
-    body = (body or "").strip()
+    title = clean_text(title, "通知标题", MAX_NOTICE_TITLE)
+    body = clean_text(body, "通知内容").strip()
     if not body:
         raise DomainError("通知内容不能为空。")
-    if len(body) > 2000:
-        raise DomainError("通知内容过长（最多2000字）。")
+    if len(body) > MAX_NOTICE_BODY:
+        raise DomainError(f"通知内容过长（最多{MAX_NOTICE_BODY}字）。", code="invalid_text", status=422)
     unknown = [k for k in kinds or [] if k not in KINDS]
     if unknown:
         raise DomainError(f"不认识的成员类别：{'、'.join(unknown)}")
     org = author.org
     if org_id is not None and org_id != org.id:
-        target = session.get(Organization, org_id)
+        target = session.get(Organization, org_id) if fits_id(org_id) else None
         if target is None or not target.is_within(org):
             raise Forbidden("只能向本组织及下级组织发布通知。")
         org = target
@@ -104,7 +106,7 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
 def get_notice(session: Session, notice_id: int, viewer: Member) -> Notice:
     """Return a notice of the viewer's subtree (secretaries and administrators only)."""
     _require_manager(viewer)
-    notice = session.get(Notice, notice_id)
+    notice = session.get(Notice, notice_id) if fits_id(notice_id) else None
     if notice is None or not notice.org.is_within(viewer.org):
         raise NotFound(f"没有编号为 #{notice_id} 的通知。")
     return notice
@@ -123,6 +125,7 @@ def list_notices(session: Session, viewer: Member, *, limit: int = 20) -> list[N
 def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: int = 20) -> Page:
     """Return one page of the notices of the viewer's subtree, newest first, with the total."""
     _require_manager(viewer)
+    page = clamp_page(page)
     where = (Notice.org_id == Organization.id, Organization.path.startswith(viewer.org.path))
     total = session.scalar(select(func.count(Notice.id)).join(Organization, where[0]).where(where[1])) or 0
     items = list(session.scalars(

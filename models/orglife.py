@@ -16,6 +16,7 @@ from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
 from models.outbox import enqueue, enqueue_many
+from models.text import MAX_RULE, clean_text, fits_id
 
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
 WEEKDAYS = "一二三四五六日"
@@ -173,10 +174,10 @@ def create_rule(session: Session, author: Member, text: str, *, notice_days: int
                 org_id: int | None = None) -> OrgLifeRule:
     """Add a rule for the author's organization (or one within it); commit."""
     _require_manager(author)
-    spec = parse_rule(text)
+    spec = parse_rule(clean_text(text, "组织生活规则", MAX_RULE))
     org = author.org
     if org_id is not None and org_id != org.id:
-        target = session.get(Organization, org_id)
+        target = session.get(Organization, org_id) if fits_id(org_id) else None
         if target is None or not target.is_within(org):
             raise Forbidden("只能为本组织及下级组织设置组织生活。")
         org = target
@@ -200,7 +201,7 @@ def list_rules(session: Session, viewer: Member) -> list[OrgLifeRule]:
 
 def get_rule(session: Session, rule_id: int, viewer: Member) -> OrgLifeRule:
     _require_manager(viewer)
-    rule = session.get(OrgLifeRule, rule_id)
+    rule = session.get(OrgLifeRule, rule_id) if fits_id(rule_id) else None
     if rule is None or not rule.active or not rule.org.is_within(viewer.org):
         raise NotFound(f"没有编号为 {rule_id} 的组织生活规则。")
     return rule

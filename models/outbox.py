@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, DomainError, NotFound, Page, UTCDateTime, now_utc
+from models.text import fits_id
 
 # pending: waiting (maybe until next_attempt_at); claimed: taken by a sender, no call made yet;
 # sending: a call is being made; sent; failed (every channel refused, or retries used up);
@@ -269,7 +270,7 @@ def count_unread(session: Session, member_id: int) -> int:
 def open_message(session: Session, member_id: int, message_id: int, now: datetime | None = None
                  ) -> OutboxMessage:
     """Return one of the member's inbox messages and record that it was read; commit."""
-    message = session.get(OutboxMessage, message_id)
+    message = session.get(OutboxMessage, message_id) if fits_id(message_id) else None
     if message is None or message.member_id != member_id or message.kind not in INBOX_KINDS:
         raise NotFound(f"没有编号为 {message_id} 的消息。")
     # Conditional: the first opening is the receipt's time, whatever opens it again. Opening a

@@ -17,6 +17,7 @@ from models import authz
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member
 from models.org import Organization, community_of
+from models.text import MAX_POINTS, MAX_REASON, check_int, clean_text, fits_id
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 AWARD_PENDING, AWARD_APPROVED, AWARD_REFUSED = "待审批", "已批准", "已驳回"
@@ -160,14 +161,15 @@ def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, 
 def request_award(session: Session, actor: Member, member_id: int, amount: int, reason: str,
                   now: datetime | None = None) -> ManualAward:
     """Propose a manual award (or, negative, a correction); it counts only once approved. Commit."""
-    reason = (reason or "").strip()
+    reason = clean_text(reason, "原因", MAX_REASON).strip()
+    check_int(amount, "积分数", minimum=-MAX_POINTS, maximum=MAX_POINTS)
     if not authz.is_manager(actor):
         raise Forbidden("只有书记或管理员可以录入积分。")
     if not reason:
         raise DomainError("手动录入积分必须填写原因。", code="reason_required")
     if amount == 0:
         raise DomainError("积分数不能为0。")
-    member = session.get(Member, member_id)
+    member = session.get(Member, member_id) if fits_id(member_id) else None
     if member is None:
         raise NotFound("未找到该党员。")
     if not authz.can(actor, authz.AWARD_POINTS, member):
@@ -185,7 +187,8 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
                  now: datetime | None = None) -> ManualAward:
     """Approve (credit the ledger) or refuse a pending manual award, by a second manager. Commit."""
     now = now or now_utc()
-    award = session.get(ManualAward, award_id) if 0 < award_id <= 2**31 - 1 else None
+    note = clean_text(note, "审批意见", MAX_REASON)
+    award = session.get(ManualAward, award_id) if fits_id(award_id) else None
     if award is None:
         raise NotFound(f"未找到积分申请 #{award_id}。")
     member = session.get(Member, award.member_id)

@@ -16,6 +16,7 @@ from models import authz
 from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
 from models.sheets import append_row, new_sheet, to_bytes
+from models.text import FORBIDDEN, MAX_GRID, MAX_ORG, MAX_PHONE_TYPED, bad_character, describe_character
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
@@ -214,6 +215,17 @@ class _Row:
     has_full_member_date: bool = False  # False: the column is absent, keep the current date
 
 
+def _cell_problems(record: dict) -> list[str]:
+    """Cells holding characters that may not be stored (control characters, NUL …)."""
+    problems = []
+    for column, value in record.items():
+        char = bad_character(_text(value)) if value is not None else None
+        if char is not None:
+            label = FORBIDDEN.sub("", str(column))[:20]
+            problems.append(f"「{label}」包含不允许的控制字符（{describe_character(char)}）")
+    return problems
+
+
 def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list[RowError], int]:
     """The valid rows, the errors, and how many rows carry a masked phone (left as they are)."""
     rows, errors, seen, hidden = [], [], {}, 0
@@ -224,7 +236,10 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         if MASKED_PHONE.fullmatch(_text(record.get("手机号"))):
             hidden += 1  # exported masked to someone not responsible for them: nothing to change
             continue
-        problems = []
+        problems = _cell_problems(record)
+        if problems:
+            errors.append(RowError(number, "；".join(problems)))
+            continue
         name = _text(record.get("姓名"))
         if not name:
             problems.append("姓名为空")
@@ -234,6 +249,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         phone = normalize_phone(raw_phone)
         if not raw_phone:
             problems.append("手机号为空")
+        elif len(raw_phone) > MAX_PHONE_TYPED:
+            problems.append("手机号过长")
         elif not is_valid_mobile(phone):
             problems.append(f"手机号「{raw_phone}」不是11位手机号")
         elif phone in seen:
@@ -243,6 +260,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
         if not org_path:
             problems.append("所属组织为空")
+        elif any(len(part) > MAX_ORG for part in org_path.split("/")):
+            problems.append(f"所属组织的每一级名称不超过{MAX_ORG}字")
         kind = _kind(_text(record.get("党员类别")))
         if kind is None:
             problems.append(f"党员类别应为{'、'.join(KINDS)}之一")
@@ -268,6 +287,8 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         if role not in ROLES:
             problems.append(f"角色应为{'、'.join(ROLES)}之一")
         grid = _text(record.get("网格"))
+        if len(grid) > MAX_GRID:
+            problems.append(f"网格名称过长（最多{MAX_GRID}字）")
         grid_head = None
         if "网格长" in record:
             mark = _text(record.get("网格长")).lower()

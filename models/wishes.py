@@ -30,6 +30,18 @@ from models.org import Grid, Organization, community_of
 from models.outbox import enqueue
 from models.points import credit
 from models.sheets import append_row, new_sheet, to_bytes
+from models.text import (
+    MAX_ADDRESS,
+    MAX_DETAILS,
+    MAX_NAME,
+    MAX_NOTE,
+    MAX_PHONE,
+    MAX_POINTS,
+    MAX_TITLE,
+    check_int,
+    clamp_page,
+    clean_text,
+)
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
@@ -259,6 +271,9 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     Only secretaries and admins set the points (at most `max_points`, the WISH_MAX_POINTS setting);
     a grid head's wish is worth `default_points`, whatever they ask for."""
     now = now or now_utc()
+    beneficiary_name = clean_text(beneficiary_name, "受助人姓名", MAX_NAME)
+    beneficiary_address = clean_text(beneficiary_address, "受助人地址", MAX_ADDRESS)
+    beneficiary_phone = clean_text(beneficiary_phone, "受助人电话", MAX_PHONE)
     if not may_publish(actor):
         raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
     points = wish_points(actor, points, default_points, max_points)
@@ -307,7 +322,7 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
 
     Without a `title` (the chatbot's 许愿), the text's beginning is the title."""
     now = now or now_utc()
-    text = (text or "").strip()
+    text = clean_text(text, "心愿内容", MAX_DETAILS).strip()
     if not text:
         raise DomainError("请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下")
     title = (title or "").strip() or (text if len(text) <= 30 else text[:30] + "…")
@@ -343,10 +358,12 @@ def _org(session: Session, org_id: int) -> Organization:
 
 def _new_wish(session, actor, title, details, category, org, grid_id, points, status, now,
               beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id) -> Wish:
-    title = (title or "").strip()
+    title = clean_text(title, "心愿标题").strip()
+    details = clean_text(details, "心愿详情", MAX_DETAILS)
+    check_int(points, "积分", maximum=MAX_POINTS)
     if not title:
         raise DomainError("心愿标题不能为空。")
-    if len(title) > 100:
+    if len(title) > MAX_TITLE:
         raise DomainError("心愿标题太长，请控制在100字以内。")
     category = category or guess_category(f"{title} {details}")
     if category not in CATEGORIES:
@@ -367,6 +384,7 @@ def review_wish(session: Session, actor: Member, wish_id: int, approve: bool, re
                 now: datetime | None = None) -> Wish:
     """The secretary above approves a proposal (待审核 → 待认领) or turns it down (→ 未通过). Commit."""
     now = now or now_utc()
+    reason = clean_text(reason, "理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
     if not manages(actor, wish):
         raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以审核。")
@@ -447,6 +465,7 @@ def release_wish(session: Session, actor: Member, wish_id: int, reason: str = ""
                  now: datetime | None = None) -> Wish:
     """The claimer gives a claim up (已认领 → 待认领). Commit."""
     now = now or now_utc()
+    reason = clean_text(reason, "理由", MAX_NOTE)
     get_wish(session, wish_id)
     if not _move(session, wish_id, CLAIMED, OPEN, now, Wish.claimer_id == actor.id,
                  claimer_id=None, claimed_at=None, fulfil_by=None):
@@ -464,6 +483,7 @@ def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
                 now: datetime | None = None) -> Wish:
     """The claimer reports the wish fulfilled (已认领 → 待确认). Commit."""
     now = now or now_utc()
+    note = clean_text(note, "完成说明", MAX_DETAILS)
     get_wish(session, wish_id)
     if not _move(session, wish_id, CLAIMED, FULFILLED, now, Wish.claimer_id == actor.id,
                  fulfilled_at=now, fulfil_note=(note or "").strip()):
@@ -563,6 +583,7 @@ def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
                 now: datetime | None = None) -> Wish:
     """驳回: send a reported fulfilment back to the claimer (待确认 → 已认领), with a reason. Commit."""
     now = now or now_utc()
+    reason = clean_text(reason, "驳回理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
     if not _may_confirm(actor, wish):
         raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员、网格长或受助人本人可以驳回。")
@@ -588,6 +609,7 @@ def withdraw_wish(session: Session, actor: Member, wish_id: int, reason: str = "
                   now: datetime | None = None) -> Wish:
     """A secretary above withdraws a wish not yet completed (→ 已撤回). Commit."""
     now = now or now_utc()
+    reason = clean_text(reason, "撤回理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
     if not manages(actor, wish):
         raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以撤回。")
@@ -657,7 +679,7 @@ def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
     if viewer is not None:
         community = community_of(viewer.org)
         order.insert(0, case((Organization.path.startswith(community.path), 0), else_=1))
-    page = max(1, page)
+    page = clamp_page(page)
     wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
     return list(wishes), total
 
@@ -673,7 +695,7 @@ def list_wishes(session: Session, *, status: str | None = None, org: Organizatio
     if category:
         query = query.where(Wish.category == category)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    offset = (max(1, page) - 1) * per_page
+    offset = (clamp_page(page) - 1) * per_page
     wishes = session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))
     return list(wishes), total
 
@@ -696,7 +718,7 @@ def browse_wishes(session: Session, viewer: Member | None, *, status: str | None
     if category:
         query = query.where(Wish.category == category)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    offset = (max(1, page) - 1) * per_page
+    offset = (clamp_page(page) - 1) * per_page
     return list(session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))), total
 
 

@@ -10,14 +10,43 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api as _Api
+from werkzeug.routing import IntegerConverter
 
 from app.api import errors
 from app.api.schemas import ErrorSchema
+from models.text import MAX_INT
 
 PREFIX = "/api/v1"
 
 # Route limits are declared on the views (login, bind); the storage is the app's Redis.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
+
+
+def _up_to(limit: str) -> str:
+    """A regex of the decimal numbers 1 … `limit` without leading zeros."""
+    shorter = f"[1-9]\\d{{0,{len(limit) - 2}}}" if len(limit) > 1 else ""
+    same = []
+    for i, digit in enumerate(limit):
+        low = "1" if i == 0 else "0"
+        top = int(digit) - (0 if i == len(limit) - 1 else 1)
+        if top >= int(low):
+            rest = len(limit) - i - 1
+            same.append(limit[:i] + f"[{low}-{top}]" + (f"\\d{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(filter(None, [shorter, *same])) + ")"
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:…>` in a URL: 1 … 2**31-1, what an id column holds. A bigger number (or 0, or leading
+    zeros) is no route (404), never a database error: SQLite overflows past 64 bits, PostgreSQL
+    past 32. The bound is in the regex so that no route matches at all (werkzeug answers 405
+    rather than 404 when only the value check fails and another method's rule has the same path)."""
+
+    regex = _up_to(str(MAX_INT))
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", MAX_INT)
+        super().__init__(map, *args, **kwargs)
 
 
 class Api(_Api):
@@ -48,6 +77,8 @@ def init_app(app: Flask) -> None:
                        {"socket_timeout": timeout, "socket_connect_timeout": timeout})
     cfg.setdefault("RATELIMIT_KEY_PREFIX", "lx:ratelimit")
     limiter.init_app(app)
+    # Before the API's routes are added: their `<int:…>` ids are bounded (and documented so).
+    app.url_map.converters["int"] = BoundedIntConverter
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})

@@ -7,7 +7,7 @@ import marshmallow as ma
 from flask import current_app, request
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
-from app.api.schemas import LocalDateTime
+from app.api.schemas import LocalDateTime, text
 from models.activity import AUDIENCES, KINDS, METHODS, REGISTERED, WAITING
 
 MAX_ID = 2**31 - 1
@@ -123,7 +123,7 @@ class RegistrationResultSchema(ma.Schema):
 
 
 class CheckInSchema(ma.Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=12),
+    code = text(12, min_length=1, required=True,
                          metadata={"description": "现场显示的签到码", "example": "123456"})
     latitude = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=-90, max=90))
     longitude = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=-180, max=180))
@@ -159,16 +159,16 @@ class CheckOutResultSchema(ma.Schema):
 
 # Administration ----------------------------------------------------------------------------------
 class ActivityCreateSchema(ma.Schema):
-    kind = fields.String(required=True, validate=validate.Length(min=1, max=20),
+    kind = text(20, min_length=1, required=True,
                          metadata={"example": "主题党日", "description": "、".join(KINDS)})
-    title = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    title = text(100, min_length=1, required=True)
     org = fields.Integer(load_default=None, validate=ID, metadata={"description": "组织 id；默认为本人所在组织"})
     audience = fields.String(load_default=None, validate=validate.OneOf(list(AUDIENCES)),
                              metadata={"description": "branch 本支部党员（默认）；subtree 下属全体党员；"
                                                       "open 党员和志愿者"})
     start = AwareDateTime(required=True, metadata={"example": "2026-12-04T15:00:00+08:00"})
     end = AwareDateTime(load_default=None, metadata={"description": "默认开始后 2 小时"})
-    place = fields.String(load_default="", validate=validate.Length(max=200))
+    place = text(200, load_default="")
     latitude = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=-90, max=90))
     longitude = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=-180, max=180))
     radius = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=10, max=100000),

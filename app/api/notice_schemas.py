@@ -5,8 +5,8 @@ from flask import current_app
 from marshmallow import fields, validate
 
 from app.api.activity_schemas import AwareDateTime
-from app.api.schemas import LocalDateTime, OrgRefSchema
-from app.api.wish_schemas import NO_NUL, _Query
+from app.api.schemas import LocalDateTime, OrgRefSchema, text
+from app.api.wish_schemas import _Query
 from app.extensions import db
 from models import now_utc
 from models.activity import local_zone
@@ -29,9 +29,9 @@ class InboxQuerySchema(PageQuerySchema):
 
 # Notices -------------------------------------------------------------------------------------------
 class NoticeCreateSchema(ma.Schema):
-    title = fields.String(load_default="", validate=[validate.Length(max=30), NO_NUL],
+    title = text(30, load_default="",
                           metadata={"description": "标题；不填则取正文第一行"})
-    body = fields.String(required=True, validate=[validate.Length(min=1, max=2000), NO_NUL])
+    body = text(2000, min_length=1, required=True)
     org_id = fields.Integer(load_default=None, validate=ID,
                             metadata={"description": "发给哪个组织（含下级）；默认为本人所在组织"})
     kinds = fields.List(fields.String(validate=validate.OneOf(KINDS)), load_default=None,
@@ -132,7 +132,7 @@ def _next_start(rule) -> str | None:
 
 
 class RuleCreateSchema(ma.Schema):
-    rule = fields.String(required=True, validate=[validate.Length(min=1, max=100), NO_NUL],
+    rule = text(100, min_length=1, required=True,
                          metadata={"example": "每月第一个周五 15:00 主题党日",
                                    "description": "与公众号「组织生活 …」的写法相同"})
     org_id = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在组织"})

@@ -1,13 +1,36 @@
 """Request and response schemas of /api/v1 (the OpenAPI document is generated from these)."""
 
+import re
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from flask import current_app, g
-from marshmallow import fields, pre_load, validate
+from marshmallow import ValidationError, fields, pre_load, validate
 
 from models import authz
 from models.member import KINDS, ROLES
+from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, SAFE_PATTERN, bad_character, describe_character
+
+
+class SafeText(validate.Validator):
+    """Refuse the characters no stored text may hold (models.text): control characters, NUL, DEL,
+    U+FFFE/U+FFFF, lone surrogates. The OpenAPI document shows the rule as `pattern`."""
+
+    regex = re.compile(SAFE_PATTERN)  # what apispec documents; the check itself is models.text's
+
+    def __call__(self, value):
+        char = bad_character(value) if isinstance(value, str) else None
+        if char is not None:
+            raise ValidationError(f"不能包含控制字符（{describe_character(char)}）")
+        return value
+
+
+SAFE_TEXT = SafeText()
+
+
+def text(max_length: int, *, min_length: int | None = None, **kwargs) -> fields.String:
+    """A text field: at most `max_length` characters (at least `min_length`), no control characters."""
+    return fields.String(validate=[validate.Length(min=min_length, max=max_length), SAFE_TEXT], **kwargs)
 
 
 class LocalDateTime(fields.DateTime):
@@ -83,8 +106,7 @@ class MemberSchema(ma.Schema):
 
 
 class LoginSchema(ma.Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128),
-                         metadata={"description": "wx.login() 得到的 code"})
+    code = text(128, min_length=1, required=True, metadata={"description": "wx.login() 得到的 code"})
 
 
 class LoginResultSchema(ma.Schema):
@@ -103,17 +125,15 @@ class MeSchema(ma.Schema):
 
 
 class BindSchema(ma.Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=50))
-    phone = fields.String(required=True, validate=validate.Length(min=1, max=30),
-                          metadata={"example": "13800000000"})
+    name = text(MAX_NAME, min_length=1, required=True)
+    phone = text(MAX_PHONE_TYPED, min_length=1, required=True, metadata={"example": "13800000000"})
 
 
 class MemberQuerySchema(ma.Schema):
     org = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1),
                          metadata={"description": "组织 id；默认为本人所在组织"})
     kind = fields.String(load_default=None, validate=validate.OneOf(KINDS))
-    q = fields.String(load_default=None, validate=validate.Length(max=50),
-                      metadata={"description": "按姓名或手机号搜索"})
+    q = text(MAX_QUERY, load_default=None, metadata={"description": "按姓名或手机号搜索"})
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
@@ -132,15 +152,15 @@ class MemberPageSchema(ma.Schema):
 
 
 class MemberUpdateSchema(ma.Schema):
-    name = fields.String(validate=validate.Length(min=1, max=50))
-    phone = fields.String(validate=validate.Length(min=1, max=30))
+    name = text(MAX_NAME, min_length=1)
+    phone = text(MAX_PHONE_TYPED, min_length=1)
     kind = fields.String(validate=validate.OneOf(KINDS))
     role = fields.String(validate=validate.OneOf(ROLES))
     join_date = fields.Date(allow_none=True, metadata={"description": "入党日期"})
     full_member_date = fields.Date(allow_none=True, metadata={"description": "转正日期；null 表示清除"})
     org_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
-    grid = fields.String(allow_none=True, validate=validate.Length(max=100),
-                         metadata={"description": "网格名；空字符串或 null 表示清除"})
+    grid = text(MAX_GRID, allow_none=True,
+                metadata={"description": "网格名；空字符串或 null 表示清除"})
     grid_head = fields.Boolean(metadata={"description": "是否为所在网格的网格长（须已设置网格）"})
     active = fields.Boolean()
 

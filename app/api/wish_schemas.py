@@ -4,19 +4,15 @@ import marshmallow as ma
 from flask import g
 from marshmallow import fields, pre_load, validate
 
-from app.api.schemas import LocalDateTime, OrgRefSchema
+from app.api.schemas import SAFE_TEXT, LocalDateTime, OrgRefSchema, text
 from app.extensions import db
 from models.member import Member
 from models.points import PERIODS
 from models.wishes import CATEGORIES, STATES, beneficiary_of
 
 ID = validate.Range(min=1, max=2**31 - 1)
-# PostgreSQL refuses NUL in text: refuse it as input (422) rather than fail on it (500).
-NO_NUL = validate.Regexp(r"^[^\x00]*$", error="不能包含空字符")  # $ is also ECMA-262 (OpenAPI)
-
-
-def text(max_length: int, **kwargs) -> fields.String:
-    return fields.String(validate=[validate.Length(max=max_length), NO_NUL], **kwargs)
+# Control characters (NUL among them: PostgreSQL refuses it) are refused as input (422).
+NO_NUL = SAFE_TEXT
 
 
 class _Query(ma.Schema):
@@ -110,7 +106,7 @@ class WishQuerySchema(_Query):
 
 
 class WishCreateSchema(ma.Schema):
-    title = fields.String(required=True, validate=[validate.Length(min=1, max=100), NO_NUL])
+    title = text(100, min_length=1, required=True)
     details = text(2000, load_default="")
     category = fields.String(validate=validate.OneOf(CATEGORIES),
                              metadata={"description": "不填则按内容判断"})
@@ -183,7 +179,7 @@ class AwardRequestSchema(ma.Schema):
     member_id = fields.Integer(required=True, validate=ID)
     amount = fields.Integer(required=True, validate=validate.Range(min=-10000, max=10000),
                             metadata={"description": "负数为更正"})
-    reason = fields.String(required=True, validate=[validate.Length(max=200), NO_NUL])
+    reason = text(200, required=True)
 
 
 class AwardQuerySchema(_Query):
