@@ -24,13 +24,21 @@ from sqlalchemy.orm import Session
 from models import DomainError, Member
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
+from models.text import FORBIDDEN, bad_character, describe_character
 
 _SPACES = re.compile(r"\s+")
-# Control characters other than tab, LF and CR: not allowed in XML, never typed on purpose.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Control characters other than tab, LF and CR (and U+FFFE/U+FFFF): never typed on purpose; the
+# same rule as every other door's (models/text.py).
+_CONTROL = FORBIDDEN
 _SPOKEN_END = "。！？.!?"  # dropped from the end of a recognised voice message
 HELP_HINT = "发送「帮助」查看可用指令。"
-CONTROL_HINT = "消息中含有无法识别的控制字符，请删除后重新发送。"
+
+
+def control_hint(text: str) -> str:
+    """The refusal of a message holding a character no door stores, naming it."""
+    return f"消息包含不允许的控制字符（{describe_character(bad_character(text))}），请删除后重新发送。"
+
+
 VOICE_HINT = "没能识别这条语音，请发送文字指令。" + HELP_HINT
 UNSUPPORTED_HINT = "暂时只能处理文字指令。" + HELP_HINT
 
@@ -286,7 +294,7 @@ class Router:
     def run_text(self, text: str, message: Incoming, ctx: Context) -> str | None:
         """Run the command a text names (also used for menu clicks, voice and scanned codes)."""
         if _CONTROL.search(text or ""):
-            return CONTROL_HINT
+            return control_hint(text)
         ctx.typed, text = text, normalize_text(text)
         if not text:
             return HELP_HINT
@@ -312,7 +320,7 @@ class Router:
         """A voice message is handled as the text WeChat recognised in it, if any."""
         recognised = message.fields.get("Recognition") or ""
         if _CONTROL.search(recognised):
-            return CONTROL_HINT
+            return control_hint(recognised)
         spoken = recognised.strip().rstrip(_SPOKEN_END).strip()
         if not spoken:
             return VOICE_HINT

@@ -35,6 +35,9 @@ HOSTILE = ["\x00", "\x01", "\x0b", "\x0c", "\x1f", "\x7f", "\x80", "\x9f", "\uff
 FRIENDLY = ["行一\n行二", "甲\t乙", "回车\r\n换行", "点赞👍"]
 # What a URL or a UTF-8 file can carry: everything but the lone surrogate.
 HOSTILE_BYTES = [c for c in HOSTILE if not 0xD800 <= ord(c) <= 0xDFFF]
+# The validator itself is tried with every kind above; each door × field with one of each class
+# (NUL, another C0, DEL, C1, a noncharacter), which keeps the matrix inside CI's time.
+AT_DOORS = ["\x00", "\x01", "\x7f", "\x9f", "\uffff"]
 HUGE_IDS = ["0", "2147483648", "99999999999", "99999999999999999999", "9" * 400]
 
 
@@ -128,7 +131,7 @@ def _field_value(base: str, field: str, char: str) -> str:
     return f"{base}{char}尾" if base else f"前{char}尾"
 
 
-@pytest.mark.parametrize("char", HOSTILE)
+@pytest.mark.parametrize("char", AT_DOORS)
 @pytest.mark.parametrize("who,method,path,body,field,model", API_TEXT_FIELDS,
                          ids=[f"{row[2]}:{row[4]}" for row in API_TEXT_FIELDS])
 def test_api_refuses_control_characters_in_every_text_field(api_client, as_, engine, people, who, method, path,
@@ -168,7 +171,7 @@ def test_api_keeps_line_breaks_tabs_and_emoji(api_client, as_, engine, value):
         assert s.scalars(select(Wish.details)).one() == value.strip()
 
 
-@pytest.mark.parametrize("char", HOSTILE)
+@pytest.mark.parametrize("char", AT_DOORS)
 @pytest.mark.parametrize("field", ["name", "phone"])
 def test_api_binding_refuses_control_characters_and_counts_no_failure(api_client, api_login, engine, people,
                                                                     field, char):
@@ -181,7 +184,7 @@ def test_api_binding_refuses_control_characters_and_counts_no_failure(api_client
         assert s.get(Member, people["member"].id).miniapp_openid is None
 
 
-@pytest.mark.parametrize("char", HOSTILE)
+@pytest.mark.parametrize("char", AT_DOORS)
 def test_api_member_search_and_patch_refuse_control_characters(api_client, as_, engine, people, char):
     if char in HOSTILE_BYTES:
         response = api_client.get("/api/v1/admin/members", headers=as_("sec"), query_string={"q": f"王{char}"})
@@ -195,7 +198,7 @@ def test_api_member_search_and_patch_refuse_control_characters(api_client, as_, 
         assert (stored.name, stored.phone, stored.grid_id) == ("王志强", "13800000003", None)
 
 
-@pytest.mark.parametrize("char", HOSTILE)
+@pytest.mark.parametrize("char", AT_DOORS)
 def test_api_checkin_code_and_login_code_refuse_control_characters(api_client, as_, api_login, people, char):
     response = api_client.post("/api/v1/activities/1/checkin", headers=as_("member"), json={"code": f"12{char}4"})
     assert "code" in assert_error(response, 422, "invalid")["message"]
@@ -302,7 +305,7 @@ def roster_csv(rows) -> bytes:
 GOOD_ROW = ["张三", "13900000001", BRANCH, "直管党员", "2001-07-01", "党员", "东湖一网格"]
 
 
-@pytest.mark.parametrize("char", HOSTILE_BYTES)
+@pytest.mark.parametrize("char", AT_DOORS)
 @pytest.mark.parametrize("column", range(7))
 def test_roster_import_reports_a_row_with_a_control_character(app, tmp_path, engine, column, char):
     bad = list(GOOD_ROW)
@@ -364,13 +367,15 @@ CHAT_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("char", [c for c in HOSTILE if c not in "\x0b\x0c\x1f"])  # those split words
+@pytest.mark.parametrize("char", AT_DOORS)
 @pytest.mark.parametrize("openid,text,label,model", CHAT_TEXTS, ids=[row[1] for row in CHAT_TEXTS])
 def test_chatbot_refuses_control_characters_with_a_chinese_hint(session, engine, people, openid, text, label,
                                                                 model, char):
     before = count(engine, model) if model else None
     reply = say(session, openid, text.replace("{x}", char))
-    assert f"{label}包含不允许的控制字符（U+{ord(char):04X}）" in reply
+    # The chatbot's door refuses the whole message before any command runs (handlers/router.py);
+    # the domain refuses the same characters for the other doors (the API tests above).
+    assert f"消息包含不允许的控制字符（U+{ord(char):04X}）" in reply
     assert FORBIDDEN.search(reply) is None
     if model is not None:
         assert count(engine, model) == before
@@ -384,21 +389,21 @@ def test_chatbot_notes_and_names_refuse_control_characters(session, engine, peop
     assert "审核" in say(session, "o-wang", "许愿 家里水龙头漏水")
     wish = session.scalars(select(Wish.id)).one()
     reply = say(session, "o-sec", f"审核 #{wish} 不通过 不属于\x7f范围")
-    assert "理由包含不允许的控制字符（U+007F）" in reply
+    assert "消息包含不允许的控制字符（U+007F）" in reply
     session.expire_all()
     assert session.get(Wish, wish).status == "待审核"
     say(session, "o-sec", "新活动 主题党日 学习 明天 15:00")
     activity = session.scalars(select(Activity.id)).one()
-    assert "姓名包含不允许的控制字符（U+0000）" in say(session, "o-sec", f"代签 #{activity} 王\x00志强")
+    assert "消息包含不允许的控制字符（U+0000）" in say(session, "o-sec", f"代签 #{activity} 王\x00志强")
 
 
 def test_webhook_refuses_del_and_c1_and_bounds_the_wish(wx, engine, people):
-    """What XML lets through the signed webhook (DEL, C1) is refused by the domain; a body under the
+    """What XML lets through the signed webhook (DEL, C1) is refused by the router; a body under the
     webhook's limit cannot store more than the wish's maximum."""
     reply = wx.text("o-wang", "许愿 家里\x7f水龙头漏水")
-    assert reply.status == 200 and "心愿内容包含不允许的控制字符（U+007F）" in reply.content
+    assert reply.status == 200 and "消息包含不允许的控制字符（U+007F）" in reply.content
     reply = wx.text("o-wang", "许愿 家里\x9a水龙头漏水")
-    assert "心愿内容包含不允许的控制字符（U+009A）" in reply.content
+    assert "消息包含不允许的控制字符（U+009A）" in reply.content
     reply = wx.text("o-wang", "许愿 " + "漏" * 20_000)
     assert "心愿内容太长了：最多2000字，现有20000字。" in reply.content
     assert count(engine, Wish) == 0

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.simulator import build_xml, sign
 from handlers import Incoming, build_router
-from handlers.router import CONTROL_HINT
+from handlers.router import control_hint
 from models import CheckIn, HandledMessage, Member, Wish, WishPhoto
 from models.activity import create_activity, scene_for
 from tests.conftest import BRANCH, TOKEN
@@ -115,9 +115,9 @@ def test_control_characters_are_refused_by_the_router_and_nothing_is_stored(sess
     router = build_router()
     message = Incoming(openid="o-zhang", msg_type="text", content=f"许愿 家里灯坏了{char}", msg_id="9")
     reply = router.dispatch(message, session, datetime.now(UTC), dedup_key="lx:wx:o-zhang:m9")
-    assert reply == CONTROL_HINT
+    assert reply == control_hint(char) and f"U+{ord(char):04X}" in reply
     voice = Incoming(openid="o-zhang", msg_type="voice", fields={"Recognition": f"许愿 灯坏了{char}"}, msg_id="10")
-    assert router.dispatch(voice, session, datetime.now(UTC), dedup_key="lx:wx:o-zhang:m10") == CONTROL_HINT
+    assert router.dispatch(voice, session, datetime.now(UTC), dedup_key="lx:wx:o-zhang:m10") == control_hint(char)
     assert session.scalar(select(func.count(Wish.id))) == 0
     assert session.scalar(select(func.count()).select_from(HandledMessage)) == 0
 
