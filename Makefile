@@ -27,7 +27,12 @@ run: install
 	  $(FLASK) wechat fake-api --port $(FAKE_WECHAT_PORT) & fake=$$!; \
 	  trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
 	  export WECHAT_API_BASE=http://127.0.0.1:$(FAKE_WECHAT_PORT) WECHAT_APP_SECRET=local-stand-in \
-	    MINIAPP_APP_ID=wx-local-miniapp MINIAPP_APP_SECRET=local-stand-in; \
+	    MINIAPP_APP_ID=wx-local-miniapp MINIAPP_APP_SECRET=local-stand-in \
+	    WECHAT_TEMPLATE_NOTICE=$${WECHAT_TEMPLATE_NOTICE:-local-notice} \
+	    WECHAT_TEMPLATE_REMINDER=$${WECHAT_TEMPLATE_REMINDER:-local-reminder} \
+	    WECHAT_TEMPLATE_GREETING=$${WECHAT_TEMPLATE_GREETING:-local-greeting} \
+	    WECHAT_TEMPLATE_WISH=$${WECHAT_TEMPLATE_WISH:-local-wish} \
+	    WECHAT_TEMPLATE_ACTIVITY=$${WECHAT_TEMPLATE_ACTIVITY:-local-activity}; \
 	  sleep 1; \
 	  echo; \
 	  echo "No WECHAT_APP_ID set: WeChat's API is the local stand-in on http://127.0.0.1:$(FAKE_WECHAT_PORT)"; \
@@ -39,7 +44,7 @@ run: install
 	echo "   or one message:                 PORT=$(PORT) $(FLASK) wechat simulate --text 帮助"; \
 	echo "A newcomer's walk through every door: docs/WALKTHROUGH.md"; \
 	echo; \
-	SCHEDULER_EMBEDDED=1 PORT=$(PORT) $(FLASK) run --host $(HOST) --port $(PORT)
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} SCHEDULER_EMBEDDED=1 PORT=$(PORT) $(FLASK) run --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

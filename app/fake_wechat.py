@@ -358,6 +358,7 @@ def message_text(call: Call) -> str:
         return str((body.get("text") or {}).get("content", body.get("msgtype", "")))
     data = body.get("data") or {}
     values = [str(v.get("value", "")) if isinstance(v, dict) else str(v) for v in data.values()]
+    values = list(dict.fromkeys(value for value in values if value))  # the same text in two fields: once
     template = body.get("template_id", "")
     return f"[{template}] " + "；".join(values)
 
