@@ -21,6 +21,19 @@ def spare_port() -> int:
         return sock.getsockname()[1]
 
 
+def spare_port_pair() -> tuple[int, int]:
+    """Two free ports in a row: the server's and, as `make run` has it, the stand-in's next to it."""
+    for _ in range(100):
+        port = spare_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port, port + 1
+    raise RuntimeError("no two free ports in a row")
+
+
 @dataclass
 class LocalServers:
     port: int
@@ -74,7 +87,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
 def start(tmp_path: Path) -> LocalServers:
     """The stand-in, then a migrated database with the demo organization, then the server —
     the settings `make run` gives them when no WECHAT_APP_ID is set."""
-    port, fake_port = spare_port(), spare_port()
+    port, fake_port = spare_port_pair()
     env = {key: value for key, value in os.environ.items()
            if not key.startswith(("WECHAT_", "MINIAPP_", "REDIS_", "DATABASE_", "TEST_", "PUBLIC_"))}
     env.update({
@@ -83,6 +96,7 @@ def start(tmp_path: Path) -> LocalServers:
         "WECHAT_API_BASE": f"http://127.0.0.1:{fake_port}", "WECHAT_APP_SECRET": "local-stand-in",
         "MINIAPP_APP_ID": "wx-local-miniapp", "MINIAPP_APP_SECRET": "local-stand-in",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "SCHEDULER_EMBEDDED": "0",
+        "WECHAT_TEMPLATE_NOTICE": "local-notice", "WECHAT_TEMPLATE_REMINDER": "local-reminder",
     })
     servers = LocalServers(port, fake_port, env, [], {})
     try:
