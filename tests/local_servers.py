@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 FLASK = [sys.executable, "-m", "flask", "--app", "app"]
 
 
+def ROOT_ENV() -> dict:  # noqa: N802 - reads like a constant
+    """The environment without the settings of the test run (nor of a developer's shell)."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(("WECHAT_", "MINIAPP_", "REDIS_", "DATABASE_", "TEST_", "PUBLIC_", "SECRET_"))}
+
+
 def spare_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,8 +94,7 @@ def start(tmp_path: Path) -> LocalServers:
     """The stand-in, then a migrated database with the demo organization, then the server —
     the settings `make run` gives them when no WECHAT_APP_ID is set."""
     port, fake_port = spare_port_pair()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("WECHAT_", "MINIAPP_", "REDIS_", "DATABASE_", "TEST_", "PUBLIC_"))}
+    env = ROOT_ENV()
     env.update({
         "PYTHONUNBUFFERED": "1", "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'walk.db'}",
         "REDIS_URL": "", "SECRET_KEY": "walkthrough", "WISH_PHOTO_DIR": str(tmp_path / "photos"),
