@@ -244,6 +244,10 @@ class FakeWeChat:
                 params = {k: v[0] for k, v in parse_qs(url.query).items()}
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if len(raw) < length:
+                    # The client went away mid-request (killed): like WeChat, act on nothing.
+                    self.close_connection = True
+                    return
                 if fake.latency:
                     time.sleep(fake.latency)
                 page = fake._page(method, url.path, params, raw, self.headers.get("Content-Type", ""))
