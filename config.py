@@ -123,7 +123,8 @@ _STRINGS: dict[str, str] = {
     "API_LOGIN_RATE_LIMIT": "20 per minute",  # per client address
     "API_BIND_RATE_LIMIT": "20 per minute",  # per client address
     "API_BIND_RATE_LIMIT_PER_TOKEN": "10 per minute",
-    # Where the API docs page loads Swagger UI from (empty: a public CDN).
+    # Where the API docs page loads Swagger UI from (empty: this server, from the installed
+    # swagger-ui-bundle package, so the page works offline).
     "API_DOCS_ASSETS_URL": "",
     # Activity reminders: hours before the start, comma-separated.
     "ACTIVITY_REMINDER_HOURS": "24,1",

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api
-from app.extensions import db, engine_options, get_redis, init_redis, migrate
+from app.extensions import db, engine_options, get_redis, init_redis, migrate, warn_once
 from config import load_config
 from handlers import build_router
 
@@ -25,6 +25,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         load_dotenv()  # a .env file next to where the app runs, if any; the environment wins
     app = Flask(__name__, instance_relative_config=True)
     app.session_interface = NoCookieSessions()
+    app.json.ensure_ascii = False  # JSON answers keep Chinese readable, not \uXXXX
     app.config.update(load_config(test_config))
     configure_logging(app)
     register_extensions(app)
@@ -51,7 +52,7 @@ def configure_logging(app: Flask) -> None:
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if app.config.get("SECRET_KEY_GENERATED"):
-        app.logger.warning("SECRET_KEY is not set: using a random key for this process only.")
+        warn_once(app.logger, "SECRET_KEY is not set: using a random key for this process only.")
 
 
 def register_extensions(app: Flask) -> None:
@@ -67,11 +68,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import checkin_page, wechat
+    from app import checkin_page, home, wechat
 
     app.register_blueprint(wechat.bp)
     api.init_app(app)  # /api/v1, its OpenAPI document and docs page, its rate limits
     app.register_blueprint(checkin_page.bp)
+    app.register_blueprint(home.bp)  # GET / and the Chinese 404 page
 
 
 def register_errorhandlers(app: Flask) -> None:

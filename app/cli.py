@@ -1,5 +1,8 @@
 """`flask --app app …` commands: members import/export, demo data, the WeChat simulator."""
 
+import csv
+import io
+import os
 import signal
 import sys
 import threading
@@ -7,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from openpyxl import load_workbook
 
 from app.extensions import db
-from app.simulator import Simulator
+from app.simulator import Simulator, resolve_scene, upload_media
 from models.demo import load_demo
 from models.roster import RosterFileError, export_members, import_members, members_in_subtree, read_roster
 
@@ -42,10 +47,28 @@ def import_command(path: Path, dry_run: bool) -> None:
 @members_cli.command("export")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 def export_command(path: Path) -> None:
-    """Export every member to an .xlsx file (the columns the import reads)."""
+    """Export every member to FILE.xlsx or FILE.csv (UTF-8 with BOM), the columns the import reads."""
+    suffix = path.suffix.lower()
+    if suffix not in EXPORT_FORMATS:
+        raise click.ClickException(f"只能导出为 .xlsx 或 .csv 文件，「{path.name}」的扩展名不对。")
     members = members_in_subtree(db.session)
-    path.write_bytes(export_members(db.session, members))
-    click.echo(f"已导出 {len(members)} 人到 {path}")
+    data = export_members(db.session, members)
+    path.write_bytes(xlsx_to_csv(data) if suffix == ".csv" else data)
+    click.echo(f"已导出 {len(members)} 人到 {path}（{EXPORT_FORMATS[suffix]}）")
+
+
+EXPORT_FORMATS = {".xlsx": "Excel 表格", ".csv": "CSV，UTF-8 编码"}
+
+
+def xlsx_to_csv(data: bytes) -> bytes:
+    """The first sheet of an .xlsx as CSV in UTF-8 with a BOM (Excel then reads the Chinese)."""
+    book = load_workbook(io.BytesIO(data), read_only=True)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for row in book.active.iter_rows(values_only=True):
+        writer.writerow(["" if value is None else value for value in row])
+    book.close()
+    return out.getvalue().encode("utf-8-sig")
 
 
 @demo_cli.command("load")
@@ -57,17 +80,50 @@ def demo_load() -> None:
         click.echo("数据库中已有成员，未载入演示数据。")
 
 
+def default_webhook_url() -> str:
+    """The webhook of the server `make run` starts (its port is PORT, 5000 by default)."""
+    return f"http://127.0.0.1:{os.environ.get('PORT') or 5000}/wechat"
+
+
+def _lat_lng(ctx, param, value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lat, lng = (float(part) for part in value.replace("，", ",").split(","))
+    except ValueError:
+        raise click.BadParameter(f"应为「纬度,经度」，例如 30.2741,120.1551，而不是 {value}") from None
+    if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+        raise click.BadParameter(f"纬度应在 -90 到 90 之间，经度应在 -180 到 180 之间：{value}")
+    return lat, lng
+
+
 @wechat_cli.command("simulate")
-@click.option("--url", default="http://127.0.0.1:5000/wechat", show_default=True)
+@click.option("--url", default=default_webhook_url, show_default="http://127.0.0.1:$PORT/wechat (PORT: 5000)")
 @click.option("--openid", default="o-simulator-0001", show_default=True)
 @click.option("--text", "text", help="Send one text message and exit.")
 @click.option("--event", type=click.Choice(["subscribe", "unsubscribe", "SCAN", "CLICK", "LOCATION"]),
               help="Send one event and exit.")
-@click.option("--key", help="EventKey: the QR scene or menu key.")
-def simulate(url: str, openid: str, text: str | None, event: str | None, key: str | None) -> None:
+@click.option("--key", help="EventKey of --event: the QR scene or menu key.")
+@click.option("--scan", "scan", metavar="SCENE",
+              help="Scan a QR code as a follower (SCAN): its scene, or the URL/ticket the stand-in gave.")
+@click.option("--click", "click_key", metavar="KEY", help="Press a menu button (CLICK), e.g. MENU_HELP.")
+@click.option("--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Send a photo (uploaded to the stand-in's media API for its media id).")
+@click.option("--location", "location", metavar="LAT,LNG", callback=_lat_lng,
+              help="Send a location message, e.g. 30.2741,120.1551.")
+@click.option("--voice", "voice", metavar="TEXT", help="Send a voice message WeChat recognised as TEXT.")
+def simulate(url: str, openid: str, text: str | None, event: str | None, key: str | None, scan: str | None,
+             click_key: str | None, image: Path | None, location: tuple[float, float] | None,
+             voice: str | None) -> None:
     """Chat with a running server, signed (and in safe mode encrypted) exactly as WeChat does."""
     cfg = current_app.config
+    chosen = [name for name, value in (("--text", text), ("--event", event), ("--scan", scan),
+                                       ("--click", click_key), ("--image", image), ("--location", location),
+                                       ("--voice", voice)) if value is not None]
+    if len(chosen) > 1:
+        raise click.UsageError(f"一次只能发送一条：{' 和 '.join(chosen)} 请分开发送。")
     sim = Simulator(url, cfg["WECHAT_TOKEN"], cfg["WECHAT_APP_ID"], cfg["WECHAT_AES_KEY"])
+    api_base = cfg["WECHAT_API_BASE"]
 
     def show(reply) -> None:
         if reply.status != 200:
@@ -78,23 +134,66 @@ def simulate(url: str, openid: str, text: str | None, event: str | None, key: st
     try:
         if text is not None:
             show(sim.text(openid, text))
-            return
-        if event is not None:
+        elif event is not None:
             extra = {"Latitude": "30.2741", "Longitude": "120.1551", "Precision": "30"} \
                 if event == "LOCATION" else {}
             show(sim.event(openid, event, key, **extra))
-            return
-        click.echo(f"以 {openid} 的身份与 {url} 对话；输入「帮助」开始，Ctrl-D 退出。")
-        while True:
-            try:
-                line = input("> ")
-            except EOFError:
-                click.echo()
-                return
-            if line.strip():
-                show(sim.text(openid, line))
-    except OSError as exc:
+        elif scan is not None:
+            show(sim.event(openid, "SCAN", resolve_scene(api_base, scan)))
+        elif click_key is not None:
+            show(sim.event(openid, "CLICK", click_key))
+        elif image is not None:
+            media_id, pic_url = upload_media(api_base, image)
+            click.echo(f"（图片 {image.name} → MediaId {media_id}）")
+            show(sim.image(openid, media_id, pic_url))
+        elif location is not None:
+            show(sim.location(openid, *location))
+        elif voice is not None:
+            show(sim.voice(openid, voice))
+        else:
+            chat(sim, openid, url, show)
+    except (OSError, requests.RequestException) as exc:
         raise click.ClickException(f"无法连接 {url}：{exc}（服务器启动了吗？make run）") from None
+    except ValueError as exc:
+        raise click.ClickException(f"微信替身不认识：{exc}") from None
+
+
+def chat(sim: Simulator, openid: str, url: str, show) -> None:
+    click.echo(f"以 {openid} 的身份与 {url} 对话；输入「帮助」开始，Ctrl-D 退出。")
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            click.echo()
+            return
+        if line.strip():
+            show(sim.text(openid, line))
+
+
+@wechat_cli.command("fake-api")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True, type=int)
+def fake_api(host: str, port: int) -> None:
+    """A local stand-in for WeChat's API (login, messages, QR codes, media), for a laptop."""
+    from app.fake_wechat import LOCAL_OPENID_PREFIX, FakeWeChat
+
+    def say(line: str) -> None:
+        click.echo(line)
+
+    try:
+        fake = FakeWeChat(local=True, host=host, port=port, say=say)
+    except OSError as exc:
+        raise click.ClickException(f"无法在 {host}:{port} 启动微信替身：{exc}（端口被占用？换一个 --port）") from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    fake.start()
+    click.echo(f"本地微信替身已启动：{fake.base_url}（发出的消息见 {fake.base_url}/ ，Ctrl-C 停止）")
+    click.echo(f"  让服务器使用它：WECHAT_API_BASE={fake.base_url}；小程序登录任意 code 均可"
+               f"（openid = {LOCAL_OPENID_PREFIX}<code>）")
+    stop.wait()
+    fake.stop()
+    click.echo("本地微信替身已停止。")
 
 
 @scheduler_cli.command("run")

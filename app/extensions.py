@@ -22,6 +22,15 @@ from models import Base
 db = SQLAlchemy(metadata=Base.metadata)
 migrate = Migrate()
 log = logging.getLogger(__name__)
+_warned: set[str] = set()  # the start-up warnings already given in this process
+
+
+def warn_once(logger: logging.Logger, message: str) -> None:
+    """Log a start-up warning once per process, however many apps it creates (a CLI command, the
+    dev server, a test run)."""
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
 
 
 def engine_options(config: dict) -> dict:
@@ -53,10 +62,8 @@ def init_redis(app: Flask) -> None:
             retry=Retry(NoBackoff(), 0), decode_responses=True,
         )
     else:
-        app.logger.warning(
-            "REDIS_URL is not set: using an in-process Redis stand-in; "
-            "run one process only (see README, Deployment)."
-        )
+        warn_once(app.logger, "REDIS_URL is not set: using an in-process Redis stand-in; "
+                              "run one process only (see README, Deployment).")
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
     app.extensions["redis"] = client
     app.extensions["redis_reply_path"] = ReplyPathRedis(client, shared=bool(url))

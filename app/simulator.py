@@ -10,11 +10,13 @@ import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
+OFFICIAL_API_BASE = "https://api.weixin.qq.com"
 _SYSTEM_RANDOM = random.SystemRandom()
 
 # post(url, params, body) -> (HTTP status, response text)
@@ -80,6 +82,25 @@ class Simulator:
               create_time: int | None = None, **extra) -> Reply:
         return self.send(self.event_fields(openid, event, key, create_time=create_time, **extra))
 
+    def image(self, openid: str, media_id: str, pic_url: str) -> Reply:
+        """A photo, as WeChat sends it: the picture's URL and its media id."""
+        return self.send(self._message(openid, "image", PicUrl=pic_url, MediaId=media_id))
+
+    def location(self, openid: str, latitude: float, longitude: float, *, label: str = "",
+                 scale: int = 15) -> Reply:
+        """A location *message* (the user sends a place from the chat), not the LOCATION event."""
+        return self.send(self._message(openid, "location", Location_X=latitude, Location_Y=longitude,
+                                       Scale=scale, Label=label))
+
+    def voice(self, openid: str, recognition: str, *, media_id: str = "VOICE-MEDIA") -> Reply:
+        """A voice message whose speech WeChat recognised as `recognition`."""
+        return self.send(self._message(openid, "voice", MediaId=media_id, Format="amr",
+                                       Recognition=recognition))
+
+    def _message(self, openid: str, msg_type: str, **fields) -> dict:
+        return {"ToUserName": self.account, "FromUserName": openid, "CreateTime": int(time.time()),
+                "MsgType": msg_type, **fields, "MsgId": next(self._msg_ids)}
+
     def text_fields(self, openid, content, *, msg_id=None, create_time=None) -> dict:
         return {
             "ToUserName": self.account, "FromUserName": openid,
@@ -132,3 +153,34 @@ class Simulator:
             plain = self.crypto.decrypt_message(raw, doc["MsgSignature"], doc["TimeStamp"], doc["Nonce"])
             doc = xmltodict.parse(plain)["xml"]
         return Reply(status, raw, doc.get("Content") or "", doc)
+
+
+# With the local WeChat stand-in (app/fake_wechat.py) ------------------------------------------
+def upload_media(api_base: str, path: Path, kind: str = "image", timeout: float = 10) -> tuple[str, str]:
+    """Upload a file to WeChat's media API (the stand-in's, on a laptop); return (media id, URL).
+
+    Without a stand-in (WeChat's own host, which needs a real token) the file gets a local media id
+    and a file: URL, which is all a message carries."""
+    if api_base.rstrip("/") == OFFICIAL_API_BASE:
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()[:24]
+        return f"LOCAL-{digest}", path.resolve().as_uri()
+    with path.open("rb") as file:
+        answer = requests.post(f"{api_base}/cgi-bin/media/upload", params={"access_token": "local", "type": kind},
+                               files={"media": (path.name, file)}, timeout=timeout).json()
+    if "media_id" not in answer:
+        raise ValueError(f"media upload refused: {answer}")
+    media_id = answer["media_id"]
+    return media_id, f"{api_base}/cgi-bin/media/get?media_id={media_id}"
+
+
+def resolve_scene(api_base: str, value: str, timeout: float = 10) -> str:
+    """The scene of a QR code: `value` itself, or, for a QR code's URL or ticket handed out by the
+    stand-in, the scene it was made for (as WeChat knows the scene of the code a user scans)."""
+    url = value if value.startswith(("http://", "https://")) else (
+        f"{api_base}/q/{value}" if value.startswith("TICKET-") else None)
+    if url is None:
+        return value
+    answer = requests.get(url, timeout=timeout)
+    if answer.status_code != 200:
+        raise ValueError(f"unknown QR code {value}")
+    return str(answer.json()["scene"])

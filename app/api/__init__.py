@@ -6,7 +6,8 @@ The OpenAPI 3 document is generated from the code (flask-smorest) and served at
 
 from functools import partial
 
-from flask import Flask
+import swagger_ui_bundle
+from flask import Blueprint, Flask, send_from_directory
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api as _Api
@@ -17,6 +18,16 @@ from app.api.schemas import ErrorSchema
 from models.text import MAX_INT
 
 PREFIX = "/api/v1"
+# Swagger UI's files, served from the installed swagger-ui-bundle package: the docs page works
+# offline and loads nothing from another host.
+DOCS_ASSETS = f"{PREFIX}/docs/assets/"
+docs_assets = Blueprint("api_docs_assets", __name__)
+
+
+@docs_assets.get(DOCS_ASSETS + "<path:filename>")
+def docs_asset(filename: str):
+    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+
 
 # Route limits are declared on the views (login, bind); the storage is the app's Redis.
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True)
@@ -68,8 +79,8 @@ def init_app(app: Flask) -> None:
     cfg.setdefault("OPENAPI_URL_PREFIX", PREFIX)
     cfg.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     cfg.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
-    cfg.setdefault("OPENAPI_SWAGGER_UI_URL", cfg.get("API_DOCS_ASSETS_URL") or
-                   "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    cfg.setdefault("OPENAPI_SWAGGER_UI_URL", cfg.get("API_DOCS_ASSETS_URL") or DOCS_ASSETS)
+    app.register_blueprint(docs_assets)
     cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
     if cfg.get("REDIS_URL"):
         timeout = cfg["REDIS_TIMEOUT"]
