@@ -103,6 +103,9 @@ _NUMBERS: dict[str, float | int] = {
     # claiming more is refused with the reason (read in streaming mode, only the header's columns).
     "ROSTER_MAX_ROWS": 100_000,
     "ROSTER_MAX_COLUMNS": 50,
+    # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
+    # hours (0: no limit); the refusal says when the next one is allowed.
+    "NOTICE_REMIND_HOURS": 12,
 }
 
 _STRINGS: dict[str, str] = {

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from handlers.paging import PAGE, Section, page_number, page_reply, short, text_items, with_page
+from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
 from handlers.router import Context, Incoming, Router
 from models import DomainError, NotFound
 from models.member import KINDS
@@ -19,7 +19,7 @@ from models.orglife import (
     move_occurrence,
     next_start,
 )
-from models.outbox import inbox_page, open_message
+from models.outbox import inbox_number, inbox_page, mark_all_read
 from models.text import parse_number
 
 MANAGERS = ("书记", "管理员")
@@ -61,7 +61,7 @@ def register(router: Router) -> None:
             number = parse_number(op[1])
             if op[2] == "回执":
                 return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
-            count = remind_unread(ctx.session, number, ctx.member)
+            count = remind_unread(ctx.session, number, ctx.member, now=ctx.now, settings=ctx.settings)
             return f"已向 {count} 位未读成员再次发送通知 #{number}。"
         audience, body = _parse_audience(ctx)
         if not body:
@@ -75,35 +75,24 @@ def register(router: Router) -> None:
                 f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
     @router.command("消息", aliases=("我的消息",),
-                    summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条",
-                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|#?(?P<id>\d{1,12})(?: " + PAGE + ")?)?",
-                    usage="消息；消息 第2页；消息 编号；长消息：消息 编号 2", needs_member=True)
+                    summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条；消息 全部已读",
+                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|(?P<listed>\d{1,3}) ?页|(?P<all>全部已读|全部标为已读)"
+                            r"|#?(?P<number>\d{1,6})(?: " + PAGE + ")?)?",
+                    usage="消息；消息 第2页；消息 编号（如 消息 3，第3条）；长消息：消息 3 2；消息 全部已读",
+                    needs_member=True, effect="args")
     def inbox(message: Incoming, ctx: Context) -> str:
         member = ctx.member
-        if ctx.match["id"]:
-            msg = open_message(ctx.session, member.id, int(ctx.match["id"]), ctx.now)
-            # A long notice (up to 2,000 characters) is read in pages: 消息 12, 消息 12 2 …
-            return page_reply(f"【{msg.title or '消息'}】", [Section(text_items(msg.body))],
-                              page_number(ctx.match["page"]), with_page(f"消息 {msg.id}"),
+        if ctx.match["all"]:
+            count = mark_all_read(ctx.session, member.id, ctx.now)
+            return f"已将 {count} 条消息标为已读。" if count else "没有未读消息。"
+        if ctx.match["number"]:
+            number = int(ctx.match["number"])
+            msg = inbox_number(ctx.session, member.id, number, ctx.now)
+            # A long notice (up to 2,000 characters) is read in pages: 消息 3, 消息 3 2 …
+            return page_reply(f"【{short(msg.title or '消息', 30)}】", [Section(text_items(msg.body))],
+                              page_number(ctx.match["page"]), with_page(f"消息 {number}"),
                               tail=f"（{_when(msg.created_at, _tz(ctx))}）")
-        page = page_number(ctx.match["list"])
-        listing = inbox_page(ctx.session, member.id, page=page, per_page=INBOX_PAGE_SIZE)
-        if not listing.total:
-            return "您还没有消息。"
-        pages = (listing.total + INBOX_PAGE_SIZE - 1) // INBOX_PAGE_SIZE
-        if not listing.items:
-            return f"没有第 {page} 页，共 {pages} 页。"
-        head = f"您有 {listing.unread} 条未读消息：" if listing.unread else "您的消息（均已读）："
-        if pages > 1:
-            head += f"（第 {page}/{pages} 页）"
-        lines = [head]
-        for item in listing.items:
-            mark = "" if item.read_at else "[未读] "
-            lines.append(f"{item.id}. {mark}{short(item.title or item.body, 20)}")
-        lines.append("发送「消息 编号」阅读全文。")
-        if page < pages:
-            lines.append(f"发送「消息 第{page + 1}页」看下一页。")
-        return "\n".join(lines)
+        return _inbox_listing(ctx, page_number(ctx.match["list"] or ctx.match["listed"]))
 
     @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
                     usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
@@ -153,6 +142,33 @@ def register(router: Router) -> None:
 REPLY_BYTES = 2048  # WeChat drops a longer passive reply without a word
 
 
+def _inbox_listing(ctx: Context, page: int) -> str:
+    """One page of 消息: each message numbered for this member (1 = the newest), its date and its
+    first words."""
+    listing = inbox_page(ctx.session, ctx.member.id, page=max(page, 1), per_page=INBOX_PAGE_SIZE)
+    if not listing.total:
+        return "您还没有消息。"
+    pages = (listing.total + INBOX_PAGE_SIZE - 1) // INBOX_PAGE_SIZE
+    if not listing.items or page < 1:
+        return f"没有第 {page} 页，共 {pages} 页。发送「消息」从第 1 页看起。"
+    head = f"您有 {listing.unread} 条未读消息：" if listing.unread else "您的消息（均已读）："
+    if pages > 1:
+        head += f"（第 {page}/{pages} 页）"
+    tz = _tz(ctx)
+    lines = [head]
+    first = (page - 1) * INBOX_PAGE_SIZE + 1
+    for number, item in enumerate(listing.items, start=first):
+        mark = "" if item.read_at else "[未读] "
+        local = item.created_at.astimezone(tz)
+        lines.append(f"{number}. {mark}{local.month}月{local.day}日 {short(item.title or item.body, 20)}")
+    lines.append(f"发送「消息 编号」阅读全文，如「消息 {first}」。")
+    if listing.unread:
+        lines.append("全部标为已读：消息 全部已读")
+    if page < pages:
+        lines.append(f"发送「消息 第{page + 1}页」看下一页。")
+    return clip("\n".join(lines), REPLY_BYTES)
+
+
 def _receipt_text(receipt) -> str:
     """The receipt as one reply of at most REPLY_BYTES bytes (UTF-8): the counts always, then the
     names of each group, as many as fit."""
@@ -160,7 +176,9 @@ def _receipt_text(receipt) -> str:
     unknown = sum(len(v) for v in receipt.unknown.values())
     head = [f"通知 #{n.id}「{n.title}」回执：",
             f"应发 {receipt.total} 人，已送达 {len(receipt.delivered)}，待发送 {len(receipt.pending)}，"
-            f"失败 {sum(len(v) for v in receipt.failed.values())}；已读 {len(receipt.read)}，"
+            f"失败 {sum(len(v) for v in receipt.failed.values())}"
+            + (f"，未绑定 {len(receipt.unbound)}" if receipt.unbound else "")
+            + f"；已读 {len(receipt.read)}，"
             f"未读 {len(receipt.unread)}。"]
     if receipt.refused or unknown:
         head.append(f"用户拒收 {len(receipt.refused)}，状态未知 {unknown}（未收到微信答复，未自动重发）。")
@@ -168,6 +186,7 @@ def _receipt_text(receipt) -> str:
     groups = [("用户拒收", receipt.refused)]
     groups += [(f"状态未知（{reason}）", names) for reason, names in receipt.unknown.items()]
     groups += [(f"失败（{reason}）", names) for reason, names in receipt.failed.items()]
+    groups += [("未绑定微信（无法送达）", receipt.unbound)]
     groups += [("未读", receipt.unread)] if receipt.unread else []
     lines = list(head)
     budget = REPLY_BYTES - _size("\n".join(head + tail)) - 1

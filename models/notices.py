@@ -1,11 +1,14 @@
 """Ad-hoc notices (通知) to a secretary's subtree, with read receipts and reminders of the unread."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, Integer, String, Text, func, select
+from sqlalchemy import ForeignKey, Integer, String, Text, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from config import _NUMBERS, _STRINGS
+from models.activity import local_text
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
@@ -36,6 +39,8 @@ class Notice(Base):
     kinds: Mapped[str] = mapped_column(String(100), default="")
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
     reminders: Mapped[int] = mapped_column(Integer, default=0)
+    # When the last 再提醒 went out: the next one waits NOTICE_REMIND_HOURS after it.
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
     org: Mapped[Organization] = relationship()
@@ -55,11 +60,26 @@ def _require_manager(viewer: Member) -> None:
         raise Forbidden("只有书记或管理员可以发布和查看通知。")
 
 
+def _setting(settings: Mapping | None, name: str):
+    """A setting from the settings passed in, or its default in config.py."""
+    if settings and settings.get(name) not in (None, ""):
+        return settings[name]
+    return {**_STRINGS, **_NUMBERS}[name]
+
+
+def is_unbound(openid: str | None, miniapp_openid: str | None) -> bool:
+    """A member bound to neither the Official Account nor the mini-program: no channel reaches them."""
+    return not openid and not miniapp_openid
+
+
 def audience(session: Session, org: Organization, *, kinds: list[str] | None = None,
-             grid_id: int | None = None) -> list[Member]:
-    """Return the active members of `org`'s subtree, optionally of some kinds or one grid."""
+             grid_id: int | None = None, exclude: int | None = None) -> list[Member]:
+    """Return the active members of `org`'s subtree, optionally of some kinds or one grid, without
+    the member `exclude` (a notice's author is not its recipient)."""
     query = (select(Member).join(Organization, Member.org_id == Organization.id)
              .where(Organization.path.startswith(org.path), Member.active.is_(True)))
+    if exclude is not None:
+        query = query.where(Member.id != exclude)
     if kinds:
         query = query.where(Member.kind.in_(kinds))
     if grid_id is not None:
@@ -88,9 +108,9 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
         if target is None or not target.is_within(org):
             raise Forbidden("只能向本组织及下级组织发布通知。")
         org = target
-    members = audience(session, org, kinds=kinds, grid_id=grid_id)
+    members = audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id)
     if not members:
-        raise DomainError("该范围内没有可通知的成员。")
+        raise DomainError("该范围内没有可通知的成员（不含您本人）。")
     title = (title or body.splitlines()[0])[:30]
     notice = Notice(org_id=org.id, author_id=author.id, title=title, body=body, urgent=urgent,
                     kinds=",".join(kinds or []), grid_id=grid_id)
@@ -145,6 +165,7 @@ class Receipt:
     unknown: dict[str, list[str]] = field(default_factory=dict)  # 状态未知: reason → names
     pending: list[str] = field(default_factory=list)
     failed: dict[str, list[str]] = field(default_factory=dict)  # reason → names
+    unbound: list[str] = field(default_factory=list)  # bound no WeChat at all: nothing can reach them
     read: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
 
@@ -158,24 +179,30 @@ class Receipt:
             "pending": len(self.pending),
             "failed": sum(len(v) for v in self.failed.values()),
             "failed_by_reason": {k: {"count": len(v), "names": v} for k, v in self.failed.items()},
+            "unbound": len(self.unbound), "unbound_names": self.unbound,
             "read": len(self.read), "unread": len(self.unread),
             "read_names": self.read, "unread_names": self.unread,
         }
 
 
 def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
-    """Who was sent the notice, who got it, who could not be reached and why, who read it."""
+    """Who was sent the notice, who got it, who could not be reached and why (未绑定: a member bound
+    to no WeChat at all, not a failure), who read it. The author is not one of its recipients."""
     notice = get_notice(session, notice_id, viewer)
     receipt = Receipt(notice)
-    rows = session.execute(
-        select(OutboxMessage, Member.name, TemplateReport.status)
+    query = (
+        select(OutboxMessage, Member.name, TemplateReport.status, Member.openid, Member.miniapp_openid)
         .join(Member, OutboxMessage.member_id == Member.id)
         .outerjoin(TemplateReport, TemplateReport.msgid == OutboxMessage.wx_msgid)
         .where(OutboxMessage.source == notice.source).order_by(Member.id)
-    ).all()
-    for row, name, report in rows:
+    )
+    if notice.author_id is not None:  # notices published before authors were left out
+        query = query.where(OutboxMessage.member_id != notice.author_id)
+    for row, name, report, openid, miniapp_openid in session.execute(query).all():
         receipt.total += 1
-        if row.status == SENT and report == REPORT_BLOCKED:
+        if row.status != SENT and is_unbound(openid, miniapp_openid):
+            receipt.unbound.append(name)
+        elif row.status == SENT and report == REPORT_BLOCKED:
             receipt.refused.append(name)
         elif row.status == SENT and report not in (None, REPORT_SUCCESS):
             receipt.failed.setdefault(report_name(report), []).append(name)
@@ -193,21 +220,53 @@ def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
     return receipt
 
 
-def remind_unread(session: Session, notice_id: int, viewer: Member) -> int:
+def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: datetime | None = None,
+                  settings: Mapping | None = None) -> int:
     """Send the notice again to those who have not read it (whatever became of the first sending:
-    refused, failed, or 状态未知 after a call that got no answer); return how many; commit."""
+    refused, failed, or 状态未知 after a call that got no answer), leaving out the author and the
+    members bound to no WeChat; return how many; commit. At most once per NOTICE_REMIND_HOURS
+    (0: no limit), however many ask at once: a conditional update of the notice decides."""
+    now = now or now_utc()
     notice = get_notice(session, notice_id, viewer)
-    unread = list(session.scalars(
-        select(OutboxMessage.member_id).where(
-            OutboxMessage.source == notice.source, OutboxMessage.read_at.is_(None),
-            OutboxMessage.member_id.is_not(None),
-        )
-    ))
+    query = (
+        select(OutboxMessage.member_id, Member.openid, Member.miniapp_openid)
+        .join(Member, OutboxMessage.member_id == Member.id)
+        .where(OutboxMessage.source == notice.source, OutboxMessage.read_at.is_(None))
+        .order_by(OutboxMessage.member_id)
+    )
+    if notice.author_id is not None:
+        query = query.where(OutboxMessage.member_id != notice.author_id)
+    unread = session.execute(query).all()
     if not unread:
         raise DomainError(f"通知 #{notice.id} 已全部阅读，无需再提醒。")
-    notice.reminders += 1
+    reachable = [row.member_id for row in unread if not is_unbound(row.openid, row.miniapp_openid)]
+    if not reachable:
+        raise DomainError(f"通知 #{notice.id} 未读的 {len(unread)} 位成员都未绑定微信，无法再提醒。")
+    hours = float(_setting(settings, "NOTICE_REMIND_HOURS"))
+    where = [Notice.id == notice.id]
+    if hours > 0:
+        where.append(or_(Notice.reminded_at.is_(None), Notice.reminded_at <= now - timedelta(hours=hours)))
+    taken = session.execute(
+        update(Notice).where(*where)
+        .values(reminders=Notice.reminders + 1, reminded_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        session.rollback()
+        session.refresh(notice)
+        raise _too_soon(notice, hours, settings)
+    session.refresh(notice)
     source = f"{notice.source}:r{notice.reminders}"
-    enqueue_many(session, unread, source=source, kind="notice", title=f"再提醒：{notice.title}"[:30],
+    enqueue_many(session, reachable, source=source, kind="notice", title=f"再提醒：{notice.title}"[:30],
                  body=notice.body, urgent=notice.urgent)
     session.commit()
-    return len(unread)
+    return len(reachable)
+
+
+def _too_soon(notice: Notice, hours: float, settings: Mapping | None) -> DomainError:
+    last = notice.reminded_at
+    every = f"{hours:g}"
+    return DomainError(
+        f"通知 #{notice.id} 已于 {local_text(last, settings)} 再提醒过，每 {every} 小时最多再提醒一次；"
+        f"下次可在 {local_text(last + timedelta(hours=hours), settings)} 之后。",
+        code="remind_too_soon")

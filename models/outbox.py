@@ -289,3 +289,32 @@ def open_message(session: Session, member_id: int, message_id: int, now: datetim
     session.commit()
     session.refresh(message)
     return message
+
+
+def inbox_number(session: Session, member_id: int, position: int, now: datetime | None = None
+                 ) -> OutboxMessage:
+    """Open the `position`-th message of the member's inbox as 消息 lists it (1 = the newest) and
+    record that it was read; commit. The numbers are the member's own, not outbox ids."""
+    where = (OutboxMessage.member_id == member_id, OutboxMessage.kind.in_(INBOX_KINDS))
+    message_id = None
+    if position >= 1:
+        message_id = session.scalar(select(OutboxMessage.id).where(*where).order_by(OutboxMessage.id.desc())
+                                    .offset(position - 1).limit(1))
+    if message_id is None:
+        total = session.scalar(select(func.count(OutboxMessage.id)).where(*where)) or 0
+        raise NotFound(f"没有第 {position} 条消息，您共有 {total} 条消息。" if total else "您还没有消息。")
+    return open_message(session, member_id, message_id, now)
+
+
+def mark_all_read(session: Session, member_id: int, now: datetime | None = None) -> int:
+    """Record every unread message of the member's inbox as read now (notice receipts count them);
+    commit; return how many were unread."""
+    count = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.member_id == member_id, OutboxMessage.kind.in_(INBOX_KINDS),
+               OutboxMessage.read_at.is_(None))
+        .values(read_at=now or now_utc())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return count

@@ -69,9 +69,9 @@ def inbox(api_client, as_, key, **query):
 # Notices ---------------------------------------------------------------------------------------------
 def test_publish_read_receipt_and_remind(api_client, as_, people):
     notice = publish(api_client, as_, title="清扫通知", urgent=True)
-    assert notice["number"] == "#1" and notice["recipient_count"] == 4  # sec, 王, 赵, 刘
+    assert notice["number"] == "#1" and notice["recipient_count"] == 3  # 王, 赵, 刘: not the secretary
     assert notice["title"] == "清扫通知" and notice["urgent"] is True
-    assert "通知 #1 已发布到「东湖社区第一党支部」，共 4 人" in notice["message"]
+    assert "通知 #1 已发布到「东湖社区第一党支部」，共 3 人" in notice["message"]
     assert notice["created_at"].endswith("+08:00")
 
     mine = inbox(api_client, as_, "wang")
@@ -85,15 +85,15 @@ def test_publish_read_receipt_and_remind(api_client, as_, people):
     assert inbox(api_client, as_, "wang")["unread"] == 0
 
     receipt = api_client.get("/api/v1/admin/notices/1", headers=as_("sec")).get_json()
-    assert receipt["number"] == "#1" and receipt["total"] == 4 and receipt["pending"] == 4
-    assert (receipt["read"], receipt["unread"]) == (1, 3)
+    assert receipt["number"] == "#1" and receipt["total"] == 3 and receipt["pending"] == 3
+    assert (receipt["read"], receipt["unread"]) == (1, 2)
     assert receipt["read_names"] == ["王志强"]
-    assert sorted(receipt["unread_names"]) == sorted(["李红梅", "赵秀英", "刘洋"])
+    assert sorted(receipt["unread_names"]) == sorted(["赵秀英", "刘洋"])
     # The street's administrator sees it too (their subtree).
     assert api_client.get("/api/v1/admin/notices/1", headers=as_("admin")).status_code == 200
 
     reminded = api_client.post("/api/v1/admin/notices/1/remind", headers=as_("sec")).get_json()
-    assert reminded["reminded"] == 3 and "已向 3 位未读成员再次发送通知 #1" in reminded["message"]
+    assert reminded["reminded"] == 2 and "已向 2 位未读成员再次发送通知 #1" in reminded["message"]
     # The reminder lands in 赵秀英's inbox; opening it reads the notice.
     zhao = inbox(api_client, as_, "zhao")
     assert zhao["total"] == 2 and zhao["items"][0]["title"].startswith("再提醒")
@@ -183,7 +183,7 @@ def test_api_and_chatbot_share_notices_and_receipts(api_client, as_, wx):
     message = inbox(api_client, as_, "zhao")["items"][0]
     api_client.get(f"/api/v1/me/messages/{message['id']}", headers=as_("zhao"))
     reply = wx.text("o-sec", "通知 1 回执").content
-    assert "已读 1，未读 3" in reply
+    assert "已读 1，未读 2" in reply
     # A notice sent through the chatbot is in the API's list and inbox; reading it there counts.
     assert "通知 #2 已发布" in wx.text("o-sec", "通知 明天停水").content
     assert api_client.get("/api/v1/admin/notices", headers=as_("sec")).get_json()["total"] == 2
@@ -197,7 +197,7 @@ def test_receipt_counts_deliveries(api_client, as_, make_sender):
     publish(api_client, as_)
     make_sender().drain(NOW)
     receipt = api_client.get("/api/v1/admin/notices/1", headers=as_("sec")).get_json()
-    assert receipt["delivered"] == 4 and receipt["pending"] == 0 and receipt["failed"] == 0
+    assert receipt["delivered"] == 3 and receipt["pending"] == 0 and receipt["failed"] == 0
 
 
 # Subscribe consents ------------------------------------------------------------------------------

@@ -66,9 +66,9 @@ def redis_process():
 
 @pytest.fixture
 def branch(make_member):
-    """A secretary and six members in one branch: a notice's audience is seven."""
+    """A secretary and seven members in one branch: a notice's audience is seven (not its author)."""
     secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(6)]
+    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(7)]
     return secretary, members
 
 

@@ -28,11 +28,11 @@ def test_secretary_sends_a_notice_to_the_subtree_and_reads_receipts(branch, say,
                                                                   session):
     secretary, members, outsider = branch
     reply = say("o-sec", "通知 周六上午9点小区环境整治，请党员准时到场", DAY)
-    assert "通知 #1 已发布" in reply and "共 4 人" in reply
+    assert "通知 #1 已发布" in reply and "共 3 人" in reply  # not the secretary
     wechat_api.fail("/cgi-bin/message/template/send", 40003)  # one openid is invalid
     make_sender(OUTBOX_WORKERS=1).drain(DAY)
     receivers = {c.body["touser"] for c in wechat_api.calls_to("/cgi-bin/message/template/send")}
-    assert "o-out" not in receivers and len(receivers) == 4
+    assert "o-out" not in receivers and "o-sec" not in receivers and len(receivers) == 3
     # A member reads it through 消息.
     listing = say("o-m1", "消息", DAY)
     assert "1 条未读" in listing and "[未读]" in listing
@@ -42,13 +42,13 @@ def test_secretary_sends_a_notice_to_the_subtree_and_reads_receipts(branch, say,
     assert "均已读" in say("o-m1", "消息", DAY)
 
     receipt = say("o-sec", "通知 1 回执", DAY)
-    assert "应发 4 人，已送达 3，待发送 0，失败 1；已读 1，未读 3" in receipt
+    assert "应发 3 人，已送达 2，待发送 0，失败 1；已读 1，未读 2" in receipt
     assert "openid 无效" in receipt and "党员1" not in receipt.split("未读：")[1]
 
-    # Remind those who have not read it: three new messages, not four.
-    assert "已向 3 位未读成员再次发送" in say("o-sec", "通知 1 再提醒", DAY)
+    # Remind those who have not read it: two new messages, not three.
+    assert "已向 2 位未读成员再次发送" in say("o-sec", "通知 1 再提醒", DAY)
     make_sender().drain(DAY)
-    assert len(wechat_api.messages()) == 4 + 3
+    assert len(wechat_api.messages()) == 3 + 2
     # Opening the reminder counts as reading the notice.
     reminder = [m for m in list_inbox(session, members[2].id) if m.source == "notice:1:r1"][0]
     open_message(session, members[2].id, reminder.id, DAY)
@@ -71,7 +71,7 @@ def test_notice_rows_are_unique_per_recipient_and_a_member_cannot_open_anothers(
     assert len(rows) == 1 and rows[0].urgent
     with pytest.raises(DomainError):
         open_message(session, members[1].id, rows[0].id)
-    assert notice.recipient_count == 4
+    assert notice.recipient_count == 3
 
 
 def test_audience_by_kind(branch, session, make_member):
@@ -113,8 +113,8 @@ def recipients(session, notice_id, openid="o-sec") -> set[str]:
 
 def test_a_notice_to_one_grid_of_the_secretarys_subtree(estate, say, session):
     reply = say("o-sec", "通知 网格 东湖一网格 明天上午8点至12点停水 请提前储水", DAY)
-    assert reply.startswith("通知 #1 已发布到「东湖社区第一党支部」东湖一网格，共 3 人，正在发送。")
-    assert recipients(session, 1) == {"王书记", "在职甲", "离退休乙"}
+    assert reply.startswith("通知 #1 已发布到「东湖社区第一党支部」东湖一网格，共 2 人，正在发送。")
+    assert recipients(session, 1) == {"在职甲", "离退休乙"}  # not the secretary who sent it
     assert session.get(Notice, 1).body == "明天上午8点至12点停水 请提前储水"
     # The grid as people shorten it, or with a full-width colon.
     assert "东湖二网格，共 2 人" in say("o-sec", "通知 网格 东湖二 周五前交党费", DAY)
@@ -141,24 +141,24 @@ def test_a_notice_to_member_kinds_in_full_or_short(estate, say, session):
 
 def test_words_that_only_look_like_an_audience_stay_in_the_text(estate, say, session):
     reply = say("o-sec", "通知 网格员明天上午开会", DAY)
-    assert "已发布到「东湖社区第一党支部」，共 6 人" in reply
+    assert "已发布到「东湖社区第一党支部」，共 5 人" in reply
     assert session.get(Notice, 1).body == "网格员明天上午开会"
     say("o-sec", "通知 党员 大会周五召开", DAY)
     say("o-sec", "通知 在职人员 请填报", DAY)
     session.expire_all()
     assert [session.get(Notice, n).body for n in (2, 3)] == ["党员 大会周五召开", "在职人员 请填报"]
-    assert "应发 6 人" in say("o-sec", "通知 2 回执", DAY)
+    assert "应发 5 人" in say("o-sec", "通知 2 回执", DAY)
 
 
 def test_an_urgent_notice_goes_out_in_quiet_hours(estate, say, session, make_sender, wechat_api):
     reply = say("o-sec", "通知 紧急 网格 东湖一网格 今晚燃气抢修，请勿使用明火", NIGHT)
-    assert reply.startswith("紧急通知 #1 已发布到「东湖社区第一党支部」东湖一网格，共 3 人")
+    assert reply.startswith("紧急通知 #1 已发布到「东湖社区第一党支部」东湖一网格，共 2 人")
     assert "免打扰时段也会送达" in reply
     say("o-sec", "通知 明早例会改到9点", NIGHT)
     assert session.get(Notice, 1).urgent and not session.get(Notice, 2).urgent
     make_sender().drain(NIGHT)
     sent = [c.body["touser"] for c in wechat_api.messages()]
-    assert sorted(sent) == ["o-a", "o-b", "o-sec"]  # the ordinary notice waits for the morning
+    assert sorted(sent) == ["o-a", "o-b"]  # the ordinary notice waits for the morning
 
 
 def test_an_unknown_grid_gets_a_hint_listing_the_secretarys_grids(estate, say, session):

@@ -92,6 +92,9 @@ class ReceiptSchema(ma.Schema):
     failed = fields.Integer(required=True, metadata={"description": "发送失败"})
     failed_by_reason = fields.Dict(keys=fields.String(), values=fields.Nested(FailureSchema), required=True,
                                    metadata={"description": "失败原因 → 人数和姓名"})
+    unbound = fields.Integer(required=True, metadata={"description": "未绑定微信（公众号和小程序都未绑定，无法送达；"
+                                                                     "不计入失败）"})
+    unbound_names = fields.List(fields.String(), required=True)
     read = fields.Integer(required=True)
     unread = fields.Integer(required=True)
     read_names = fields.List(fields.String(), required=True)

@@ -89,7 +89,7 @@ def receipt(notice_id):
 @blp.doc(operationId="remindNotice", responses=errors(400, 401, 403, 404))
 def remind(notice_id):
     """再提醒：向尚未阅读的成员再次发送通知。"""
-    count = remind_unread(db.session, notice_id, _member())
+    count = remind_unread(db.session, notice_id, _member(), now=now_utc(), settings=current_app.config)
     return {"id": notice_id, "reminded": count, "message": f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"}
 
 
