@@ -22,6 +22,7 @@ from models.org import PATH_SEPARATOR, Organization
 from models.outbox import enqueue
 
 REASON_MAX = 100  # characters of a reason kept with a release
+NAME_SHOWN = 20  # characters of a name echoed in an answer
 
 
 class BindingRelease(Base):
@@ -81,6 +82,7 @@ def find_member_to_release(session: Session, actor: Member | None, name: str, ph
     name = unicodedata.normalize("NFKC", name or "").strip()
     if not name:
         raise DomainError("请写明要解除绑定的成员姓名。", code="no_name")
+    shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
     query = (select(Member).join(Organization, Member.org_id == Organization.id)
              .where(Member.name == name, Member.active.is_(True), _subtree(actor)))
     if phone is not None:
@@ -93,7 +95,7 @@ def find_member_to_release(session: Session, actor: Member | None, name: str, ph
     if not allowed:
         if found:
             authz.authorize(actor, authz.RELEASE_BINDING, found[0])  # raises, with the reason
-        which = f"姓名为「{name}」、手机号为{phone}的成员" if phone else f"名为「{name}」的成员"
+        which = f"姓名为「{shown}」、手机号为{phone}的成员" if phone else f"名为「{shown}」的成员"
         raise NotFound(f"在您管理的组织中没有找到{which}。")
     if len(allowed) > 1:
         raise AmbiguousMember(f"您负责的成员中有{len(allowed)}位名为「{name}」，请同时写明手机号以确认是哪一位。",
@@ -110,7 +112,7 @@ def release_binding(session: Session, actor: Member | None, name: str, phone: st
     The release is a conditional update on the identities read: of two managers freeing the same
     member at once, or a release racing the member's own 解绑 or a new 绑定, exactly one acts."""
     now = now or now_utc()
-    reason = " ".join(unicodedata.normalize("NFKC", reason or "").split())
+    reason = " ".join((reason or "").split())  # kept as typed (full-width punctuation and all)
     if len(reason) > REASON_MAX:
         raise DomainError(f"解绑原因最多{REASON_MAX}字。", code="reason_too_long")
     member = find_member_to_release(session, actor, name, phone)
