@@ -146,8 +146,3 @@ def release_binding(session: Session, actor: Member | None, name: str, phone: st
     session.refresh(member)
     return release
 
-
-def releases_of(session: Session, member_id: int) -> list[BindingRelease]:
-    """The releases of a member's bindings, oldest first (the audit trail)."""
-    return list(session.scalars(select(BindingRelease).where(BindingRelease.member_id == member_id)
-                                .order_by(BindingRelease.id)))

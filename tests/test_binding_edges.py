@@ -5,16 +5,19 @@ the race with threads, each with its own session and connection as web workers h
 """
 
 import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from app.simulator import Simulator
 from models import Member, OutboxMessage, WechatUser
 from models import authz as az
 from models.base import DomainError
 from models.bindings import BindingRelease, release_binding, release_source
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import APP_ID, BRANCH, OTHER_BRANCH, TOKEN, flask_poster
 
 STREET = "滨江街道党工委"
 GROUP = f"{BRANCH}/第一党小组"
@@ -129,6 +132,19 @@ def test_a_secretary_frees_a_binding_taken_by_another_wechat(wx, people, engine)
     number = inbox.splitlines()[1].split(".")[0]
     opened = wx.text("o-zhao", f"消息 {number}").content
     assert "李红梅" in opened and "原因：非本人绑定，本人申请" in opened, opened
+
+
+def test_the_member_is_told_through_the_outbox_on_their_own_wechat(app_factory, people, wechat_api):
+    app = app_factory(WECHAT_TEMPLATE_NOTICE="TPL-NOTICE", SEND_RATE_LIMIT=0)
+    sim = Simulator("/wechat", TOKEN, APP_ID, post=flask_poster(app.test_client()))
+    sim.text("o-thief", "绑定 赵秀英 13800000004")
+    assert "已解除「赵秀英」" in sim.text("o-sec", "解绑 赵秀英 冒用").content
+    assert "绑定成功" in sim.text("o-zhao", "绑定 13800000004 赵秀英").content
+    noon = datetime.now(ZoneInfo("Asia/Shanghai")).replace(hour=12, minute=0, second=0, microsecond=0)
+    result = app.test_cli_runner().invoke(args=["scheduler", "run-due", "--now", noon.isoformat()])
+    assert result.exit_code == 0 and "outbox: 1 sent" in result.output, result.output
+    [call] = [c for c in wechat_api.messages() if c.body.get("template_id") == "TPL-NOTICE"]
+    assert call.body["touser"] == "o-zhao" and "冒用" in str(call.body["data"])
 
 
 def test_a_release_frees_the_mini_program_binding_too(wx, make_member, people, engine):
