@@ -3,13 +3,30 @@
 from datetime import timedelta
 
 from handlers.activities import my_progress_line
-from handlers.paging import Section, page_reply, short, with_page
+from handlers.paging import REPLY_MAX_BYTES, Section, clip, page_reply, short, with_page
 from handlers.router import Context, Incoming, Router
+from models.authz import visible_phone
+from models.base import DomainError, Forbidden
+from models.bindings import AmbiguousMember, release_binding
 from models.birthdays import SINCE
 from models.member import bind_openid, unbind_openid
 from models.points import balance
 
 BIND_EXAMPLE = "绑定 张三 13800000000"
+RELEASE_USAGE = "解绑 姓名 [手机号] [原因]"
+# A phone as people type it: digits with spaces, dashes or brackets, maybe "+86" (the text is folded
+# to half-width with single spaces before it is matched). A name has no digits.
+_PHONE = r"[+(]?\d[\d ()\-]*\d"
+_NAME = r"[^\d+()\-]"
+# 绑定: name then phone, or phone then name ("绑定 13800000004 张三"), with or without a space.
+BIND_PATTERN = (rf"(?P<name>{_NAME}+?) ?(?P<phone>{_PHONE})"
+                rf"|(?P<phone2>{_PHONE}) ?(?P<name2>{_NAME}+)")
+# 解绑 alone (one's own binding), or 解绑 姓名 [手机号] [原因] (a manager frees a member's binding).
+# The reason follows the phone, or a space after the name.
+RELEASE_PATTERN = (rf"(?:(?P<name>{_NAME}+?)(?: ?(?P<phone>{_PHONE})(?: ?(?P<reason>.+))?"
+                   rf"|(?: (?P<reason2>.+))?))?")
+PHONE_MIN_DIGITS = 7  # fewer digits after the name are the start of a reason, not a phone
+AMBIGUOUS_SHOWN = 10  # namesakes listed when a name alone is not enough
 
 
 # 帮助's topics: the command words each one explains. A command in no topic is listed under 其他,
@@ -82,21 +99,55 @@ def register(router: Router) -> None:
     help_texts: dict[tuple[str | None, str], str] = {}
 
     @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
-                    pattern=r"(\S+) (\S+)", usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)
+                    pattern=BIND_PATTERN, usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)
     def bind(message: Incoming, ctx: Context) -> str:
-        name, phone = ctx.match.groups()
+        # Name and phone in either order; the phone may carry spaces, dashes or +86.
+        name = ctx.match.group("name") or ctx.match.group("name2")
+        phone = ctx.match.group("phone") or ctx.match.group("phone2")
         member = bind_openid(
-            ctx.session, message.openid, name, phone, now=ctx.now,
+            ctx.session, message.openid, name.strip(), phone, now=ctx.now,
             max_failures=int(ctx.settings.get("BIND_MAX_FAILURES", 5)),
             lockout=timedelta(seconds=int(ctx.settings.get("BIND_LOCKOUT_SECONDS", 3600))),
         )
         return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
                 "发送「帮助」查看可用指令。")
 
-    @router.command("解绑", summary="解绑 — 解除微信与身份的绑定", needs_member=True, effect=True)
+    @router.command("解绑", summary=f"解绑 — 解除本微信的绑定（书记、管理员：{RELEASE_USAGE}）",
+                    pattern=RELEASE_PATTERN, usage=f"解绑（解除本微信的绑定）；书记、管理员：{RELEASE_USAGE}",
+                    needs_member=True, effect=True)
     def unbind(message: Incoming, ctx: Context) -> str:
-        member = unbind_openid(ctx.session, message.openid)
-        return f"已解除「{member.name}」与本微信号的绑定。"
+        if not ctx.match.group("name"):
+            member = unbind_openid(ctx.session, message.openid)
+            return f"已解除「{member.name}」与本微信号的绑定。"
+        return release(ctx)
+
+    def release(ctx: Context) -> str:
+        """解绑 姓名 [手机号] [原因]: a manager frees a member's binding."""
+        name, phone = ctx.match.group("name").strip(), ctx.match.group("phone")
+        reason = ctx.text("reason") or ctx.text("reason2")
+        if phone and sum(c.isdigit() for c in phone) < PHONE_MIN_DIGITS:
+            # A few digits after the name start the reason ("解绑 张三 3次输错"), not a phone.
+            phone, reason = None, ctx.text("phone")
+        try:
+            done = release_binding(ctx.session, ctx.member, name, phone, reason=reason, now=ctx.now,
+                                   settings=ctx.settings)
+        except AmbiguousMember as exc:
+            lines = [f"· {m.name}（{m.org.name}，{visible_phone(ctx.member, m)}）"
+                     for m in exc.candidates[:AMBIGUOUS_SHOWN]]
+            if len(exc.candidates) > AMBIGUOUS_SHOWN:
+                lines.append(f"……共{len(exc.candidates)}位")
+            example = f"解绑 {short(name, 10)} {exc.candidates[0].phone}"
+            return clip(f"{exc.message}\n" + "\n".join(lines) + f"\n例如：{example}", REPLY_MAX_BYTES)
+        except Forbidden as exc:
+            if ctx.member is not None and not ctx.member.is_manager:
+                raise DomainError(f"{exc.message}如需解除您自己的绑定，请只发送「解绑」。") from None
+            if ctx.member is not None and name == ctx.member.name:
+                raise DomainError(f"{exc.message}解除您自己的绑定请只发送「解绑」。") from None
+            raise
+        member = done.member
+        because = f"\n原因：{done.reason}" if done.reason else ""
+        return clip(f"已解除「{member.name}」（{member.org.name}）的{'、'.join(done.channels)}绑定。{because}\n"
+                    f"已通知本人；本人可用自己的微信重新绑定。", REPLY_MAX_BYTES)
 
     @router.command("我的", aliases=("个人信息",), summary="我的 — 查看我的身份、组织和积分",
                     needs_member=True)

@@ -2,6 +2,7 @@
 
 from models.activity import Activity, CheckIn, Registration, ReminderSetting
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
+from models.bindings import BindingRelease
 from models.handled import HandledMessage
 from models.member import Member, MiniappUser, WechatUser
 from models.notices import Notice
@@ -13,7 +14,8 @@ from models.subscriptions import SubscribeRefusal
 from models.wishes import Wish, WishEvent, WishPhoto
 
 __all__ = [
-    "Activity", "Base", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member", "MiniappUser",
+    "Activity", "Base", "BindingRelease", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member",
+    "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
     "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish", "WishEvent",
     "WishPhoto", "HandledMessage", "now_utc",

@@ -23,6 +23,9 @@ UPDATE_MEMBER = "member.update"  # change the member's record
 # Only those responsible for the recipient — never the recipient, never a peer at the same node.
 AWARD_POINTS = "points.award"
 DECIDE_AWARD = "points.decide"
+# Free the WeChat binding of a member (解绑 姓名; target: the member): only those responsible for
+# the member — never their own binding (plain 解绑 does that), never a peer at the same node.
+RELEASE_BINDING = "member.release_binding"
 # Actions on an organization's subtree (target: an Organization; None means the actor's own).
 LIST_MEMBERS = "member.list"
 IMPORT_MEMBERS = "member.import"
@@ -31,8 +34,9 @@ VIEW_ORGS = "org.view"
 
 MEMBER_ACTIONS = (VIEW_MEMBER, VIEW_PRIVATE, UPDATE_MEMBER)
 POINT_ACTIONS = (AWARD_POINTS, DECIDE_AWARD)
+BINDING_ACTIONS = (RELEASE_BINDING,)
 ORG_ACTIONS = (LIST_MEMBERS, IMPORT_MEMBERS, EXPORT_MEMBERS, VIEW_ORGS)
-ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS
+ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS + BINDING_ACTIONS
 
 _DENIED = {
     VIEW_MEMBER: "您无权查看该成员。",
@@ -44,6 +48,7 @@ _DENIED = {
     IMPORT_MEMBERS: "您无权向该组织导入成员。",
     EXPORT_MEMBERS: "您无权导出该组织的成员。",
     VIEW_ORGS: "您无权查看该组织。",
+    RELEASE_BINDING: "只能解除您负责的成员的绑定（不能解除您自己或同级书记、管理员的绑定）。",
 }
 NOT_MANAGER = "该功能仅限书记或管理员使用。"
 
@@ -74,7 +79,7 @@ def can(actor: Member | None, action: str, target: Member | Organization | None 
         raise ValueError(f"unknown action {action!r}")
     if actor is None or not actor.active:
         return False
-    if action in POINT_ACTIONS:
+    if action in POINT_ACTIONS or action in BINDING_ACTIONS:
         if not isinstance(target, Member):
             raise TypeError(f"{action} needs a member")
         return responsible(actor, target.org.full_name, target.role, target.id)
@@ -98,7 +103,8 @@ def authorize(actor: Member | None, action: str, target: Member | Organization |
         return
     if actor is None:
         raise Forbidden("请先绑定党员身份。", code="not_bound")
-    if not is_manager(actor) and (action in ORG_ACTIONS or (action == UPDATE_MEMBER or action in POINT_ACTIONS)):
+    if not is_manager(actor) and (action in ORG_ACTIONS or (action == UPDATE_MEMBER or action in POINT_ACTIONS
+                                                         or action in BINDING_ACTIONS)):
         raise Forbidden(NOT_MANAGER)
     raise Forbidden(_DENIED[action])
 

@@ -220,21 +220,32 @@ def bind_openid(
             return current  # the same member again (a retry, a second tap): already done
         raise DomainError(f"您的微信已绑定为「{current.name}」。如需更换，请先{unbind_hint}。", code="already_bound")
 
-    if not _reserve_bind_attempt(session, openid, now, max_failures, lockout, model):
+    name = unicodedata.normalize("NFKC", name).strip()
+    phone = normalize_phone(phone)
+    if not is_valid_mobile(phone):
+        # Not a guess at anyone's number: refused without spending one of the tries.
+        session.commit()
+        raise DomainError("手机号格式不对，请填写11位手机号码（可带空格或短横线）。", code="bad_phone")
+
+    used = _reserve_bind_attempt(session, openid, now, max_failures, lockout, model)
+    if used is None:
         session.refresh(user)
         until = user.locked_until if user.locked_until and user.locked_until > now else now + lockout
         session.commit()
         raise _locked(until, now)
 
-    name = unicodedata.normalize("NFKC", name).strip()
-    phone = normalize_phone(phone)
     member = session.scalars(
         select(Member).where(Member.name == name, Member.phone == phone, Member.active.is_(True))
     ).first()
     if member is None:
         session.commit()  # the attempt reserved above stays counted
+        left = max(0, max_failures - used)
+        if left:
+            tries = f"请核对后重试（还可再试{left}次，失败{max_failures}次将暂停绑定{_minutes(lockout)}分钟）"
+        else:
+            tries = f"失败已达{max_failures}次，绑定暂停{_minutes(lockout)}分钟后才能再试"
         raise DomainError(
-            "未找到与该姓名和手机号匹配的登记信息，请核对后重试，或联系所在支部书记登记。",
+            f"未找到与该姓名和手机号匹配的登记信息，{tries}，或联系所在支部书记登记。",
             code="no_match",
         )
 
@@ -256,7 +267,7 @@ def bind_openid(
     if claimed != 1:
         session.rollback()
         raise DomainError(
-            "该党员信息已被其他微信号绑定。如非本人操作，请联系所在支部书记处理。", code="taken"
+            "该党员信息已被其他微信号绑定。如非本人操作，请联系所在支部书记解除该绑定后再绑定。", code="taken"
         )
     session.execute(
         update(model).where(model.openid == openid).values(failed_binds=0, locked_until=None)
@@ -266,13 +277,18 @@ def bind_openid(
     return member
 
 
+def _minutes(span: timedelta) -> int:
+    return max(1, int(span.total_seconds() // 60))
+
+
 def _locked(until: datetime, now: datetime) -> DomainError:
-    minutes = max(1, int((until - now).total_seconds() // 60))
-    return DomainError(f"绑定失败次数过多，请{minutes}分钟后再试。", code="locked", status=429)
+    return DomainError(f"绑定失败次数过多，请{_minutes(until - now)}分钟后再试。", code="locked", status=429)
 
 
-def _reserve_bind_attempt(session, openid, now, max_failures, lockout, model=WechatUser) -> bool:
-    """Count one attempt before it is checked, atomically; commit. False: no attempt is left.
+def _reserve_bind_attempt(session, openid, now, max_failures, lockout, model=WechatUser) -> int | None:
+    """Count one attempt before it is checked, atomically; commit. Return how many attempts the
+    counter holds with this one (the row's own count, whatever ran at the same time); None: no
+    attempt is left.
 
     A counter whose lock-out has run out starts again; the attempt that uses up the last try sets
     the lock-out at once. The conditional UPDATE is the arbiter: concurrent guesses queue on the
@@ -289,10 +305,11 @@ def _reserve_bind_attempt(session, openid, now, max_failures, lockout, model=Wec
                or_(model.locked_until.is_(None), model.locked_until <= now))
         .values(failed_binds=model.failed_binds + 1,
                 locked_until=case((model.failed_binds + 1 >= max_failures, now + lockout), else_=None))
+        .returning(model.failed_binds)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).scalar()
     session.commit()
-    return reserved == 1
+    return reserved
 
 
 def unbind_openid(session: Session, openid: str) -> Member:
