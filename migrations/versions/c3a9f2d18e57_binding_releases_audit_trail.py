@@ -1,7 +1,7 @@
 """Binding releases: the audit trail of a secretary freeing a member's WeChat binding (解绑 姓名)
 
 Revision ID: c3a9f2d18e57
-Revises: b7c41e5a9d20
+Revises: d3a8f61c2b47
 Create Date: 2026-12-01 11:40:00.000000
 
 """
@@ -13,7 +13,7 @@ import models.base  # noqa: F401 (custom column types)
 
 # revision identifiers, used by Alembic.
 revision = 'c3a9f2d18e57'
-down_revision = 'b7c41e5a9d20'
+down_revision = 'd3a8f61c2b47'
 branch_labels = None
 depends_on = None
 
