@@ -35,7 +35,7 @@ PAGE = """<!doctype html>
  <li>会议室签到页：<code>/checkin/…</code>，链接由公众号指令「签到页 #活动编号」给出</li>
  {% if fake %}<li>本地微信替身：<a href="{{ fake }}/">{{ fake }}</a>（发出的消息、二维码都在那里）</li>{% endif %}
 </ul>
-<p>第一次使用？请看仓库里的 <code>docs/WALKTHROUGH.md</code>。</p>
+<p>第一次使用？请看仓库 README 的「Try every door on a laptop」一节。</p>
 </body></html>
 """
 

@@ -1,4 +1,4 @@
-"""docs/WALKTHROUGH.md is true: its `sh` blocks run as written against a real server and the local
+"""The README is true: its `sh` blocks run as written against a real server and the local
 WeChat stand-in (real processes on spare ports, a temporary SQLite database), and its endpoint
 table names every route of the app."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests import local_servers
 
-WALKTHROUGH = Path(__file__).resolve().parent.parent / "docs" / "WALKTHROUGH.md"
+WALKTHROUGH = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
 MARK = "::walkthrough-block::"
 
@@ -55,7 +55,7 @@ def test_every_route_of_the_app_is_in_the_table(app):
         if rule.endpoint == "static":
             continue
         rows = [row for row in table if f"| `{rule.rule}` |" in row]
-        assert rows, f"{rule.rule} is missing from docs/WALKTHROUGH.md"
+        assert rows, f"{rule.rule} is missing from the README"
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert any(method in row.split("|")[1] for row in rows), f"{method} {rule.rule} is missing"
 
