@@ -34,16 +34,23 @@ def people(session, make_member, n, prefix):
 
 
 def tally(label, members, fake, session):
-    """Print and return (sent, lost, duplicated) as recipients see it: calls that reached WeChat."""
+    """Print and return (sent, lost, duplicated) as recipients see it: calls that reached WeChat.
+
+    `lost` is a recipient never pushed whose row does not say so. A sender killed between marking a
+    row `sending` and its request leaving leaves a row in 状态未知 (`unknown`: whether WeChat got it
+    cannot be known, so it is not resent blindly; receipts show it and 再提醒 resends it): such a
+    recipient is counted apart, as `unknown, not pushed`."""
     pushed = Counter(c.body["touser"] for c in fake.calls_to(TEMPLATE))
-    sent = sum(1 for m in members if pushed[m.openid])
-    lost = sum(1 for m in members if not pushed[m.openid])
-    duplicated = sum(count - 1 for count in pushed.values() if count > 1)
     session.expire_all()
-    statuses = Counter(session.scalars(select(OutboxMessage.status)))
-    print(f"\n{label}: {len(members)} recipients, sent {sent}, lost {lost}, duplicated {duplicated}; "
-          f"rows {dict(statuses)}")
-    return sent, lost, duplicated
+    status_of = dict(session.execute(select(OutboxMessage.member_id, OutboxMessage.status)).all())
+    sent = sum(1 for m in members if pushed[m.openid])
+    unpushed_unknown = sum(1 for m in members if not pushed[m.openid] and status_of.get(m.id) == "unknown")
+    lost = sum(1 for m in members if not pushed[m.openid]) - unpushed_unknown
+    duplicated = sum(count - 1 for count in pushed.values() if count > 1)
+    statuses = Counter(status_of.values())
+    print(f"\n{label}: {len(members)} recipients, sent {sent}, lost {lost}, duplicated {duplicated}, "
+          f"unknown, not pushed {unpushed_unknown}; rows {dict(statuses)}")
+    return sent, lost, duplicated, unpushed_unknown
 
 
 def test_sender_killed_mid_batch_under_the_rate_limit_loses_and_repeats_nothing(
@@ -73,8 +80,10 @@ def test_sender_killed_mid_batch_under_the_rate_limit_loses_and_repeats_nothing(
         assert done.returncode == 0, done.stderr
     finally:
         wechat_api.latency = 0
-    sent, lost, duplicated = tally(f"SIGKILL after {at_kill} calls", members, wechat_api, session)
-    assert (sent, lost, duplicated) == (120, 0, 0)
+    sent, lost, duplicated, unknown = tally(f"SIGKILL after {at_kill} calls", members, wechat_api, session)
+    # Every recipient pushed once, except one whose call the kill cut between its mark and its
+    # request (a window of microseconds; at most one per sending thread): marked 状态未知, not lost.
+    assert (lost, duplicated) == (0, 0) and sent + unknown == 120 and unknown <= 16
     statuses = Counter(session.scalars(select(OutboxMessage.status)))
     assert set(statuses) <= {"sent", "unknown"} and statuses["unknown"] <= 16
 
@@ -132,7 +141,7 @@ def test_redis_stopped_mid_drain_and_started_again_loses_and_repeats_nothing(
     stats = outcome["stats"]
     print(f"\nRedis down after {stopped_at} calls for 4 s ({during - stopped_at} calls meanwhile); "
           f"drain: sent {stats.sent}, postponed {stats.postponed}, unknown {stats.unknown}")
-    sent, lost, duplicated = tally("Redis outage", members, wechat_api, session)
-    assert (sent, lost, duplicated) == (100, 0, 0)
+    sent, lost, duplicated, unknown = tally("Redis outage", members, wechat_api, session)
+    assert (sent, lost, duplicated, unknown) == (100, 0, 0, 0)
     assert stats.postponed > 0 and stats.sent == 100
     assert set(session.scalars(select(OutboxMessage.status))) == {"sent"}
