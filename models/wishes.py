@@ -798,8 +798,15 @@ def _to_confirm(actor: Member):
 
 
 def _first(session: Session, query, limit: int) -> tuple[list[Wish], int]:
+    """The first `limit` rows of `query` and how many there are. The rows are read first and
+    counted only when there are more than fit, so "exactly one" is what one statement saw (a
+    concurrent confirmation between a count and a read cannot leave an empty list with a count of 1)."""
+    fetch = max(limit, 2)
+    rows = list(session.scalars(query.limit(fetch)))
+    if len(rows) < fetch:
+        return rows[:limit], len(rows)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    return list(session.scalars(query.limit(limit))), total
+    return rows[:limit], max(total, len(rows))
 
 
 @dataclass
