@@ -111,6 +111,7 @@ _FIELDS = {"受助人": "name", "受益人": "name", "联系电话": "phone", "�
            "手机号": "phone", "地址": "address", "住址": "address", "类别": "category", "分类": "category"}
 _FIELD = re.compile("(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + ") ?:")
 _FIELD_NAMES = {"name": "受助人", "phone": "电话", "address": "地址", "category": "类别"}
+_BETWEEN_FIELDS = "，,、；; \u3000"  # what may separate the fields: not part of a value
 POST_USAGE = ("发布心愿 标题 详情，可加 受助人:姓名 电话:号码 地址:住址 类别:" + "/".join(CATEGORIES)
               + "，例如：发布心愿 修水龙头 厨房水龙头漏水 受助人:王奶奶 电话:13800000000 地址:东湖小区3栋 类别:维修")
 
@@ -131,14 +132,14 @@ def parse_post(ctx: Context) -> tuple[str, str, dict[str, str]] | str:
     if not head:
         return f"请写明心愿标题。用法：{POST_USAGE}"
     title = head.split(" ")[0]
-    details = _typed(ctx, len(title), head_end)
+    details = _typed(ctx, len(title), head_end).rstrip(_BETWEEN_FIELDS)
     fields: dict[str, str] = {}
     ends = [m.start() for m in marks[1:]] + [len(rest)] if marks else []
     for mark, end in zip(marks, ends, strict=True):
         name = _FIELDS[mark[1]]
         if name in fields:
             return f"「{_FIELD_NAMES[name]}」只能填写一次。用法：{POST_USAGE}"
-        fields[name] = _typed(ctx, mark.end(), end)
+        fields[name] = _typed(ctx, mark.end(), end).rstrip(_BETWEEN_FIELDS)
     if "category" in fields and fields["category"] not in CATEGORIES:
         return f"没有「{short(fields['category'], 10)}」这个类别，请从{'、'.join(CATEGORIES)}中选择，例如：类别:维修"
     return title, details, fields

@@ -280,6 +280,11 @@ def test_posting_names_the_beneficiary_and_chooses_the_category(wx, cast, sessio
     head = said(wx, "o-head", "发布心愿 陪聊天 独居老人想找人说说话 受助人:李爷爷 电话:0571-88886666 类别:陪伴探访")
     assert "（陪伴探访，10积分）" in head and "0571-88886666" in head
     assert wish(session, 2).grid_id == session.get(Member, cast["head"].id).grid_id
+    # Fields separated by commas, as people write them: the commas are no part of the values.
+    said(wx, "o-sec", "发布心愿 送米 独居老人家里没米了，受助人：张大爷，电话：13912345670，地址：东湖小区5栋；")
+    third = wish(session, 3)
+    assert (third.details, third.beneficiary_name, third.beneficiary_phone, third.beneficiary_address) == (
+        "独居老人家里没米了", "张大爷", "13912345670", "东湖小区5栋")
 
 
 @pytest.mark.parametrize(("text", "answer"), [
