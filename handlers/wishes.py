@@ -1,5 +1,5 @@
 """微心愿 and 积分: 发布心愿, 许愿, 审核, 心愿, 我的心愿, 认领, 放弃, 完成 (+ a photo), 确认, 驳回, 撤回,
-积分, 积分榜. Each command parses its arguments and calls one domain function."""
+待办, 积分, 积分榜. Each command parses its arguments and calls one domain function."""
 
 import re
 from dataclasses import dataclass

@@ -55,7 +55,7 @@ MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are si
 # mentions ("辅导作业" is no request for school supplies, "电风扇坏了" no request for a fan).
 _SERVICE_WORDS = {
     "维修": ("修", "漏", "坏", "换灯", "疏通", "安装"),
-    "陪伴探访": ("陪", "探访", "看望", "聊天", "探望", "辅导", "补课", "讲解", "教", "读报"),
+    "陪伴探访": ("陪", "探访", "看望", "聊天", "探望", "辅导", "补课", "补习", "家教", "讲解", "读报"),
     "就医出行": ("就医", "看病", "医院", "出行", "复诊", "接送", "挂号", "取药", "轮椅", "拐杖"),
 }
 _SUPPLY_WORDS = {
