@@ -1,22 +1,38 @@
 """微心愿 and 积分: 发布心愿, 许愿, 审核, 心愿, 我的心愿, 认领, 放弃, 完成 (+ a photo), 确认, 驳回, 撤回,
-积分, 积分榜. Each command parses its arguments and calls one domain function."""
+待办, 积分, 积分榜. Each command parses its arguments and calls one domain function."""
 
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from handlers.paging import PAGE, Section, page_number, page_reply, short, text_items, with_page
+from handlers.paging import (
+    PAGE,
+    REPLY_MAX_BYTES,
+    Section,
+    page_number,
+    page_reply,
+    short,
+    size,
+    text_items,
+    with_page,
+)
 from handlers.router import Context, Incoming, Router
 from models.member import MANAGER_ROLES, Member
 from models.org import community_of
-from models.points import balance, month_start, ranking, recent_entries
+from models.points import ManualAward, balance, month_start, ranking, recent_entries
 from models.wishes import (
+    CATEGORIES,
     CLAIMED,
     FULFILLED,
     OPEN,
+    Sole,
+    Waiting,
     Wish,
     attach_photo,
     beneficiary_of,
     claim_wish,
+    confirm_sole,
     confirm_wish,
     fulfil_wish,
     list_open_wishes,
@@ -25,8 +41,10 @@ from models.wishes import (
     propose_wish,
     release_wish,
     return_wish,
+    review_sole,
     review_wish,
     view_wish,
+    waiting_for,
     wish_history,
     withdraw_wish,
 )
@@ -87,16 +105,142 @@ def wish_detail(ctx: Context, wish: Wish, page: int = 1) -> str:
                       tail=tail)
 
 
+# 发布心愿's optional fields, after the title and details: 「受助人:王奶奶 电话:138… 地址:… 类别:维修」
+# (the text is NFKC-folded, so "：" arrives as ":"). A value runs to the next field or the end.
+_FIELDS = {"受助人": "name", "受益人": "name", "联系电话": "phone", "电话": "phone", "手机": "phone",
+           "手机号": "phone", "地址": "address", "住址": "address", "类别": "category", "分类": "category"}
+_FIELD = re.compile("(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + ") ?:")
+_FIELD_NAMES = {"name": "受助人", "phone": "电话", "address": "地址", "category": "类别"}
+_BETWEEN_FIELDS = "，,、；; \u3000"  # what may separate the fields: not part of a value
+POST_USAGE = ("发布心愿 标题 详情，可加 受助人:姓名 电话:号码 地址:住址 类别:" + "/".join(CATEGORIES)
+              + "，例如：发布心愿 修水龙头 厨房水龙头漏水 受助人:王奶奶 电话:13800000000 地址:东湖小区3栋 类别:维修")
+
+
+def _typed(ctx: Context, start: int, end: int) -> str:
+    """The typed text of `ctx.rest[start:end]`, stripped (free text keeps what the user typed)."""
+    tail = ctx.original(end) if end < len(ctx.rest) else ""
+    text = ctx.original(start)
+    return (text[:len(text) - len(tail)] if tail and text.endswith(tail) else text).strip()
+
+
+def parse_post(ctx: Context) -> tuple[str, str, dict[str, str]] | str:
+    """发布心愿's arguments: (title, details, fields), or what is wrong with them (a reply)."""
+    rest = ctx.rest
+    marks = list(_FIELD.finditer(rest))
+    head_end = marks[0].start() if marks else len(rest)
+    head = rest[:head_end].strip()
+    if not head:
+        return f"请写明心愿标题。用法：{POST_USAGE}"
+    title = head.split(" ")[0]
+    details = _typed(ctx, len(title), head_end).rstrip(_BETWEEN_FIELDS)
+    fields: dict[str, str] = {}
+    ends = [m.start() for m in marks[1:]] + [len(rest)] if marks else []
+    for mark, end in zip(marks, ends, strict=True):
+        name = _FIELDS[mark[1]]
+        if name in fields:
+            return f"「{_FIELD_NAMES[name]}」只能填写一次。用法：{POST_USAGE}"
+        fields[name] = _typed(ctx, mark.end(), end).rstrip(_BETWEEN_FIELDS)
+    if "category" in fields and fields["category"] not in CATEGORIES:
+        return f"没有「{short(fields['category'], 10)}」这个类别，请从{'、'.join(CATEGORIES)}中选择，例如：类别:维修"
+    return title, details, fields
+
+
+def review_line(wish: Wish) -> str:
+    return f"#{wish.id} {short(wish.title, 30)}（{short(wish.poster.name, 10)}，{_when(wish.created_at)}提交）"
+
+
+def confirm_line(wish: Wish) -> str:
+    who = short(wish.claimer.name, 10) if wish.claimer else ""
+    return f"#{wish.id} {short(wish.title, 30)}（{who}，{_when(wish.fulfilled_at or wish.updated_at)}完成）"
+
+
+def award_line(award: ManualAward) -> str:
+    return (f"积分申请 #{award.id} {short(award.member.name, 10)} {award.amount:+d} {short(award.reason, 30)}"
+            f"（{short(award.requested_by.name, 10)}录入）")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A head line (with the count), some of the items, how many there are in all, a hint line."""
+
+    head: str
+    items: list[str]
+    total: int
+    hint: str = ""
+
+
+def capped(blocks: list[Block], tail: str = "", limit: int = REPLY_MAX_BYTES) -> str:
+    """The blocks (those with anything in them) in one reply of at most `limit` bytes: every head
+    and hint, the items in order as long as they fit, and 「……另有 N 项未列出。」 for the rest."""
+    blocks = [b for b in blocks if b.total]
+    fixed = sum(size(b.head) + 1 + (size(b.hint) + 1 if b.hint else 0) for b in blocks)
+    fixed += (size(tail) + 1 if tail else 0) + size(_MORE.format(count=10**9)) + 1
+    room = limit - fixed
+    lines: list[str] = []
+    shown = 0
+    for block in blocks:
+        lines.append(block.head)
+        for item in block.items:
+            if size(item) + 1 > room:
+                room = -1  # keep the order: nothing after an item that did not fit
+                break
+            lines.append(item)
+            room -= size(item) + 1
+            shown += 1
+        if block.hint:
+            lines.append(block.hint)
+    rest = sum(b.total for b in blocks) - shown
+    if rest:
+        lines.append(_MORE.format(count=rest))
+    if tail:
+        lines.append(tail)
+    return "\n".join(lines)
+
+
+_MORE = "……另有 {count} 项未列出。"
+TODO_ITEMS = 10  # 待办 and a bare 确认/审核 list at most this many of each kind (the rest are counted)
+
+
+def todo_reply(waiting: Waiting) -> str:
+    if not waiting.total:
+        return "目前没有等待您处理的事项。"
+    return capped([
+        Block(f"待审核的心愿（{waiting.review_total} 个）：", [review_line(w) for w in waiting.review],
+              waiting.review_total, "发送「审核 #编号 通过」或「审核 #编号 不通过 理由」。"),
+        Block(f"待确认的心愿（{waiting.confirm_total} 个）：", [confirm_line(w) for w in waiting.confirm],
+              waiting.confirm_total, "发送「确认 #编号」或「驳回 #编号 理由」，「心愿 #编号」查看详情。"),
+        Block(f"待审批的积分申请（{waiting.awards_total} 个）：", [award_line(a) for a in waiting.awards],
+              waiting.awards_total, "积分申请请在小程序中审批。"),
+    ], tail=f"共 {waiting.total} 项待办。")
+
+
+def _choose(sole: Sole, verb: str, none: str, line, hint: str) -> str:
+    """A bare 确认/审核 with none or several waiting: say so, or list them."""
+    if not sole.total:
+        return none
+    return capped([Block(f"有 {sole.total} 个心愿等待您{verb}：", [line(w) for w in sole.waiting],
+                         sole.total)], tail=hint)
+
+
 def register(router: Router) -> None:
     # Grid heads publish too (a flag, not a role), so the domain decides who may.
-    @router.command("发布心愿", summary="发布心愿 标题 详情 — 发布微心愿（书记、网格长）", pattern=r"(\S+) ?(.*)",
-                    usage="发布心愿 标题 详情，例如：发布心愿 修水龙头 东湖小区3栋王奶奶家水龙头漏水",
-                    needs_member=True, effect=True)
+    @router.command("发布心愿",
+                    summary="发布心愿 标题 详情 [受助人:… 电话:… 地址:… 类别:…] — 发布微心愿（书记、网格长）",
+                    pattern=r"\S.*", usage=POST_USAGE, needs_member=True, effect=True)
     def post(message: Incoming, ctx: Context) -> str:
-        wish = post_wish(ctx.session, ctx.member, ctx.match[1], ctx.text(2), now=ctx.now,
-                         points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
+        parsed = parse_post(ctx)
+        if isinstance(parsed, str):
+            return parsed
+        title, details, fields = parsed
+        wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now, category=fields.get("category"),
+                         beneficiary_name=fields.get("name", ""), beneficiary_phone=fields.get("phone", ""),
+                         beneficiary_address=fields.get("address", ""),
+                         default_points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
+        person = beneficiary_of(wish, ctx.member)
+        contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
         return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
-                f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
+                + (f"受助人：{contact}\n" if contact else "")
+                + f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
 
     @router.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
                     usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
@@ -105,13 +249,22 @@ def register(router: Router) -> None:
                             points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
         return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
-    @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记）",
-                    pattern=NUMBER + r" ?(通过|不通过) ?(.*)", usage="审核 #12 通过，或 审核 #12 不通过 理由",
+    @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
+                    pattern=r"(?:#?(\d+) ?)?(通过|不通过) ?(.*)",
+                    usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
                     roles=MANAGER_ROLES, effect=True)
     def review(message: Incoming, ctx: Context) -> str:
         number, verdict, _ = ctx.match.groups()
-        wish = review_wish(ctx.session, ctx.member, int(number), verdict == "通过", ctx.text(3), now=ctx.now)
-        if verdict == "通过":
+        approve = verdict == "通过"
+        if number:
+            wish = review_wish(ctx.session, ctx.member, int(number), approve, ctx.text(3), now=ctx.now)
+        else:
+            sole = review_sole(ctx.session, ctx.member, approve, ctx.text(3), limit=TODO_ITEMS, now=ctx.now)
+            if sole.done is None:
+                return _choose(sole, "审核", "没有等待您审核的心愿。", review_line,
+                               f"请发送「审核 #编号 {verdict}{' 理由' if not approve else ''}」指明要审核哪一个。")
+            wish = sole.done
+        if approve:
             return f"心愿 #{wish.id}「{wish.title}」已通过审核，开放认领。"
         return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
 
@@ -181,11 +334,23 @@ def register(router: Router) -> None:
         return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
                 f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
 
-    @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人）", pattern=NUMBER,
-                    usage="确认 #12", needs_member=True, effect=True)
+    @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人；只有一个待确认时可省略编号）",
+                    pattern=f"(?:{NUMBER})?", usage="确认 #12（只有一个等待您确认的心愿时，发送「确认」即可）",
+                    needs_member=True, effect=True)
     def confirm(message: Incoming, ctx: Context) -> str:
-        wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)
+        if ctx.match[1]:
+            wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)
+        else:
+            sole = confirm_sole(ctx.session, ctx.member, limit=TODO_ITEMS, now=ctx.now)
+            if sole.done is None:
+                return _choose(sole, "确认", "没有等待您确认的心愿。", confirm_line,
+                               "请发送「确认 #编号」指明要确认哪一个。")
+            wish = sole.done
         return f"已确认心愿 #{wish.id}「{wish.title}」完成，{wish.claimer.name} 获得 {wish.points} 积分。"
+
+    @router.command("待办", summary="待办 — 等待我审核、确认和审批的事项", needs_member=True)
+    def todo(message: Incoming, ctx: Context) -> str:
+        return todo_reply(waiting_for(ctx.session, ctx.member, limit=TODO_ITEMS))
 
     @router.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
                     usage="驳回 #12 理由", needs_member=True, effect=True)

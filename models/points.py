@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models import authz
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
@@ -53,6 +53,10 @@ class ManualAward(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decision_note: Mapped[str] = mapped_column(String(200), default="")
+
+    # For showing an award (待办): who gets it and who filed it.
+    member: Mapped[Member] = relationship(foreign_keys=[member_id], viewonly=True)
+    requested_by: Mapped[Member] = relationship(foreign_keys=[requested_by_id], viewonly=True)
 
 
 def balance(session: Session, member_id: int) -> int:

@@ -7,6 +7,9 @@ read-then-write: `with_for_update()` renders nothing on SQLite, and a read-then-
 winners there. The chatbot, the REST API and the scheduler call these same functions.
 """
 
+import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     case,
+    false,
     func,
     literal,
     or_,
@@ -24,11 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship
 
+from models import authz
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
-from models.member import Member, mask_phone
+from models.member import Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import Grid, Organization, community_of
 from models.outbox import enqueue
-from models.points import credit
+from models.points import ManualAward, credit, pending_awards
 from models.sheets import append_row, new_sheet, to_bytes
 from models.text import (
     MAX_ADDRESS,
@@ -57,14 +62,20 @@ PUBLIC = (OPEN, CLAIMED, FULFILLED, DONE)
 MAX_PHOTOS = 9
 MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
 
-# Words in a wish's text → its category, when none is given.
-_CATEGORY_WORDS = {
-    "维修": ("修", "漏", "坏", "换灯", "疏通"),
-    "陪伴探访": ("陪", "探访", "看望", "聊天", "探望"),
-    "学习用品": ("书", "文具", "学习", "书包", "辅导", "作业"),
-    "就医出行": ("就医", "看病", "医院", "出行", "复诊", "轮椅", "拐杖", "接送"),
-    "生活用品": ("米", "油", "衣", "被", "电器", "用品", "风扇", "棉"),
+# Words in a wish's text → its category, when none is given. A wish that asks someone to do
+# something is a service (the first three; tutoring counts as 陪伴探访), whatever things it
+# mentions ("辅导作业" is no request for school supplies, "电风扇坏了" no request for a fan).
+_SERVICE_WORDS = {
+    "维修": ("修", "漏", "坏", "换灯", "疏通", "安装"),
+    "陪伴探访": ("陪", "探访", "看望", "聊天", "探望", "辅导", "补课", "补习", "家教", "讲解", "读报"),
+    "就医出行": ("就医", "看病", "医院", "出行", "复诊", "接送", "挂号", "取药", "轮椅", "拐杖"),
 }
+_SUPPLY_WORDS = {
+    "学习用品": ("书", "文具", "学习", "作业本", "笔", "字典"),
+    "生活用品": ("米", "油", "衣", "被子", "棉被", "电器", "用品", "风扇", "棉"),
+}
+# Words that hold a category word without meaning it (书记 is no book).
+_NOT_CATEGORY_WORDS = ("书记", "秘书", "教育局")
 
 
 class Wish(Base):
@@ -137,11 +148,32 @@ class WishPhoto(Base):
 
 # Helpers ---------------------------------------------------------------------------------------
 def guess_category(text: str) -> str:
-    """Return the category whose words appear first in `text` (其他 when none)."""
-    for category, words in _CATEGORY_WORDS.items():
-        if any(w in text for w in words):
-            return category
+    """Return the category of the service word that appears first in `text`, else of the first
+    supply word (其他 when none)."""
+    for word in _NOT_CATEGORY_WORDS:
+        text = text.replace(word, " ")
+    for table in (_SERVICE_WORDS, _SUPPLY_WORDS):
+        found = [(at, category) for category, words in table.items() for w in words
+                 if (at := text.find(w)) >= 0]
+        if found:
+            return min(found)[1]
     return "其他"
+
+
+def sentence(text: str, end: str = "。") -> str:
+    """`text` ended once: a free text (a reason, a note) as the user typed it, followed by our own
+    punctuation, without 「。。」 or 「，。」 — a text that already ends a sentence keeps its end,
+    one that ends in a comma or a colon has it replaced."""
+    text = (text or "").rstrip()
+    if not text:
+        return ""
+    if text[-1] in _SENTENCE_ENDS:
+        return text
+    return text.rstrip(_SOFT_ENDS).rstrip() + end
+
+
+_SENTENCE_ENDS = "。！？!?…"
+_SOFT_ENDS = "，,、；;：:. "
 
 
 def get_wish(session: Session, wish_id: int) -> Wish:
@@ -179,10 +211,13 @@ def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
 
 
 def can_see_beneficiary(viewer: Member | None, wish: Wish) -> bool:
-    """The claimer after claiming, the poster, the beneficiary and the managers above see it all."""
+    """The claimer after claiming, the poster, the beneficiary, the head of the wish's grid (who
+    confirms it) and the managers above see it all."""
     if viewer is None:
         return False
     if manages(viewer, wish) or viewer.id in (wish.poster_id, wish.beneficiary_member_id):
+        return True
+    if viewer.heads_grid(wish.grid_id):
         return True
     return viewer.id == wish.claimer_id and wish.status in (CLAIMED, FULFILLED, DONE)
 
@@ -285,6 +320,8 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     org = _org(session, org_id) if org_id else actor.org
     if not org.is_within(actor.org):
         raise Forbidden("只能在本组织及下级组织发布心愿。")
+    beneficiary_name, beneficiary_address, beneficiary_phone = _beneficiary_fields(
+        beneficiary_name, beneficiary_address, beneficiary_phone)
     if beneficiary_member_id is not None:
         beneficiary = session.get(Member, beneficiary_member_id) if 0 < beneficiary_member_id <= MAX_ID else None
         if beneficiary is None:
@@ -304,6 +341,28 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     _record(session, wish.id, actor.id, "发布", None, OPEN, "", now)
     session.commit()
     return wish
+
+
+_LANDLINE = re.compile(r"[0-9+()\- ]{5,20}")
+
+
+def _beneficiary_fields(name: str, address: str, phone: str) -> tuple[str, str, str]:
+    """The beneficiary's name, address and phone, checked: within the columns' lengths, the phone a
+    mobile number (stored as its 11 digits, so it is masked as one) or a landline."""
+    name, address, phone = ((value or "").strip() for value in (name, address, phone))
+    if len(name) > 100:
+        raise DomainError("受助人姓名太长，请控制在100字以内。", code="invalid", status=422)
+    if len(address) > 200:
+        raise DomainError("受助人地址太长，请控制在200字以内。", code="invalid", status=422)
+    if phone:
+        phone = unicodedata.normalize("NFKC", phone)
+        mobile = normalize_phone(phone)
+        if is_valid_mobile(mobile):
+            phone = mobile
+        elif not (_LANDLINE.fullmatch(phone) and sum(c.isdigit() for c in phone) >= 5):
+            raise DomainError("受助人电话格式不对，请填写11位手机号或固定电话（如 0571-88886666）。",
+                              code="invalid_phone", status=422)
+    return name, address, phone
 
 
 def wish_points(actor: Member, points: int | None, default_points: int, max_points: int | None) -> int:
@@ -397,7 +456,7 @@ def review_wish(session: Session, actor: Member, wish_id: int, approve: bool, re
     action = "审核通过" if approve else "审核不通过"
     event = _record(session, wish_id, actor.id, action, PENDING, to, reason, now)
     body = (f"您提交的心愿 #{wish_id}「{wish.title}」已通过审核，等待志愿者认领。" if approve
-            else f"您提交的心愿 #{wish_id}「{wish.title}」未通过审核：{reason}")
+            else sentence(f"您提交的心愿 #{wish_id}「{wish.title}」未通过审核：{reason}"))
     _tell(session, event, [wish.poster], body)
     session.commit()
     return get_wish(session, wish_id)
@@ -471,12 +530,26 @@ def release_wish(session: Session, actor: Member, wish_id: int, reason: str = ""
                  claimer_id=None, claimed_at=None, fulfil_by=None):
         session.rollback()
         wish = get_wish(session, wish_id)
+        if wish.status == OPEN and _last_claimer(session, wish_id) == actor.id:
+            # Given up already (by them, or released by the deadline): say so, not a state error.
+            how = ("已超过完成期限，系统已释放您的认领" if wish.events and wish.events[-1].action == "超期释放"
+                   else "您已放弃过")
+            raise DomainError(f"心愿 #{wish_id} {how}，它已重新开放认领，无需再次放弃。",
+                              code="already_released", status=409)
         if wish.claimer_id != actor.id:
             raise Forbidden(f"心愿 #{wish_id} 不是您认领的，无法放弃。")
         raise _refuse(session, wish_id, "放弃")
     _record(session, wish_id, actor.id, "放弃", CLAIMED, OPEN, reason, now)
     session.commit()
     return get_wish(session, wish_id)
+
+
+def _last_claimer(session: Session, wish_id: int) -> int | None:
+    """Who claimed the wish last (None: nobody ever did)."""
+    return session.scalar(
+        select(WishEvent.actor_id).where(WishEvent.wish_id == wish_id, WishEvent.action == "认领")
+        .order_by(WishEvent.at.desc(), WishEvent.id.desc()).limit(1)
+    )
 
 
 def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
@@ -496,8 +569,8 @@ def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
     event = _record(session, wish_id, actor.id, "完成", CLAIMED, FULFILLED, note, now)
     beneficiary = session.get(Member, wish.beneficiary_member_id) if wish.beneficiary_member_id else None
     _tell(session, event, [*secretaries_for(session, wish.org), beneficiary],
-          f"{actor.name} 已完成心愿 #{wish_id}「{wish.title}」" + (f"：{note}" if note else "")
-          + f"。请核实后发送「确认 #{wish_id}」，或「驳回 #{wish_id} 理由」。")
+          sentence(f"{actor.name} 已完成心愿 #{wish_id}「{wish.title}」" + (f"：{note}" if note else ""))
+          + f"请核实后发送「确认 #{wish_id}」，或「驳回 #{wish_id} 理由」。")
     session.commit()
     return wish
 
@@ -599,7 +672,8 @@ def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
     wish = get_wish(session, wish_id)
     event = _record(session, wish_id, actor.id, "驳回", FULFILLED, CLAIMED, reason, now)
     _tell(session, event, [wish.claimer],
-          f"您提交完成的心愿 #{wish_id}「{wish.title}」被驳回：{reason}。请在 {_local_date(fulfil_by)} 前"
+          sentence(f"您提交完成的心愿 #{wish_id}「{wish.title}」被驳回：{reason}")
+          + f"请在 {_local_date(fulfil_by)} 前"
           f"处理后再次发送「完成 #{wish_id} 说明」。")
     session.commit()
     return wish
@@ -618,8 +692,8 @@ def withdraw_wish(session: Session, actor: Member, wish_id: int, reason: str = "
         raise _refuse(session, wish_id, "撤回")
     event = _record(session, wish_id, actor.id, "撤回", frm, WITHDRAWN, reason, now)
     if frm in HELD and wish.claimer is not None:
-        _tell(session, event, [wish.claimer], f"您认领的心愿 #{wish_id}「{wish.title}」已被撤回"
-              + (f"：{reason}" if reason else "") + "。感谢您的热心！")
+        _tell(session, event, [wish.claimer], sentence(f"您认领的心愿 #{wish_id}「{wish.title}」已被撤回"
+              + (f"：{reason}" if reason else "")) + "感谢您的热心！")
     session.commit()
     return get_wish(session, wish_id)
 
@@ -720,6 +794,94 @@ def browse_wishes(session: Session, viewer: Member | None, *, status: str | None
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     offset = (clamp_page(page) - 1) * per_page
     return list(session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))), total
+
+
+# What waits for a person ------------------------------------------------------------------------
+def _to_review(actor: Member):
+    """The proposals `actor` may review (review_wish's rule as a query), oldest first."""
+    query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
+             .where(Wish.status == PENDING).order_by(Wish.created_at, Wish.id))
+    if not actor.is_manager:
+        return query.where(false())
+    return query.where(Organization.path.startswith(actor.org.path))
+
+
+def _to_confirm(actor: Member):
+    """The fulfilments `actor` may confirm or send back (_may_confirm's rule as a query, without
+    their own), oldest first."""
+    mine = [Wish.beneficiary_member_id == actor.id]
+    if actor.is_manager:
+        mine.append(Organization.path.startswith(actor.org.path))
+    if actor.heads_grid(actor.grid_id):
+        mine.append(Wish.grid_id == actor.grid_id)
+    return (select(Wish).join(Organization, Organization.id == Wish.org_id)
+            .where(Wish.status == FULFILLED, Wish.claimer_id != actor.id, or_(*mine))
+            .order_by(Wish.fulfilled_at, Wish.id))
+
+
+def _first(session: Session, query, limit: int) -> tuple[list[Wish], int]:
+    """The first `limit` rows of `query` and how many there are. The rows are read first and
+    counted only when there are more than fit, so "exactly one" is what one statement saw (a
+    concurrent confirmation between a count and a read cannot leave an empty list with a count of 1)."""
+    fetch = max(limit, 2)
+    rows = list(session.scalars(query.limit(fetch)))
+    if len(rows) < fetch:
+        return rows[:limit], len(rows)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return rows[:limit], max(total, len(rows))
+
+
+@dataclass
+class Waiting:
+    """What waits for a person's decision, oldest first, at most `limit` of each kind, and how many
+    of each kind there are in all."""
+
+    review: list[Wish]
+    review_total: int
+    confirm: list[Wish]
+    confirm_total: int
+    awards: list[ManualAward]
+    awards_total: int
+
+    @property
+    def total(self) -> int:
+        return self.review_total + self.confirm_total + self.awards_total
+
+
+def waiting_for(session: Session, actor: Member, *, limit: int = 10) -> Waiting:
+    """待办: the proposals `actor` may review, the fulfilments they may confirm (a grid head: their
+    grid's; a bound beneficiary: their own) and the manual point awards waiting for their approval."""
+    review, review_total = _first(session, _to_review(actor), limit)
+    confirm, confirm_total = _first(session, _to_confirm(actor), limit)
+    awards = pending_awards(session, actor) if authz.is_manager(actor) else []
+    return Waiting(review, review_total, confirm, confirm_total, awards[:limit], len(awards))
+
+
+@dataclass
+class Sole:
+    """The outcome of a bare 确认 or 审核: the wish acted on when exactly one was waiting; else the
+    waiting ones (at most `limit`) and how many there are (0: none)."""
+
+    done: Wish | None
+    waiting: list[Wish]
+    total: int
+
+
+def confirm_sole(session: Session, actor: Member, *, limit: int = 10, now: datetime | None = None) -> Sole:
+    """Confirm the one fulfilment waiting for `actor`, if exactly one is (see confirm_wish). Commit."""
+    waiting, total = _first(session, _to_confirm(actor), limit)
+    if total != 1:
+        return Sole(None, waiting, total)
+    return Sole(confirm_wish(session, actor, waiting[0].id, now=now), [], 1)
+
+
+def review_sole(session: Session, actor: Member, approve: bool, reason: str = "", *, limit: int = 10,
+                now: datetime | None = None) -> Sole:
+    """Review the one proposal waiting for `actor`, if exactly one is (see review_wish). Commit."""
+    waiting, total = _first(session, _to_review(actor), limit)
+    if total != 1:
+        return Sole(None, waiting, total)
+    return Sole(review_wish(session, actor, waiting[0].id, approve, reason, now=now), [], 1)
 
 
 def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
