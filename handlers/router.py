@@ -146,6 +146,13 @@ class Command:
     # "args": only when arguments follow the keyword (组织生活 alone lists, 组织生活 … sets); False: reads.
     effect: bool | str = False
 
+    @property
+    def takes_args(self) -> bool:
+        """Whether anything may follow the keyword: a pattern, arguments with an effect ("args"), or
+        a summary whose usage part (before " — ") names arguments ("帮助 [主题] — …")."""
+        usage = self.summary.split(" — ")[0].strip()
+        return self.pattern is not None or self.effect == "args" or usage not in ("", self.keyword)
+
     def has_effect(self, rest: str) -> bool:
         return self.effect is True or (self.effect == "args" and bool(rest))
 
@@ -159,6 +166,28 @@ class Command:
 def _form(word: str) -> str:
     """The form a command word is compared in: a Latin one in lower case."""
     return word.lower() if word.isascii() else word
+
+
+def _typo_allowance(word: str) -> int:
+    """How many characters a typed word may differ by from a command word to count as its typo."""
+    return 1 if len(word) <= 4 else 2
+
+
+def _distance(a: str, b: str) -> int:
+    """The edit distance of two short strings (insertions, deletions, substitutions, and two
+    neighbours swapped count one each)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3  # more than any allowance: not worth computing
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
 
 
 class _Duplicate(Exception):
@@ -294,6 +323,9 @@ class Router:
         if found is None:
             return self._unknown(text, ctx)
         cmd, rest = found
+        suggestion = self._near_miss(text, cmd, rest, ctx)
+        if suggestion:
+            return suggestion
         if not cmd.allowed_for(ctx.role):
             if ctx.role is None:
                 return "请先绑定党员身份：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
@@ -330,6 +362,54 @@ class Router:
                     continue
                 return self._by_word[word], rest.strip()
         return None
+
+    def _near_miss(self, text: str, cmd: Command, rest: str, ctx: Context) -> str | None:
+        """The suggestion to answer instead of running `cmd`, when what is glued to its keyword
+        makes the text a typo of another command ("积分帮" is 积分榜 mistyped, not 积分 with "帮").
+
+        Only a keyword followed without a space by text it cannot take (it takes no arguments, or
+        the text does not fit its pattern) is suspect; the text's first word is then compared with
+        the other commands' words, and for a keyword that takes no arguments what follows it too
+        ("我的积份": 积分). None: run `cmd` as before."""
+        if not rest:
+            return None
+        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
+        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
+            return None  # "积分 榜": separated on purpose
+        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+            return None
+        head, _, tail = text.partition(" ")
+        glued = head[len(word):]
+        mine = {word, cmd.keyword, *cmd.aliases}
+        best: tuple[int, int, str, str] | None = None  # (distance, -length, word, what follows it)
+        for other in self.visible_commands(ctx.role):
+            if other is cmd:
+                continue
+            for candidate in (other.keyword, *other.aliases):
+                if candidate in mine or candidate.isascii():
+                    continue
+                # The first word against a longer command's word ("积分帮" → 积分榜); what follows a
+                # keyword without arguments against any word of the same beginning ("积份" → 积分).
+                tries = [(head, tail)] if len(candidate) > len(word) else []
+                if not cmd.takes_args and len(glued) > 1 and glued[0] == candidate[0]:
+                    tries.append((glued, tail))
+                for typed, after in tries:
+                    distance = _distance(typed, candidate)
+                    if distance <= _typo_allowance(candidate) and (best is None or
+                                                                   (distance, -len(candidate)) < best[:2]):
+                        best = (distance, -len(candidate), candidate, after)
+        if best is None:
+            return None
+        _, _, candidate, after = best
+        other = self._by_word[candidate]
+        if after:
+            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
+        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
+            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
+        else:
+            shown = candidate
+        typed = head if len(head) <= 12 else head[:12] + "…"
+        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
 
     def visible_commands(self, role: str | None) -> list[Command]:
         """The commands to list in 帮助 for a caller with `role` (None: not bound)."""
