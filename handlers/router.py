@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from models import DomainError, Member
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
+from models.org import edit_distance
 
 _SPACES = re.compile(r"\s+")
 # Control characters other than tab, LF and CR: not allowed in XML, never typed on purpose.
@@ -171,23 +172,6 @@ def _form(word: str) -> str:
 def _typo_allowance(word: str) -> int:
     """How many characters a typed word may differ by from a command word to count as its typo."""
     return 1 if len(word) <= 4 else 2
-
-
-def _distance(a: str, b: str) -> int:
-    """The edit distance of two short strings (insertions, deletions, substitutions, and two
-    neighbours swapped count one each)."""
-    if abs(len(a) - len(b)) > 2:
-        return 3  # more than any allowance: not worth computing
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        previous2, previous = previous, current
-    return previous[-1]
 
 
 class _Duplicate(Exception):
@@ -394,7 +378,7 @@ class Router:
                 if not cmd.takes_args and len(glued) > 1 and glued[0] == candidate[0]:
                     tries.append((glued, tail))
                 for typed, after in tries:
-                    distance = _distance(typed, candidate)
+                    distance = edit_distance(typed, candidate)
                     if distance <= _typo_allowance(candidate) and (best is None or
                                                                    (distance, -len(candidate)) < best[:2]):
                         best = (distance, -len(candidate), candidate, after)
