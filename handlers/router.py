@@ -9,6 +9,11 @@ session's transaction (models.handled); the domain function's commit commits it 
 A second delivery of the message finds the key and answers what the first one answered; a refusal
 (DomainError) rolls the key back with the action, so a retry tries again. Read-only commands write
 nothing.
+
+Typos: the longest keyword that starts a text wins, so a mistyped longer command would run a shorter
+one ("积分帮" → 积分). When the text glued to a keyword is more than it can take (it takes no
+arguments, or the text does not fit its pattern) and the text is a near miss of another command, the
+router answers with that command instead of running anything (see Router._near_miss).
 """
 
 import difflib
