@@ -224,9 +224,11 @@ def _likely_meant(name: str, existing: Iterable[str], new: dict[str, int], order
     for other in existing:
         if looks_mistyped(name, other):
             return other
+    seen_before = True  # `order` lists the new names as first seen: those before `name` win a tie
     for other in order:
-        if other != name and looks_mistyped(name, other) and (
-                new[other] > new[name] or (new[other] == new[name] and order.index(other) < order.index(name))):
+        if other == name:
+            seen_before = False
+        elif looks_mistyped(name, other) and (new[other], seen_before) > (new[name], False):
             return other
     return None
 

@@ -141,6 +141,16 @@ def test_within_one_file_the_rarer_of_two_near_new_names_is_the_typo(cli, people
     assert f"第 3 行：组织「{typo}」不存在，与「{good}」只差一两个字" in result.output
     assert "第 2 行" not in result.output and "第 4 行" not in result.output
     assert good not in org_names(engine)
+    # As many rows each: the one seen first is taken as meant.
+    result = cli(roster(row("甲", "13700000001", good), row("乙", "13700000002", typo)))
+    assert f"第 3 行：组织「{typo}」不存在，与「{good}」只差一两个字" in result.output
+    assert "第 2 行" not in result.output
+
+
+def test_a_typo_in_the_root_is_caught(cli, people):
+    result = cli(roster(row("新人", "13700000001", "滨江街到党工委/东湖社区党委")))
+    assert result.exit_code == 1
+    assert f"组织「滨江街到党工委」不存在，与「{STREET}」只差一两个字" in result.output
 
 
 def test_bad_input_loses_nothing(cli, people, engine):
