@@ -29,17 +29,33 @@ scheduler_cli = AppGroup("scheduler", help="Scheduled jobs and the outbox sender
 @members_cli.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Check and report, write nothing.")
-def import_command(path: Path, dry_run: bool) -> None:
-    """Import members from an .xlsx or .csv roster (all rows or none)."""
+@click.option("--create-orgs", is_flag=True,
+              help="Create organizations and grids even when a name differs from an existing one by a "
+                   "character or two (by default such a row is refused as a likely typo).")
+def import_command(path: Path, dry_run: bool, create_orgs: bool) -> None:
+    """Import members from an .xlsx or .csv roster (all rows or none); lists the organizations
+    and grids it creates."""
     try:
         records = read_roster(path.read_bytes(), path.name, current_app.config)
     except RosterFileError as exc:
         raise click.ClickException(str(exc)) from None
     with click.progressbar(length=len(records), label="导入", file=sys.stderr) as bar:
-        report = import_members(db.session, records, dry_run=dry_run, progress=bar.update)
+        report = import_members(db.session, records, dry_run=dry_run, progress=bar.update,
+                                create_orgs=create_orgs)
     for error in report.errors:
         click.echo(f"第 {error.row} 行：{error.reason}")
+    build = "新建" if report.ok and not dry_run else "将新建"
+    if report.new_orgs:
+        click.echo(f"{build}组织（{len(report.new_orgs)} 个）：")
+        for name in report.new_orgs:
+            click.echo(f"  {name}")
+    if report.new_grids:
+        click.echo(f"{build}网格（{len(report.new_grids)} 个）：")
+        for grid in report.new_grids:
+            click.echo(f"  {grid.name}（{grid.org}）")
     click.echo(report.summary())
+    if report.typos:
+        click.echo("如确需新建这些名称的组织或网格，请加 --create-orgs 重新导入。")
     if not report.ok:
         raise SystemExit(1)
 

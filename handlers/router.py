@@ -9,6 +9,11 @@ session's transaction (models.handled); the domain function's commit commits it 
 A second delivery of the message finds the key and answers what the first one answered; a refusal
 (DomainError) rolls the key back with the action, so a retry tries again. Read-only commands write
 nothing.
+
+Typos: the longest keyword that starts a text wins, so a mistyped longer command would run a shorter
+one ("积分帮" → 积分). When the text glued to a keyword is more than it can take (it takes no
+arguments, or the text does not fit its pattern) and the text is a near miss of another command, the
+router answers with that command instead of running anything (see Router._near_miss).
 """
 
 import difflib
@@ -24,6 +29,7 @@ from sqlalchemy.orm import Session
 from models import DomainError, Member
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
+from models.org import edit_distance
 from models.text import FORBIDDEN, bad_character, describe_character
 
 _SPACES = re.compile(r"\s+")
@@ -154,6 +160,13 @@ class Command:
     # "args": only when arguments follow the keyword (组织生活 alone lists, 组织生活 … sets); False: reads.
     effect: bool | str = False
 
+    @property
+    def takes_args(self) -> bool:
+        """Whether anything may follow the keyword: a pattern, arguments with an effect ("args"), or
+        a summary whose usage part (before " — ") names arguments ("帮助 [主题] — …")."""
+        usage = self.summary.split(" — ")[0].strip()
+        return self.pattern is not None or self.effect == "args" or usage not in ("", self.keyword)
+
     def has_effect(self, rest: str) -> bool:
         return self.effect is True or (self.effect == "args" and bool(rest))
 
@@ -167,6 +180,11 @@ class Command:
 def _form(word: str) -> str:
     """The form a command word is compared in: a Latin one in lower case."""
     return word.lower() if word.isascii() else word
+
+
+def _typo_allowance(word: str) -> int:
+    """How many characters a typed word may differ by from a command word to count as its typo."""
+    return 1 if len(word) <= 4 else 2
 
 
 class _Duplicate(Exception):
@@ -302,6 +320,9 @@ class Router:
         if found is None:
             return self._unknown(text, ctx)
         cmd, rest = found
+        suggestion = self._near_miss(text, cmd, rest, ctx)
+        if suggestion:
+            return suggestion
         if not cmd.allowed_for(ctx.role):
             if ctx.role is None:
                 return "请先绑定党员身份：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
@@ -338,6 +359,54 @@ class Router:
                     continue
                 return self._by_word[word], rest.strip()
         return None
+
+    def _near_miss(self, text: str, cmd: Command, rest: str, ctx: Context) -> str | None:
+        """The suggestion to answer instead of running `cmd`, when what is glued to its keyword
+        makes the text a typo of another command ("积分帮" is 积分榜 mistyped, not 积分 with "帮").
+
+        Only a keyword followed without a space by text it cannot take (it takes no arguments, or
+        the text does not fit its pattern) is suspect; the text's first word is then compared with
+        the other commands' words, and for a keyword that takes no arguments what follows it too
+        ("我的积份": 积分). None: run `cmd` as before."""
+        if not rest:
+            return None
+        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
+        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
+            return None  # "积分 榜": separated on purpose
+        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+            return None
+        head, _, tail = text.partition(" ")
+        glued = head[len(word):]
+        mine = {word, cmd.keyword, *cmd.aliases}
+        best: tuple[int, int, str, str] | None = None  # (distance, -length, word, what follows it)
+        for other in self.visible_commands(ctx.role):
+            if other is cmd:
+                continue
+            for candidate in (other.keyword, *other.aliases):
+                if candidate in mine or candidate.isascii():
+                    continue
+                # The first word against a longer command's word ("积分帮" → 积分榜); what follows a
+                # keyword without arguments against any word of the same beginning ("积份" → 积分).
+                tries = [(head, tail)] if len(candidate) > len(word) else []
+                if not cmd.takes_args and len(glued) > 1 and glued[0] == candidate[0]:
+                    tries.append((glued, tail))
+                for typed, after in tries:
+                    distance = edit_distance(typed, candidate)
+                    if distance <= _typo_allowance(candidate) and (best is None or
+                                                                   (distance, -len(candidate)) < best[:2]):
+                        best = (distance, -len(candidate), candidate, after)
+        if best is None:
+            return None
+        _, _, candidate, after = best
+        other = self._by_word[candidate]
+        if after:
+            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
+        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
+            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
+        else:
+            shown = candidate
+        typed = head if len(head) <= 12 else head[:12] + "…"
+        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
 
     def visible_commands(self, role: str | None) -> list[Command]:
         """The commands to list in 帮助 for a caller with `role` (None: not bound)."""

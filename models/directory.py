@@ -173,7 +173,7 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
 
 def import_roster(
     session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
-    limits: Mapping | None = None,
+    create_orgs: bool = False, limits: Mapping | None = None,
 ) -> ImportReport:
     """Import a roster file into the actor's subtree (all rows or none); see models.roster.
 
@@ -192,7 +192,7 @@ def import_roster(
             return "该手机号已登记为您管理范围之外的成员，不能修改"
         return authz.assignable(actor, org_path, role, existing.id if existing else None)
 
-    return import_members(session, records, dry_run=dry_run, check_row=check_row)
+    return import_members(session, records, dry_run=dry_run, check_row=check_row, create_orgs=create_orgs)
 
 
 def export_roster(session: Session, actor: Member | None) -> bytes:

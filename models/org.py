@@ -1,5 +1,7 @@
 """The organization tree (街道党工委 → 社区党委/党总支 → 党支部 → 党小组) and its grids."""
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, or_, select
@@ -12,6 +14,10 @@ LEVEL_NAMES = {1: "街道党工委", 2: "社区党委", 3: "党支部", 4: "党�
 PATH_SEPARATOR = "/"
 # A chatbot reply has room for this many grid names in a hint.
 _LISTED_GRIDS = 30
+# Characters that tell siblings apart on purpose ("第一/第二党支部", "东湖/西湖社区", "A/B区"): two
+# names that differ only in these are two organizations, not a typo.
+_DISTINGUISHING = set("0123456789零〇一二三四五六七八九十百千两甲乙丙丁戊己庚辛东西南北中上下前后左右内外新老大小") \
+    | set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 class Organization(Base):
@@ -145,3 +151,141 @@ def find_grid(session: Session, org: Organization, name: str) -> Grid:
         raise NotFound(f"有{len(found)}个网格名为「{found[0].name}」，请写明社区，例如："
                        f"{grid_labels(grids)[grids.index(found[0])]}")
     raise NotFound(f"没有找到「{name}」网格。{describe_grids(grids)}")
+
+
+def edit_distance(a: str, b: str, *, limit: int = 2) -> int:
+    """The edit distance of two short strings: insertions, deletions, substitutions and two
+    neighbours swapped count one each. Anything above `limit` is reported as `limit + 1`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], before[j - 2] + 1)
+        before, previous = previous, current
+    return min(previous[-1], limit + 1)
+
+
+def looks_mistyped(name: str, other: str) -> bool:
+    """Whether `name` differs from `other` by a character or two, in a way that is no deliberate
+    distinction ("东湖社区第一党支布" for "东湖社区第一党支部"; not "第二党支部", not "西湖社区")."""
+    if name == other or max(len(name), len(other)) < 3:
+        return False
+    if [c for c in name if c in _DISTINGUISHING] != [c for c in other if c in _DISTINGUISHING]:
+        return False  # their numbers, directions or letters differ: "第三党支布" is no 第一党支部
+    # Two characters only between names of the same (longer) length: two slips, or two swapped;
+    # a name with two more characters is another name ("东湖花园社区党委").
+    allowance = 2 if len(name) == len(other) >= 6 else 1
+    return edit_distance(name, other, limit=allowance) <= allowance
+
+
+@dataclass(frozen=True)
+class NewGrid:
+    org: str  # the full name of the community the grid belongs to
+    name: str
+
+
+@dataclass
+class OrgPlan:
+    """What an import would add to the tree, and what of it looks like a misspelling."""
+
+    orgs: list[str] = field(default_factory=list)  # full names, each parent before its children
+    grids: list[NewGrid] = field(default_factory=list)
+    # A path to create (the top one of its new nodes) → the path it likely misspells.
+    org_typos: dict[str, str] = field(default_factory=dict)
+    # A grid to create → the name of the grid of that community it likely misspells.
+    grid_typos: dict[NewGrid, str] = field(default_factory=dict)
+
+    def meant(self, full_name: str) -> str:
+        """`full_name` with its likely typo corrected (itself when it has none)."""
+        typo = self.org_typo(full_name)
+        return full_name if typo is None else typo[1] + full_name[len(typo[0]):]
+
+    def org_typo(self, full_name: str) -> tuple[str, str] | None:
+        """(the mistyped new path, the path likely meant) when `full_name` is or lies below one."""
+        for typo, meant in self.org_typos.items():
+            if full_name == typo or full_name.startswith(typo + PATH_SEPARATOR):
+                return typo, meant
+        return None
+
+
+def community_path(full_name: str) -> str:
+    """The full name of the community a node belongs to (see community_of), from names alone."""
+    return PATH_SEPARATOR.join(split_org_path(full_name)[:2])
+
+
+def _likely_meant(name: str, existing: Iterable[str], new: dict[str, int], order: list[str]) -> str | None:
+    """The name `name` (a new one, used `new[name]` times) likely misspells: an existing one, or
+    else a new one used more often (or as often, and seen first)."""
+    for other in existing:
+        if looks_mistyped(name, other):
+            return other
+    seen_before = True  # `order` lists the new names as first seen: those before `name` win a tie
+    for other in order:
+        if other == name:
+            seen_before = False
+        elif looks_mistyped(name, other) and (new[other], seen_before) > (new[name], False):
+            return other
+    return None
+
+
+def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str, str]] = ()) -> OrgPlan:
+    """Plan the organizations and grids an import of rows with these organization paths and
+    (organization path, grid name) pairs would create, without writing anything; a new name that
+    differs by a character or two from a sibling (existing, or new and used by more rows) is
+    recorded as a likely typo."""
+    uses: dict[str, int] = {}
+    for path in paths:
+        key = PATH_SEPARATOR.join(split_org_path(path))
+        if key:
+            uses[key] = uses.get(key, 0) + 1
+    prefixes = {PATH_SEPARATOR.join(names[:depth]) for names in map(split_org_path, uses)
+                for depth in range(1, len(names) + 1)}
+    known = {o.full_name: o for o in session.scalars(select(Organization).where(Organization.full_name.in_(prefixes)))}
+    plan = OrgPlan(orgs=sorted(prefixes - set(known)))
+
+    # The top new node of each path, grouped by parent: compared with the parent's existing children
+    # and with the other new ones.
+    tops: dict[str, dict[str, int]] = {}  # parent's full name ("" for the roots) → new name → rows
+    for path, count in uses.items():
+        names = split_org_path(path)
+        depth = next((d for d in range(1, len(names) + 1) if PATH_SEPARATOR.join(names[:d]) not in known), 0)
+        if depth:
+            siblings = tops.setdefault(PATH_SEPARATOR.join(names[:depth - 1]), {})
+            siblings[names[depth - 1]] = siblings.get(names[depth - 1], 0) + count
+    for parent_name, new in tops.items():
+        parent = known.get(parent_name)
+        existing = session.scalars(select(Organization.name).where(
+            Organization.parent_id == parent.id if parent else Organization.parent_id.is_(None)
+        ).order_by(Organization.name)).all()
+        order = list(new)  # as the rows first name them
+        for name in order:
+            meant = _likely_meant(name, existing, new, order)
+            if meant is not None:
+                prefix = f"{parent_name}{PATH_SEPARATOR}" if parent_name else ""
+                plan.org_typos[prefix + name] = prefix + meant
+
+    grid_uses: dict[NewGrid, int] = {}
+    for path, name in grids:
+        grid = NewGrid(community_path(path), name.strip())
+        if grid.org and grid.name:
+            grid_uses[grid] = grid_uses.get(grid, 0) + 1
+    by_community: dict[str, list[NewGrid]] = {}
+    for grid in grid_uses:
+        by_community.setdefault(grid.org, []).append(grid)
+    for community, wanted in by_community.items():
+        node = known.get(community)
+        existing = session.scalars(select(Grid.name).where(Grid.org_id == node.id).order_by(Grid.name)).all() \
+            if node else []
+        new = {g.name: grid_uses[g] for g in wanted if g.name not in existing}
+        order = [g.name for g in wanted if g.name in new]
+        plan.grids += [NewGrid(community, name) for name in order]
+        for name in order:
+            meant = _likely_meant(name, existing, new, order)
+            if meant is not None:
+                plan.grid_typos[NewGrid(community, name)] = meant
+    return plan

@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 
 from models import authz
 from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
-from models.org import Organization, ensure_grid, ensure_org_path, split_org_path
+from models.org import (
+    NewGrid,
+    Organization,
+    OrgPlan,
+    community_path,
+    ensure_grid,
+    ensure_org_path,
+    plan_orgs,
+    split_org_path,
+)
 from models.sheets import append_row, new_sheet, to_bytes
 from models.text import FORBIDDEN, MAX_GRID, MAX_ORG, MAX_PHONE_TYPED, bad_character, describe_character
 
@@ -28,10 +37,16 @@ MASKED_PHONE = re.compile(r"1\d{2}\*{4}\d{4}")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
 
+# RowError.code of a row whose organization or grid would be created although its name differs from
+# an existing one by a character or two (each door tells how to create it anyway).
+ORG_TYPO, GRID_TYPO = "org_typo", "grid_typo"
+
+
 @dataclass
 class RowError:
     row: int  # as the user sees it in the sheet: the header is row 1
     reason: str
+    code: str = ""  # "" or ORG_TYPO / GRID_TYPO
 
 
 @dataclass
@@ -42,18 +57,29 @@ class ImportReport:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
+    # What the import creates (or would create) in the organization tree, parents first.
+    new_orgs: list[str] = field(default_factory=list)
+    new_grids: list[NewGrid] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
+    @property
+    def typos(self) -> bool:
+        """Whether some rows were refused only as a likely misspelt organization or grid."""
+        return any(error.code in (ORG_TYPO, GRID_TYPO) for error in self.errors)
+
     def summary(self) -> str:
         if self.errors:
             return f"共 {self.total} 行，发现 {len(self.errors)} 处错误，未导入任何数据。"
-        verb = "将新增" if self.dry_run else "新增"
+        verb, build = ("将新增", "将新建") if self.dry_run else ("新增", "新建")
+        tree = ""
+        if self.new_orgs or self.new_grids:
+            tree = f"{build}组织 {len(self.new_orgs)} 个、网格 {len(self.new_grids)} 个。"
         return (
             f"共 {self.total} 行：{verb} {self.created} 人，更新 {self.updated} 人，"
-            f"无变化 {self.unchanged} 人。" + ("（试运行，未写入）" if self.dry_run else "")
+            f"无变化 {self.unchanged} 人。" + tree + ("（试运行，未写入）" if self.dry_run else "")
         )
 
 
@@ -308,6 +334,31 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
     return rows, errors, hidden
 
 
+def _plan(session: Session, rows: list[_Row]) -> OrgPlan:
+    """The organizations and grids importing `rows` creates (see models.org.plan_orgs)."""
+    return plan_orgs(session, [r.org_path for r in rows], [(r.org_path, r.grid) for r in rows if r.grid])
+
+
+def _typo_errors(rows: list[_Row], plan: OrgPlan) -> list[RowError]:
+    """The rows naming an organization or grid that looks like a misspelling of another."""
+    errors = []
+    for row in rows:
+        problems, code = [], ""
+        typo = plan.org_typo(row.org_path)
+        if typo is not None:
+            mistyped, meant = typo
+            problems.append(f"组织「{mistyped}」不存在，与「{meant}」只差一两个字，是否写错了？")
+            code = ORG_TYPO
+        grid = NewGrid(community_path(row.org_path), row.grid)
+        if row.grid and grid in plan.grid_typos:
+            problems.append(f"网格「{row.grid}」不存在，与{split_org_path(grid.org)[-1]}的"
+                            f"「{plan.grid_typos[grid]}」只差一两个字，是否写错了？")
+            code = code or GRID_TYPO
+        if problems:
+            errors.append(RowError(row.number, "；".join(problems), code))
+    return errors
+
+
 def _differs(member: Member, row: _Row) -> bool:
     current = (member.name, member.kind, member.join_date, member.role, member.org.full_name,
                member.grid.name if member.grid else "")
@@ -326,8 +377,14 @@ def import_members(
     today: date | None = None,
     progress: Callable[[int], None] | None = None,
     check_row: Callable[[str, str, Member | None], str | None] | None = None,
+    create_orgs: bool = False,
 ) -> ImportReport:
     """Create or update (by phone) the members of a roster; all rows or none; commit unless dry run.
+
+    The report lists the organizations and grids the import creates (would create), planned before
+    anything is written. A row whose new organization or grid differs by a character or two from an
+    existing one (or from one more rows name) is refused as a likely typo, naming the one probably
+    meant, unless `create_orgs`.
 
     `check_row(org_path, role, existing_member)` may refuse a row that would create or change a
     member (e.g. outside the importer's subtree) by returning the reason.
@@ -336,21 +393,33 @@ def import_members(
     rows, errors, hidden = _validate(records, today)
     report = ImportReport(total=len(rows) + len(errors) + hidden, errors=errors, dry_run=dry_run,
                           unchanged=hidden)
-    if errors and check_row is None:
-        return report
+    plan = _plan(session, rows)
+    typos = {} if create_orgs else {error.row: error for error in _typo_errors(rows, plan)}
     existing = {
         m.phone: m
         for m in session.scalars(select(Member).where(Member.phone.in_([r.phone for r in rows])))
     }
+    refused: set[int] = set()
     if check_row is not None:
         for row in rows:
             member = existing.get(row.phone)
             if member is not None and not _differs(member, row):
                 continue  # an unchanged row changes nothing, whoever imports it
             problem = check_row(row.org_path, row.role, member)
+            if problem and row.number in typos:
+                # The likely typo is told only when what was probably meant is the importer's to use:
+                # names outside their subtree are not theirs to learn.
+                if check_row(plan.meant(row.org_path), row.role, member) is None:
+                    continue
+                del typos[row.number]
             if problem:
                 errors.append(RowError(row.number, problem))
-        errors.sort(key=lambda error: error.row)
+                refused.add(row.number)
+        if refused:  # what the refused rows name is not reported (it may lie outside the subtree)
+            plan = _plan(session, [row for row in rows if row.number not in refused])
+    errors += typos.values()
+    errors.sort(key=lambda error: error.row)
+    report.new_orgs, report.new_grids = plan.orgs, plan.grids
     if errors:
         return report
     orgs: dict[str, Organization] = {}

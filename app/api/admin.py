@@ -87,13 +87,15 @@ def limit_upload(view):
 @blp.doc(security=BEARER)
 @blp.doc(operationId="importMembers", responses=errors(400, 401, 403, 413, 422))
 def import_members(query, files):
-    """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告；`dry_run=1` 只检查。"""
+    """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
+    `create_orgs=1` 在名称与已有组织或网格只差一两个字时仍然新建。"""
     upload = files["file"]
     data = upload.read(int(current_app.config["API_MAX_UPLOAD"]) + 1)
     if len(data) > current_app.config["API_MAX_UPLOAD"]:
         raise ApiError(413, "too_large", "文件过大。")
     return directory.import_roster(db.session, _actor(), data, upload.filename or "",
-                                   dry_run=query["dry_run"], limits=current_app.config)
+                                   dry_run=query["dry_run"], create_orgs=query["create_orgs"],
+                                   limits=current_app.config)
 
 
 @blp.route("/members/export", methods=["GET"])

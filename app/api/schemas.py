@@ -167,6 +167,8 @@ class MemberUpdateSchema(ma.Schema):
 
 class ImportQuerySchema(ma.Schema):
     dry_run = fields.Boolean(load_default=False, metadata={"description": "1：只检查，不写入"})
+    create_orgs = fields.Boolean(load_default=False, metadata={
+        "description": "1：组织或网格名称与已有的只差一两个字时仍然新建（默认视为笔误，该行报错）"})
 
 
 class ImportFileSchema(ma.Schema):
@@ -177,6 +179,13 @@ class ImportFileSchema(ma.Schema):
 class RowErrorSchema(ma.Schema):
     row = fields.Integer(required=True, metadata={"description": "表格中的行号（表头为第1行）"})
     reason = fields.String(required=True)
+    code = fields.String(required=True, metadata={
+        "description": "org_typo / grid_typo：疑似写错的组织或网格名称（可用 create_orgs=1 仍然新建）；其他为空"})
+
+
+class NewGridSchema(ma.Schema):
+    org = fields.String(required=True, metadata={"description": "网格所属社区的完整名称"})
+    name = fields.String(required=True)
 
 
 class ImportReportSchema(ma.Schema):
@@ -188,6 +197,10 @@ class ImportReportSchema(ma.Schema):
     unchanged = fields.Integer(required=True)
     summary = fields.Function(lambda r: r.summary(), required=True, metadata={"type": "string"})
     errors = fields.List(fields.Nested(RowErrorSchema), required=True)
+    new_orgs = fields.List(fields.String(), required=True,
+                           metadata={"description": "导入新建（试运行、有错误时：将新建）的组织，完整名称，上级在前"})
+    new_grids = fields.List(fields.Nested(NewGridSchema), required=True,
+                            metadata={"description": "导入新建（将新建）的网格"})
 
 
 class OrgNodeSchema(ma.Schema):
