@@ -250,7 +250,7 @@ def register(router: Router) -> None:
         return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
     @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
-                    pattern=r"(?:#?(\d+) ?)?(通过|不通过) ?(.*)",
+                    pattern=r"(?:#?(\d{1,12}) ?)?(通过|不通过) ?(.*)",
                     usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
                     roles=MANAGER_ROLES, effect=True)
     def review(message: Incoming, ctx: Context) -> str:

@@ -344,7 +344,7 @@ def test_api_roster_import_with_nul_is_a_row_error_on_both_databases(api_client,
                                content_type="multipart/form-data")
     report = response.get_json()
     assert response.status_code in (200, 422) and report["ok"] is False, report
-    assert report["errors"] == [{"row": 2, "reason": "「姓名」包含不允许的控制字符（U+0000）"}]
+    assert report["errors"] == [{"row": 2, "code": "", "reason": "「姓名」包含不允许的控制字符（U+0000）"}]
     assert count(engine, Member) == 3
 
 
