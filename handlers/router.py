@@ -26,6 +26,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from handlers.presenter import chat_text
 from models import DomainError, Member
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
@@ -278,9 +279,10 @@ class Router:
             return duplicate.reply or None
         except DomainError as exc:
             session.rollback()
+            reply = chat_text(exc)
             if ctx.claimed:
-                store_refusal(session, dedup_key, exc.message)
-            return exc.message
+                store_refusal(session, dedup_key, reply)
+            return reply
         if ctx.claimed:
             store_reply(session, dedup_key, reply or "")
         return reply
@@ -425,6 +427,9 @@ class Router:
         key = message.key
         if event == "click" and key in self._clicks:
             return self.run_text(self._clicks[key], message, ctx)
+        if event == "click" and "click" not in self._events:
+            # A menu button whose key this server does not know (a menu set up ahead of the code).
+            return "这个菜单按钮暂未开通。" + HELP_HINT
         if event in ("scancode_waitmsg", "scancode_push"):
             return self._scanned(message, ctx, waiting=event == "scancode_waitmsg")
         # Following by scanning a parametric QR code: raw "subscribe" with EventKey "qrscene_<scene>"

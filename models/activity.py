@@ -504,7 +504,8 @@ def cancel_registration(session: Session, activity: Activity, member: Member, no
     ).rowcount
     if not changed:
         session.rollback()
-        raise DomainError("报名状态刚刚发生变化，请发送「活动 " + activity.number + "」查看。")
+        raise DomainError("报名状态刚刚发生变化，请查看活动的最新情况。", code="registration_changed",
+                          data={"number": activity.number})
     promoted = None
     if was == REGISTERED:
         # The seat passes to the first waiting member; a conditional update, so two cancellations

@@ -63,14 +63,18 @@ class Page:
 
 
 class DomainError(Exception):
-    """A rule was not met; `message` is the Chinese text shown to the user."""
+    """A rule was not met; `message` is the Chinese text shown to the user, worded for every door
+    (it never tells anyone to type a command or call an endpoint); `code` and `data` let a door add
+    its own words (the chatbot's hints live in handlers/presenter.py)."""
 
     code = "domain_error"
     status = 400
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 data: dict | None = None):
         super().__init__(message)
         self.message = message
+        self.data = data or {}
         if code:
             self.code = code
         if status:

@@ -119,7 +119,7 @@ def record_subscribe_answer(session: Session, member_id: int, answer: dict, sett
     known = {kind_of[key]: (key, value) for key, value in results.items() if key in kind_of}
     unknown = sorted(key for key in results if key not in kind_of)
     if not known:
-        raise DomainError("订阅结果中没有本系统的订阅消息模板，请刷新配置（GET /api/v1/config）后重试。",
+        raise DomainError("订阅结果中没有本系统的订阅消息模板，请重新进入小程序后再试。",
                           code="unknown_template", status=422)
     for kind, (template_id, value) in known.items():
         if value == ACCEPT:

@@ -180,7 +180,7 @@ def get_wish(session: Session, wish_id: int) -> Wish:
     """Return the wish, freshly read, or raise NotFound."""
     wish = session.get(Wish, wish_id, populate_existing=True) if 0 < wish_id <= MAX_ID else None
     if wish is None:
-        raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
+        raise NotFound(f"未找到心愿 #{wish_id}。", data={"what": "wish"})
     return wish
 
 
@@ -206,7 +206,7 @@ def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
     """Return the wish if `viewer` may see it; NotFound otherwise (as if it did not exist)."""
     wish = get_wish(session, wish_id)
     if not can_view(viewer, wish):
-        raise NotFound(f"未找到心愿 #{wish_id}。请发送「心愿」查看可认领的心愿。")
+        raise NotFound(f"未找到心愿 #{wish_id}。", data={"what": "wish"})
     return wish
 
 
@@ -310,7 +310,8 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
     beneficiary_address = clean_text(beneficiary_address, "受助人地址", MAX_ADDRESS)
     beneficiary_phone = clean_text(beneficiary_phone, "受助人电话", MAX_PHONE)
     if not may_publish(actor):
-        raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以发送「许愿 内容」提交心愿，等待审核。")
+        raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以提交心愿，等待书记审核。",
+                        code="may_not_publish")
     points = wish_points(actor, points, default_points, max_points)
     if not actor.is_manager:
         # A grid head publishes for their own grid only.
@@ -508,8 +509,7 @@ def _claim_refusal(session: Session, wish: Wish, actor: Member, max_open: int) -
     if wish.status in HELD and wish.claimer_id == actor.id:
         return DomainError(f"您已认领心愿 {number}，请按时完成。", code="already_yours", status=409)
     if wish.status in (CLAIMED, FULFILLED, DONE):
-        return DomainError(f"心愿 {number} 已被认领，谢谢您的热心！发送「心愿」看看其他心愿。",
-                           code="already_claimed", status=409)
+        return DomainError(f"心愿 {number} 已被认领，谢谢您的热心！", code="already_claimed", status=409)
     if wish.status == OPEN and open_claims(session, actor.id) >= max_open:
         return DomainError(f"您已有 {max_open} 个未完成的心愿，请先完成后再认领新的。",
                            code="too_many_claims", status=409)

@@ -111,7 +111,7 @@ def test_the_older_body_still_works_and_clears_a_refusal(api_client, api_login, 
     ({"errMsg": "requestSubscribeMessage:fail cancel", "errCode": 20004}, "subscribe_failed", "未成功"),
     ({"errMsg": OK, NOTICE: "yes"}, "invalid", "accept"),
     ({"errMsg": OK, NOTICE: ["accept"]}, "invalid", "accept"),
-    ({"errMsg": OK, "tmpl-unknown": "accept"}, "unknown_template", "/api/v1/config"),
+    ({"errMsg": OK, "tmpl-unknown": "accept"}, "unknown_template", "重新进入小程序"),
     ({"errMsg": OK}, "unknown_template", "模板"),
     ({"errMsg": OK, **{f"t{n}": "accept" for n in range(21)}}, "invalid", "20"),
 ])

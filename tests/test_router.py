@@ -87,7 +87,8 @@ def test_menu_click_runs_the_mapped_command(session):
     router = build_router()
     assert "可用指令" in event(router, session, "o1", "click", "MENU_HELP")
     assert "请先绑定" in event(router, session, "o1", "click", "MENU_ME")
-    assert event(router, session, "o1", "click", "NO_SUCH_KEY") is None
+    # A menu key the bot does not know gets a hint, not silence.
+    assert event(router, session, "o1", "click", "NO_SUCH_KEY") == "这个菜单按钮暂未开通。发送「帮助」查看可用指令。"
 
 
 def test_scan_of_an_unknown_scene_gets_a_hint_and_a_known_one_its_handler(session):

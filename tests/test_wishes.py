@@ -79,7 +79,7 @@ def test_secretary_posts_an_open_wish_with_history(session, people):
 
 @pytest.mark.parametrize("who", ["a", "c"])
 def test_members_cannot_post_directly(session, people, who):
-    with pytest.raises(Forbidden, match="许愿"):
+    with pytest.raises(Forbidden, match="提交心愿"):
         post_wish(session, people[who], "修水龙头", now=NOW)
 
 
@@ -426,7 +426,7 @@ def test_a_proposal_is_seen_only_by_those_involved(session, people):
 
 def test_a_grid_head_publishes_directly_but_only_for_their_grid(session, people, make_member):
     head = session.get(Member, make_member("网格长甲", openid="o-head", grid="东湖一网格").id)
-    with pytest.raises(Forbidden, match="许愿"):
+    with pytest.raises(Forbidden, match="提交心愿"):
         post_wish(session, head, "换灯泡", now=NOW)  # not yet marked as the grid's head
     head.grid_head = True
     session.commit()
