@@ -90,6 +90,16 @@ def session(engine):
         yield session
 
 
+@pytest.fixture
+def redis_process():
+    """A redis-server of the test's own (tests/redis_process.py), killed after the test."""
+    from tests.redis_process import RedisProcess
+
+    server = RedisProcess().start()
+    yield server
+    server.kill()
+
+
 @pytest.fixture(scope="session")
 def fake_wechat():
     with FakeWeChat() as fake:

@@ -1,50 +1,11 @@
 """/healthz and a Redis that dies: a real `redis-server` on a spare port, started and killed here."""
 
-import shutil
-import socket
-import subprocess
-import time
 
-import pytest
-import redis
 
 from app.simulator import Simulator
 from tests.conftest import TOKEN, flask_poster
 
 UNAVAILABLE = {"code": "unavailable", "message": "服务暂时不可用，请稍后再试。", "details": {}}
-
-
-def _spare_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def redis_server():
-    """A throwaway redis-server; yields (url, kill)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    port = _spare_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                                "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    probe = redis.Redis.from_url(url)
-    for _ in range(200):  # wait until it accepts connections (bounded number of tries)
-        try:
-            probe.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    probe.close()
-
-    def kill():
-        process.kill()
-        process.wait(10)
-
-    yield url, kill
-    if process.poll() is None:
-        kill()
 
 
 def test_healthz_ok(client):
@@ -63,8 +24,8 @@ def test_healthz_with_the_database_down_is_503(app_factory, tmp_path, is_postgre
 
 
 def test_redis_dying_makes_the_api_503_and_leaves_the_webhook_answering(
-        app_factory, redis_server, api_login, make_member):
-    url, kill = redis_server
+        app_factory, redis_process, api_login, make_member):
+    url, kill = redis_process.url, redis_process.kill
     app = app_factory(REDIS_URL=url, REDIS_TIMEOUT=0.2)
     client = app.test_client()
     member = make_member("王芳", "13912345678")

@@ -4,10 +4,7 @@ between the first delivery and the retry, forgets, or the deliveries run at the 
 
 Redis here is a real `redis-server` subprocess, killed for real."""
 
-import socket
-import subprocess
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,50 +15,6 @@ from werkzeug.serving import make_server
 from app.simulator import Simulator, requests_poster
 from models import HandledMessage, Notice, OutboxMessage, WechatUser, Wish
 from tests.conftest import BRANCH, TOKEN, flask_poster
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisProcess:
-    """A redis-server of our own on a spare port, that a test may kill (and start again, empty)."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_timeout=0.5)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        else:
-            raise RuntimeError("redis-server did not start")
-        client.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-        self.process = None
-
-
-@pytest.fixture
-def redis_process():
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.kill()
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 limit, and Redis really stopped mid-drain and started again. Counts are printed (pytest -s)."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +10,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
@@ -88,33 +85,10 @@ def test_sender_killed_mid_batch_under_the_rate_limit_loses_and_repeats_nothing(
     assert set(statuses) <= {"sent", "unknown"} and statuses["unknown"] <= 16
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _redis_server(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, socket_connect_timeout=0.2)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    return proc
-
-
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server (apt-get install redis-server)")
 def test_redis_stopped_mid_drain_and_started_again_loses_and_repeats_nothing(
-        session, make_member, wechat_api, engine, settings):
+        session, make_member, wechat_api, engine, settings, redis_process):
     members = people(session, make_member, 100, "o-redis")
-    port = _free_port()
-    server = _redis_server(port)
-    store = redis.Redis(port=port, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5)
+    store = redis.Redis(port=redis_process.port, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5)
     config = {**settings, "SEND_RATE_LIMIT": 20, "OUTBOX_WORKERS": 16, "QUIET_HOURS": "",
               "OUTBOX_OUTAGE_PAUSE": 0.5}
     sender = Sender(sessionmaker(engine, expire_on_commit=False), store, config)
@@ -125,18 +99,15 @@ def test_redis_stopped_mid_drain_and_started_again_loses_and_repeats_nothing(
         drain.start()
         while len(wechat_api.messages()) < 30:
             time.sleep(0.01)
-        server.kill()
-        server.wait()
+        redis_process.kill()
         stopped_at = len(wechat_api.messages())
         time.sleep(4)  # a four-second outage
         during = len(wechat_api.messages())
-        server = _redis_server(port)
+        redis_process.start()  # the same port, empty
         drain.join(120)
         assert not drain.is_alive()
     finally:
         wechat_api.latency = 0
-        server.kill()
-        server.wait()
         store.close()
     stats = outcome["stats"]
     print(f"\nRedis down after {stopped_at} calls for 4 s ({during - stopped_at} calls meanwhile); "
