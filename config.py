@@ -169,9 +169,10 @@ _STRINGS: dict[str, str] = {
     "MINIAPP_TEMPLATE_GREETING_FIELDS": "",
     "MINIAPP_TEMPLATE_WISH_FIELDS": "",
     "MINIAPP_TEMPLATE_ACTIVITY_FIELDS": "",
-    # Where a mapped template message links to: this path under PUBLIC_BASE_URL ({id}: the message),
-    # and, when a mini-program is configured, this mini-program page (also a subscribe message's page).
-    "MESSAGE_LINK_PATH": "/messages/{id}",
+    # Where a mapped template message links to: this path under PUBLIC_BASE_URL ({id}: the message;
+    # empty: no web link — this server has no message page of its own, a front end may), and, when a
+    # mini-program is configured, this mini-program page (also a subscribe message's page).
+    "MESSAGE_LINK_PATH": "",
     "MINIAPP_MESSAGE_PAGE": "pages/messages/detail?id={id}",
 }
 

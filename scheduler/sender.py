@@ -661,13 +661,14 @@ class Sender:
     def _link(self, job: _Job) -> tuple[str | None, dict | None]:
         """A mapped template message's link: a page under PUBLIC_BASE_URL, a mini-program page."""
         base = str(self.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
-        url = base + self.config.get("MESSAGE_LINK_PATH", "/messages/{id}").format(id=job.id) if base else None
+        path = self.config["MESSAGE_LINK_PATH"]
+        url = base + path.format(id=job.id) if base and path else None
         appid = self.config.get("MINIAPP_APP_ID")
         mini = {"appid": appid, "pagepath": self._page(job)} if appid else None
         return url, mini
 
     def _page(self, job: _Job) -> str:
-        return self.config.get("MINIAPP_MESSAGE_PAGE", "pages/messages/detail?id={id}").format(id=job.id)
+        return self.config["MINIAPP_MESSAGE_PAGE"].format(id=job.id)
 
     def _send_template(self, job: _Job, title: str, before_call: Callable[[], None]) -> dict:
         client = self._oa()

@@ -127,7 +127,8 @@ class SchedulerService:
 
     def _drain(self, now: datetime, at: datetime, *, live: bool = False) -> str:
         stats = self.sender.drain(None if live else now)
-        return f"{stats.sent} sent, {stats.failed} failed, {stats.retry} to retry, {stats.deferred} deferred"
+        return (f"{stats.sent} sent, {stats.failed} failed, {stats.retry} to retry, {stats.deferred} deferred, "
+                f"{stats.unknown} unknown, {stats.postponed} postponed")
 
     # Catching up ------------------------------------------------------------------------------
     def last_run(self, job_id: str) -> datetime | None:

@@ -29,7 +29,7 @@ def test_a_mapped_template_gets_its_own_keywords_and_a_link(session, make_member
     queue_reminder(session, member)
     sender = make_sender(WECHAT_TEMPLATE_REMINDER_FIELDS="thing1=title,time2=starts_at,thing3=place,"
                                                          "thing4=body,name5=name",
-                         PUBLIC_BASE_URL="https://lx.example.org/")
+                         PUBLIC_BASE_URL="https://lx.example.org/", MESSAGE_LINK_PATH="/messages/{id}")
     assert sender.drain(DAY).sent == 1
     [call] = wechat_api.calls_to(TEMPLATE)
     message_id = session.scalar(select(OutboxMessage.id))
