@@ -4,15 +4,13 @@ import marshmallow as ma
 from flask import g
 from marshmallow import fields, pre_load, validate
 
-from app.api.schemas import SAFE_TEXT, LocalDateTime, OrgRefSchema, text
+from app.api.schemas import LocalDateTime, OrgRefSchema, text
 from app.extensions import db
 from models.member import Member
 from models.points import PERIODS
 from models.wishes import CATEGORIES, STATES, beneficiary_of
 
 ID = validate.Range(min=1, max=2**31 - 1)
-# Control characters (NUL among them: PostgreSQL refuses it) are refused as input (422).
-NO_NUL = SAFE_TEXT
 
 
 class _Query(ma.Schema):
