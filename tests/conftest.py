@@ -84,6 +84,18 @@ def _clean_state(request, engine, redis_url):
 
 
 @pytest.fixture
+def race_engine(database_url, engine):
+    """An engine for tests that race many threads: its pool lets them all hold a connection (or wait
+    their turn) instead of failing, and SQLite waits for the writer before it."""
+    options = {"pool_size": 50, "max_overflow": 0, "pool_timeout": 120}
+    if database_url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 120}
+    race = create_engine(database_url, **options)
+    yield race
+    race.dispose()
+
+
+@pytest.fixture
 def session(engine):
     """A plain SQLAlchemy session: the domain and the chatbot need no Flask."""
     with Session(engine, expire_on_commit=False) as session:

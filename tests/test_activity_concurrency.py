@@ -3,8 +3,7 @@
 import threading
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Activity, CheckIn, DomainError, Member, Registration
@@ -14,16 +13,6 @@ from tests.conftest import BRANCH
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def busy_engine(database_url):
-    """An engine that lets many threads wait for their turn instead of failing."""
-    sqlite = database_url.startswith("sqlite")
-    engine = create_engine(database_url, pool_size=20, max_overflow=0, pool_timeout=120,
-                           connect_args={"timeout": 120} if sqlite else {})
-    yield engine
-    engine.dispose()
 
 
 def _members(session, count, prefix):
@@ -55,8 +44,8 @@ def _run_all(count, target):
     return errors
 
 
-def test_300_simultaneous_sign_ins_are_each_recorded_once(busy_engine):
-    with Session(busy_engine, expire_on_commit=False) as session:
+def test_300_simultaneous_sign_ins_are_each_recorded_once(race_engine):
+    with Session(race_engine, expire_on_commit=False) as session:
         ids, secretary = _members(session, 300, "党员")
         activity = create_activity(session, secretary, kind="支部党员大会", title="大会", starts_at=START, now=NOW)
         code, activity_id = activity.code, activity.id
@@ -66,7 +55,7 @@ def test_300_simultaneous_sign_ins_are_each_recorded_once(busy_engine):
     lock = threading.Lock()
 
     def sign_in(i):
-        with Session(busy_engine, expire_on_commit=False) as s:
+        with Session(race_engine, expire_on_commit=False) as s:
             member = s.get(Member, attempts[i])
             try:
                 result = check_in_by_code(s, member, code, now=START)
@@ -82,20 +71,20 @@ def test_300_simultaneous_sign_ins_are_each_recorded_once(busy_engine):
     assert errors == []
     assert sorted(created) == sorted(ids)
     assert len(repeats) == 60
-    with Session(busy_engine) as s:
+    with Session(race_engine) as s:
         assert s.scalar(select(func.count(CheckIn.id)).where(CheckIn.activity_id == activity_id)) == 300
         assert s.scalar(select(func.count(func.distinct(CheckIn.member_id)))) == 300
 
 
-def test_a_rush_on_few_seats_never_overbooks_and_the_queue_moves_up(busy_engine):
-    with Session(busy_engine, expire_on_commit=False) as session:
+def test_a_rush_on_few_seats_never_overbooks_and_the_queue_moves_up(race_engine):
+    with Session(race_engine, expire_on_commit=False) as session:
         ids, secretary = _members(session, 40, "队员")
         activity = create_activity(session, secretary, kind="志愿服务", title="清扫", starts_at=START,
                                    capacity=5, now=NOW)
         activity_id = activity.id
 
     def sign_up(i):
-        with Session(busy_engine, expire_on_commit=False) as s:
+        with Session(race_engine, expire_on_commit=False) as s:
             register(s, s.get(Activity, activity_id), s.get(Member, ids[i]), NOW + timedelta(seconds=i % 3))
 
     assert _run_all(40, sign_up) == []
@@ -105,16 +94,16 @@ def test_a_rush_on_few_seats_never_overbooks_and_the_queue_moves_up(busy_engine)
             Registration.activity_id == activity_id).group_by(Registration.status)).all())
         return rows, s.get(Activity, activity_id).registered_count
 
-    with Session(busy_engine) as s:
+    with Session(race_engine) as s:
         assert counts(s) == ({"registered": 5, "waiting": 35}, 5)
         seated = s.scalars(select(Registration.member_id).where(
             Registration.activity_id == activity_id, Registration.status == "registered")).all()
 
     # All five cancel at once: five different people move up from the waiting list.
     def cancel(i):
-        with Session(busy_engine, expire_on_commit=False) as s:
+        with Session(race_engine, expire_on_commit=False) as s:
             cancel_registration(s, s.get(Activity, activity_id), s.get(Member, seated[i]), NOW + timedelta(hours=1))
 
     assert _run_all(5, cancel) == []
-    with Session(busy_engine) as s:
+    with Session(race_engine) as s:
         assert counts(s) == ({"registered": 5, "waiting": 30, "cancelled": 5}, 5)

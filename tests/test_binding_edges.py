@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.simulator import Simulator
@@ -231,16 +231,6 @@ def test_help_shows_secretaries_how_to_free_a_binding(wx, people):
 
 
 # Races -------------------------------------------------------------------------------------------
-@pytest.fixture
-def race_engine(database_url):
-    options = {"pool_size": 24, "max_overflow": 0, "pool_timeout": 60}
-    if database_url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 60}
-    race = create_engine(database_url, **options)
-    yield race
-    race.dispose()
-
-
 def test_managers_freeing_one_binding_at_once_free_it_once(race_engine, engine, people, make_member):
     managers = [people["admin"].id, people["sec"].id,
                 make_member("第二管理员", "13800000011", org=STREET, role="管理员").id]

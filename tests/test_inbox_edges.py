@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.simulator import Simulator
@@ -219,17 +219,6 @@ def test_the_window_is_a_setting_and_zero_lifts_it(app_factory, people, clock, e
     assert "已向 3 位" in say(free, "o-sec", "通知 1 再提醒")
     with Session(engine) as s:
         assert s.get(Notice, 1).reminders == 4
-
-
-@pytest.fixture
-def race_engine(database_url, engine):
-    """An engine whose pool lets many threads hold a connection at once."""
-    options = {"pool_size": 30, "max_overflow": 0, "pool_timeout": 60}
-    if database_url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 60}
-    race = create_engine(database_url, **options)
-    yield race
-    race.dispose()
 
 
 def test_many_reminds_at_once_send_one_reminder(wx, people, race_engine, settings):

@@ -13,7 +13,6 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from models import CheckIn, DomainError, Member, WechatUser
@@ -116,16 +115,6 @@ NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def busy_engine(database_url):
-    """An engine that lets many threads wait for their turn instead of failing."""
-    sqlite = database_url.startswith("sqlite")
-    engine = create_engine(database_url, pool_size=32, max_overflow=0, pool_timeout=120,
-                           connect_args={"timeout": 120} if sqlite else {})
-    yield engine
-    engine.dispose()
-
-
 def _race(count, attempt):
     """Run `attempt(i)` in `count` threads released at once; return the error codes (or "ok")."""
     barrier = threading.Barrier(count)
@@ -151,31 +140,31 @@ def _race(count, attempt):
     return results
 
 
-def test_thirty_simultaneous_wrong_bind_guesses_check_exactly_five(busy_engine, wx, people):
+def test_thirty_simultaneous_wrong_bind_guesses_check_exactly_five(race_engine, wx, people):
     now = now_utc()  # the webhook's clock: the lock-out must still hold when the chatbot asks
 
     def guess(i):
-        with Session(busy_engine) as s:
+        with Session(race_engine) as s:
             bind_openid(s, "o-guesser", "王志强", f"1370000{i:04d}", max_failures=5, now=now)  # nobody's phone
 
     results = _race(30, guess)
     assert sorted(set(results)) == ["locked", "no_match"], results
     assert results.count("no_match") == 5 and results.count("locked") == 25
-    with Session(busy_engine) as s:
+    with Session(race_engine) as s:
         user = s.get(WechatUser, "o-guesser")
         assert user.failed_binds == 5 and user.locked_until is not None
     # The right name and phone are refused too while locked out, through the chatbot as well.
     assert "绑定失败次数过多" in wx.text("o-guesser", "绑定 网格长老吴 13800000005").content
 
 
-def test_thirty_simultaneous_wrong_sign_in_codes_check_exactly_five(busy_engine, engine, people):
+def test_thirty_simultaneous_wrong_sign_in_codes_check_exactly_five(race_engine, engine, people):
     with Session(engine, expire_on_commit=False) as s:
         activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="学习",
                                    starts_at=START, now=NOW)
     wrong = f"{(int(activity.code) + 1) % 1_000_000:06d}"
 
     def sign_in(i):
-        with Session(busy_engine) as s:
+        with Session(race_engine) as s:
             check_in_by_code(s, s.get(Member, people["wang"].id), wrong, now=START, method="app",
                              activity_id=activity.id, settings={"CHECKIN_MAX_FAILURES": 5})
 

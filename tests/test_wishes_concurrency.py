@@ -9,8 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import DomainError, Member, PointEntry
@@ -20,17 +19,6 @@ from models.wishes import CLAIMED, DONE, Wish, WishEvent, claim_wish, confirm_wi
 from tests.conftest import BRANCH
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def race_engine(database_url, engine):
-    """An engine whose pool lets many threads hold a connection at once."""
-    options = {"pool_size": 40, "max_overflow": 0, "pool_timeout": 60}
-    if database_url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 60}
-    race = create_engine(database_url, **options)
-    yield race
-    race.dispose()
 
 
 def _members(engine, count, role="党员", prefix="认领人"):
