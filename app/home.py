@@ -41,7 +41,7 @@ PAGE = """<!doctype html>
 
 
 def _page(title: str, missing: str = "") -> str:
-    base = current_app.config.get("WECHAT_API_BASE", OFFICIAL_BASE)
+    base = current_app.config["WECHAT_API_BASE"]
     return render_template_string(PAGE, title=title, missing=missing, api=API_PREFIX,
                                   fake=base if base != OFFICIAL_BASE else "")
 

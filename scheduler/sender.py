@@ -231,8 +231,8 @@ class Sender:
         self.max_attempts = int(config.get("OUTBOX_MAX_ATTEMPTS", 5))
         self.retry_base = float(config.get("OUTBOX_RETRY_BASE", 60))
         self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 600)))
-        self.outage_pause = float(config.get("OUTBOX_OUTAGE_PAUSE", 1.0))
-        self.outage_give_up = float(config.get("OUTBOX_OUTAGE_GIVE_UP", 60.0))
+        self.outage_pause = float(config["OUTBOX_OUTAGE_PAUSE"])
+        self.outage_give_up = float(config["OUTBOX_OUTAGE_GIVE_UP"])
         # Template field mappings per setting name (empty: the built-in payload).
         self.field_maps = {name: parse_template_fields(name, str(config.get(name) or ""))
                            for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in KINDS
