@@ -1,180 +1,211 @@
-"""Settings, read from environment variables (and a `.env` file) when the app is created."""
+"""Settings: one typed, frozen object built once by `load_config` from the defaults below, the
+environment (and a `.env` file) and any overrides. Every door, domain function and job takes this
+object; no default of a setting is written anywhere else."""
 
+import dataclasses
 import os
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Settings that are numbers, with their defaults. Environment values are converted to the type
-# of the default.
-_NUMBERS: dict[str, float | int] = {
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting, named as its environment variable in lower case (WISH_MAX_POINTS →
+    `wish_max_points`); an environment value is converted to the type of its default."""
+
     # Reject webhook requests whose timestamp is further than this from now (seconds).
-    "WECHAT_TIMESTAMP_TOLERANCE": 300,
+    wechat_timestamp_tolerance: int = 300
     # Largest webhook body accepted (bytes).
-    "WECHAT_MAX_BODY": 64 * 1024,
+    wechat_max_body: int = 64 * 1024
     # A reply not ready this many seconds after the request arrived is sent later through the
     # outbox as a customer-service message; WeChat gives up after 5 s.
-    "WECHAT_REPLY_DEADLINE": 4.0,
+    wechat_reply_deadline: float = 4.0
     # How long a handled message's reply is kept for WeChat's retries (seconds).
-    "WECHAT_DEDUP_TTL": 300,
+    wechat_dedup_ttl: int = 300
     # How long a retry waits for the first delivery of the same message to finish (seconds).
-    "WECHAT_RETRY_WAIT": 4.0,
+    wechat_retry_wait: float = 4.0
     # Timeout of every WeChat API call (seconds); wechatpy has none by default.
-    "WECHAT_HTTP_TIMEOUT": 5.0,
+    wechat_http_timeout: float = 5.0
     # Redis socket timeouts on the reply path (seconds); redis-py's defaults wait for seconds.
-    "REDIS_TIMEOUT": 0.5,
+    redis_timeout: float = 0.5
     # PostgreSQL: connect and statement timeouts (seconds); short, for the 5-second reply promise.
-    "DB_CONNECT_TIMEOUT": 3,
-    "DB_STATEMENT_TIMEOUT": 3,
+    db_connect_timeout: int = 3
+    db_statement_timeout: int = 3
     # Binding: failed attempts before an openid is locked out, and for how long (seconds).
-    "BIND_MAX_FAILURES": 5,
-    "BIND_LOCKOUT_SECONDS": 3600,
+    bind_max_failures: int = 5
+    bind_lockout_seconds: int = 3600
     # 微心愿: points a wish is worth unless set, claims one person may hold at once, days a
     # claimer has to fulfil, days before that deadline the claimer is reminded, minutes after
     # 完成 during which an image is attached as a photo, and wishes per page of 心愿.
-    "WISH_DEFAULT_POINTS": 10,
-    "WISH_MAX_OPEN_CLAIMS": 3,
-    "WISH_FULFIL_DAYS": 14,
-    "WISH_REMIND_DAYS": 2,
-    "WISH_PHOTO_MINUTES": 10,
-    "WISH_PAGE_SIZE": 5,
+    wish_default_points: int = 10
+    wish_max_open_claims: int = 3
+    wish_fulfil_days: int = 14
+    wish_remind_days: int = 2
+    wish_photo_minutes: int = 10
+    wish_page_size: int = 5
     # Largest photo the API accepts for a wish (bytes); photos are kept in WISH_PHOTO_DIR
     # (default: wish_photos/ in the instance folder).
-    "WISH_PHOTO_MAX_BYTES": 5 * 1024 * 1024,
+    wish_photo_max_bytes: int = 5 * 1024 * 1024
     # Mini-program API: session token lifetime, extended on every use (seconds).
-    "API_TOKEN_TTL": 7 * 24 * 3600,
+    api_token_ttl: int = 7 * 24 * 3600
     # Largest roster file accepted by the import endpoint (bytes).
-    "API_MAX_UPLOAD": 5 * 1024 * 1024,
+    api_max_upload: int = 5 * 1024 * 1024
     # Reverse proxies (nginx) in front of the app whose X-Forwarded-For is trusted; 0: none. The
     # per-address rate limits need the client's address, not the proxy's.
-    "TRUSTED_PROXIES": 0,
+    trusted_proxies: int = 0
     # Activities: sign-in opens this many minutes before the start (and closes at the end).
-    "CHECKIN_OPENS_MINUTES": 30,
+    checkin_opens_minutes: int = 30
     # A LOCATION report older than this (seconds) is not used for the venue distance check.
-    "CHECKIN_LOCATION_MAX_AGE": 1800,
+    checkin_location_max_age: int = 1800
     # 签退 is accepted until this many minutes after a volunteer service ends.
-    "CHECKOUT_GRACE_MINUTES": 120,
+    checkout_grace_minutes: int = 120
     # Length of an activity created without an end time (minutes).
-    "ACTIVITY_DEFAULT_MINUTES": 120,
+    activity_default_minutes: int = 120
     # Points of a volunteer service when its creator gives none.
-    "VOLUNTEER_DEFAULT_POINTS": 10,
+    volunteer_default_points: int = 10
     # Sign-in radius around a venue position (metres).
-    "ACTIVITY_DEFAULT_RADIUS": 300,
+    activity_default_radius: int = 300
     # 1: with a venue position set, refuse sign-ins whose position is unknown (0: accept them).
-    "CHECKIN_REQUIRE_POSITION": 0,
+    checkin_require_position: int = 0
     # Yearly quotas of 在职党员: organizational-life and volunteer-service counts.
-    "QUOTA_ORG_LIFE": 4,
-    "QUOTA_VOLUNTEER": 2,
+    quota_org_life: int = 4
+    quota_volunteer: int = 2
     # How often the meeting-room sign-in page polls the live count (seconds).
-    "CHECKIN_PAGE_POLL_SECONDS": 3,
+    checkin_page_poll_seconds: int = 3
     # Outbox sender: messages per second across all processes (0: no limit; urgent ones ignore it),
     # sending threads per process, rows claimed at a time, tries before a transient failure is
     # final, first retry delay (doubled each time, seconds), and how long a claimed row may stay
     # untouched before it counts as abandoned by a dead sender (seconds).
-    "SEND_RATE_LIMIT": 20.0,
-    "OUTBOX_WORKERS": 16,
-    "OUTBOX_BATCH": 100,
-    "OUTBOX_MAX_ATTEMPTS": 5,
-    "OUTBOX_RETRY_BASE": 60.0,
-    "OUTBOX_LEASE_SECONDS": 600,
+    send_rate_limit: float = 20.0
+    outbox_workers: int = 16
+    outbox_batch: int = 100
+    outbox_max_attempts: int = 5
+    outbox_retry_base: float = 60.0
+    outbox_lease_seconds: int = 600
     # Scheduler: how often the outbox is drained (seconds), how late a missed run may still run
     # (hours), and the leader lock's time to live (seconds; a dead leader is replaced within it).
-    "SCHEDULER_DRAIN_INTERVAL": 30,
-    "SCHEDULER_GRACE_HOURS": 6,
-    "SCHEDULER_LEADER_TTL": 30,
+    scheduler_drain_interval: int = 30
+    scheduler_grace_hours: int = 6
+    scheduler_leader_ttl: int = 30
     # Organizational life: the notice goes this many days before, at ORGLIFE_NOTICE_TIME; the
     # reminder this many hours before the start.
-    "ORGLIFE_NOTICE_DAYS": 3,
-    "ORGLIFE_REMINDER_HOURS": 2,
+    orglife_notice_days: int = 3
+    orglife_reminder_hours: int = 2
     # 1: run the scheduler inside this process (the dev server of `make run`; never gunicorn).
-    "SCHEDULER_EMBEDDED": 0,
+    scheduler_embedded: int = 0
     # Outbox delivery (nothing lost, nothing twice): after a failure before a call was made (Redis
     # down: rate limiter, windows, pauses, the token lock) the sender waits this long before claiming
     # again (seconds), and gives the drain up after failing like that for this long (seconds; the rows
     # stay pending for the next drain).
-    "OUTBOX_OUTAGE_PAUSE": 1.0,
-    "OUTBOX_OUTAGE_GIVE_UP": 60.0,
+    outbox_outage_pause: float = 1.0
+    outbox_outage_give_up: float = 60.0
     # The most points a wish may be worth; only secretaries and admins set a wish's points (a grid
     # head's wish is worth WISH_DEFAULT_POINTS).
-    "WISH_MAX_POINTS": 50,
+    wish_max_points: int = 50
     # 签到: wrong codes one member may type for one activity (or codes matching no activity) before
     # being locked out of typed sign-in there, and for how long (seconds).
-    "CHECKIN_MAX_FAILURES": 5,
-    "CHECKIN_LOCKOUT_SECONDS": 900,
+    checkin_max_failures: int = 5
+    checkin_lockout_seconds: int = 900
     # Roster files read for an import: at most this many data rows and header columns; a sheet
     # claiming more is refused with the reason (read in streaming mode, only the header's columns).
-    "ROSTER_MAX_ROWS": 100_000,
-    "ROSTER_MAX_COLUMNS": 50,
+    roster_max_rows: int = 100_000
+    roster_max_columns: int = 50
     # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
     # hours (0: no limit); the refusal says when the next one is allowed.
-    "NOTICE_REMIND_HOURS": 12,
-}
+    notice_remind_hours: int = 12
 
-_STRINGS: dict[str, str] = {
-    "DATABASE_URL": "sqlite:///lianxin.db",  # relative SQLite paths live in instance/
-    "REDIS_URL": "",  # empty: an in-process stand-in (one process only)
-    "SECRET_KEY": "",
-    "WECHAT_TOKEN": "lianxin",
-    "WECHAT_APP_ID": "wx0000000000000000",
-    "WECHAT_APP_SECRET": "",
-    "WECHAT_AES_KEY": "",  # EncodingAESKey; set means safe mode
-    "WECHAT_AES_KEY_PREVIOUS": "",  # the key being rotated out, still accepted for decryption
-    "WECHAT_API_BASE": "https://api.weixin.qq.com",
-    "MINIAPP_APP_ID": "",
-    "MINIAPP_APP_SECRET": "",
-    "TIMEZONE": "Asia/Shanghai",
-    "LOG_LEVEL": "INFO",
+    database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
+    redis_url: str = ""  # empty: an in-process stand-in (one process only)
+    secret_key: str = ""
+    wechat_token: str = "lianxin"
+    wechat_app_id: str = "wx0000000000000000"
+    wechat_app_secret: str = ""
+    wechat_aes_key: str = ""  # EncodingAESKey; set means safe mode
+    wechat_aes_key_previous: str = ""  # the key being rotated out, still accepted for decryption
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    miniapp_app_id: str = ""
+    miniapp_app_secret: str = ""
+    timezone: str = "Asia/Shanghai"
+    log_level: str = "INFO"
     # Mini-program API rate limits (Flask-Limiter syntax), kept in Redis when REDIS_URL is set.
-    "API_LOGIN_RATE_LIMIT": "20 per minute",  # per client address
-    "API_BIND_RATE_LIMIT": "20 per minute",  # per client address
-    "API_BIND_RATE_LIMIT_PER_TOKEN": "10 per minute",
+    api_login_rate_limit: str = "20 per minute"  # per client address
+    api_bind_rate_limit: str = "20 per minute"  # per client address
+    api_bind_rate_limit_per_token: str = "10 per minute"
     # Where the API docs page loads Swagger UI from (empty: this server, from the installed
     # swagger-ui-bundle package, so the page works offline).
-    "API_DOCS_ASSETS_URL": "",
+    api_docs_assets_url: str = ""
     # Activity reminders: hours before the start, comma-separated.
-    "ACTIVITY_REMINDER_HOURS": "24,1",
+    activity_reminder_hours: str = "24,1"
     # Quotas of other member kinds as JSON, e.g. {"直管党员": [12, 2]} (organizational life, volunteer).
-    "QUOTAS": "",
+    quotas: str = ""
     # The public address of this server, for links sent in WeChat (the meeting-room page).
-    "PUBLIC_BASE_URL": "",
+    public_base_url: str = ""
     # Where the photos uploaded for wishes are kept; empty: wish_photos/ in the instance folder.
-    "WISH_PHOTO_DIR": "",
+    wish_photo_dir: str = ""
     # Template ids per kind of message: Official Account template messages, mini-program
     # subscribe messages. An empty id means that channel is not used for that kind.
-    "WECHAT_TEMPLATE_NOTICE": "",
-    "WECHAT_TEMPLATE_REMINDER": "",
-    "WECHAT_TEMPLATE_GREETING": "",
-    "WECHAT_TEMPLATE_WISH": "",
-    "WECHAT_TEMPLATE_ACTIVITY": "",
-    "MINIAPP_TEMPLATE_NOTICE": "",
-    "MINIAPP_TEMPLATE_REMINDER": "",
-    "MINIAPP_TEMPLATE_GREETING": "",
-    "MINIAPP_TEMPLATE_WISH": "",
-    "MINIAPP_TEMPLATE_ACTIVITY": "",
+    wechat_template_notice: str = ""
+    wechat_template_reminder: str = ""
+    wechat_template_greeting: str = ""
+    wechat_template_wish: str = ""
+    wechat_template_activity: str = ""
+    miniapp_template_notice: str = ""
+    miniapp_template_reminder: str = ""
+    miniapp_template_greeting: str = ""
+    miniapp_template_wish: str = ""
+    miniapp_template_activity: str = ""
     # Non-urgent messages wait out these hours (local time, may wrap midnight; empty: none).
-    "QUIET_HOURS": "22:00-07:00",
-    "ORGLIFE_NOTICE_TIME": "09:00",
-    "BIRTHDAY_TIME": "09:00",
+    quiet_hours: str = "22:00-07:00"
+    orglife_notice_time: str = "09:00"
+    birthday_time: str = "09:00"
     # Which date is the political birthday: one of BIRTHDAY_DATE_FIELDS.
-    "BIRTHDAY_DATE_FIELD": "join_date",
+    birthday_date_field: str = "join_date"
     # Template fields per template: "keyword=source,…" (e.g. "thing1=title,time2=starts_at,thing3=body"),
     # the keyword's type read from its name (TEMPLATE_FIELD_TYPES), the source one of
     # TEMPLATE_FIELD_SOURCES. Empty: the built-in thing1/thing2/content payload. Official Account
     # template messages, then mini-program subscribe messages.
-    "WECHAT_TEMPLATE_NOTICE_FIELDS": "",
-    "WECHAT_TEMPLATE_REMINDER_FIELDS": "",
-    "WECHAT_TEMPLATE_GREETING_FIELDS": "",
-    "WECHAT_TEMPLATE_WISH_FIELDS": "",
-    "WECHAT_TEMPLATE_ACTIVITY_FIELDS": "",
-    "MINIAPP_TEMPLATE_NOTICE_FIELDS": "",
-    "MINIAPP_TEMPLATE_REMINDER_FIELDS": "",
-    "MINIAPP_TEMPLATE_GREETING_FIELDS": "",
-    "MINIAPP_TEMPLATE_WISH_FIELDS": "",
-    "MINIAPP_TEMPLATE_ACTIVITY_FIELDS": "",
+    wechat_template_notice_fields: str = ""
+    wechat_template_reminder_fields: str = ""
+    wechat_template_greeting_fields: str = ""
+    wechat_template_wish_fields: str = ""
+    wechat_template_activity_fields: str = ""
+    miniapp_template_notice_fields: str = ""
+    miniapp_template_reminder_fields: str = ""
+    miniapp_template_greeting_fields: str = ""
+    miniapp_template_wish_fields: str = ""
+    miniapp_template_activity_fields: str = ""
     # Where a mapped template message links to: this path under PUBLIC_BASE_URL ({id}: the message;
     # empty: no web link — this server has no message page of its own, a front end may), and, when a
     # mini-program is configured, this mini-program page (also a subscribe message's page).
-    "MESSAGE_LINK_PATH": "",
-    "MINIAPP_MESSAGE_PAGE": "pages/messages/detail?id={id}",
-}
+    message_link_path: str = ""
+    miniapp_message_page: str = "pages/messages/detail?id={id}"
+
+    # Derived when loaded (not read from the environment).
+    secret_key_generated: bool = False
+    template_field_maps: Mapping[str, tuple[tuple[str, str, str], ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The local time zone (TIMEZONE); zoneinfo caches one object per key."""
+        return ZoneInfo(self.timezone)
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with some settings changed (by field or environment name: wish_max_points or
+        WISH_MAX_POINTS), checked like the loaded ones."""
+        unknown = [name for name in changes if name.lower() not in FIELDS]
+        if unknown:
+            raise ConfigError(f"not a setting: {', '.join(unknown)}")
+        return _checked(dataclasses.replace(self, **{name.lower(): value for name, value in changes.items()}))
+
+
+# What the environment may set: every field but the derived ones.
+_DERIVED = ("secret_key_generated", "template_field_maps")
+FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in _DERIVED}
+
 
 # The member dates a political birthday may be counted from: 入党日期 or 转正日期.
 BIRTHDAY_DATE_FIELDS = {"join_date": "入党日期", "full_member_date": "转正日期"}
@@ -192,40 +223,54 @@ class ConfigError(ValueError):
     """A setting has a value the app cannot work with; raised when the settings are loaded."""
 
 
-def load_config(overrides: dict | None = None) -> dict:
-    """Return the settings: defaults, overridden by the environment, then by `overrides`."""
-    env = os.environ
-    config: dict = {}
-    for name, default in _STRINGS.items():
-        config[name] = env.get(name, default)
-    for name, default in _NUMBERS.items():
-        raw = env.get(name)
-        config[name] = type(default)(raw) if raw not in (None, "") else default
-    if overrides:
-        config.update(overrides)
-    if not config["SECRET_KEY"]:
+def load_config(overrides: Mapping | None = None) -> Settings:
+    """Return the settings: defaults, overridden by the environment, then by `overrides` (keyed by
+    environment name, WISH_MAX_POINTS, or field name); an unknown override is a ConfigError."""
+    values = {}
+    for name, spec in FIELDS.items():
+        raw = os.environ.get(name.upper())
+        if raw not in (None, ""):
+            values[name] = _convert(name, spec, raw)
+    for key, value in (overrides or {}).items():
+        name = key.lower()
+        if name not in FIELDS:
+            raise ConfigError(f"{key} is not a setting")
+        values[name] = _convert(name, FIELDS[name], value) if isinstance(value, str) else value
+    if not values.get("secret_key"):
         # A random key still works for one process; production must set one (see README).
-        config["SECRET_KEY"] = secrets.token_hex(32)
-        config["SECRET_KEY_GENERATED"] = True
-    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
-    config["WECHAT_API_BASE"] = config["WECHAT_API_BASE"].rstrip("/")
-    _check(config)
-    return config
+        values["secret_key"] = secrets.token_hex(32)
+        values["secret_key_generated"] = True
+    return _checked(Settings(**values))
 
 
-def _check(config: dict) -> None:
-    """Refuse settings that would only fail later, in a job, with a message that names them."""
-    field = str(config["BIRTHDAY_DATE_FIELD"]).strip()
-    if field not in BIRTHDAY_DATE_FIELDS:
+def _convert(name: str, spec: dataclasses.Field, raw: str):
+    kind = type(spec.default)
+    try:
+        return raw if kind is str else kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name.upper()}={raw!r} is not a number") from None
+
+
+def _checked(settings: Settings) -> Settings:
+    """Refuse settings that would only fail later, in a job, with a message that names them;
+    normalise the ones read in several places; derive the template field maps."""
+    field_name = settings.birthday_date_field.strip()
+    if field_name not in BIRTHDAY_DATE_FIELDS:
         choices = ", ".join(f"{name} ({label})" for name, label in BIRTHDAY_DATE_FIELDS.items())
-        raise ConfigError(f"BIRTHDAY_DATE_FIELD={config['BIRTHDAY_DATE_FIELD']!r} is not supported; "
+        raise ConfigError(f"BIRTHDAY_DATE_FIELD={settings.birthday_date_field!r} is not supported; "
                           f"use one of: {choices}")
-    config["BIRTHDAY_DATE_FIELD"] = field
-    config["TEMPLATE_FIELD_MAPS"] = {
-        name: parse_template_fields(name, str(config.get(name) or ""))
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"TIMEZONE={settings.timezone!r} is not a known time zone") from None
+    maps = MappingProxyType({
+        name: parse_template_fields(name, getattr(settings, name.lower()))
         for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in TEMPLATE_KINDS
         for name in (f"{prefix}_{kind.upper()}_FIELDS",)
-    }
+    })
+    return dataclasses.replace(
+        settings, birthday_date_field=field_name, wechat_api_base=settings.wechat_api_base.rstrip("/"),
+        template_field_maps=maps)
 
 
 def parse_template_fields(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
@@ -251,3 +296,7 @@ def parse_template_fields(name: str, raw: str) -> tuple[tuple[str, str, str], ..
             raise ConfigError(f"{name}: {keyword} appears twice")
         fields.append((keyword, kind, source))
     return tuple(fields)
+
+
+# The defaults alone (no environment): what a domain function uses when a caller passes no settings.
+DEFAULTS = _checked(Settings())

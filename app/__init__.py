@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api
 from app.extensions import db, engine_options, get_redis, init_redis, migrate, warn_once
-from config import load_config
+from config import FIELDS, load_config
 from handlers import build_router
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -26,7 +26,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.session_interface = NoCookieSessions()
     app.json.ensure_ascii = False  # JSON answers keep Chinese readable, not \uXXXX
-    app.config.update(load_config(test_config))
+    install_settings(app, test_config or {})
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
@@ -35,6 +35,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["router"] = build_router()
     start_scheduler(app)
     return app
+
+
+def install_settings(app: Flask, overrides: dict) -> None:
+    """Build the one settings object (app.extensions["settings"]); give Flask and its extensions
+    the few keys they read themselves. Overrides that are not settings (TESTING) are Flask's."""
+    settings = load_config({key: value for key, value in overrides.items() if key.lower() in FIELDS})
+    app.extensions["settings"] = settings
+    app.config.update({key: value for key, value in overrides.items() if key.lower() not in FIELDS})
+    app.config.update(SECRET_KEY=settings.secret_key, SQLALCHEMY_DATABASE_URI=settings.database_url)
 
 
 class NoCookieSessions(SessionInterface):
@@ -49,21 +58,23 @@ class NoCookieSessions(SessionInterface):
 
 
 def configure_logging(app: Flask) -> None:
-    logging.basicConfig(level=app.config["LOG_LEVEL"],
+    settings = app.extensions["settings"]
+    logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if app.config.get("SECRET_KEY_GENERATED"):
+    if settings.secret_key_generated:
         warn_once(app.logger, "SECRET_KEY is not set: using a random key for this process only.")
 
 
 def register_extensions(app: Flask) -> None:
     os.makedirs(app.instance_path, exist_ok=True)  # where the default SQLite file lives
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    settings = app.extensions["settings"]
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(settings))
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     init_redis(app)
-    if app.config["TRUSTED_PROXIES"]:
+    if settings.trusted_proxies:
         # Behind nginx: the client's address comes from X-Forwarded-For (per-address rate limits).
-        hops = int(app.config["TRUSTED_PROXIES"])
+        hops = int(settings.trusted_proxies)
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 

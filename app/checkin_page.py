@@ -13,7 +13,7 @@ import qrcode
 from flask import Blueprint, abort, current_app, jsonify, render_template_string
 from qrcode.image.svg import SvgPathImage
 
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import now_utc
 from models.activity import (
     activity_by_token,
@@ -83,8 +83,8 @@ def _qr_content(activity, now) -> str:
     scene = scene_for(activity, now)
     if activity.qr_scene == scene and activity.qr_url:
         return activity.qr_url
-    config = current_app.config
-    if config.get("WECHAT_APP_SECRET"):
+    config = current_settings()
+    if config.wechat_app_secret:
         from scheduler.activity_jobs import create_sign_in_qr
         from scheduler.wechat_api import official_account_client
 
@@ -127,7 +127,7 @@ def page(token: str):
     when = f"{local_text(activity.starts_at)}-{local_text(activity.ends_at, with_date=False)}"
     html = render_template_string(
         PAGE, a=activity, when=when, status=_status(activity),
-        status_url=f"/checkin/{token}/status", poll=current_app.config.get("CHECKIN_PAGE_POLL_SECONDS", 3),
+        status_url=f"/checkin/{token}/status", poll=current_settings().checkin_page_poll_seconds,
     )
     return _private(current_app.make_response(html))
 

@@ -15,7 +15,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from openpyxl import load_workbook
 
-from app.extensions import db
+from app.extensions import current_settings, db
 from app.simulator import Simulator, resolve_scene, upload_media
 from models.demo import load_demo
 from models.roster import RosterFileError, export_members, import_members, members_in_subtree, read_roster
@@ -36,7 +36,7 @@ def import_command(path: Path, dry_run: bool, create_orgs: bool) -> None:
     """Import members from an .xlsx or .csv roster (all rows or none); lists the organizations
     and grids it creates."""
     try:
-        records = read_roster(path.read_bytes(), path.name, current_app.config)
+        records = read_roster(path.read_bytes(), path.name, current_settings())
     except RosterFileError as exc:
         raise click.ClickException(str(exc)) from None
     with click.progressbar(length=len(records), label="导入", file=sys.stderr) as bar:
@@ -132,14 +132,14 @@ def simulate(url: str, openid: str, text: str | None, event: str | None, key: st
              click_key: str | None, image: Path | None, location: tuple[float, float] | None,
              voice: str | None) -> None:
     """Chat with a running server, signed (and in safe mode encrypted) exactly as WeChat does."""
-    cfg = current_app.config
+    cfg = current_settings()
     chosen = [name for name, value in (("--text", text), ("--event", event), ("--scan", scan),
                                        ("--click", click_key), ("--image", image), ("--location", location),
                                        ("--voice", voice)) if value is not None]
     if len(chosen) > 1:
         raise click.UsageError(f"一次只能发送一条：{' 和 '.join(chosen)} 请分开发送。")
-    sim = Simulator(url, cfg["WECHAT_TOKEN"], cfg["WECHAT_APP_ID"], cfg["WECHAT_AES_KEY"])
-    api_base = cfg["WECHAT_API_BASE"]
+    sim = Simulator(url, cfg.wechat_token, cfg.wechat_app_id, cfg.wechat_aes_key)
+    api_base = cfg.wechat_api_base
 
     def show(reply) -> None:
         if reply.status != 200:

@@ -8,13 +8,14 @@ import time
 
 import fakeredis
 import redis
-from flask import Flask
+from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.roles import RoleCache
+from config import Settings
 from models import Base
 
 # The tables are declared on models.Base (plain SQLAlchemy, so the domain needs no Flask); the
@@ -33,15 +34,20 @@ def warn_once(logger: logging.Logger, message: str) -> None:
         logger.warning(message)
 
 
-def engine_options(config: dict) -> dict:
+def current_settings() -> Settings:
+    """The app's settings (config.py's one frozen object, built by the factory)."""
+    return current_app.extensions["settings"]
+
+
+def engine_options(settings: Settings) -> dict:
     """Return engine options with short timeouts, so a stuck database cannot hold a reply."""
-    url = config["SQLALCHEMY_DATABASE_URI"]
+    url = settings.database_url
     if url.startswith("postgresql"):
-        statement_ms = int(config["DB_STATEMENT_TIMEOUT"] * 1000)
+        statement_ms = int(settings.db_statement_timeout * 1000)
         return {
             "pool_pre_ping": True,
             "connect_args": {
-                "connect_timeout": int(config["DB_CONNECT_TIMEOUT"]),
+                "connect_timeout": int(settings.db_connect_timeout),
                 "options": f"-c statement_timeout={statement_ms} -c timezone=UTC",
             },
         }
@@ -53,8 +59,9 @@ def engine_options(config: dict) -> dict:
 
 def init_redis(app: Flask) -> None:
     """Bind the shared Redis (or, without REDIS_URL, an in-process stand-in)."""
-    url = app.config["REDIS_URL"]
-    timeout = app.config["REDIS_TIMEOUT"]
+    settings = app.extensions["settings"]
+    url = settings.redis_url
+    timeout = settings.redis_timeout
     if url:
         # redis-py's defaults retry for seconds against a dead server; the reply path cannot wait.
         client = redis.Redis.from_url(

@@ -1,12 +1,13 @@
 """The server's own pages for people: `GET /` (what this server is, where its doors are) and the
 Chinese page of an unknown address. API addresses keep their JSON errors (app.api.errors)."""
 
-from flask import Blueprint, current_app, render_template_string, request
+from flask import Blueprint, render_template_string, request
 from werkzeug.exceptions import NotFound
 
 from app.api import PREFIX as API_PREFIX
 from app.api.errors import HTTP_ERRORS, error_response
 from app.api.errors import PREFIX as JSON_ERRORS_PREFIX
+from app.extensions import current_settings
 from scheduler.wechat_api import OFFICIAL_BASE
 
 bp = Blueprint("home", __name__)
@@ -41,7 +42,7 @@ PAGE = """<!doctype html>
 
 
 def _page(title: str, missing: str = "") -> str:
-    base = current_app.config["WECHAT_API_BASE"]
+    base = current_settings().wechat_api_base
     return render_template_string(PAGE, title=title, missing=missing, api=API_PREFIX,
                                   fake=base if base != OFFICIAL_BASE else "")
 

@@ -17,13 +17,13 @@ def build_scheduler(app: Flask, *, name: str | None = None) -> SchedulerService:
     with app.app_context():
         engine = db.engine
     factory = sessionmaker(bind=engine, expire_on_commit=False)
-    return SchedulerService(factory, get_redis(app), dict(app.config), name=name)
+    return SchedulerService(factory, get_redis(app), app.extensions["settings"], name=name)
 
 
 def maybe_start_embedded(app: Flask) -> SchedulerService | None:
     """Start a scheduler inside this process when SCHEDULER_EMBEDDED is set (`make run`'s single
     dev process). Web workers under gunicorn never do: with two workers every job would run twice."""
-    if not app.config.get("SCHEDULER_EMBEDDED"):
+    if not app.extensions["settings"].scheduler_embedded:
         return None
     if "gunicorn" in sys.modules:
         log.warning("SCHEDULER_EMBEDDED is ignored under gunicorn; run `flask --app app scheduler run`.")

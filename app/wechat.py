@@ -18,7 +18,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.utils import check_signature
 
-from app.extensions import ReplyPathRedis, db, get_redis
+from app.extensions import ReplyPathRedis, current_settings, db, get_redis
 from app.reply import text_reply
 from app.roles import RoleCache
 from handlers import Incoming
@@ -66,7 +66,7 @@ def _plain(text: str, status: int = 200) -> Response:
 
 def _signature_ok(args) -> bool:
     try:
-        check_signature(current_app.config["WECHAT_TOKEN"], args.get("signature", ""),
+        check_signature(current_settings().wechat_token, args.get("signature", ""),
                         args.get("timestamp", ""), args.get("nonce", ""))
     except InvalidSignatureException:
         return False
@@ -78,14 +78,14 @@ def _fresh(timestamp: str) -> bool:
         sent = int(timestamp)
     except ValueError:
         return False
-    return abs(time.time() - sent) <= current_app.config["WECHAT_TIMESTAMP_TOLERANCE"]
+    return abs(time.time() - sent) <= current_settings().wechat_timestamp_tolerance
 
 
 def _cryptos() -> list[WeChatCrypto]:
     """The current EncodingAESKey first, then the one being rotated out (if any)."""
-    cfg = current_app.config
-    keys = [k for k in (cfg["WECHAT_AES_KEY"], cfg["WECHAT_AES_KEY_PREVIOUS"]) if k]
-    return [WeChatCrypto(cfg["WECHAT_TOKEN"], key, cfg["WECHAT_APP_ID"]) for key in keys]
+    cfg = current_settings()
+    keys = [k for k in (cfg.wechat_aes_key, cfg.wechat_aes_key_previous) if k]
+    return [WeChatCrypto(cfg.wechat_token, key, cfg.wechat_app_id) for key in keys]
 
 
 class _Reader:
@@ -254,7 +254,7 @@ def _nonce_guard(args, body: bytes) -> tuple[str, str, int]:
     """(Redis key, body hash, seconds to keep): binds the request's timestamp and nonce to its body
     for as long as the timestamp is accepted, since the plain signature does not cover the body."""
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
-    keep = int(timestamp) + current_app.config["WECHAT_TIMESTAMP_TOLERANCE"] - int(time.time()) + 1
+    keep = int(timestamp) + current_settings().wechat_timestamp_tolerance - int(time.time()) + 1
     return (f"{NONCE_PREFIX}{timestamp}:{nonce}", hashlib.blake2b(body, digest_size=16).hexdigest(),
             max(1, keep))
 
@@ -332,9 +332,9 @@ def verify():
 def receive():
     """Handle one message or event and answer within WeChat's 5 seconds."""
     started = time.monotonic()
-    cfg = current_app.config
+    cfg = current_settings()
     args = request.args
-    limit = cfg["WECHAT_MAX_BODY"]
+    limit = cfg.wechat_max_body
     if request.content_length is not None and request.content_length > limit:
         return _plain("body too large", 413)
     body = request.stream.read(limit + 1)
@@ -367,8 +367,8 @@ def receive():
 
 
 def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) -> str:
-    cfg = current_app.config
-    cache = ReplyCache(get_redis(current_app), cfg["WECHAT_DEDUP_TTL"],
+    cfg = current_settings()
+    cache = ReplyCache(get_redis(current_app), cfg.wechat_dedup_ttl,
                        current_app.extensions["redis_reply_path"])
     roles: RoleCache | None = current_app.extensions["roles"]
     key = _dedup_key(message)
@@ -396,7 +396,7 @@ def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) 
     claimed, answers = claim()
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
-        reply = cache.wait(key, cfg["WECHAT_RETRY_WAIT"])
+        reply = cache.wait(key, cfg.wechat_retry_wait)
         if reply is not None:
             return reply
         # Still running elsewhere (say nothing), or it failed and let go: then handle it here.
@@ -422,7 +422,7 @@ def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) 
         if claimed:
             cache.release(key)  # let WeChat's retry try again
         return "系统繁忙，请稍后再试。"
-    if reply and time.monotonic() - started > cfg["WECHAT_REPLY_DEADLINE"]:
+    if reply and time.monotonic() - started > cfg.wechat_reply_deadline:
         # WeChat has given up on this request: send the answer later as a customer-service
         # message, and give the retries "success" so the user does not get it twice.
         enqueue(db.session, source=f"late-reply:{key}", openid=message.openid, body=reply, kind="reply")

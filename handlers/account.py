@@ -106,8 +106,8 @@ def register(router: Router) -> None:
         phone = ctx.match.group("phone") or ctx.match.group("phone2")
         member = bind_openid(
             ctx.session, message.openid, name.strip(), phone, now=ctx.now,
-            max_failures=int(ctx.settings.get("BIND_MAX_FAILURES", 5)),
-            lockout=timedelta(seconds=int(ctx.settings.get("BIND_LOCKOUT_SECONDS", 3600))),
+            max_failures=int(ctx.settings.bind_max_failures),
+            lockout=timedelta(seconds=int(ctx.settings.bind_lockout_seconds)),
         )
         return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
                 "发送「帮助」查看可用指令。")
@@ -162,7 +162,7 @@ def register(router: Router) -> None:
         if m.grid:
             lines.append(f"网格：{m.grid.name}")
         # The political birthday is the date the greetings count from (BIRTHDAY_DATE_FIELD).
-        field = ctx.settings.get("BIRTHDAY_DATE_FIELD", "join_date")
+        field = ctx.settings.birthday_date_field
         field = field if field in SINCE else "join_date"
         birthday = getattr(m, field)
         if birthday:

@@ -24,7 +24,6 @@ from models.activity import (
     get_visible_activity,
     hours_text,
     local_text,
-    local_zone,
     manages,
     proxy_check_in,
     registration_of,
@@ -91,7 +90,7 @@ def parse_time(text: str) -> tuple[time, time | None]:
 
 def parse_when(date_text: str, time_text: str, now: datetime, settings) -> tuple[datetime, datetime | None]:
     """Return the aware start (and end, if given) of local date and time texts."""
-    zone = local_zone(settings)
+    zone = settings.tz
     day = parse_date(date_text, now.astimezone(zone).date())
     start, end = parse_time(time_text)
     starts_at = datetime.combine(day, start, tzinfo=zone)
@@ -121,7 +120,7 @@ def _options(rest: str) -> tuple[str, dict]:
 
 
 def page_link(activity: Activity, ctx: Context) -> str:
-    base = str(ctx.settings.get("PUBLIC_BASE_URL", "") or "").rstrip("/")
+    base = str(ctx.settings.public_base_url or "").rstrip("/")
     return f"{base}/checkin/{activity.token}"
 
 
@@ -329,7 +328,7 @@ def register_commands(router: Router) -> None:
                     pattern=r"(?:(?P<year>\d{4})年?)?(?: ?" + PAGE + ")?",
                     usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", roles=MANAGER_ROLES)
     def quota(message: Incoming, ctx: Context) -> str:
-        year = int(ctx.match["year"] or ctx.now.astimezone(local_zone(ctx.settings)).year)
+        year = int(ctx.match["year"] or ctx.now.astimezone(ctx.settings.tz).year)
         rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
         if not rows:
             return f"{year}年：您管理的范围内没有需要统计的党员。"
@@ -343,7 +342,7 @@ def register_commands(router: Router) -> None:
 
 def my_progress_line(ctx: Context) -> str | None:
     """The line 我的 shows: this year's counts against my quota (None when no quota applies)."""
-    year = ctx.now.astimezone(local_zone(ctx.settings)).year
+    year = ctx.now.astimezone(ctx.settings.tz).year
     row = member_progress(ctx.session, ctx.member, year, quotas_from_settings(ctx.settings), ctx.settings)
     if row is None:
         return None

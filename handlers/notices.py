@@ -41,7 +41,7 @@ _KIND_STEMS = {kind.removesuffix("党员"): kind for kind in KINDS}  # 在职 �
 
 
 def _tz(ctx: Context) -> ZoneInfo:
-    return ZoneInfo(ctx.settings.get("TIMEZONE", "Asia/Shanghai"))
+    return ZoneInfo(ctx.settings.timezone)
 
 
 def _when(moment: datetime, tz: ZoneInfo) -> str:
@@ -131,11 +131,11 @@ def register(router: Router) -> None:
         if rest.startswith(("删除", "改期")):
             return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
         rule = create_rule(ctx.session, ctx.member, rest,
-                           notice_days=int(ctx.settings.get("ORGLIFE_NOTICE_DAYS", 3)))
+                           notice_days=int(ctx.settings.orglife_notice_days))
         upcoming = next_start(ctx.session, rule, ctx.now, tz)
         after = f"下次：{_when(upcoming, tz)}。" if upcoming else ""
         return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
-                f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.get('ORGLIFE_REMINDER_HOURS', 2)}"
+                f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
                 "小时提醒。")
 
 

@@ -26,6 +26,7 @@ from functools import cached_property
 
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from handlers.presenter import chat_text
 from models import DomainError, Member
 from models.handled import claim_message, store_refusal, store_reply
@@ -103,7 +104,7 @@ class Context:
     message: Incoming
     now: datetime
     router: "Router"
-    settings: Mapping = field(default_factory=dict)
+    settings: Settings = DEFAULTS
     args: list[str] = field(default_factory=list)
     rest: str = ""  # the text after the command keyword (folded: half-width, single spaces)
     match: re.Match | None = None
@@ -267,11 +268,11 @@ class Router:
 
     # Dispatch -----------------------------------------------------------------------------
     def dispatch(self, message: Incoming, session: Session, now: datetime,
-                 settings: Mapping | None = None, *,
+                 settings: Settings = DEFAULTS, *,
                  role_of: Callable[[str], str | None] | None = None, dedup_key: str = "") -> str | None:
         """Return the reply to a message (None: nothing to say). With `dedup_key` (the message's
         identity), a handler with an effect runs at most once per key, whatever Redis does."""
-        ctx = Context(session=session, message=message, now=now, router=self, settings=settings or {},
+        ctx = Context(session=session, message=message, now=now, router=self, settings=settings,
                       role_of=role_of, dedup_key=dedup_key)
         try:
             reply = self._dispatch(message, ctx)

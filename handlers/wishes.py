@@ -235,7 +235,7 @@ def register(router: Router) -> None:
         wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now, category=fields.get("category"),
                          beneficiary_name=fields.get("name", ""), beneficiary_phone=fields.get("phone", ""),
                          beneficiary_address=fields.get("address", ""),
-                         default_points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
+                         default_points=ctx.settings.wish_default_points)
         person = beneficiary_of(wish, ctx.member)
         contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
         return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
@@ -246,7 +246,7 @@ def register(router: Router) -> None:
                     usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
     def propose(message: Incoming, ctx: Context) -> str:
         wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
-                            points=_setting(ctx, "WISH_DEFAULT_POINTS", 10))
+                            points=ctx.settings.wish_default_points)
         return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
     @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
@@ -276,7 +276,7 @@ def register(router: Router) -> None:
         if number:
             return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)), page_number(part))
         page = int(page or 1)
-        per_page = _setting(ctx, "WISH_PAGE_SIZE", 5)
+        per_page = ctx.settings.wish_page_size
         wishes, total = list_open_wishes(ctx.session, ctx.member, page=page, per_page=per_page)
         if not total:
             return "目前没有待认领的心愿。"
@@ -312,8 +312,8 @@ def register(router: Router) -> None:
                     needs_member=True, effect=True)
     def claim(message: Incoming, ctx: Context) -> str:
         wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now,
-                          max_open=_setting(ctx, "WISH_MAX_OPEN_CLAIMS", 3),
-                          fulfil_days=_setting(ctx, "WISH_FULFIL_DAYS", 14))
+                          max_open=ctx.settings.wish_max_open_claims,
+                          fulfil_days=ctx.settings.wish_fulfil_days)
         person = beneficiary_of(wish, ctx.member)
         contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
         return (f"认领成功！心愿 #{wish.id}「{wish.title}」，请在 {_when(wish.fulfil_by)} 前完成。"
@@ -330,7 +330,7 @@ def register(router: Router) -> None:
                     usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True, effect=True)
     def fulfil(message: Incoming, ctx: Context) -> str:
         wish = fulfil_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
-        minutes = _setting(ctx, "WISH_PHOTO_MINUTES", 10)
+        minutes = ctx.settings.wish_photo_minutes
         return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
                 f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
 
@@ -389,7 +389,7 @@ def register(router: Router) -> None:
     @router.media("image")
     def photo(message: Incoming, ctx: Context) -> str:
         member: Member | None = ctx.member
-        minutes = _setting(ctx, "WISH_PHOTO_MINUTES", 10)
+        minutes = ctx.settings.wish_photo_minutes
         wish = attach_photo(ctx.session, member, message.media_id, window_minutes=minutes,
                             now=ctx.now) if member else None
         if wish is None:

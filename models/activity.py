@@ -9,10 +9,8 @@ import hmac
 import math
 import re
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
@@ -31,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from config import DEFAULTS, Settings
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member, WechatUser
 from models.org import Organization, community_of
@@ -58,30 +57,6 @@ AUDIENCES = {"branch": "本支部党员", "subtree": "下属全体党员", "open
 REGISTERED, WAITING, CANCELLED = "registered", "waiting", "cancelled"
 METHODS = {"qr": "扫码", "code": "签到码", "app": "小程序", "proxy": "代签"}
 SCENE_PREFIX = "checkin:"
-
-# Settings read by the rules, with their defaults (config.py declares the same names).
-DEFAULTS = {
-    "CHECKIN_OPENS_MINUTES": 30,  # sign-in opens this long before the start
-    "CHECKIN_LOCATION_MAX_AGE": 1800,  # a LOCATION report older than this (s) is not used
-    "CHECKOUT_GRACE_MINUTES": 120,  # 签退 accepted until this long after the end
-    "ACTIVITY_DEFAULT_MINUTES": 120,  # length when no end time is given
-    "VOLUNTEER_DEFAULT_POINTS": 10,  # points of a volunteer service when none are given
-    "ACTIVITY_DEFAULT_RADIUS": 300,  # metres around a venue position
-    "CHECKIN_REQUIRE_POSITION": 0,  # 1: with a venue set, refuse a sign-in whose position is unknown
-    "TIMEZONE": "Asia/Shanghai",
-}
-
-
-def setting(settings: Mapping | None, name: str):
-    """Return a setting, or its default from DEFAULTS."""
-    if settings and settings.get(name) not in (None, ""):
-        return settings[name]
-    return DEFAULTS[name]
-
-
-def local_zone(settings: Mapping | None = None) -> ZoneInfo:
-    return ZoneInfo(setting(settings, "TIMEZONE"))
-
 
 class Activity(Base):
     __tablename__ = "activities"
@@ -208,9 +183,9 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     return 2 * 6371000 * math.asin(math.sqrt(a))
 
 
-def local_text(moment: datetime, settings: Mapping | None = None, *, with_date: bool = True) -> str:
+def local_text(moment: datetime, settings: Settings = DEFAULTS, *, with_date: bool = True) -> str:
     """Format a UTC moment in local time: "12月4日 15:00" or "15:00"."""
-    local = moment.astimezone(local_zone(settings))
+    local = moment.astimezone(settings.tz)
     return f"{local.month}月{local.day}日 {local:%H:%M}" if with_date else f"{local:%H:%M}"
 
 
@@ -306,7 +281,7 @@ def create_activity(
     longitude: float | None = None,
     radius_m: int | None = None,
     now: datetime | None = None,
-    settings: Mapping | None = None,
+    settings: Settings = DEFAULTS,
 ) -> Activity:
     """Create an activity of the creator's organization (or one below it); commit.
 
@@ -331,7 +306,7 @@ def create_activity(
     if starts_at.tzinfo is None:
         raise ValueError("starts_at must be aware")
     if ends_at is None:
-        ends_at = starts_at + timedelta(minutes=int(setting(settings, "ACTIVITY_DEFAULT_MINUTES")))
+        ends_at = starts_at + timedelta(minutes=settings.activity_default_minutes)
     if ends_at <= starts_at:
         raise DomainError("结束时间必须晚于开始时间。", code="bad_time")
     if starts_at < now - timedelta(minutes=5):
@@ -342,9 +317,9 @@ def create_activity(
     if audience not in AUDIENCES:
         raise DomainError("参加范围不对。", code="bad_audience")
     if points is None:
-        points = int(setting(settings, "VOLUNTEER_DEFAULT_POINTS")) if kind == VOLUNTEER else 0
+        points = settings.volunteer_default_points if kind == VOLUNTEER else 0
     if latitude is not None and radius_m is None:
-        radius_m = int(setting(settings, "ACTIVITY_DEFAULT_RADIUS"))
+        radius_m = settings.activity_default_radius
     activity = Activity(
         kind=kind, title=title, org_id=org.id, org=org, audience=audience, starts_at=starts_at,
         ends_at=ends_at, place=(place or "").strip()[:200], capacity=capacity,
@@ -366,13 +341,13 @@ def reschedule_activity(session: Session, activity: Activity, starts_at: datetim
 
 
 def set_venue(session: Session, activity: Activity, latitude: float, longitude: float,
-              radius_m: int | None = None, settings: Mapping | None = None) -> Activity:
+              radius_m: int | None = None, settings: Settings = DEFAULTS) -> Activity:
     """Set the venue position that sign-ins are checked against; commit."""
     check_int(radius_m, "签到范围（米）", minimum=1, maximum=MAX_CAPACITY)
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         raise DomainError("位置坐标不对。", code="bad_position")
     activity.latitude, activity.longitude = latitude, longitude
-    activity.radius_m = radius_m or int(setting(settings, "ACTIVITY_DEFAULT_RADIUS"))
+    activity.radius_m = radius_m or settings.activity_default_radius
     session.commit()
     return activity
 
@@ -568,7 +543,7 @@ def check_in(
     code: str | None = None,
     position: tuple[float, float] | None = None,
     proxy_by: Member | None = None,
-    settings: Mapping | None = None,
+    settings: Settings = DEFAULTS,
 ) -> CheckInResult:
     """Sign `member` in to `activity` — the one function behind QR scans, typed codes, the
     mini-program and proxy sign-in (代签). Enforces the window, the audience, the code and the
@@ -580,7 +555,7 @@ def check_in(
     earlier = _existing_checkin(session, activity.id, member.id)
     if earlier is not None:
         raise _already(earlier, settings)
-    opens = activity.starts_at - timedelta(minutes=int(setting(settings, "CHECKIN_OPENS_MINUTES")))
+    opens = activity.starts_at - timedelta(minutes=settings.checkin_opens_minutes)
     if now < opens:
         raise DomainError(f"活动 {activity.number}「{activity.title}」尚未开始签到，签到时间为"
                           f"{local_text(opens, settings)}起。", code="too_early")
@@ -604,12 +579,12 @@ def check_in(
     distance = None
     if activity.latitude is not None and activity.longitude is not None and method != "proxy":
         position = position or _last_position(session, member, now, settings)
-        if position is None and int(setting(settings, "CHECKIN_REQUIRE_POSITION")):
+        if position is None and settings.checkin_require_position:
             raise DomainError("本活动需要核对位置才能签到：请在公众号右上角允许「提供位置信息」，"
                               "重新进入公众号后再签到。", code="no_position")
         if position is not None:
             distance = distance_m(activity.latitude, activity.longitude, *position)
-            radius = activity.radius_m or int(setting(settings, "ACTIVITY_DEFAULT_RADIUS"))
+            radius = activity.radius_m or settings.activity_default_radius
             if distance > radius:
                 raise DomainError(f"您距离活动地点约 {_metres(distance)}，超出签到范围（{radius}米），"
                                   "请到达现场后再签到。", code="too_far")
@@ -649,7 +624,7 @@ def _last_position(session, member, now, settings) -> tuple[float, float] | None
     user = session.get(WechatUser, member.openid)
     if user is None or user.latitude is None or user.located_at is None:
         return None
-    if (now - user.located_at).total_seconds() > float(setting(settings, "CHECKIN_LOCATION_MAX_AGE")):
+    if (now - user.located_at).total_seconds() > settings.checkin_location_max_age:
         return None
     return user.latitude, user.longitude
 
@@ -658,24 +633,15 @@ def _metres(distance: float) -> str:
     return f"{distance / 1000:.1f}公里" if distance >= 1000 else f"{round(distance)}米"
 
 
-def _attempt_setting(settings: Mapping | None, name: str) -> int:
-    """CHECKIN_MAX_FAILURES / CHECKIN_LOCKOUT_SECONDS, from the settings or config.py's default."""
-    if settings and settings.get(name) not in (None, ""):
-        return int(settings[name])
-    from config import _NUMBERS
-
-    return int(_NUMBERS[name])
-
-
 def reserve_attempt(session: Session, member_id: int, activity_id: int, now: datetime,
-                    settings: Mapping | None = None) -> None:
+                    settings: Settings = DEFAULTS) -> None:
     """Count one sign-in code of `member_id` for `activity_id` before it is checked; commit.
 
     Raise DomainError (locked, 429) when the member has no try left there. The conditional UPDATE
     decides: concurrent codes queue on the row (or SQLite's lock) and each sees the others' count.
     """
-    limit = _attempt_setting(settings, "CHECKIN_MAX_FAILURES")
-    lockout = timedelta(seconds=_attempt_setting(settings, "CHECKIN_LOCKOUT_SECONDS"))
+    limit = settings.checkin_max_failures
+    lockout = timedelta(seconds=settings.checkin_lockout_seconds)
     insert_ignore(session, CheckInAttempt.__table__, member_id=member_id, activity_id=activity_id, failures=0)
     key = (CheckInAttempt.member_id == member_id, CheckInAttempt.activity_id == activity_id)
     session.execute(update(CheckInAttempt).where(*key, CheckInAttempt.locked_until <= now)
@@ -705,7 +671,7 @@ def release_attempts(session: Session, member_id: int, activity_id: int) -> None
     session.commit()
 
 
-def find_by_code(session: Session, code: str, now: datetime, settings: Mapping | None = None,
+def find_by_code(session: Session, code: str, now: datetime, settings: Settings = DEFAULTS,
                  member: Member | None = None) -> Activity:
     """Return the activity a typed code belongs to: a rotating code in force, else a fixed code.
 
@@ -722,8 +688,8 @@ def find_by_code(session: Session, code: str, now: datetime, settings: Mapping |
     return activity
 
 
-def _activity_for_code(session: Session, code: str, now: datetime, settings: Mapping | None) -> Activity:
-    opens = timedelta(minutes=int(setting(settings, "CHECKIN_OPENS_MINUTES")))
+def _activity_for_code(session: Session, code: str, now: datetime, settings: Settings) -> Activity:
+    opens = timedelta(minutes=settings.checkin_opens_minutes)
     live = session.scalars(select(Activity).where(
         Activity.rotating.is_(True), Activity.cancelled.is_(False),
         Activity.starts_at <= now + opens, Activity.ends_at >= now)).all()
@@ -741,7 +707,7 @@ def _activity_for_code(session: Session, code: str, now: datetime, settings: Map
 
 def check_in_by_code(session: Session, member: Member, code: str, *, now: datetime, method: str = "code",
                      activity_id: int | None = None, position: tuple[float, float] | None = None,
-                     settings: Mapping | None = None) -> CheckInResult:
+                     settings: Settings = DEFAULTS) -> CheckInResult:
     """Sign in with a typed code (the chatbot) or, with `activity_id`, from the mini-program."""
     code = clean_text(code, "签到码", MAX_CODE)
     if activity_id is not None:
@@ -753,7 +719,7 @@ def check_in_by_code(session: Session, member: Member, code: str, *, now: dateti
 
 
 def check_in_by_scene(session: Session, member: Member, scene: str, *, now: datetime,
-                      settings: Mapping | None = None) -> CheckInResult:
+                      settings: Settings = DEFAULTS) -> CheckInResult:
     """Sign in from a scanned QR code whose scene (after "checkin:") is "<activity id>:<code>"."""
     found = re.fullmatch(r"(\d+):(\d+)", scene or "")
     if found is None:
@@ -763,7 +729,7 @@ def check_in_by_scene(session: Session, member: Member, scene: str, *, now: date
 
 
 def proxy_check_in(session: Session, activity: Activity, secretary: Member, name: str, *, now: datetime,
-                   settings: Mapping | None = None) -> CheckInResult:
+                   settings: Settings = DEFAULTS) -> CheckInResult:
     """代签: the secretary signs in an audience member by name; recorded as a proxy sign-in."""
     if not manages(secretary, activity.org):
         raise Forbidden("只有本组织的书记或管理员可以代签。")
@@ -780,7 +746,7 @@ def proxy_check_in(session: Session, activity: Activity, secretary: Member, name
 
 # Sign-out ----------------------------------------------------------------------------------------
 def check_out(session: Session, activity: Activity, member: Member, *, now: datetime,
-              settings: Mapping | None = None) -> CheckIn:
+              settings: Settings = DEFAULTS) -> CheckIn:
     """签退 of a volunteer service: record the service time, capped by the activity's own span,
     and credit the activity's points once. Commits."""
     if not activity.is_volunteer:
@@ -791,7 +757,7 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
     if checkin.checked_out_at is not None:
         raise DomainError(f"您已于 {local_text(checkin.checked_out_at, settings)} 签退，"
                           f"服务时长 {hours_text(checkin.service_minutes)}。", code="already_checked_out")
-    grace = timedelta(minutes=int(setting(settings, "CHECKOUT_GRACE_MINUTES")))
+    grace = timedelta(minutes=settings.checkout_grace_minutes)
     if now > activity.ends_at + grace:
         raise DomainError(f"活动 {activity.number} 已结束较久，无法签退，请联系书记补录。", code="too_late")
     start = max(checkin.checked_in_at, activity.starts_at)
@@ -836,19 +802,19 @@ def attendance(session: Session, activity: Activity) -> Attendance:
     return Attendance(activity, expected, present, [m for m in expected if m.id not in came])
 
 
-def year_bounds(year: int, settings: Mapping | None = None) -> tuple[datetime, datetime]:
+def year_bounds(year: int, settings: Settings = DEFAULTS) -> tuple[datetime, datetime]:
     """The UTC instants at which a local calendar year starts and ends."""
-    zone = local_zone(settings)
+    zone = settings.tz
     start = datetime(year, 1, 1, tzinfo=zone)
     end = datetime(year + 1, 1, 1, tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def period_bounds(first: date, last: date, settings: Mapping | None = None) -> tuple[datetime, datetime]:
+def period_bounds(first: date, last: date, settings: Settings = DEFAULTS) -> tuple[datetime, datetime]:
     """The UTC instants at which the local days `first` to `last` (inclusive) start and end."""
     if last < first:
         raise DomainError("结束日期不能早于开始日期。", code="bad_period")
-    zone = local_zone(settings)
+    zone = settings.tz
     start = datetime.combine(first, datetime.min.time(), tzinfo=zone)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone)
     return start.astimezone(UTC), end.astimezone(UTC)
@@ -930,7 +896,7 @@ def activity_status(session: Session, activity_id: int, member: Member) -> Activ
 
 
 def proxy_check_in_member(session: Session, activity: Activity, secretary: Member, member_id: int, *,
-                          now: datetime, settings: Mapping | None = None) -> CheckInResult:
+                          now: datetime, settings: Settings = DEFAULTS) -> CheckInResult:
     """代签 of one audience member chosen by id (the back office), recorded as a proxy sign-in."""
     if not manages(secretary, activity.org):
         raise Forbidden("只有本组织的书记或管理员可以代签。")

@@ -8,12 +8,12 @@ inbox message through the outbox in the same transaction.
 """
 
 import unicodedata
-from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from config import DEFAULTS, Settings
 from models import authz
 from models.activity import local_text
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
@@ -104,7 +104,7 @@ def find_member_to_release(session: Session, actor: Member | None, name: str, ph
 
 
 def release_binding(session: Session, actor: Member | None, name: str, phone: str | None = None, *,
-                    reason: str = "", now: datetime | None = None, settings: Mapping | None = None
+                    reason: str = "", now: datetime | None = None, settings: Settings = DEFAULTS
                     ) -> BindingRelease:
     """Free every WeChat identity (Official Account and mini-program) bound to the member `actor`
     names, record it, and queue an inbox message to the member, in one transaction; commit.

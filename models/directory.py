@@ -4,7 +4,6 @@ Every operation takes the acting member and checks it with models.authz first.
 """
 
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -12,6 +11,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models import authz
 from models.base import DomainError, NotFound, Page
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
@@ -173,13 +173,13 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
 
 def import_roster(
     session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
-    create_orgs: bool = False, limits: Mapping | None = None,
+    create_orgs: bool = False, settings: Settings = DEFAULTS,
 ) -> ImportReport:
     """Import a roster file into the actor's subtree (all rows or none); see models.roster.
 
-    `limits`: the settings ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS (config.py's defaults otherwise)."""
+    `settings`: ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS bound the file."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
-    records = read_roster(data, filename, limits)
+    records = read_roster(data, filename, settings)
 
     def check_row(org_path: str, role: str, existing: Member | None) -> str | None:
         if existing is not None and not authz.responsible(

@@ -1,13 +1,12 @@
 """Ad-hoc notices (通知) to a secretary's subtree, with read receipts and reminders of the unread."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, Integer, String, Text, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from config import _NUMBERS, _STRINGS
+from config import DEFAULTS, Settings
 from models.activity import local_text
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
@@ -58,13 +57,6 @@ def notice_source(notice_id: int) -> str:
 def _require_manager(viewer: Member) -> None:
     if viewer is None or not viewer.is_manager:
         raise Forbidden("只有书记或管理员可以发布和查看通知。")
-
-
-def _setting(settings: Mapping | None, name: str):
-    """A setting from the settings passed in, or its default in config.py."""
-    if settings and settings.get(name) not in (None, ""):
-        return settings[name]
-    return {**_STRINGS, **_NUMBERS}[name]
 
 
 def is_unbound(openid: str | None, miniapp_openid: str | None) -> bool:
@@ -221,7 +213,7 @@ def notice_receipt(session: Session, notice_id: int, viewer: Member) -> Receipt:
 
 
 def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: datetime | None = None,
-                  settings: Mapping | None = None) -> int:
+                  settings: Settings = DEFAULTS) -> int:
     """Send the notice again to those who have not read it (whatever became of the first sending:
     refused, failed, or 状态未知 after a call that got no answer), leaving out the author and the
     members bound to no WeChat; return how many; commit. At most once per NOTICE_REMIND_HOURS
@@ -242,7 +234,7 @@ def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: date
     reachable = [row.member_id for row in unread if not is_unbound(row.openid, row.miniapp_openid)]
     if not reachable:
         raise DomainError(f"通知 #{notice.id} 未读的 {len(unread)} 位成员都未绑定微信，无法再提醒。")
-    hours = float(_setting(settings, "NOTICE_REMIND_HOURS"))
+    hours = settings.notice_remind_hours
     where = [Notice.id == notice.id]
     if hours > 0:
         where.append(or_(Notice.reminded_at.is_(None), Notice.reminded_at <= now - timedelta(hours=hours)))
@@ -263,7 +255,7 @@ def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: date
     return len(reachable)
 
 
-def _too_soon(notice: Notice, hours: float, settings: Mapping | None) -> DomainError:
+def _too_soon(notice: Notice, hours: float, settings: Settings) -> DomainError:
     last = notice.reminded_at
     every = f"{hours:g}"
     return DomainError(

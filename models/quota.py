@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models.activity import VOLUNTEER, Activity, CheckIn, year_bounds
 from models.member import Member
 from models.org import Organization
@@ -30,15 +31,14 @@ class QuotaRow:
         return self.shortfall > 0
 
 
-def quotas_from_settings(settings: Mapping | None) -> dict[str, tuple[int, int]]:
+def quotas_from_settings(settings: Settings) -> dict[str, tuple[int, int]]:
     """{member kind: (organizational-life count, volunteer-service count)} for a year.
 
     QUOTA_ORG_LIFE / QUOTA_VOLUNTEER are 在职党员's; QUOTAS (JSON, e.g. {"直管党员": [12, 2]})
     sets other kinds.
     """
-    settings = settings or {}
-    quotas = {"在职党员": (int(settings.get("QUOTA_ORG_LIFE", 4)), int(settings.get("QUOTA_VOLUNTEER", 2)))}
-    extra = settings.get("QUOTAS") or ""
+    quotas = {"在职党员": (settings.quota_org_life, settings.quota_volunteer)}
+    extra = settings.quotas
     if extra:
         for kind, pair in json.loads(extra).items():
             quotas[kind] = (int(pair[0]), int(pair[1]))
@@ -46,7 +46,7 @@ def quotas_from_settings(settings: Mapping | None) -> dict[str, tuple[int, int]]
 
 
 def quota_report(session: Session, org: Organization, year: int, quotas: Mapping[str, tuple[int, int]],
-                 settings: Mapping | None = None) -> list[QuotaRow]:
+                 settings: Settings = DEFAULTS) -> list[QuotaRow]:
     """Each member of the subtree whose kind has a quota, with the year's counts; the most behind first."""
     start, end = year_bounds(year, settings)
     members = session.scalars(
@@ -98,7 +98,7 @@ def attendance_xlsx(session: Session, activity: Activity) -> bytes:
 
 
 def member_progress(session: Session, member: Member, year: int, quotas: Mapping[str, tuple[int, int]],
-                    settings: Mapping | None = None) -> QuotaRow | None:
+                    settings: Settings = DEFAULTS) -> QuotaRow | None:
     """One member's counts for the year against the quota of their kind (None: no quota applies)."""
     if member.kind not in quotas:
         return None

@@ -1,11 +1,11 @@
 """Activity reminders through the outbox: 24 hours and 1 hour before the start (settings), once each."""
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models.activity import (
     REGISTERED,
     Activity,
@@ -19,12 +19,10 @@ from models.member import Member
 from models.orglife import OrgLifeOccurrence
 from models.outbox import enqueue
 
-DEFAULT_LEADS = "24,1"  # hours before the start
 
-
-def reminder_leads(settings: Mapping | None) -> list[float]:
+def reminder_leads(settings: Settings) -> list[float]:
     """The reminder rounds in hours, largest first, from the ACTIVITY_REMINDER_HOURS setting."""
-    raw = str((settings or {}).get("ACTIVITY_REMINDER_HOURS") or DEFAULT_LEADS)
+    raw = settings.activity_reminder_hours
     return sorted({float(x) for x in raw.replace("，", ",").split(",") if x.strip()}, reverse=True)
 
 
@@ -50,7 +48,7 @@ def set_reminders(session: Session, member: Member, enabled: bool, now: datetime
     session.commit()
 
 
-def queue_activity_reminders(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+def queue_activity_reminders(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
     """Queue the reminders due at `now`; return how many outbox rows were added. Commits.
 
     Each round of each activity is queued once (the outbox is unique per source and recipient, and
@@ -94,7 +92,7 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Mapping 
     return queued
 
 
-def upcoming_reminders(session: Session, member: Member, now: datetime, settings: Mapping | None = None,
+def upcoming_reminders(session: Session, member: Member, now: datetime, settings: Settings = DEFAULTS,
                        days: int = 7) -> tuple[bool, list[tuple[Activity, list[datetime]]]]:
     """Whether the member's reminders are on, and the coming activities with their reminder times."""
     enabled = reminders_enabled(session, member.id)

@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -12,6 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models import authz
 from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import (
@@ -87,16 +88,6 @@ class RosterFileError(ValueError):
     """The file cannot be read as a roster at all (wrong type, no header …)."""
 
 
-def _limits(limits: Mapping | None) -> tuple[int, int]:
-    """ROSTER_MAX_ROWS and ROSTER_MAX_COLUMNS from the settings (config.py's defaults otherwise)."""
-    from config import _NUMBERS
-
-    def get(name: str) -> int:
-        if limits and limits.get(name) not in (None, ""):
-            return int(limits[name])
-        return int(_NUMBERS[name])
-
-    return get("ROSTER_MAX_ROWS"), get("ROSTER_MAX_COLUMNS")
 
 
 def _blank(values) -> bool:
@@ -150,13 +141,13 @@ def _trim(header) -> list:
     return cells
 
 
-def read_roster(data: bytes, filename: str, limits: Mapping | None = None) -> list[dict]:
+def read_roster(data: bytes, filename: str, settings: Settings = DEFAULTS) -> list[dict]:
     """Read the rows of an .xlsx or .csv roster into dicts keyed by the Chinese column names.
 
-    At most ROSTER_MAX_ROWS data rows and ROSTER_MAX_COLUMNS header columns (`limits`: the
+    At most ROSTER_MAX_ROWS data rows and ROSTER_MAX_COLUMNS header columns (from the
     settings); a file holding more is refused with the reason. Only the header's columns are read.
     """
-    max_rows, max_columns = _limits(limits)
+    max_rows, max_columns = settings.roster_max_rows, settings.roster_max_columns
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
         rows = _xlsx_rows(data, max_columns)

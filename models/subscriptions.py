@@ -76,7 +76,7 @@ class SubscribeOutcome:
 def template_ids(settings) -> dict[str, str]:
     """The subscribe template ids by kind, from the MINIAPP_TEMPLATE_<KIND> settings (kinds
     without one left out)."""
-    ids = {kind: str(settings.get(f"MINIAPP_TEMPLATE_{kind.upper()}") or "").strip() for kind in INBOX_KINDS}
+    ids = {kind: getattr(settings, f"miniapp_template_{kind}").strip() for kind in INBOX_KINDS}
     return {kind: template_id for kind, template_id in ids.items() if template_id}
 
 

@@ -4,18 +4,19 @@ the WeChat sign-in QR codes ahead of time.
 Thin adapters: open a session, call the domain, commit. Never imports app/ or handlers/.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wechatpy import WeChatClient
 
+from config import Settings
 from models.activity import Activity, qr_expire_seconds, remember_qr, scene_for
 from models.reminders import queue_activity_reminders
 
 
-def activity_reminders(session_factory: Callable[[], Session], now: datetime, settings: Mapping) -> int:
+def activity_reminders(session_factory: Callable[[], Session], now: datetime, settings: Settings) -> int:
     """Queue the activity reminders due at `now` (24 h and 1 h before, by default); return how many.
 
     Safe to rerun for the same `now`: each reminder round reaches each person once.

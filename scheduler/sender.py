@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +37,7 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from config import parse_template_fields
+from config import Settings
 from models import Member, WechatUser
 from models.base import now_utc
 from models.outbox import (
@@ -220,26 +220,22 @@ class _Outcome(Exception):
 class Sender:
     """Drains the outbox. Plain objects in: a session factory, a Redis client, the settings."""
 
-    def __init__(self, session_factory: Callable[[], Session], store: redis.Redis, config: Mapping, *,
+    def __init__(self, session_factory: Callable[[], Session], store: redis.Redis, settings: Settings, *,
                  workers: int | None = None, rate_limiter: RateLimiter | None = None,
                  name: str | None = None) -> None:
         self.session_factory = session_factory
         self.store = store
-        self.config = config
-        self.workers = int(workers or config.get("OUTBOX_WORKERS", 16))
-        self.batch = int(config.get("OUTBOX_BATCH", 100))
-        self.max_attempts = int(config.get("OUTBOX_MAX_ATTEMPTS", 5))
-        self.retry_base = float(config.get("OUTBOX_RETRY_BASE", 60))
-        self.lease = timedelta(seconds=float(config.get("OUTBOX_LEASE_SECONDS", 600)))
-        self.outage_pause = float(config["OUTBOX_OUTAGE_PAUSE"])
-        self.outage_give_up = float(config["OUTBOX_OUTAGE_GIVE_UP"])
-        # Template field mappings per setting name (empty: the built-in payload).
-        self.field_maps = {name: parse_template_fields(name, str(config.get(name) or ""))
-                           for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in KINDS
-                           for name in (f"{prefix}_{kind.upper()}_FIELDS",)}
-        self.quiet = config.get("QUIET_HOURS", "22:00-07:00")
-        self.tz = ZoneInfo(config.get("TIMEZONE", "Asia/Shanghai"))
-        self.limiter = rate_limiter or RateLimiter(store, float(config.get("SEND_RATE_LIMIT", 0)))
+        self.settings = settings
+        self.workers = int(workers or settings.outbox_workers)
+        self.batch = int(settings.outbox_batch)
+        self.max_attempts = int(settings.outbox_max_attempts)
+        self.retry_base = float(settings.outbox_retry_base)
+        self.lease = timedelta(seconds=float(settings.outbox_lease_seconds))
+        self.outage_pause = float(settings.outbox_outage_pause)
+        self.outage_give_up = float(settings.outbox_outage_give_up)
+        self.quiet = settings.quiet_hours
+        self.tz = settings.tz
+        self.limiter = rate_limiter or RateLimiter(store, float(settings.send_rate_limit))
         self.name = name or f"sender-{uuid.uuid4().hex[:8]}"
         self._local = threading.local()
         self._paused: dict[str, float] = {}  # channel → epoch seconds (45009), refreshed per batch
@@ -247,16 +243,16 @@ class Sender:
     # Clients (one per thread: each has its own HTTP connection pool) --------------------------
     def _oa(self) -> SharedTokenClient:
         if getattr(self._local, "oa", None) is None:
-            self._local.oa = official_account_client(self.config, self.store)
+            self._local.oa = official_account_client(self.settings, self.store)
         return self._local.oa
 
     def _mini(self) -> SharedTokenClient | None:
         if not hasattr(self._local, "mini"):
-            self._local.mini = miniapp_client(self.config, self.store)
+            self._local.mini = miniapp_client(self.settings, self.store)
         return self._local.mini
 
     def _template_id(self, prefix: str, kind: str) -> str:
-        return self.config.get(f"{prefix}_{kind.upper()}", "") if kind in KINDS else ""
+        return getattr(self.settings, f"{prefix}_{kind}".lower()) if kind in KINDS else ""
 
     # Draining -------------------------------------------------------------------------------
     def drain(self, now: datetime | None = None, *, stop: threading.Event | None = None) -> DrainStats:
@@ -429,7 +425,7 @@ class Sender:
             .order_by(OutboxMessage.id)
         ).all()
         grants = set()
-        if self.config.get("MINIAPP_APP_ID") and rows:
+        if self.settings.miniapp_app_id and rows:
             grants = set(session.execute(select(SubscribeGrant.member_id, SubscribeGrant.kind).where(
                 SubscribeGrant.member_id.in_({r.member_id for r in rows if r.member_id}),
                 SubscribeGrant.remaining > 0)).all())
@@ -641,7 +637,7 @@ class Sender:
         return until
 
     def _fields(self, prefix: str, kind: str):
-        return self.field_maps.get(f"{prefix}_{kind.upper()}_FIELDS") if kind in KINDS else None
+        return self.settings.template_field_maps.get(f"{prefix}_{kind.upper()}_FIELDS") if kind in KINDS else None
 
     def _send(self, channel: str, job: _Job, before_call: Callable[[], None]) -> dict | None:
         """Make one channel's call: everything that may fail without WeChat hearing of it first,
@@ -660,15 +656,15 @@ class Sender:
 
     def _link(self, job: _Job) -> tuple[str | None, dict | None]:
         """A mapped template message's link: a page under PUBLIC_BASE_URL, a mini-program page."""
-        base = str(self.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
-        path = self.config["MESSAGE_LINK_PATH"]
+        base = str(self.settings.public_base_url or "").rstrip("/")
+        path = self.settings.message_link_path
         url = base + path.format(id=job.id) if base and path else None
-        appid = self.config.get("MINIAPP_APP_ID")
+        appid = self.settings.miniapp_app_id
         mini = {"appid": appid, "pagepath": self._page(job)} if appid else None
         return url, mini
 
     def _page(self, job: _Job) -> str:
-        return self.config["MINIAPP_MESSAGE_PAGE"].format(id=job.id)
+        return self.settings.miniapp_message_page.format(id=job.id)
 
     def _send_template(self, job: _Job, title: str, before_call: Callable[[], None]) -> dict:
         client = self._oa()

@@ -7,10 +7,9 @@ Plain objects in (a session factory, a Redis client, the settings); the Flask wi
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,6 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session
 
+from config import Settings
 from models.base import now_utc
 from models.birthdays import send_birthday_greetings
 from models.handled import purge_handled
@@ -51,17 +51,17 @@ class DueReport:
 
 
 class SchedulerService:
-    def __init__(self, session_factory: Callable[[], Session], store: redis.Redis, config: Mapping, *,
+    def __init__(self, session_factory: Callable[[], Session], store: redis.Redis, settings: Settings, *,
                  name: str | None = None, sender: Sender | None = None) -> None:
         self.session_factory = session_factory
         self.store = store
-        self.config = config
+        self.settings = settings
         self.name = name or f"scheduler-{uuid.uuid4().hex[:8]}"
-        self.tz = ZoneInfo(config.get("TIMEZONE", "Asia/Shanghai"))
-        self.grace = timedelta(hours=float(config.get("SCHEDULER_GRACE_HOURS", 6)))
-        self.ttl = float(config.get("SCHEDULER_LEADER_TTL", 30))
+        self.tz = settings.tz
+        self.grace = timedelta(hours=float(settings.scheduler_grace_hours))
+        self.ttl = float(settings.scheduler_leader_ttl)
         self.lock = RedisLock(store, LEADER_KEY, self.ttl, owner=self.name)
-        self.sender = sender or Sender(session_factory, store, config, name=f"{self.name}-sender")
+        self.sender = sender or Sender(session_factory, store, settings, name=f"{self.name}-sender")
         self.jobs = self.build_jobs()
         self.is_leader = False
         self._scheduler: BackgroundScheduler | None = None
@@ -72,8 +72,8 @@ class SchedulerService:
 
     # The jobs ---------------------------------------------------------------------------------
     def build_jobs(self) -> list[Job]:
-        cfg = self.config
-        birthday_h, birthday_m = cfg.get("BIRTHDAY_TIME", "09:00").split(":")
+        cfg = self.settings
+        birthday_h, birthday_m = cfg.birthday_time.split(":")
         return [
             # Every quarter of an hour: the notices and reminders whose time has come.
             Job("orglife", CronTrigger(minute="*/15", timezone=self.tz), self._orglife),
@@ -89,36 +89,36 @@ class SchedulerService:
             # Hourly: forget the handled-message keys older than a day (WeChat retries within seconds).
             Job("handled_messages", CronTrigger(minute=50, timezone=self.tz), self._purge_handled),
             # The outbox, last: what the jobs above queued goes out in the same run.
-            Job("outbox", IntervalTrigger(seconds=int(cfg.get("SCHEDULER_DRAIN_INTERVAL", 30)),
+            Job("outbox", IntervalTrigger(seconds=int(cfg.scheduler_drain_interval),
                                           timezone=self.tz), self._drain, catch_up=False),
         ]
 
     def _orglife(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
             run = send_due_orglife(
-                session, now, tz=self.tz, notice_time=self.config.get("ORGLIFE_NOTICE_TIME", "09:00"),
-                reminder_hours=float(self.config.get("ORGLIFE_REMINDER_HOURS", 2)))
+                session, now, tz=self.tz, notice_time=self.settings.orglife_notice_time,
+                reminder_hours=float(self.settings.orglife_reminder_hours))
         return f"{run.notices} notices, {run.reminders} reminders queued"
 
     def _birthdays(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
             run = send_birthday_greetings(session, at.astimezone(self.tz).date(),
-                                          date_field=self.config.get("BIRTHDAY_DATE_FIELD", "join_date"))
+                                          date_field=self.settings.birthday_date_field)
         return f"{run.greeted} greetings queued"
 
     def _wishes(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
-            reminded = remind_wish_deadlines(session, now, self.config)
-            released = release_overdue_wishes(session, now, self.config)
+            reminded = remind_wish_deadlines(session, now, self.settings)
+            released = release_overdue_wishes(session, now)
         return f"{reminded} deadline reminders, {released} claims released"
 
     def _activity_reminders(self, now: datetime, at: datetime) -> str:
-        return f"{activity_reminders(self.session_factory, now, self.config)} reminders queued"
+        return f"{activity_reminders(self.session_factory, now, self.settings)} reminders queued"
 
     def _activity_qr_codes(self, now: datetime, at: datetime) -> str:
-        if not self.config.get("WECHAT_APP_SECRET"):
+        if not self.settings.wechat_app_secret:
             return "skipped: WECHAT_APP_SECRET is not set (sign-in pages show the code instead)"
-        client = official_account_client(self.config, self.store)
+        client = official_account_client(self.settings, self.store)
         return f"{prepare_sign_in_qr_codes(self.session_factory, client, now)} QR codes made"
 
     def _purge_handled(self, now: datetime, at: datetime) -> str:

@@ -15,6 +15,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
+from config import Settings
 from scheduler.locks import RedisLock
 
 log = logging.getLogger(__name__)
@@ -111,21 +112,21 @@ def _token_of(exc: WeChatClientException) -> str | None:
     return parse_qs(urlsplit(request.url).query).get("access_token", [None])[0]
 
 
-def official_account_client(config: Mapping, store: redis.Redis) -> SharedTokenClient:
+def official_account_client(settings: Settings, store: redis.Redis) -> SharedTokenClient:
     """Return a client of the Official Account whose access_token is shared through Redis."""
-    client = SharedTokenClient(config["WECHAT_APP_ID"], config["WECHAT_APP_SECRET"], store=store,
-                               timeout=config["WECHAT_HTTP_TIMEOUT"])
-    route_to_base(client._http, config["WECHAT_API_BASE"])
+    client = SharedTokenClient(settings.wechat_app_id, settings.wechat_app_secret, store=store,
+                               timeout=settings.wechat_http_timeout)
+    route_to_base(client._http, settings.wechat_api_base)
     return client
 
 
-def miniapp_client(config: Mapping, store: redis.Redis) -> SharedTokenClient | None:
+def miniapp_client(settings: Settings, store: redis.Redis) -> SharedTokenClient | None:
     """Return a client of the mini-program (its own token), or None when it is not configured."""
-    if not config.get("MINIAPP_APP_ID") or not config.get("MINIAPP_APP_SECRET"):
+    if not settings.miniapp_app_id or not settings.miniapp_app_secret:
         return None
-    client = SharedTokenClient(config["MINIAPP_APP_ID"], config["MINIAPP_APP_SECRET"], store=store,
-                               timeout=config["WECHAT_HTTP_TIMEOUT"])
-    route_to_base(client._http, config["WECHAT_API_BASE"])
+    client = SharedTokenClient(settings.miniapp_app_id, settings.miniapp_app_secret, store=store,
+                               timeout=settings.wechat_http_timeout)
+    route_to_base(client._http, settings.wechat_api_base)
     return client
 
 

@@ -4,21 +4,20 @@ Each takes the session and the "now" to run for, so tests and operators can run 
 a rerun for the same now sends nothing twice (the outbox's unique source keys).
 """
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models.wishes import release_overdue_claims, remind_due_claims
 
 
-def remind_wish_deadlines(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+def remind_wish_deadlines(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
     """Remind claimers whose fulfil-by date is near; return how many reminders were queued."""
-    days = int((settings or {}).get("WISH_REMIND_DAYS", 2))
-    return remind_due_claims(session, now, days_before=days)
+    return remind_due_claims(session, now, days_before=settings.wish_remind_days)
 
 
-def release_overdue_wishes(session: Session, now: datetime, settings: Mapping | None = None) -> int:
+def release_overdue_wishes(session: Session, now: datetime) -> int:
     """Release claims past their fulfil-by date; return how many were released."""
     return release_overdue_claims(session, now)
 

@@ -38,7 +38,7 @@ def make_sender(engine, store, settings):
     factory = sessionmaker(engine, expire_on_commit=False)
 
     def build(**overrides):
-        return Sender(factory, store, {**settings, **overrides})
+        return Sender(factory, store, settings.replace(**overrides))
 
     return build
 
@@ -49,7 +49,7 @@ def make_scheduler(engine, store, settings):
     made = []
 
     def build(name=None, **overrides):
-        service = SchedulerService(factory, store, {**settings, **overrides}, name=name)
+        service = SchedulerService(factory, store, settings.replace(**overrides), name=name)
         made.append(service)
         return service
 

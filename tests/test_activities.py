@@ -8,6 +8,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from config import DEFAULTS
 from handlers import Incoming, build_router
 from handlers.activities import parse_date
 from models import Activity, CheckIn, DomainError, Member, OutboxMessage, PointEntry, Registration, WechatUser
@@ -167,7 +168,7 @@ def test_distance_against_the_venue_radius(session, secretary, make_member):
     assert result.created and round(result.checkin.distance_m) == 56
     # A position reported hours ago proves nothing and is not used; unless the settings say so,
     # an unknown position is accepted.
-    strict = {"CHECKIN_REQUIRE_POSITION": 1}
+    strict = DEFAULTS.replace(CHECKIN_REQUIRE_POSITION=1)
     with pytest.raises(DomainError) as refused:
         check_in_by_code(session, session.get(Member, stale.id), activity.code, now=START, settings=strict)
     assert "提供位置信息" in str(refused.value)
@@ -292,7 +293,7 @@ def test_yearly_quota_report_puts_those_behind_first(session, secretary, make_me
     idle = make_member("落后", kind="在职党员")
     half = make_member("一半", kind="在职党员")
     make_member("直管", kind="直管党员")
-    quotas = quotas_from_settings({"QUOTA_ORG_LIFE": 2, "QUOTA_VOLUNTEER": 1})
+    quotas = quotas_from_settings(DEFAULTS.replace(QUOTA_ORG_LIFE=2, QUOTA_VOLUNTEER=1))
     meetings = [new_activity(session, secretary, title=f"会{i}", starts_at=START + timedelta(days=i),
                              audience="subtree") for i in range(2)]
     service = new_activity(session, secretary, kind="志愿服务", starts_at=START + timedelta(days=3))
@@ -307,7 +308,7 @@ def test_yearly_quota_report_puts_those_behind_first(session, secretary, make_me
         ("落后", 0, 0, True), ("一半", 1, 0, True), ("积极", 2, 1, False)]
     assert idle.id == rows[0].member.id
     assert [r.member.name for r in quota_report(session, org, 2026, quotas_from_settings(
-        {"QUOTAS": '{"直管党员": [1, 0]}'}))][:1] == ["落后"]
+        DEFAULTS.replace(QUOTAS='{"直管党员": [1, 0]}')))][:1] == ["落后"]
     sheet = load_workbook(io.BytesIO(quota_xlsx(rows, 2026))).active
     values = list(sheet.iter_rows(values_only=True))
     assert values[0][:4] == ("姓名", "类别", "所属组织", "组织生活次数")
@@ -354,7 +355,7 @@ def test_the_reminder_job_runs_for_a_given_now(engine, session, secretary, make_
     make_member("张三", openid="o-zhang")
     new_activity(session, secretary)
     factory = sessionmaker(engine)
-    settings = {"ACTIVITY_REMINDER_HOURS": "2"}
+    settings = DEFAULTS.replace(ACTIVITY_REMINDER_HOURS="2")
     assert activity_reminders(factory, START - timedelta(hours=3), settings) == 0
     assert activity_reminders(factory, START - timedelta(hours=2), settings) == 2
     assert activity_reminders(factory, START - timedelta(hours=1), settings) == 0
@@ -368,7 +369,7 @@ def test_quota_by_chatbot_and_my_progress(session, router, secretary, make_membe
     for i in range(2):
         a = new_activity(session, secretary, title=f"会{i}", starts_at=START + timedelta(hours=3 * i))
         check_in(session, a, session.get(Member, done.id), now=a.starts_at, method="code", code=a.code)
-    router_settings = {"QUOTA_ORG_LIFE": 2, "QUOTA_VOLUNTEER": 0}
+    router_settings = DEFAULTS.replace(QUOTA_ORG_LIFE=2, QUOTA_VOLUNTEER=0)
 
     def ask(openid, text):
         return router.dispatch(Incoming(openid=openid, msg_type="text", content=text), session, settings_now,

@@ -187,7 +187,7 @@ def test_release_return_and_withdraw(api_client, as_, call):
 
 
 def test_the_open_claims_limit(api_client, as_, call, api_app):
-    api_app.config["WISH_MAX_OPEN_CLAIMS"] = 1
+    api_app.extensions["settings"] = api_app.extensions["settings"].replace(WISH_MAX_OPEN_CLAIMS=1)
     posted(api_client, as_, title="一")
     posted(api_client, as_, title="二")
     call("wang", "claim", 1)
@@ -262,8 +262,8 @@ def test_grid_heads_come_from_the_roster(api_client, as_, people):
 
 # Photos ----------------------------------------------------------------------------------------------------
 def test_the_claimer_uploads_photos(api_client, as_, call, api_app, tmp_path):
-    api_app.config["WISH_PHOTO_DIR"] = str(tmp_path)
-    api_app.config["WISH_PHOTO_MAX_BYTES"] = 1000
+    api_app.extensions["settings"] = api_app.extensions["settings"].replace(WISH_PHOTO_DIR=str(tmp_path),
+                                                                            WISH_PHOTO_MAX_BYTES=1000)
     posted(api_client, as_)
     call("wang", "claim", 1)
 

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS
 from handlers import Incoming, build_router
 from models import Member, WechatUser, now_utc
 from models.member import bind_openid, mask_phone, normalize_phone
@@ -13,7 +14,7 @@ from models.member import bind_openid, mask_phone, normalize_phone
 def say(session, openid, text, now=None, **settings):
     return build_router().dispatch(Incoming(openid=openid, msg_type="text", content=text), session,
                                    now or now_utc(),
-                                   {"BIND_MAX_FAILURES": 5, "BIND_LOCKOUT_SECONDS": 3600, **settings})
+                                   DEFAULTS.replace(BIND_MAX_FAILURES=5, BIND_LOCKOUT_SECONDS=3600, **settings))
 
 
 def test_bind_needs_exactly_name_and_phone(session, make_member):

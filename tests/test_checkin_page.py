@@ -131,7 +131,7 @@ def test_qr_codes_are_made_ahead_by_the_scheduler(engine, app, wechat_api, make_
     secretary = make_member("书记甲", role="书记", openid="o-sec")
     activity = live_activity(engine, secretary.id)
     live_activity(engine, secretary.id, title="轮换", rotating=True)
-    api = official_account_client(app.config, app.extensions["redis"])
+    api = official_account_client(app.extensions["settings"], app.extensions["redis"])
     factory = sessionmaker(engine)
     assert prepare_sign_in_qr_codes(factory, api, now_utc()) == 1  # rotating codes are left to the page
     assert prepare_sign_in_qr_codes(factory, api, now_utc()) == 0

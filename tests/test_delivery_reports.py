@@ -99,7 +99,7 @@ def test_a_request_that_never_connected_is_retried(session, make_member, make_se
     enqueue(session, source="notice:5", kind="notice", title="通知", body="正文", member_id=member.id)
     session.commit()
     # The token is fetched from the fake server and shared in Redis; the send goes to a closed port.
-    good = official_account_client(make_sender().config, store)
+    good = official_account_client(make_sender().settings, store)
     assert good.access_token
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

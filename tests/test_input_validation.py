@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS
 from handlers import Incoming, build_router
 from models import Member, now_utc
 from models.activity import Activity
@@ -351,7 +352,7 @@ def test_api_roster_import_with_nul_is_a_row_error_on_both_databases(api_client,
 # The chatbot ---------------------------------------------------------------------------------------------
 def say(session, openid, text):
     return build_router().dispatch(Incoming(openid=openid, msg_type="text", content=text), session, now_utc(),
-                                   {"BIND_MAX_FAILURES": 5, "BIND_LOCKOUT_SECONDS": 3600})
+                                   DEFAULTS.replace(BIND_MAX_FAILURES=5, BIND_LOCKOUT_SECONDS=3600))
 
 
 CHAT_TEXTS = [

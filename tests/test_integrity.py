@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS
 from models import CheckIn, DomainError, Member, WechatUser
 from models.activity import NO_ACTIVITY, CheckInAttempt, check_in_by_code, create_activity
 from models.base import now_utc
@@ -166,7 +167,7 @@ def test_thirty_simultaneous_wrong_sign_in_codes_check_exactly_five(race_engine,
     def sign_in(i):
         with Session(race_engine) as s:
             check_in_by_code(s, s.get(Member, people["wang"].id), wrong, now=START, method="app",
-                             activity_id=activity.id, settings={"CHECKIN_MAX_FAILURES": 5})
+                             activity_id=activity.id, settings=DEFAULTS.replace(CHECKIN_MAX_FAILURES=5))
 
     results = _race(30, sign_in)
     assert results.count("bad_code") == 5 and results.count("locked") == 25, results

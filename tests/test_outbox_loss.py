@@ -89,8 +89,7 @@ def test_redis_stopped_mid_drain_and_started_again_loses_and_repeats_nothing(
         session, make_member, wechat_api, engine, settings, redis_process):
     members = people(session, make_member, 100, "o-redis")
     store = redis.Redis(port=redis_process.port, decode_responses=True, socket_timeout=0.5, socket_connect_timeout=0.5)
-    config = {**settings, "SEND_RATE_LIMIT": 20, "OUTBOX_WORKERS": 16, "QUIET_HOURS": "",
-              "OUTBOX_OUTAGE_PAUSE": 0.5}
+    config = settings.replace(SEND_RATE_LIMIT=20, OUTBOX_WORKERS=16, QUIET_HOURS="", OUTBOX_OUTAGE_PAUSE=0.5)
     sender = Sender(sessionmaker(engine, expire_on_commit=False), store, config)
     outcome = {}
     wechat_api.latency = 0.02

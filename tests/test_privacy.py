@@ -160,7 +160,7 @@ def test_the_one_writer_keeps_every_trigger_as_text():
 
 # Photos ----------------------------------------------------------------------------------------
 def test_photos_are_served_with_nosniff_and_their_real_type(api_client, as_, people, tmp_path, api_app):
-    api_app.config["WISH_PHOTO_DIR"] = str(tmp_path)
+    api_app.extensions["settings"] = api_app.extensions["settings"].replace(WISH_PHOTO_DIR=str(tmp_path))
     posted = api_client.post("/api/v1/wishes", json={"title": "修水龙头", "details": "漏水"}, headers=as_("sec"))
     wish = posted.get_json()["id"]
     assert api_client.post(f"/api/v1/wishes/{wish}/claim", json={}, headers=as_("wang")).status_code == 200

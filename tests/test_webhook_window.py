@@ -20,7 +20,7 @@ def test_a_text_message_opens_the_window_and_a_late_reply_goes_by_customer_servi
     enqueue(db.session, source="late-reply:x", kind="reply", body="迟到的回复", openid=openid)
     db.session.commit()
     sender = Sender(sessionmaker(db.engine, expire_on_commit=False), store,
-                    {**app.config, "SEND_RATE_LIMIT": 0, "QUIET_HOURS": ""})
+                    app.extensions["settings"].replace(SEND_RATE_LIMIT=0, QUIET_HOURS=""))
     assert sender.drain(now_utc()).sent == 1
     [call] = wechat_api.messages()
     assert call.path == "/cgi-bin/message/custom/send"
@@ -36,7 +36,7 @@ def test_a_follow_opens_a_one_minute_window_for_three_messages(app, wx, wechat_a
         enqueue(db.session, source=f"late-reply:f{n}", kind="reply", body=f"回复{n}", openid=openid)
     db.session.commit()
     sender = Sender(sessionmaker(db.engine, expire_on_commit=False), store,
-                    {**app.config, "SEND_RATE_LIMIT": 0, "QUIET_HOURS": ""})
+                    app.extensions["settings"].replace(SEND_RATE_LIMIT=0, QUIET_HOURS=""))
     stats = sender.drain(now_utc())
     assert (stats.sent, stats.failed) == (3, 1)
     assert len(wechat_api.messages()) == 3

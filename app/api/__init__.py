@@ -73,17 +73,18 @@ class Api(_Api):
 def init_app(app: Flask) -> None:
     """Bind the API, its docs and its rate limiter to `app`."""
     cfg = app.config
+    settings = app.extensions["settings"]
     cfg.setdefault("API_TITLE", "连心 Lianxin API")
     cfg.setdefault("API_VERSION", "v1")
     cfg.setdefault("OPENAPI_VERSION", "3.0.3")
     cfg.setdefault("OPENAPI_URL_PREFIX", PREFIX)
     cfg.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     cfg.setdefault("OPENAPI_SWAGGER_UI_PATH", "docs")
-    cfg.setdefault("OPENAPI_SWAGGER_UI_URL", cfg.get("API_DOCS_ASSETS_URL") or DOCS_ASSETS)
+    cfg.setdefault("OPENAPI_SWAGGER_UI_URL", settings.api_docs_assets_url or DOCS_ASSETS)
     app.register_blueprint(docs_assets)
-    cfg.setdefault("RATELIMIT_STORAGE_URI", cfg.get("REDIS_URL") or "memory://")
-    if cfg.get("REDIS_URL"):
-        timeout = cfg["REDIS_TIMEOUT"]
+    cfg.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url or "memory://")
+    if settings.redis_url:
+        timeout = settings.redis_timeout
         cfg.setdefault("RATELIMIT_STORAGE_OPTIONS",
                        {"socket_timeout": timeout, "socket_connect_timeout": timeout})
     cfg.setdefault("RATELIMIT_KEY_PREFIX", "lx:ratelimit")

@@ -8,7 +8,7 @@ are the chatbot's.
 
 from urllib.parse import quote
 
-from flask import Response, current_app, g
+from flask import Response, g
 from flask_smorest import Blueprint
 
 from app.api import PREFIX
@@ -35,7 +35,7 @@ from app.api.activity_schemas import (
 )
 from app.api.auth import current_member, login_required
 from app.api.docs import errors
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import now_utc
 from models.activity import (
     METHODS,
@@ -52,7 +52,6 @@ from models.activity import (
     get_managed_activity,
     hours_text,
     local_text,
-    local_zone,
     period_bounds,
     proxy_check_in_member,
     registration_text,
@@ -98,12 +97,8 @@ def _member():
     return member
 
 
-def _settings():
-    return current_app.config
-
-
 def _year(args) -> int:
-    return args["year"] or now_utc().astimezone(local_zone(_settings())).year
+    return args["year"] or now_utc().astimezone(current_settings().tz).year
 
 
 # Members ---------------------------------------------------------------------------------------
@@ -177,7 +172,7 @@ def checkin(args, activity_id):
     """
     position = (args["latitude"], args["longitude"]) if args["latitude"] is not None else None
     result = check_in_by_code(db.session, _member(), args["code"], now=now_utc(), method="app",
-                              activity_id=activity_id, position=position, settings=_settings())
+                              activity_id=activity_id, position=position, settings=current_settings())
     activity = result.activity
     return _checkin_result(result, f"签到成功！{activity.number}「{activity.title}」，"
                                    f"当前已签到：{result.count}人")
@@ -191,7 +186,7 @@ def checkin(args, activity_id):
 def checkout(activity_id):
     """志愿服务签退：记录服务时长（不超过活动时长），积分只记一次。"""
     activity = get_activity(db.session, activity_id)
-    done = check_out(db.session, activity, _member(), now=now_utc(), settings=_settings())
+    done = check_out(db.session, activity, _member(), now=now_utc(), settings=current_settings())
     message = f"签退成功！服务时长：{hours_text(done.service_minutes)}"
     if activity.points:
         message += f"，获得积分：{activity.points}分"
@@ -208,7 +203,7 @@ def checkout(activity_id):
 def my_quota(args):
     """我本年度（或指定年份）的组织生活、志愿服务完成情况。"""
     year = _year(args)
-    row = member_progress(db.session, _member(), year, quotas_from_settings(_settings()), _settings())
+    row = member_progress(db.session, _member(), year, quotas_from_settings(current_settings()), current_settings())
     return {"year": year, "applies": row is not None, "progress": row}
 
 
@@ -235,7 +230,7 @@ def create(args):
         ends_at=args["end"], place=args["place"], org=_org(args["org"]), audience=args["audience"],
         capacity=args["capacity"], registration=args["registration"], points=args["points"],
         rotating=args["rotating"], latitude=args["latitude"], longitude=args["longitude"],
-        radius_m=args["radius"], now=now_utc(), settings=_settings(),
+        radius_m=args["radius"], now=now_utc(), settings=current_settings(),
     )
     rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
     return {"activity": activity, "number": activity.number, "code": activity.code,
@@ -296,10 +291,10 @@ def proxy_checkin(args, activity_id):
     """代签：为没有智能手机的成员签到，记录为代签。"""
     activity = get_managed_activity(db.session, activity_id, _member())
     result = proxy_check_in_member(db.session, activity, g.api_member, args["member_id"], now=now_utc(),
-                                   settings=_settings())
+                                   settings=current_settings())
     checkin = result.checkin
     return _checkin_result(result, f"已为「{checkin.member.name}」代签活动 {activity.number}"
-                                   f"（{local_text(checkin.checked_in_at, _settings())}，记录为代签）。"
+                                   f"（{local_text(checkin.checked_in_at, current_settings())}，记录为代签）。"
                                    f"当前已签到：{result.count}人")
 
 
@@ -313,7 +308,7 @@ def quota(args):
     """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前（分页）。"""
     org = report_org(db.session, _member(), args["org"])
     year = _year(args)
-    rows = quota_report(db.session, org, year, quotas_from_settings(_settings()), _settings())
+    rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
     page, per_page = args["page"], args["per_page"]
     listing = Page(rows[(page - 1) * per_page:page * per_page], len(rows), page, per_page)
     return {"year": year, "behind": sum(1 for r in rows if r.behind), "items": listing.items,
@@ -329,7 +324,7 @@ def quota_export(args):
     """导出年度完成情况（.xlsx，未达标者在前）。"""
     org = report_org(db.session, _member(), args["org"])
     year = _year(args)
-    rows = quota_report(db.session, org, year, quotas_from_settings(_settings()), _settings())
+    rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
     return _xlsx(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
 
 
@@ -341,7 +336,7 @@ def quota_export(args):
 def period_export(args):
     """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
     org = report_org(db.session, _member(), args["org"])
-    start, end = period_bounds(args["from_"], args["to"], _settings())
+    start, end = period_bounds(args["from_"], args["to"], current_settings())
     rows = period_attendance(db.session, org, start, end)
     return _xlsx(period_attendance_xlsx(rows), "attendance.xlsx",
                  f"活动出勤汇总-{args['from_']:%Y%m%d}-{args['to']:%Y%m%d}.xlsx")

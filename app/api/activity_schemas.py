@@ -4,10 +4,11 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import request
 from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
 
 from app.api.schemas import LocalDateTime, text
+from app.extensions import current_settings
 from models.activity import AUDIENCES, KINDS, METHODS, REGISTERED, WAITING
 
 MAX_ID = 2**31 - 1
@@ -20,7 +21,7 @@ class AwareDateTime(fields.DateTime):
     def _deserialize(self, value, attr, data, **kwargs):
         moment = super()._deserialize(value, attr, data, **kwargs)
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo(current_app.config["TIMEZONE"]))
+            moment = moment.replace(tzinfo=ZoneInfo(current_settings().timezone))
         try:
             moment = moment.astimezone(UTC)
         except (OverflowError, ValueError):
@@ -32,14 +33,14 @@ class AwareDateTime(fields.DateTime):
 
 def page_url(activity) -> str:
     """The meeting-room page of an activity, on PUBLIC_BASE_URL (else this server's address)."""
-    base = str(current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    base = str(current_settings().public_base_url or request.host_url).rstrip("/")
     return f"{base}/checkin/{activity.token}"
 
 
 def local_iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat(timespec="seconds")
+    return moment.astimezone(ZoneInfo(current_settings().timezone)).isoformat(timespec="seconds")
 
 
 class _DropEmpty(ma.Schema):

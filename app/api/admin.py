@@ -2,7 +2,7 @@
 
 import functools
 
-from flask import Response, current_app, g, request
+from flask import Response, g, request
 from flask_smorest import Blueprint
 
 from app.api import PREFIX
@@ -19,7 +19,7 @@ from app.api.schemas import (
     MemberUpdateSchema,
     OrgNodeSchema,
 )
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import directory
 
 blp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin", description="成员管理（书记、管理员）")
@@ -72,7 +72,7 @@ def limit_upload(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        request.max_content_length = int(current_app.config["API_MAX_UPLOAD"]) + 64 * 1024  # + form overhead
+        request.max_content_length = int(current_settings().api_max_upload) + 64 * 1024  # + form overhead
         return view(*args, **kwargs)
 
     return wrapper
@@ -90,12 +90,12 @@ def import_members(query, files):
     """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
     `create_orgs=1` 在名称与已有组织或网格只差一两个字时仍然新建。"""
     upload = files["file"]
-    data = upload.read(int(current_app.config["API_MAX_UPLOAD"]) + 1)
-    if len(data) > current_app.config["API_MAX_UPLOAD"]:
+    data = upload.read(int(current_settings().api_max_upload) + 1)
+    if len(data) > current_settings().api_max_upload:
         raise ApiError(413, "too_large", "文件过大。")
     return directory.import_roster(db.session, _actor(), data, upload.filename or "",
                                    dry_run=query["dry_run"], create_orgs=query["create_orgs"],
-                                   limits=current_app.config)
+                                   settings=current_settings())
 
 
 @blp.route("/members/export", methods=["GET"])

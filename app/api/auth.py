@@ -16,7 +16,7 @@ import requests
 from flask import current_app, g, request
 
 from app.api.errors import ApiError
-from app.extensions import db, get_redis
+from app.extensions import current_settings, db, get_redis
 from models.member import Member, member_for_miniapp_openid
 from scheduler.wechat_api import OFFICIAL_BASE, route_to_base
 
@@ -42,14 +42,14 @@ def _key(token: str) -> str:
 
 def code2session(code: str) -> dict:
     """Exchange a wx.login code for {"openid", "session_key", "unionid"?}, or raise ApiError."""
-    cfg = current_app.config
-    http = route_to_base(requests.Session(), cfg["WECHAT_API_BASE"])
+    cfg = current_settings()
+    http = route_to_base(requests.Session(), cfg.wechat_api_base)
     try:
         answer = http.get(
             OFFICIAL_BASE + "/sns/jscode2session",
-            params={"appid": cfg["MINIAPP_APP_ID"], "secret": cfg["MINIAPP_APP_SECRET"],
+            params={"appid": cfg.miniapp_app_id, "secret": cfg.miniapp_app_secret,
                     "js_code": code, "grant_type": "authorization_code"},
-            timeout=cfg["WECHAT_HTTP_TIMEOUT"],
+            timeout=cfg.wechat_http_timeout,
         )
         answer.raise_for_status()
         data = answer.json()
@@ -81,7 +81,7 @@ def issue_token(openid: str, unionid: str | None, session_key: str) -> str:
     store = get_redis(current_app)
     with store.pipeline() as pipe:
         pipe.hset(key, mapping=fields)
-        pipe.expire(key, int(current_app.config["API_TOKEN_TTL"]))
+        pipe.expire(key, int(current_settings().api_token_ttl))
         pipe.execute()
     return token
 
@@ -100,7 +100,7 @@ def load_session(token: str) -> ApiSession | None:
     store = get_redis(current_app)
     with store.pipeline() as pipe:
         pipe.hmget(key, "openid", "unionid")
-        pipe.expire(key, int(current_app.config["API_TOKEN_TTL"]))
+        pipe.expire(key, int(current_settings().api_token_ttl))
         (openid, unionid), _ = pipe.execute()
     if not openid:
         return None

@@ -2,14 +2,14 @@
 
 from datetime import timedelta
 
-from flask import current_app, g
+from flask import g
 from flask_smorest import Blueprint
 
 from app.api import PREFIX, limiter
 from app.api.auth import current_member, login_required, token_rate_key
 from app.api.docs import errors
 from app.api.schemas import BindSchema, MeSchema
-from app.extensions import db
+from app.extensions import current_settings, db
 from models.member import bind_openid, unbind_miniapp
 
 blp = Blueprint("me", __name__, url_prefix=f"{PREFIX}/me", description="我的身份")
@@ -33,8 +33,8 @@ def me():
 
 
 @blp.route("/bind", methods=["POST"])
-@limiter.limit(lambda: current_app.config["API_BIND_RATE_LIMIT"])
-@limiter.limit(lambda: current_app.config["API_BIND_RATE_LIMIT_PER_TOKEN"], key_func=token_rate_key)
+@limiter.limit(lambda: current_settings().api_bind_rate_limit)
+@limiter.limit(lambda: current_settings().api_bind_rate_limit_per_token, key_func=token_rate_key)
 @login_required
 @blp.arguments(BindSchema)
 @blp.response(200, MeSchema)
@@ -42,12 +42,12 @@ def me():
 @blp.doc(operationId="bindMe", responses=errors(400, 401, 422, 429))
 def bind(args):
     """用姓名和手机号绑定身份（与公众号「绑定」规则相同，失败过多会被暂时锁定）。"""
-    cfg = current_app.config
+    cfg = current_settings()
     session = g.api_session
     bind_openid(
         db.session, session.openid, args["name"], args["phone"],
-        max_failures=int(cfg["BIND_MAX_FAILURES"]),
-        lockout=timedelta(seconds=int(cfg["BIND_LOCKOUT_SECONDS"])),
+        max_failures=int(cfg.bind_max_failures),
+        lockout=timedelta(seconds=int(cfg.bind_lockout_seconds)),
         column="miniapp_openid", unionid=session.unionid,
     )
     g.pop("api_member", None)

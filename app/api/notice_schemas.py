@@ -1,15 +1,13 @@
 """Request and response schemas of the notices, inbox, org-life rules and subscription endpoints."""
 
 import marshmallow as ma
-from flask import current_app
 from marshmallow import fields, validate
 
 from app.api.activity_schemas import AwareDateTime
 from app.api.schemas import LocalDateTime, OrgRefSchema, text
 from app.api.wish_schemas import _Query
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import now_utc
-from models.activity import local_zone
 from models.member import KINDS
 from models.orglife import next_start
 from models.outbox import INBOX_KINDS
@@ -129,7 +127,7 @@ class InboxPageSchema(ma.Schema):
 
 # Org-life rules ------------------------------------------------------------------------------------
 def _next_start(rule) -> str | None:
-    tz = local_zone(current_app.config)
+    tz = current_settings().tz
     moment = next_start(db.session, rule, now_utc(), tz)
     return moment.astimezone(tz).isoformat(timespec="seconds") if moment else None
 
@@ -172,7 +170,7 @@ class OccurrenceSchema(ma.Schema):
     moved = fields.Boolean(required=True)
     message = fields.Function(
         lambda o: f"已将「{o.rule.title}」{o.period} 的安排改到 "
-                  f"{o.starts_at.astimezone(local_zone(current_app.config)):%Y-%m-%d %H:%M}。",
+                  f"{o.starts_at.astimezone(current_settings().tz):%Y-%m-%d %H:%M}。",
         required=True, metadata={"type": "string"})
 
 

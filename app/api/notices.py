@@ -4,7 +4,6 @@ Each view validates, calls the one function of models/ the chatbot calls (handle
 and serializes: the rules and their Chinese messages are the chatbot's.
 """
 
-from flask import current_app
 from flask_smorest import Blueprint
 
 from app.api import PREFIX
@@ -32,9 +31,8 @@ from app.api.notice_schemas import (
     SubscriptionSchema,
 )
 from app.api.schemas import MessageSchema
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import now_utc
-from models.activity import local_zone
 from models.notices import notice_receipt, notices_page, publish_notice, remind_unread
 from models.orglife import create_rule, delete_rule, list_rules, move_occurrence
 from models.outbox import inbox_page, open_message
@@ -89,7 +87,7 @@ def receipt(notice_id):
 @blp.doc(operationId="remindNotice", responses=errors(400, 401, 403, 404))
 def remind(notice_id):
     """再提醒：向尚未阅读的成员再次发送通知。"""
-    count = remind_unread(db.session, notice_id, _member(), now=now_utc(), settings=current_app.config)
+    count = remind_unread(db.session, notice_id, _member(), now=now_utc(), settings=current_settings())
     return {"id": notice_id, "reminded": count, "message": f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"}
 
 
@@ -127,11 +125,11 @@ def subscribe(args):
     """记录 wx.requestSubscribeMessage 的结果（原样提交）：每个「accept」可发送一条，拒绝也会记下。"""
     member = _member()
     if "template" in args:  # the older body: {"template": kind, "count": n}
-        outcome = record_consents(db.session, member.id, args["template"], args["count"], current_app.config)
+        outcome = record_consents(db.session, member.id, args["template"], args["count"], current_settings())
         return {"template": args["template"], "remaining": outcome.items[0].remaining, "items": outcome.items,
                 "unknown_templates": [], "message": outcome.message}
     args.pop("count", None)
-    outcome = record_subscribe_answer(db.session, member.id, args, current_app.config, now=now_utc())
+    outcome = record_subscribe_answer(db.session, member.id, args, current_settings(), now=now_utc())
     return {"items": outcome.items, "unknown_templates": outcome.unknown, "message": outcome.message}
 
 
@@ -142,7 +140,7 @@ def subscribe(args):
 @blp.doc(operationId="listMySubscriptions", responses=errors(401, 403))
 def subscriptions():
     """我的订阅消息：各类别的模板 id、可用次数，以及最近一次未同意的原因。"""
-    return {"items": subscription_states(db.session, _member().id, current_app.config)}
+    return {"items": subscription_states(db.session, _member().id, current_settings())}
 
 
 # Org-life rules (secretaries, admins) -----------------------------------------------------------
@@ -166,7 +164,7 @@ def add_rule(args):
     """设置组织生活规则，如「每月第一个周五 15:00 主题党日」「每季度首月10日 14:00 支部党员大会」。"""
     notice_days = args["notice_days"]
     if notice_days is None:
-        notice_days = int(current_app.config.get("ORGLIFE_NOTICE_DAYS", 3))
+        notice_days = int(current_settings().orglife_notice_days)
     return create_rule(db.session, _member(), args["rule"], notice_days=notice_days, org_id=args["org_id"])
 
 
@@ -190,4 +188,4 @@ def remove_rule(rule_id):
 def move(args, rule_id):
     """改期：把新时间所在月份（或季度）的那一次组织生活改到新时间；已通知的会告知党员。"""
     return move_occurrence(db.session, rule_id, _member(), args["starts_at"], now=now_utc(),
-                           tz=local_zone(current_app.config))
+                           tz=current_settings().tz)

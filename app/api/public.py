@@ -1,11 +1,11 @@
 """GET /api/v1/config: what a mini-program front end needs to know without logging in."""
 
 import marshmallow as ma
-from flask import current_app
 from flask_smorest import Blueprint
 from marshmallow import fields
 
 from app.api import PREFIX
+from app.extensions import current_settings
 from models.outbox import INBOX_KINDS
 from models.subscriptions import KIND_NAMES, template_ids
 
@@ -29,6 +29,6 @@ class PublicConfigSchema(ma.Schema):
 @blp.doc(security=[], operationId="getPublicConfig")
 def public_config():
     """公开配置（无需登录）：订阅消息的模板 id 按类别列出，前端不必写死。"""
-    templates = template_ids(current_app.config)
+    templates = template_ids(current_settings())
     return {"subscribe_templates": templates, "subscribe_template_ids": list(templates.values()),
             "kinds": {kind: KIND_NAMES[kind] for kind in INBOX_KINDS}}

@@ -4,9 +4,10 @@ import re
 from zoneinfo import ZoneInfo
 
 import marshmallow as ma
-from flask import current_app, g
+from flask import g
 from marshmallow import ValidationError, fields, pre_load, validate
 
+from app.extensions import current_settings
 from models import authz
 from models.member import KINDS, ROLES
 from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, SAFE_PATTERN, bad_character, describe_character
@@ -39,7 +40,7 @@ class LocalDateTime(fields.DateTime):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).isoformat(timespec="seconds")
+        return value.astimezone(ZoneInfo(current_settings().timezone)).isoformat(timespec="seconds")
 
 
 class ErrorSchema(ma.Schema):

@@ -1,6 +1,6 @@
 """POST /auth/login and /auth/logout: mini-program sessions."""
 
-from flask import current_app, g
+from flask import g
 from flask_smorest import Blueprint
 from marshmallow import fields
 from webargs.flaskparser import FlaskParser
@@ -9,7 +9,7 @@ from app.api import PREFIX, limiter
 from app.api.auth import code2session, issue_token, login_required, revoke
 from app.api.docs import errors
 from app.api.schemas import LoginResultSchema, LoginSchema, MessageSchema
-from app.extensions import db
+from app.extensions import current_settings, db
 from models.member import login_miniapp
 
 
@@ -46,7 +46,7 @@ class LoginRequestSchema(LoginSchema):
 
 
 @blp.route("/login", methods=["POST"])
-@limiter.limit(lambda: current_app.config["API_LOGIN_RATE_LIMIT"])
+@limiter.limit(lambda: current_settings().api_login_rate_limit)
 @blp.arguments(LoginRequestSchema)
 @blp.response(200, LoginResultSchema)
 @blp.doc(security=[], requestBody={"content": {"application/x-www-form-urlencoded": {
@@ -62,7 +62,7 @@ def login(args):
     member = login_miniapp(db.session, info["openid"], info.get("unionid"))
     g.api_member = member
     token = issue_token(info["openid"], info.get("unionid"), info.get("session_key", ""))
-    return {"token": token, "expires_in": int(current_app.config["API_TOKEN_TTL"]), "member": member}
+    return {"token": token, "expires_in": int(current_settings().api_token_ttl), "member": member}
 
 
 @blp.route("/logout", methods=["POST"])

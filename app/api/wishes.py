@@ -35,7 +35,7 @@ from app.api.wish_schemas import (
     WishPageSchema,
     WishQuerySchema,
 )
-from app.extensions import db
+from app.extensions import current_settings, db
 from models import points, wishes
 from models.base import Forbidden
 
@@ -64,10 +64,6 @@ def _member():
     return member
 
 
-def _setting(name: str) -> int:
-    return int(current_app.config[name])
-
-
 # Wishes ------------------------------------------------------------------------------------------
 @blp.route("/wishes", methods=["GET"])
 @login_required
@@ -92,8 +88,8 @@ def list_wishes(args):
 @blp.doc(operationId="createWish", responses=errors(400, 401, 403, 404, 422))
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
-    return wishes.create_wish(db.session, _member(), default_points=_setting("WISH_DEFAULT_POINTS"),
-                              max_points=_setting("WISH_MAX_POINTS"), **args)
+    return wishes.create_wish(db.session, _member(), default_points=current_settings().wish_default_points,
+                              max_points=current_settings().wish_max_points, **args)
 
 
 @blp.route("/wishes/<int:wish_id>", methods=["GET"])
@@ -134,8 +130,8 @@ def reject(args, wish_id):
 @blp.doc(operationId="claimWish", responses=errors(400, 401, 403, 404, 409))
 def claim(wish_id):
     """认领心愿：每个心愿只有一位认领人；每人同时最多认领若干个。"""
-    return wishes.claim_wish(db.session, _member(), wish_id, max_open=_setting("WISH_MAX_OPEN_CLAIMS"),
-                             fulfil_days=_setting("WISH_FULFIL_DAYS"))
+    return wishes.claim_wish(db.session, _member(), wish_id, max_open=current_settings().wish_max_open_claims,
+                             fulfil_days=current_settings().wish_fulfil_days)
 
 
 @blp.route("/wishes/<int:wish_id>/release", methods=["POST"])
@@ -197,14 +193,14 @@ def _limit_photo(view):
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        request.max_content_length = _setting("WISH_PHOTO_MAX_BYTES") + 64 * 1024  # + form overhead
+        request.max_content_length = current_settings().wish_photo_max_bytes + 64 * 1024  # + form overhead
         return view(*args, **kwargs)
 
     return wrapper
 
 
 def _photo_dir() -> str:
-    return current_app.config.get("WISH_PHOTO_DIR") or os.path.join(current_app.instance_path, "wish_photos")
+    return current_settings().wish_photo_dir or os.path.join(current_app.instance_path, "wish_photos")
 
 
 @blp.route("/wishes/<int:wish_id>/photos", methods=["POST"])
@@ -217,7 +213,7 @@ def _photo_dir() -> str:
 def upload_photo(files, wish_id):
     """上传完成凭证照片（认领人；JPEG、PNG 或 GIF，按内容识别，大小有上限）。"""
     member = _member()
-    limit = _setting("WISH_PHOTO_MAX_BYTES")
+    limit = current_settings().wish_photo_max_bytes
     data = files["file"].read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "too_large", f"照片不能超过 {limit // (1024 * 1024) or 1} MB。")
