@@ -14,13 +14,12 @@ from flask import Blueprint, abort, current_app, jsonify, render_template_string
 from qrcode.image.svg import SvgPathImage
 
 from app.extensions import current_settings, db
-from models import now_utc
+from models import clock, now_utc
 from models.activity import (
     activity_by_token,
     checked_in_count,
     current_code,
     expected_count,
-    local_text,
     scene_for,
 )
 
@@ -124,7 +123,8 @@ def _private(response):
 @bp.get("/checkin/<token>")
 def page(token: str):
     activity = _activity(token)
-    when = f"{local_text(activity.starts_at)}-{local_text(activity.ends_at, with_date=False)}"
+    tz = current_settings().tz
+    when = f"{clock.day_time(activity.starts_at, tz)}-{clock.clock_time(activity.ends_at, tz)}"
     html = render_template_string(
         PAGE, a=activity, when=when, status=_status(activity),
         status_url=f"/checkin/{token}/status", poll=current_settings().checkin_page_poll_seconds,

@@ -5,6 +5,7 @@ from datetime import timedelta
 from handlers.activities import my_progress_line
 from handlers.paging import REPLY_MAX_BYTES, Section, clip, page_reply, short, with_page
 from handlers.router import Context, Incoming, Router
+from models import clock
 from models.authz import visible_phone
 from models.base import DomainError, Forbidden
 from models.bindings import AmbiguousMember, release_binding
@@ -166,7 +167,7 @@ def register(router: Router) -> None:
         field = field if field in SINCE else "join_date"
         birthday = getattr(m, field)
         if birthday:
-            lines.append(f"政治生日：{birthday.month}月{birthday.day}日（{birthday.year}年{SINCE[field]}）")
+            lines.append(f"政治生日：{clock.month_day(birthday)}（{birthday.year}年{SINCE[field]}）")
         lines.append(f"积分：{balance(ctx.session, m.id)}")
         progress = my_progress_line(ctx)
         if progress:

@@ -5,7 +5,7 @@ from datetime import date, datetime, time, timedelta
 
 from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
 from handlers.router import Context, Incoming, Router
-from models import DomainError
+from models import DomainError, clock
 from models.activity import (
     AUDIENCES,
     KINDS,
@@ -23,7 +23,6 @@ from models.activity import (
     get_managed_activity,
     get_visible_activity,
     hours_text,
-    local_text,
     manages,
     proxy_check_in,
     registration_of,
@@ -42,7 +41,6 @@ from models.text import parse_number
 
 NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活动 主题党日 学习二十大精神 12月4日 15:00 社区会议室\n"
              f"类型：{'、'.join(KINDS)}；时间可写 15:00-17:00；地点后可加：名额30、报名、全体、开放、积分10、轮换码")
-_WEEKDAYS = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
 _RELATIVE = {"今天": 0, "明天": 1, "后天": 2}
 LIST_MAX = 100  # 活动 pages through at most this many upcoming activities
 
@@ -55,8 +53,8 @@ def parse_date(text: str, today: date) -> date:
     found = re.fullmatch(r"(下)?(?:周|星期|礼拜)([一二三四五六日天])", text)
     if found:
         if found[1]:  # 下周五: the Friday of next week
-            return today + timedelta(days=7 - today.weekday() + _WEEKDAYS[found[2]])
-        return today + timedelta(days=(_WEEKDAYS[found[2]] - today.weekday()) % 7)
+            return today + timedelta(days=7 - today.weekday() + clock.WEEKDAY_NUMBERS[found[2]])
+        return today + timedelta(days=(clock.WEEKDAY_NUMBERS[found[2]] - today.weekday()) % 7)
     found = re.fullmatch(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?", text)
     with_year = found is not None
     if found:
@@ -126,9 +124,9 @@ def page_link(activity: Activity, ctx: Context) -> str:
 
 def describe(activity: Activity, ctx: Context, *, full: bool = False) -> str:
     member = ctx.member
-    end = local_text(activity.ends_at, ctx.settings, with_date=False)
+    end = clock.clock_time(activity.ends_at, ctx.settings.tz)
     lines = [f"{activity.number} 【{activity.kind}】{activity.title}",
-             f"时间：{local_text(activity.starts_at, ctx.settings)}-{end}"]
+             f"时间：{clock.day_time(activity.starts_at, ctx.settings.tz)}-{end}"]
     if activity.place:
         lines.append(f"地点：{activity.place}")
     if not full:
@@ -159,7 +157,7 @@ def _number(ctx: Context) -> int:
 def _checkin_reply(result, ctx: Context) -> str:
     activity = result.activity
     lines = [f"签到成功！{activity.number}「{activity.title}」",
-             f"签到时间：{local_text(result.checkin.checked_in_at, ctx.settings)}",
+             f"签到时间：{clock.day_time(result.checkin.checked_in_at, ctx.settings.tz)}",
              f"当前已签到：{result.count}人"]
     if activity.is_volunteer:
         lines.append(f"服务结束时请发送「签退 {activity.number}」记录服务时长。")
@@ -217,7 +215,7 @@ def register_commands(router: Router) -> None:
                     needs_member=True, effect=True)
     def cancel(message: Incoming, ctx: Context) -> str:
         activity = get_activity(ctx.session, _number(ctx))
-        cancel_registration(ctx.session, activity, ctx.member, ctx.now)
+        cancel_registration(ctx.session, activity, ctx.member, ctx.now, ctx.settings)
         return f"已取消活动 {activity.number}「{activity.title}」的报名。"
 
     @router.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
@@ -244,7 +242,7 @@ def register_commands(router: Router) -> None:
         result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
                                 settings=ctx.settings)
         return (f"已为「{result.checkin.member.name}」代签活动 {activity.number}"
-                f"（{local_text(result.checkin.checked_in_at, ctx.settings)}，记录为代签）。"
+                f"（{clock.day_time(result.checkin.checked_in_at, ctx.settings.tz)}，记录为代签）。"
                 f"当前已签到：{result.count}人")
 
     @router.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
@@ -318,8 +316,8 @@ def register_commands(router: Router) -> None:
             return "您已关闭活动提醒。发送「提醒 开启」重新开启。"
         if not rows:
             return "近期没有需要提醒的活动。发送「提醒 关闭」可关闭活动提醒。"
-        lines = [f"{a.number}「{short(a.title, 30)}」{local_text(a.starts_at, ctx.settings)}，"
-                 f"提醒时间：{'、'.join(local_text(t, ctx.settings) for t in times)}" for a, times in rows]
+        lines = [f"{a.number}「{short(a.title, 30)}」{clock.day_time(a.starts_at, ctx.settings.tz)}，"
+                 f"提醒时间：{'、'.join(clock.day_time(t, ctx.settings.tz) for t in times)}" for a, times in rows]
         return page_reply("将提醒您的活动：", [Section(lines)], page_number(ctx.match["page"]), with_page("提醒"),
                           tail="发送「提醒 关闭」可关闭活动提醒。")
 

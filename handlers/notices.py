@@ -3,11 +3,10 @@
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
 from handlers.router import Context, Incoming, Router
-from models import DomainError, NotFound
+from models import DomainError, NotFound, clock
 from models.member import KINDS
 from models.notices import notice_receipt, publish_notice, remind_unread
 from models.org import Grid, describe_grids, find_grid, grids_for
@@ -27,7 +26,6 @@ _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
 _MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
 _DELETE = re.compile(r"删除 ?#?(\d{1,12})")
 _LIST_PAGE = re.compile(PAGE)  # 组织生活 2, 组织生活 第2页: a page of the list
-WEEKDAYS = "一二三四五六日"
 INBOX_PAGE_SIZE = 10  # 消息 lists this many messages a page
 
 # 通知's audience words, typed before the text: 紧急, 网格 <名称>, and member kinds.
@@ -38,15 +36,6 @@ NOTICE_USAGE = ("通知 内容；通知 网格 网格名 内容；通知 在职�
 # "在职、离退休党员", "在职,离退休", "在职和离退休党员" (full-width commas are folded to ",").
 _KIND_SEPARATORS = re.compile(r"[、,/和及与]")
 _KIND_STEMS = {kind.removesuffix("党员"): kind for kind in KINDS}  # 在职 → 在职党员, 群众 → 群众
-
-
-def _tz(ctx: Context) -> ZoneInfo:
-    return ZoneInfo(ctx.settings.timezone)
-
-
-def _when(moment: datetime, tz: ZoneInfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）{local:%H:%M}"
 
 
 def register(router: Router) -> None:
@@ -91,7 +80,7 @@ def register(router: Router) -> None:
             # A long notice (up to 2,000 characters) is read in pages: 消息 3, 消息 3 2 …
             return page_reply(f"【{short(msg.title or '消息', 30)}】", [Section(text_items(msg.body))],
                               page_number(ctx.match["page"]), with_page(f"消息 {number}"),
-                              tail=f"（{_when(msg.created_at, _tz(ctx))}）")
+                              tail=f"（{clock.weekday_time(msg.created_at, ctx.settings.tz)}）")
         return _inbox_listing(ctx, page_number(ctx.match["list"] or ctx.match["listed"]))
 
     @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
@@ -99,7 +88,7 @@ def register(router: Router) -> None:
                           "组织生活 改期 编号 2026-10-09 15:00",
                     roles=MANAGERS, effect="args")
     def orglife(message: Incoming, ctx: Context) -> str:
-        tz = _tz(ctx)
+        tz = ctx.settings.tz
         rest = ctx.rest
         listing = _LIST_PAGE.fullmatch(rest)
         if not rest or listing:
@@ -109,7 +98,7 @@ def register(router: Router) -> None:
             lines = []
             for rule in rules:
                 upcoming = next_start(ctx.session, rule, ctx.now, tz)
-                after = f"，下次：{_when(upcoming, tz)}" if upcoming else ""
+                after = f"，下次：{clock.weekday_time(upcoming, tz)}" if upcoming else ""
                 lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
                              f"（{short(rule.org.name, 20)}）{after}")
             return page_reply("组织生活安排：", [Section(lines)], page_number(listing["page"] if listing else None),
@@ -127,13 +116,14 @@ def register(router: Router) -> None:
             except ValueError:
                 raise DomainError("日期或时间不对，例如：组织生活 改期 1 2026-10-09 15:00") from None
             occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
-            return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {_when(new_start, tz)}。"
+            when = clock.weekday_time(new_start, tz)
+            return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
         if rest.startswith(("删除", "改期")):
             return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
         rule = create_rule(ctx.session, ctx.member, rest,
                            notice_days=int(ctx.settings.orglife_notice_days))
         upcoming = next_start(ctx.session, rule, ctx.now, tz)
-        after = f"下次：{_when(upcoming, tz)}。" if upcoming else ""
+        after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
         return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
                 f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
                 "小时提醒。")
@@ -154,13 +144,12 @@ def _inbox_listing(ctx: Context, page: int) -> str:
     head = f"您有 {listing.unread} 条未读消息：" if listing.unread else "您的消息（均已读）："
     if pages > 1:
         head += f"（第 {page}/{pages} 页）"
-    tz = _tz(ctx)
+    tz = ctx.settings.tz
     lines = [head]
     first = (page - 1) * INBOX_PAGE_SIZE + 1
     for number, item in enumerate(listing.items, start=first):
         mark = "" if item.read_at else "[未读] "
-        local = item.created_at.astimezone(tz)
-        lines.append(f"{number}. {mark}{local.month}月{local.day}日 {short(item.title or item.body, 20)}")
+        lines.append(f"{number}. {mark}{clock.month_day(item.created_at, tz)} {short(item.title or item.body, 20)}")
     lines.append(f"发送「消息 编号」阅读全文，如「消息 {first}」。")
     if listing.unread:
         lines.append("全部标为已读：消息 全部已读")

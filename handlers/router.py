@@ -483,3 +483,50 @@ class Router:
         shown = _CONTROL.sub("", scanned)
         shown = shown if len(shown) <= 100 else shown[:100] + "…"
         return f"已收到扫码内容：{shown}\n这不是本公众号的指令或签到二维码。" + HELP_HINT
+
+
+class Handlers:
+    """One handler module's registrations, collected at import by decorators that mirror the
+    router's (`command`, `event`, `scene`, `media`, `click`); `register(router)` binds them, in the
+    order written, so that every `build_router()` gets a fresh router with the same handlers.
+
+        on = Handlers()
+
+        @on.command("积分", summary="查看积分")
+        def points(message: Incoming, ctx: Context) -> str: ...
+
+        register = on.register
+    """
+
+    def __init__(self) -> None:
+        self._calls: list[tuple[str, tuple, dict, Handler | None]] = []
+
+    def _later(self, method: str, *args, **options) -> Callable[[Handler], Handler]:
+        def decorator(handler: Handler) -> Handler:
+            self._calls.append((method, args, options, handler))
+            return handler
+
+        return decorator
+
+    def command(self, keyword: str, **options) -> Callable[[Handler], Handler]:
+        return self._later("command", keyword, **options)
+
+    def event(self, name: str) -> Callable[[Handler], Handler]:
+        return self._later("event", name)
+
+    def scene(self, prefix: str, **options) -> Callable[[Handler], Handler]:
+        return self._later("scene", prefix, **options)
+
+    def media(self, msg_type: str, **options) -> Callable[[Handler], Handler]:
+        return self._later("media", msg_type, **options)
+
+    def click(self, key: str, text: str) -> None:
+        self._calls.append(("click", (key, text), {}, None))
+
+    def register(self, router: Router) -> None:
+        for method, args, options, handler in self._calls:
+            bind = getattr(router, method)
+            if handler is None:
+                bind(*args, **options)
+            else:
+                bind(*args, **options)(handler)

@@ -3,7 +3,6 @@
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from handlers.paging import (
@@ -18,9 +17,10 @@ from handlers.paging import (
     with_page,
 )
 from handlers.router import Context, Incoming, Router
+from models import clock
 from models.member import MANAGER_ROLES, Member
 from models.org import community_of
-from models.points import ManualAward, balance, month_start, ranking, recent_entries
+from models.points import ManualAward, balance, ranking, recent_entries
 from models.wishes import (
     CATEGORIES,
     CLAIMED,
@@ -49,7 +49,6 @@ from models.wishes import (
     withdraw_wish,
 )
 
-LOCAL = ZoneInfo("Asia/Shanghai")
 NUMBER = r"#?(\d{1,12})"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
 MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the latest wishes
@@ -57,12 +56,6 @@ MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the lates
 
 def _setting(ctx: Context, name: str, default: int) -> int:
     return int(ctx.settings.get(name, default))
-
-
-def _when(moment: datetime, with_time: bool = False) -> str:
-    local = moment.astimezone(LOCAL)
-    text = f"{local.month}月{local.day}日"
-    return text + f" {local:%H:%M}" if with_time else text
 
 
 def wish_line(wish: Wish) -> str:
@@ -88,7 +81,7 @@ def wish_detail(ctx: Context, wish: Wish, page: int = 1) -> str:
     lines.append(f"组织：{wish.org.name}" + (f"（{wish.grid.name}）" if wish.grid else ""))
     lines.append(f"积分：{wish.points}")
     if wish.claimer is not None and wish.status in (CLAIMED, FULFILLED):
-        lines.append(f"认领人：{wish.claimer.name}，{_when(wish.fulfil_by)} 前完成")
+        lines.append(f"认领人：{wish.claimer.name}，{clock.month_day(wish.fulfil_by, ctx.settings.tz)} 前完成")
     if wish.fulfil_note and wish.status == FULFILLED:
         sections.append(Section(text_items(wish.fulfil_note), label="完成说明："))
     if wish.photos:
@@ -98,7 +91,7 @@ def wish_detail(ctx: Context, wish: Wish, page: int = 1) -> str:
         who = e.actor.name if e.actor else "系统"
         step = f"{e.from_status}→{e.to_status}" if e.from_status else e.to_status
         note = f"：{e.note}" if e.note else ""
-        events.append(f"· {_when(e.at, True)} {who} {e.action}（{step}）{note}")
+        events.append(f"· {clock.day_time(e.at, ctx.settings.tz)} {who} {e.action}（{step}）{note}")
     sections.append(Section(events, label="记录："))
     tail = f"发送「认领 #{wish.id}」认领这个心愿。" if wish.status == OPEN else ""
     return page_reply(f"心愿 #{wish.id}「{wish.title}」", sections, page, with_page(f"心愿 #{wish.id}"),
@@ -145,13 +138,15 @@ def parse_post(ctx: Context) -> tuple[str, str, dict[str, str]] | str:
     return title, details, fields
 
 
-def review_line(wish: Wish) -> str:
-    return f"#{wish.id} {short(wish.title, 30)}（{short(wish.poster.name, 10)}，{_when(wish.created_at)}提交）"
+def review_line(wish: Wish, tz: ZoneInfo) -> str:
+    posted = clock.month_day(wish.created_at, tz)
+    return f"#{wish.id} {short(wish.title, 30)}（{short(wish.poster.name, 10)}，{posted}提交）"
 
 
-def confirm_line(wish: Wish) -> str:
+def confirm_line(wish: Wish, tz: ZoneInfo) -> str:
     who = short(wish.claimer.name, 10) if wish.claimer else ""
-    return f"#{wish.id} {short(wish.title, 30)}（{who}，{_when(wish.fulfilled_at or wish.updated_at)}完成）"
+    done = clock.month_day(wish.fulfilled_at or wish.updated_at, tz)
+    return f"#{wish.id} {short(wish.title, 30)}（{who}，{done}完成）"
 
 
 def award_line(award: ManualAward) -> str:
@@ -201,24 +196,24 @@ _MORE = "……另有 {count} 项未列出。"
 TODO_ITEMS = 10  # 待办 and a bare 确认/审核 list at most this many of each kind (the rest are counted)
 
 
-def todo_reply(waiting: Waiting) -> str:
+def todo_reply(waiting: Waiting, tz: ZoneInfo) -> str:
     if not waiting.total:
         return "目前没有等待您处理的事项。"
     return capped([
-        Block(f"待审核的心愿（{waiting.review_total} 个）：", [review_line(w) for w in waiting.review],
+        Block(f"待审核的心愿（{waiting.review_total} 个）：", [review_line(w, tz) for w in waiting.review],
               waiting.review_total, "发送「审核 #编号 通过」或「审核 #编号 不通过 理由」。"),
-        Block(f"待确认的心愿（{waiting.confirm_total} 个）：", [confirm_line(w) for w in waiting.confirm],
+        Block(f"待确认的心愿（{waiting.confirm_total} 个）：", [confirm_line(w, tz) for w in waiting.confirm],
               waiting.confirm_total, "发送「确认 #编号」或「驳回 #编号 理由」，「心愿 #编号」查看详情。"),
         Block(f"待审批的积分申请（{waiting.awards_total} 个）：", [award_line(a) for a in waiting.awards],
               waiting.awards_total, "积分申请请在小程序中审批。"),
     ], tail=f"共 {waiting.total} 项待办。")
 
 
-def _choose(sole: Sole, verb: str, none: str, line, hint: str) -> str:
+def _choose(sole: Sole, verb: str, none: str, line, hint: str, tz: ZoneInfo) -> str:
     """A bare 确认/审核 with none or several waiting: say so, or list them."""
     if not sole.total:
         return none
-    return capped([Block(f"有 {sole.total} 个心愿等待您{verb}：", [line(w) for w in sole.waiting],
+    return capped([Block(f"有 {sole.total} 个心愿等待您{verb}：", [line(w, tz) for w in sole.waiting],
                          sole.total)], tail=hint)
 
 
@@ -262,7 +257,8 @@ def register(router: Router) -> None:
             sole = review_sole(ctx.session, ctx.member, approve, ctx.text(3), limit=TODO_ITEMS, now=ctx.now)
             if sole.done is None:
                 return _choose(sole, "审核", "没有等待您审核的心愿。", review_line,
-                               f"请发送「审核 #编号 {verdict}{' 理由' if not approve else ''}」指明要审核哪一个。")
+                               f"请发送「审核 #编号 {verdict}{' 理由' if not approve else ''}」指明要审核哪一个。",
+                               ctx.settings.tz)
             wish = sole.done
         if approve:
             return f"心愿 #{wish.id}「{wish.title}」已通过审核，开放认领。"
@@ -300,7 +296,7 @@ def register(router: Router) -> None:
         for w in wishes:
             role = "认领" if w.claimer_id == ctx.member.id else "提交"
             held = w.status == CLAIMED and w.claimer_id == ctx.member.id
-            due = f"，{_when(w.fulfil_by)} 前完成" if held else ""
+            due = f"，{clock.month_day(w.fulfil_by, ctx.settings.tz)} 前完成" if held else ""
             lines.append(f"#{w.id} {short(w.title, 30)}（{role}·{w.status}{due}）")
         tail = "发送「心愿 #编号」查看详情。"
         if len(wishes) == MY_WISHES_MAX:
@@ -316,7 +312,8 @@ def register(router: Router) -> None:
                           fulfil_days=ctx.settings.wish_fulfil_days)
         person = beneficiary_of(wish, ctx.member)
         contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
-        return (f"认领成功！心愿 #{wish.id}「{wish.title}」，请在 {_when(wish.fulfil_by)} 前完成。"
+        due = clock.month_day(wish.fulfil_by, ctx.settings.tz)
+        return (f"认领成功！心愿 #{wish.id}「{wish.title}」，请在 {due} 前完成。"
                 + (f"\n受助人：{contact}" if contact else "")
                 + f"\n完成后发送「完成 #{wish.id} 说明」，并可在10分钟内发送照片。")
 
@@ -344,13 +341,13 @@ def register(router: Router) -> None:
             sole = confirm_sole(ctx.session, ctx.member, limit=TODO_ITEMS, now=ctx.now)
             if sole.done is None:
                 return _choose(sole, "确认", "没有等待您确认的心愿。", confirm_line,
-                               "请发送「确认 #编号」指明要确认哪一个。")
+                               "请发送「确认 #编号」指明要确认哪一个。", ctx.settings.tz)
             wish = sole.done
         return f"已确认心愿 #{wish.id}「{wish.title}」完成，{wish.claimer.name} 获得 {wish.points} 积分。"
 
     @router.command("待办", summary="待办 — 等待我审核、确认和审批的事项", needs_member=True)
     def todo(message: Incoming, ctx: Context) -> str:
-        return todo_reply(waiting_for(ctx.session, ctx.member, limit=TODO_ITEMS))
+        return todo_reply(waiting_for(ctx.session, ctx.member, limit=TODO_ITEMS), ctx.settings.tz)
 
     @router.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
                     usage="驳回 #12 理由", needs_member=True, effect=True)
@@ -371,7 +368,8 @@ def register(router: Router) -> None:
         entries = recent_entries(ctx.session, m.id)
         if entries:
             lines.append("最近记录：")
-            lines += [f"· {_when(e.created_at)} {e.amount:+d} {short(e.reason, 60)}" for e in entries]
+            tz = ctx.settings.tz
+            lines += [f"· {clock.month_day(e.created_at, tz)} {e.amount:+d} {short(e.reason, 60)}" for e in entries]
         else:
             lines.append("还没有积分记录。认领并完成心愿可以获得积分，发送「心愿」看看。")
         return "\n".join(lines)
@@ -380,7 +378,7 @@ def register(router: Router) -> None:
     def board(message: Incoming, ctx: Context) -> str:
         community = community_of(ctx.member.org)
         lines = [f"{short(community.name, 30)}积分榜"]
-        for label, since in (("本月", month_start(ctx.now)), ("总榜", None)):
+        for label, since in (("本月", clock.month_start(ctx.now, ctx.settings.tz)), ("总榜", None)):
             ranks = ranking(ctx.session, community, since=since)
             lines.append(f"【{label}】")
             lines += [f"{r.place}. {short(r.name, 12)} {r.points}" for r in ranks] or ["暂无"]

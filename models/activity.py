@@ -10,7 +10,8 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
@@ -30,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
+from models import clock
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member, WechatUser
 from models.org import Organization, community_of
@@ -181,12 +183,6 @@ def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     dlat, dlng = rlat2 - rlat1, math.radians(lng2 - lng1)
     a = math.sin(dlat / 2) ** 2 + math.cos(rlat1) * math.cos(rlat2) * math.sin(dlng / 2) ** 2
     return 2 * 6371000 * math.asin(math.sqrt(a))
-
-
-def local_text(moment: datetime, settings: Settings = DEFAULTS, *, with_date: bool = True) -> str:
-    """Format a UTC moment in local time: "12月4日 15:00" or "15:00"."""
-    local = moment.astimezone(settings.tz)
-    return f"{local.month}月{local.day}日 {local:%H:%M}" if with_date else f"{local:%H:%M}"
 
 
 def minute_index(now: datetime) -> int:
@@ -462,7 +458,8 @@ def register(session: Session, activity: Activity, member: Member, now: datetime
     return reg
 
 
-def cancel_registration(session: Session, activity: Activity, member: Member, now: datetime) -> Member | None:
+def cancel_registration(session: Session, activity: Activity, member: Member, now: datetime,
+                        settings: Settings = DEFAULTS) -> Member | None:
     """Cancel a registration; a freed seat goes to the first on the waiting list, who is told
     through the outbox. Return the promoted member, if any; commit."""
     from models.outbox import enqueue
@@ -507,7 +504,7 @@ def cancel_registration(session: Session, activity: Activity, member: Member, no
             enqueue(session, source=f"activity:{activity.id}:promoted:{promoted.id}:{now:%Y%m%d%H%M%S}",
                     kind="activity", member_id=promoted.id, openid=promoted.openid, title="候补转正",
                     body=f"您候补的活动 {activity.number}「{activity.title}」有了空位，已为您转为正式报名。"
-                         f"时间：{local_text(activity.starts_at)}。")
+                         f"时间：{clock.day_time(activity.starts_at, settings.tz)}。")
     session.commit()
     session.expire_all()
     return promoted
@@ -558,7 +555,7 @@ def check_in(
     opens = activity.starts_at - timedelta(minutes=settings.checkin_opens_minutes)
     if now < opens:
         raise DomainError(f"活动 {activity.number}「{activity.title}」尚未开始签到，签到时间为"
-                          f"{local_text(opens, settings)}起。", code="too_early")
+                          f"{clock.day_time(opens, settings.tz)}起。", code="too_early")
     if now > activity.ends_at:
         raise DomainError(f"活动 {activity.number}「{activity.title}」已结束，签到已关闭。", code="too_late")
     if method == "proxy":
@@ -609,7 +606,7 @@ def _existing_checkin(session: Session, activity_id: int, member_id: int) -> Che
 
 
 def _already(checkin: CheckIn, settings) -> DomainError:
-    return DomainError(f"您已签到（{local_text(checkin.checked_in_at, settings)}），无需重复签到。",
+    return DomainError(f"您已签到（{clock.day_time(checkin.checked_in_at, settings.tz)}），无需重复签到。",
                        code="already_checked_in", status=409)
 
 
@@ -755,7 +752,7 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
     if checkin is None:
         raise DomainError(f"您还没有签到活动 {activity.number}，请先签到。", code="not_checked_in")
     if checkin.checked_out_at is not None:
-        raise DomainError(f"您已于 {local_text(checkin.checked_out_at, settings)} 签退，"
+        raise DomainError(f"您已于 {clock.day_time(checkin.checked_out_at, settings.tz)} 签退，"
                           f"服务时长 {hours_text(checkin.service_minutes)}。", code="already_checked_out")
     grace = timedelta(minutes=settings.checkout_grace_minutes)
     if now > activity.ends_at + grace:
@@ -802,22 +799,11 @@ def attendance(session: Session, activity: Activity) -> Attendance:
     return Attendance(activity, expected, present, [m for m in expected if m.id not in came])
 
 
-def year_bounds(year: int, settings: Settings = DEFAULTS) -> tuple[datetime, datetime]:
-    """The UTC instants at which a local calendar year starts and ends."""
-    zone = settings.tz
-    start = datetime(year, 1, 1, tzinfo=zone)
-    end = datetime(year + 1, 1, 1, tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
-
-
-def period_bounds(first: date, last: date, settings: Settings = DEFAULTS) -> tuple[datetime, datetime]:
+def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """The UTC instants at which the local days `first` to `last` (inclusive) start and end."""
     if last < first:
         raise DomainError("结束日期不能早于开始日期。", code="bad_period")
-    zone = settings.tz
-    start = datetime.combine(first, datetime.min.time(), tzinfo=zone)
-    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    return clock.day_bounds(first, last, tz)
 
 
 def remember_qr(session: Session, activity: Activity, scene: str, url: str) -> None:

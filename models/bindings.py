@@ -14,8 +14,7 @@ from sqlalchemy import ForeignKey, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
-from models import authz
-from models.activity import local_text
+from models import authz, clock
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member, is_valid_mobile, normalize_phone
 from models.org import PATH_SEPARATOR, Organization
@@ -140,7 +139,7 @@ def release_binding(session: Session, actor: Member | None, name: str, phone: st
     because = f"\n原因：{reason}" if reason else ""
     enqueue(session, source=release_source(release.id), kind="notice", member_id=member.id,
             title="您的微信绑定已解除",
-            body=(f"{member.name}，您的党员信息与微信的绑定已于{local_text(now, settings)}由{actor.name}"
+            body=(f"{member.name}，您的党员信息与微信的绑定已于{clock.day_time(now, settings.tz)}由{actor.name}"
                   f"（{actor.org.name}）解除。{because}\n如需继续使用，请用本人微信重新绑定。"))
     session.commit()
     session.refresh(member)

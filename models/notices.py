@@ -7,7 +7,7 @@ from sqlalchemy import ForeignKey, Integer, String, Text, func, or_, select, upd
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
-from models.activity import local_text
+from models import clock
 from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
@@ -259,6 +259,6 @@ def _too_soon(notice: Notice, hours: float, settings: Settings) -> DomainError:
     last = notice.reminded_at
     every = f"{hours:g}"
     return DomainError(
-        f"通知 #{notice.id} 已于 {local_text(last, settings)} 再提醒过，每 {every} 小时最多再提醒一次；"
-        f"下次可在 {local_text(last + timedelta(hours=hours), settings)} 之后。",
+        f"通知 #{notice.id} 已于 {clock.day_time(last, settings.tz)} 再提醒过，每 {every} 小时最多再提醒一次；"
+        f"下次可在 {clock.day_time(last + timedelta(hours=hours), settings.tz)} 之后。",
         code="remind_too_soon")

@@ -11,6 +11,7 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, s
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from models import clock
 from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, create_activity, reschedule_activity
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
@@ -19,7 +20,6 @@ from models.outbox import enqueue, enqueue_many
 from models.text import MAX_RULE, clean_text, fits_id
 
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
-WEEKDAYS = "一二三四五六日"
 NTH = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "最后一": -1}
 QUARTER_MONTH = {"首": 1, "第一个": 1, "第二个": 2, "第三个": 3, "末": 3}
 RULE_EXAMPLES = "组织生活 每月第一个周五 15:00 主题党日；组织生活 每月15日 09:30 组织生活日；" \
@@ -104,7 +104,7 @@ def parse_rule(text: str) -> RuleSpec:
     title = (match["title"] or "组织生活").strip()[:50]
     spec = text.strip()[: match.start("hh")].strip()
     if match["nth"]:
-        weekday = 6 if match["wd"] in "日天" else WEEKDAYS.index(match["wd"])
+        weekday = clock.WEEKDAY_NUMBERS[match["wd"]]
         return RuleSpec(spec, MONTHLY_WEEKDAY, start, title, nth=NTH[match["nth"]], weekday=weekday)
     if match["last"]:
         return RuleSpec(spec, MONTHLY_DAY, start, title, day=31)
@@ -307,7 +307,7 @@ def move_occurrence(session: Session, rule_id: int, viewer: Member, new_start: d
         session.commit()
         ensure_activity(session, occurrence, now)
     if occurrence.notice_sent_at is not None:
-        body = (f"{rule.title}改期：原定{_local(old, tz)}，改为{_local(new_start, tz)}，"
+        body = (f"{rule.title}改期：原定{clock.weekday_time(old, tz)}，改为{clock.weekday_time(new_start, tz)}，"
                 f"请相互转告、准时参加。{_sign_in_text(occurrence)}")
         for member in recipients(session, rule):
             enqueue(session, source=f"orglife:{rule.id}:{period}:moved{occurrence.moves}", kind="notice",
@@ -316,14 +316,6 @@ def move_occurrence(session: Session, rule_id: int, viewer: Member, new_start: d
         occurrence.reminder_sent_at = None
     session.commit()
     return occurrence
-
-
-WEEKDAY_NAMES = "一二三四五六日"
-
-
-def _local(moment: datetime, tz: ZoneInfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local.month}月{local.day}日（周{WEEKDAY_NAMES[local.weekday()]}）{local:%H:%M}"
 
 
 def recipients(session: Session, rule: OrgLifeRule) -> list[Member]:
@@ -375,7 +367,7 @@ def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) 
     ensure_activity(session, occurrence, now)
     members = recipients(session, rule)
     sign_in = _sign_in_text(occurrence)
-    when = _local(start, tz)
+    when = clock.weekday_time(start, tz)
     due_reminder = now >= reminder_at
     if not due_reminder and occurrence.notice_sent_at is None:
         # Only the first run to mark it queues (a conditional update), though enqueue's unique

@@ -7,19 +7,18 @@ do they reach the ledger.
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models import authz
+from config import DEFAULTS, Settings
+from models import authz, clock
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member
 from models.org import Organization, community_of
 from models.text import MAX_POINTS, MAX_REASON, check_int, clean_text, fits_id
 
-LOCAL = ZoneInfo("Asia/Shanghai")
 AWARD_PENDING, AWARD_APPROVED, AWARD_REFUSED = "待审批", "已批准", "已驳回"
 
 
@@ -86,12 +85,6 @@ def recent_entries(session: Session, member_id: int, limit: int = 5) -> list[Poi
     ))
 
 
-def month_start(now: datetime) -> datetime:
-    """Return the start of `now`'s month in Asia/Shanghai, as an aware UTC-comparable time."""
-    local = now.astimezone(LOCAL)
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 @dataclass
 class Rank:
     place: int
@@ -144,7 +137,7 @@ PERIODS = ("month", "all")
 
 
 def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, period: str = "month",
-                now: datetime | None = None, limit: int = 10) -> Board:
+                now: datetime | None = None, limit: int = 10, settings: Settings = DEFAULTS) -> Board:
     """Return the ranking of an organization's subtree (the viewer's community by default): open to
     the members of that community, and to the managers above it."""
     if period not in PERIODS:
@@ -158,7 +151,7 @@ def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, 
             raise NotFound("未找到该组织。")
         if not (org.is_within(community) or (viewer.is_manager and org.is_within(viewer.org))):
             raise Forbidden("只能查看本社区或管理范围内的积分榜。")
-    since = month_start(now or now_utc()) if period == "month" else None
+    since = clock.month_start(now or now_utc(), settings.tz) if period == "month" else None
     return Board(org, period, since, ranking(session, org, since=since, limit=limit))
 
 
@@ -233,5 +226,5 @@ def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
 
 
 __all__ = ["Board", "ManualAward", "PointEntry", "Rank", "Statement", "balance", "credit", "decide_award",
-           "month_start", "pending_awards", "ranking", "ranking_for", "recent_entries", "request_award",
+           "pending_awards", "ranking", "ranking_for", "recent_entries", "request_award",
            "statement"]

@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
-from models.activity import VOLUNTEER, Activity, CheckIn, year_bounds
+from models import clock
+from models.activity import VOLUNTEER, Activity, CheckIn
 from models.member import Member
 from models.org import Organization
 from models.sheets import append_row, new_sheet, to_bytes
@@ -48,7 +49,7 @@ def quotas_from_settings(settings: Settings) -> dict[str, tuple[int, int]]:
 def quota_report(session: Session, org: Organization, year: int, quotas: Mapping[str, tuple[int, int]],
                  settings: Settings = DEFAULTS) -> list[QuotaRow]:
     """Each member of the subtree whose kind has a quota, with the year's counts; the most behind first."""
-    start, end = year_bounds(year, settings)
+    start, end = clock.year_bounds(year, settings.tz)
     members = session.scalars(
         select(Member).join(Organization, Member.org_id == Organization.id)
         .where(Member.active.is_(True), Organization.path.startswith(org.path), Member.kind.in_(list(quotas)))
@@ -79,18 +80,18 @@ def quota_xlsx(rows: list[QuotaRow], year: int) -> bytes:
     return to_bytes(book)
 
 
-def attendance_xlsx(session: Session, activity: Activity) -> bytes:
+def attendance_xlsx(session: Session, activity: Activity, settings: Settings = DEFAULTS) -> bytes:
     """One activity's attendance as an Excel workbook."""
-    from models.activity import METHODS, attendance, local_text
+    from models.activity import METHODS, attendance
 
     report = attendance(session, activity)
     book, sheet = new_sheet("出勤")
     append_row(sheet, ["活动", f"{activity.number} {activity.kind} {activity.title}"])
-    append_row(sheet, ["时间", local_text(activity.starts_at)])
+    append_row(sheet, ["时间", clock.day_time(activity.starts_at, settings.tz)])
     append_row(sheet, [])
     append_row(sheet, ["姓名", "类别", "状态", "签到时间", "签到方式", "服务时长（分钟）"])
     for c in report.present:
-        append_row(sheet, [c.member.name, c.member.kind, "已签到", local_text(c.checked_in_at),
+        append_row(sheet, [c.member.name, c.member.kind, "已签到", clock.day_time(c.checked_in_at, settings.tz),
                            METHODS[c.method], c.service_minutes])
     for m in report.absent:
         append_row(sheet, [m.name, m.kind, "缺席", "", "", None])
@@ -102,7 +103,7 @@ def member_progress(session: Session, member: Member, year: int, quotas: Mapping
     """One member's counts for the year against the quota of their kind (None: no quota applies)."""
     if member.kind not in quotas:
         return None
-    start, end = year_bounds(year, settings)
+    start, end = clock.year_bounds(year, settings.tz)
     counts = dict(session.execute(
         select(Activity.kind == VOLUNTEER, func.count(CheckIn.id))
         .join(Activity, Activity.id == CheckIn.activity_id)
@@ -131,15 +132,14 @@ def period_attendance(session: Session, org: Organization, start, end) -> list[t
     return rows
 
 
-def period_attendance_xlsx(rows: list[tuple[Activity, int, int]]) -> bytes:
+def period_attendance_xlsx(rows: list[tuple[Activity, int, int]], settings: Settings = DEFAULTS) -> bytes:
     """A period's activities and their attendance as an Excel workbook."""
-    from models.activity import local_text
 
     book, sheet = new_sheet("活动出勤汇总", ["编号", "类型", "标题", "组织", "时间", "签到人数", "应到人数", "出勤率"])
     for activity, present, expected in rows:
         rate = f"{present / expected:.0%}" if expected else ""
         append_row(sheet, [activity.number, activity.kind, activity.title, activity.org.full_name,
-                           local_text(activity.starts_at), present, expected, rate])
+                           clock.day_time(activity.starts_at, settings.tz), present, expected, rate])
     return to_bytes(book)
 
 

@@ -6,12 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
+from models import clock
 from models.activity import (
     REGISTERED,
     Activity,
     expected_members,
     in_audience,
-    local_text,
     registration_of,
     upcoming_for,
 )
@@ -78,7 +78,8 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Settings
         lead = min(rounds)  # the latest round due stands for the earlier ones missed
         source = f"activity:{activity.id}:reminder:{_label(lead)}h"
         place = f"，地点：{activity.place}" if activity.place else ""
-        body = (f"活动提醒：{activity.number}「{activity.title}」将于 {local_text(activity.starts_at, settings)} 开始"
+        starts = clock.day_time(activity.starts_at, settings.tz)
+        body = (f"活动提醒：{activity.number}「{activity.title}」将于 {starts} 开始"
                 f"{place}。请准时参加，现场扫码或发送「签到 签到码」签到。")
         for member in expected_members(session, activity):
             if member.id in muted:

@@ -16,6 +16,7 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
 from config import Settings
+from models import clock
 from scheduler.locks import RedisLock
 
 log = logging.getLogger(__name__)
@@ -138,20 +139,16 @@ _ASCII_SYMBOLS = re.compile(r"[!-~]")
 _DIGITS = re.compile(r"[0-9]")
 
 
-def format_moment(moment: datetime, tz: ZoneInfo, *, with_time: bool = True) -> str:
-    """`2026年12月4日 15:00` (or `2026年12月4日`), in local time: the form WeChat's time/date take."""
-    local = moment.astimezone(tz)
-    day = f"{local.year}年{local.month}月{local.day}日"
-    return f"{day} {local:%H:%M}" if with_time else day
-
-
 def field_value(kind: str, value, tz: ZoneInfo) -> str:
     """One template field's value, cut to its type's rule: thing ≤ 20 characters, name ≤ 10, phrase
     ≤ 5 Chinese characters, character_string ≤ 32 letters/digits/symbols, number ≤ 32 digits, time
     and date in WeChat's Chinese form. Never empty (WeChat refuses empty values)."""
     if kind in ("time", "date"):
-        return format_moment(value, tz, with_time=kind == "time")
-    text = format_moment(value, tz) if isinstance(value, datetime) else " ".join(str(value or "").split())
+        return clock.full_date(value, tz, with_time=kind == "time")
+    if isinstance(value, datetime):
+        text = clock.full_date(value, tz, with_time=True)
+    else:
+        text = " ".join(str(value or "").split())
     if kind == "phrase":
         text = "".join(_CJK.findall(text))
     elif kind == "character_string":

@@ -1,11 +1,13 @@
 """The points ledger: append-only, one credit per source, manual awards counted only once approved."""
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
-from models import DomainError, Forbidden, Member, PointEntry
+from config import DEFAULTS
+from models import DomainError, Forbidden, Member, PointEntry, clock
 from models.points import (
     AWARD_APPROVED,
     AWARD_PENDING,
@@ -13,7 +15,6 @@ from models.points import (
     balance,
     credit,
     decide_award,
-    month_start,
     pending_awards,
     request_award,
 )
@@ -88,7 +89,8 @@ def test_manual_awards_need_a_manager_a_reason_and_the_subtree(session, staff):
         request_award(session, staff["west"], staff["a"].id, 5, "跨社区", now=NOW)
 
 
-def test_the_month_starts_in_shanghai():
-    # 2026-04-30 17:00 UTC is already May 1st in Shanghai.
-    start = month_start(datetime(2026, 4, 30, 17, 0, tzinfo=UTC))
-    assert start.astimezone(UTC) == datetime(2026, 4, 30, 16, 0, tzinfo=UTC)
+def test_the_month_starts_in_the_configured_zone():
+    # 2026-04-30 17:00 UTC is already May 1st in Shanghai, still April 30th in UTC.
+    moment = datetime(2026, 4, 30, 17, 0, tzinfo=UTC)
+    assert clock.month_start(moment, DEFAULTS.tz).astimezone(UTC) == datetime(2026, 4, 30, 16, 0, tzinfo=UTC)
+    assert clock.month_start(moment, ZoneInfo("UTC")) == datetime(2026, 4, 1, tzinfo=UTC)

@@ -36,7 +36,7 @@ from app.api.activity_schemas import (
 from app.api.auth import current_member, login_required
 from app.api.docs import errors
 from app.extensions import current_settings, db
-from models import now_utc
+from models import clock, now_utc
 from models.activity import (
     METHODS,
     REGISTERED,
@@ -51,7 +51,6 @@ from models.activity import (
     get_activity,
     get_managed_activity,
     hours_text,
-    local_text,
     period_bounds,
     proxy_check_in_member,
     registration_text,
@@ -148,7 +147,7 @@ def register(activity_id):
 def unregister(activity_id):
     """取消报名；候补名单上的第一位自动递补。"""
     activity = get_activity(db.session, activity_id)
-    cancel_registration(db.session, activity, _member(), now_utc())
+    cancel_registration(db.session, activity, _member(), now_utc(), current_settings())
     return {"id": activity.id, "message": f"已取消活动 {activity.number}「{activity.title}」的报名。"}
 
 
@@ -277,7 +276,7 @@ def show_attendance(activity_id):
 def attendance_export(activity_id):
     """导出一个活动的出勤表（.xlsx）。"""
     activity = get_managed_activity(db.session, activity_id, _member())
-    return _xlsx(attendance_xlsx(db.session, activity), f"attendance-{activity.id}.xlsx",
+    return _xlsx(attendance_xlsx(db.session, activity, current_settings()), f"attendance-{activity.id}.xlsx",
                  f"出勤-{activity.id}.xlsx")
 
 
@@ -294,7 +293,7 @@ def proxy_checkin(args, activity_id):
                                    settings=current_settings())
     checkin = result.checkin
     return _checkin_result(result, f"已为「{checkin.member.name}」代签活动 {activity.number}"
-                                   f"（{local_text(checkin.checked_in_at, current_settings())}，记录为代签）。"
+                                   f"（{clock.day_time(checkin.checked_in_at, current_settings().tz)}，记录为代签）。"
                                    f"当前已签到：{result.count}人")
 
 
@@ -336,7 +335,7 @@ def quota_export(args):
 def period_export(args):
     """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
     org = report_org(db.session, _member(), args["org"])
-    start, end = period_bounds(args["from_"], args["to"], current_settings())
+    start, end = period_bounds(args["from_"], args["to"], current_settings().tz)
     rows = period_attendance(db.session, org, start, end)
-    return _xlsx(period_attendance_xlsx(rows), "attendance.xlsx",
+    return _xlsx(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
                  f"活动出勤汇总-{args['from_']:%Y%m%d}-{args['to']:%Y%m%d}.xlsx")

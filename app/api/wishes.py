@@ -305,7 +305,7 @@ def my_points():
 @points_blp.doc(operationId="getPointsRanking", responses=errors(401, 403, 404, 422))
 def ranking(args):
     """积分榜：默认为本社区本月；period=all 为总榜。"""
-    return points.ranking_for(db.session, _member(), args["org"], period=args["period"])
+    return points.ranking_for(db.session, _member(), args["org"], period=args["period"], settings=current_settings())
 
 
 @points_blp.route("/admin/points/awards", methods=["POST"])
