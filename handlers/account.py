@@ -1,10 +1,11 @@
 """帮助, 绑定, 解绑, 我的."""
 
 from datetime import timedelta
+from weakref import WeakKeyDictionary
 
 from handlers.activities import my_progress_line
 from handlers.paging import REPLY_MAX_BYTES, Section, clip, page_reply, short, with_page
-from handlers.router import Context, Incoming, Router
+from handlers.router import Context, Handlers, Incoming, Router
 from models import clock
 from models.authz import visible_phone
 from models.base import DomainError, Forbidden
@@ -86,90 +87,100 @@ def help_text(router: Router, role: str | None, rest: str) -> str:
     return page_reply(lead + "可用指令（按主题）：", [Section(lines)], 1, with_page("帮助"), tail=tail)
 
 
-def register(router: Router) -> None:
-    @router.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 [主题] — 查看可用指令和用法")
-    def help_(message: Incoming, ctx: Context) -> str:
-        role = ctx.role
-        key = (role, ctx.rest)
-        if key not in help_texts:  # the same for everyone with one role: made once
-            if len(help_texts) > 1000:  # arbitrary texts after 帮助 must not grow it without end
-                help_texts.clear()
-            help_texts[key] = help_text(ctx.router, role, ctx.rest)
-        return help_texts[key]
+on = Handlers()
 
-    help_texts: dict[tuple[str | None, str], str] = {}
 
-    @router.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
-                    pattern=BIND_PATTERN, usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)
-    def bind(message: Incoming, ctx: Context) -> str:
-        # Name and phone in either order; the phone may carry spaces, dashes or +86.
-        name = ctx.match.group("name") or ctx.match.group("name2")
-        phone = ctx.match.group("phone") or ctx.match.group("phone2")
-        member = bind_openid(
-            ctx.session, message.openid, name.strip(), phone, now=ctx.now,
-            max_failures=int(ctx.settings.bind_max_failures),
-            lockout=timedelta(seconds=int(ctx.settings.bind_lockout_seconds)),
-        )
-        return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
-                "发送「帮助」查看可用指令。")
+@on.command("帮助", aliases=("help", "?", "菜单", "指令"), summary="帮助 [主题] — 查看可用指令和用法")
+def help_(message: Incoming, ctx: Context) -> str:
+    role = ctx.role
+    key = (role, ctx.rest)
+    texts = _help_texts.setdefault(ctx.router, {})  # per router: a test's router may hold other commands
+    if key not in texts:  # the same for everyone with one role: made once
+        if len(texts) > 1000:  # arbitrary texts after 帮助 must not grow it without end
+            texts.clear()
+        texts[key] = help_text(ctx.router, role, ctx.rest)
+    return texts[key]
 
-    @router.command("解绑", summary=f"解绑 — 解除本微信的绑定（书记、管理员：{RELEASE_USAGE}）",
-                    pattern=RELEASE_PATTERN, usage=f"解绑（解除本微信的绑定）；书记、管理员：{RELEASE_USAGE}",
-                    needs_member=True, effect=True)
-    def unbind(message: Incoming, ctx: Context) -> str:
-        if not ctx.match.group("name"):
-            member = unbind_openid(ctx.session, message.openid)
-            return f"已解除「{member.name}」与本微信号的绑定。"
-        return release(ctx)
 
-    def release(ctx: Context) -> str:
-        """解绑 姓名 [手机号] [原因]: a manager frees a member's binding."""
-        name, phone = ctx.match.group("name").strip(), ctx.match.group("phone")
-        reason = ctx.text("reason") or ctx.text("reason2")
-        if phone and sum(c.isdigit() for c in phone) < PHONE_MIN_DIGITS:
-            # A few digits after the name start the reason ("解绑 张三 3次输错"), not a phone.
-            phone, reason = None, ctx.text("phone")
-        try:
-            done = release_binding(ctx.session, ctx.member, name, phone, reason=reason, now=ctx.now,
-                                   settings=ctx.settings)
-        except AmbiguousMember as exc:
-            lines = [f"· {m.name}（{m.org.name}，{visible_phone(ctx.member, m)}）"
-                     for m in exc.candidates[:AMBIGUOUS_SHOWN]]
-            if len(exc.candidates) > AMBIGUOUS_SHOWN:
-                lines.append(f"……共{len(exc.candidates)}位")
-            example = f"解绑 {short(name, 10)} {exc.candidates[0].phone}"
-            return clip(f"{exc.message}\n" + "\n".join(lines) + f"\n例如：{example}", REPLY_MAX_BYTES)
-        except Forbidden as exc:
-            if ctx.member is not None and not ctx.member.is_manager:
-                raise DomainError(f"{exc.message}如需解除您自己的绑定，请只发送「解绑」。") from None
-            if ctx.member is not None and name == ctx.member.name:
-                raise DomainError(f"{exc.message}解除您自己的绑定请只发送「解绑」。") from None
-            raise
-        member = done.member
-        because = f"\n原因：{done.reason}" if done.reason else ""
-        return clip(f"已解除「{member.name}」（{member.org.name}）的{'、'.join(done.channels)}绑定。{because}\n"
-                    f"已通知本人；本人可用自己的微信重新绑定。", REPLY_MAX_BYTES)
+_help_texts: WeakKeyDictionary = WeakKeyDictionary()
 
-    @router.command("我的", aliases=("个人信息",), summary="我的 — 查看我的身份、组织和积分",
-                    needs_member=True)
-    def me(message: Incoming, ctx: Context) -> str:
-        m = ctx.member
-        lines = [
-            f"姓名：{m.name}",
-            f"组织：{m.org.full_name}",
-            f"类别：{m.kind}",
-            f"角色：{m.role}",
-        ]
-        if m.grid:
-            lines.append(f"网格：{m.grid.name}")
-        # The political birthday is the date the greetings count from (BIRTHDAY_DATE_FIELD).
-        field = ctx.settings.birthday_date_field
-        field = field if field in SINCE else "join_date"
-        birthday = getattr(m, field)
-        if birthday:
-            lines.append(f"政治生日：{clock.month_day(birthday)}（{birthday.year}年{SINCE[field]}）")
-        lines.append(f"积分：{balance(ctx.session, m.id)}")
-        progress = my_progress_line(ctx)
-        if progress:
-            lines.append(progress)
-        return "\n".join(lines)
+
+@on.command("绑定", summary="绑定 姓名 手机号 — 绑定党员/志愿者身份",
+            pattern=BIND_PATTERN, usage=f"绑定 姓名 手机号，例如：{BIND_EXAMPLE}", effect=True)
+def bind(message: Incoming, ctx: Context) -> str:
+    # Name and phone in either order; the phone may carry spaces, dashes or +86.
+    name = ctx.match.group("name") or ctx.match.group("name2")
+    phone = ctx.match.group("phone") or ctx.match.group("phone2")
+    member = bind_openid(
+        ctx.session, message.openid, name.strip(), phone, now=ctx.now,
+        max_failures=int(ctx.settings.bind_max_failures),
+        lockout=timedelta(seconds=int(ctx.settings.bind_lockout_seconds)),
+    )
+    return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
+            "发送「帮助」查看可用指令。")
+
+
+@on.command("解绑", summary=f"解绑 — 解除本微信的绑定（书记、管理员：{RELEASE_USAGE}）",
+            pattern=RELEASE_PATTERN, usage=f"解绑（解除本微信的绑定）；书记、管理员：{RELEASE_USAGE}",
+            needs_member=True, effect=True)
+def unbind(message: Incoming, ctx: Context) -> str:
+    if not ctx.match.group("name"):
+        member = unbind_openid(ctx.session, message.openid)
+        return f"已解除「{member.name}」与本微信号的绑定。"
+    return release(ctx)
+
+def release(ctx: Context) -> str:
+    """解绑 姓名 [手机号] [原因]: a manager frees a member's binding."""
+    name, phone = ctx.match.group("name").strip(), ctx.match.group("phone")
+    reason = ctx.text("reason") or ctx.text("reason2")
+    if phone and sum(c.isdigit() for c in phone) < PHONE_MIN_DIGITS:
+        # A few digits after the name start the reason ("解绑 张三 3次输错"), not a phone.
+        phone, reason = None, ctx.text("phone")
+    try:
+        done = release_binding(ctx.session, ctx.member, name, phone, reason=reason, now=ctx.now,
+                               settings=ctx.settings)
+    except AmbiguousMember as exc:
+        lines = [f"· {m.name}（{m.org.name}，{visible_phone(ctx.member, m)}）"
+                 for m in exc.candidates[:AMBIGUOUS_SHOWN]]
+        if len(exc.candidates) > AMBIGUOUS_SHOWN:
+            lines.append(f"……共{len(exc.candidates)}位")
+        example = f"解绑 {short(name, 10)} {exc.candidates[0].phone}"
+        return clip(f"{exc.message}\n" + "\n".join(lines) + f"\n例如：{example}", REPLY_MAX_BYTES)
+    except Forbidden as exc:
+        if ctx.member is not None and not ctx.member.is_manager:
+            raise DomainError(f"{exc.message}如需解除您自己的绑定，请只发送「解绑」。") from None
+        if ctx.member is not None and name == ctx.member.name:
+            raise DomainError(f"{exc.message}解除您自己的绑定请只发送「解绑」。") from None
+        raise
+    member = done.member
+    because = f"\n原因：{done.reason}" if done.reason else ""
+    return clip(f"已解除「{member.name}」（{member.org.name}）的{'、'.join(done.channels)}绑定。{because}\n"
+                f"已通知本人；本人可用自己的微信重新绑定。", REPLY_MAX_BYTES)
+
+
+@on.command("我的", aliases=("个人信息",), summary="我的 — 查看我的身份、组织和积分",
+            needs_member=True)
+def me(message: Incoming, ctx: Context) -> str:
+    m = ctx.member
+    lines = [
+        f"姓名：{m.name}",
+        f"组织：{m.org.full_name}",
+        f"类别：{m.kind}",
+        f"角色：{m.role}",
+    ]
+    if m.grid:
+        lines.append(f"网格：{m.grid.name}")
+    # The political birthday is the date the greetings count from (BIRTHDAY_DATE_FIELD).
+    field = ctx.settings.birthday_date_field
+    field = field if field in SINCE else "join_date"
+    birthday = getattr(m, field)
+    if birthday:
+        lines.append(f"政治生日：{clock.month_day(birthday)}（{birthday.year}年{SINCE[field]}）")
+    lines.append(f"积分：{balance(ctx.session, m.id)}")
+    progress = my_progress_line(ctx)
+    if progress:
+        lines.append(progress)
+    return "\n".join(lines)
+
+
+register = on.register

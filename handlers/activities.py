@@ -4,7 +4,7 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
-from handlers.router import Context, Incoming, Router
+from handlers.router import Context, Handlers, Incoming
 from models import DomainError, clock
 from models.activity import (
     AUDIENCES,
@@ -164,179 +164,192 @@ def _checkin_reply(result, ctx: Context) -> str:
     return "\n".join(lines)
 
 
-def register_commands(router: Router) -> None:
-    @router.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
-                    pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
-                    usage=NEW_USAGE, roles=MANAGER_ROLES, effect=True)
-    def new_activity(message: Incoming, ctx: Context) -> str:
-        starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
-        if ends_at is not None and ends_at <= starts_at:
-            ends_at += timedelta(days=1)
-        place, options = _options(ctx.match["rest"])
-        activity = create_activity(
-            ctx.session, ctx.member, kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
-            ends_at=ends_at, place=place, now=ctx.now, settings=ctx.settings, **options,
-        )
-        lines = ["活动已发布！", describe(activity, ctx), f"参加范围：{AUDIENCES[activity.audience]}"]
-        if activity.capacity:
-            lines.append(f"名额：{activity.capacity}人（满员后进入候补）")
-        elif activity.registration:
-            lines.append("需报名参加")
-        rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
-        lines.append(f"签到码 {activity.code}{rotating}")
-        lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
-        return "\n".join(lines)
-
-    @router.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动（活动 第2页 翻页）",
-                    pattern=r"(?:第 ?(?P<page>\d{1,3}) ?页?|#?(?P<n>\d{1,12}))?",
-                    usage="活动、活动 第2页 或 活动 #编号", needs_member=True)
-    def show(message: Incoming, ctx: Context) -> str:
-        if ctx.match["n"]:
-            activity = get_visible_activity(ctx.session, _number(ctx), ctx.member)
-            return describe(activity, ctx, full=True)
-        upcoming = upcoming_for(ctx.session, ctx.member, ctx.now, limit=LIST_MAX)
-        if not upcoming:
-            return "近期没有您可以参加的活动。"
-        return page_reply("近期活动：", [Section([describe(a, ctx) for a in upcoming])],
-                          page_number(ctx.match["page"]), lambda p: "活动" if p == 1 else f"活动 第{p}页",
-                          tail="发送「活动 #编号」查看详情。")
-
-    @router.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d{1,12})", usage="报名 #编号",
-                    needs_member=True, effect=True)
-    def sign_up(message: Incoming, ctx: Context) -> str:
-        activity = get_activity(ctx.session, _number(ctx))
-        reg = register_for(ctx.session, activity, ctx.member, ctx.now)
-        if reg.status == REGISTERED:
-            return f"报名成功！{describe(activity, ctx)}\n届时请扫码或发送「签到 签到码」签到。"
-        return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
-
-    @router.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
-                    pattern=r"#?(?P<n>\d{1,12})", usage="取消报名 #编号",
-                    needs_member=True, effect=True)
-    def cancel(message: Incoming, ctx: Context) -> str:
-        activity = get_activity(ctx.session, _number(ctx))
-        cancel_registration(ctx.session, activity, ctx.member, ctx.now, ctx.settings)
-        return f"已取消活动 {activity.number}「{activity.title}」的报名。"
-
-    @router.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
-                    pattern=r"(?:#?(?P<n>\d{1,12}) )?(?P<code>\d{1,12})", usage="签到 签到码，例如：签到 123456",
-                    needs_member=True, effect=True)
-    def sign_in(message: Incoming, ctx: Context) -> str:
-        activity_id = int(ctx.match["n"]) if ctx.match["n"] else None
-        result = check_in_by_code(ctx.session, ctx.member, ctx.match["code"], now=ctx.now,
-                                  activity_id=activity_id, settings=ctx.settings)
-        return _checkin_reply(result, ctx)
-
-    @router.scene(SCENE_PREFIX)
-    def scanned(message: Incoming, ctx: Context) -> str:
-        if ctx.member is None:
-            return "请先绑定身份再扫码签到：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
-        result = check_in_by_scene(ctx.session, ctx.member, ctx.rest, now=ctx.now, settings=ctx.settings)
-        return _checkin_reply(result, ctx)
-
-    @router.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
-                    pattern=r"#?(?P<n>\d{1,12}) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES,
-                    effect=True)
-    def proxy(message: Incoming, ctx: Context) -> str:
-        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-        result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
-                                settings=ctx.settings)
-        return (f"已为「{result.checkin.member.name}」代签活动 {activity.number}"
-                f"（{clock.day_time(result.checkin.checked_in_at, ctx.settings.tz)}，记录为代签）。"
-                f"当前已签到：{result.count}人")
-
-    @router.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
-                    pattern=r"#?(?P<n>\d{1,12})", usage="签退 #编号", needs_member=True, effect=True)
-    def sign_out(message: Incoming, ctx: Context) -> str:
-        activity = get_activity(ctx.session, _number(ctx))
-        checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
-        lines = [f"签退成功！{activity.number}「{activity.title}」",
-                 f"服务时长：{hours_text(checkin.service_minutes)}"]
-        if activity.points:
-            lines.append(f"获得积分：{activity.points}分")
-        return "\n".join(lines)
-
-    @router.command("出勤", summary="出勤 #编号 [页] — 查看活动出勤（书记）",
-                    pattern=r"#?(?P<n>\d{1,12})(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
-                    roles=MANAGER_ROLES)
-    def show_attendance(message: Incoming, ctx: Context) -> str:
-        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-        report = attendance(ctx.session, activity)
-        expected_ids = {m.id for m in report.expected}
-        came = sum(1 for c in report.present if c.member_id in expected_ids)
-        head = f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"
-        sections = [
-            Section([c.member.name for c in report.present if c.method == "proxy"], label="其中代签：", sep="、"),
-            Section([c.member.name for c in report.present if c.member_id not in expected_ids],
-                    label="范围外签到：", sep="、"),
-            Section([m.name for m in report.absent], label="缺席：", sep="、", empty="无"),
-        ]
-        return page_reply(head, sections, page_number(ctx.match["page"]), with_page(f"出勤 {activity.number}"))
-
-    @router.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d{1,12})",
-                    usage="签到页 #编号", roles=MANAGER_ROLES)
-    def page(message: Incoming, ctx: Context) -> str:
-        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-        return (f"{activity.number}「{activity.title}」签到页（请勿转发，仅在会议室大屏打开）：\n"
-                f"{page_link(activity, ctx)}")
-
-    @router.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
-                    pattern=r"#?(?P<n>\d{1,12})(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
-                    roles=MANAGER_ROLES, effect=True)
-    def rotate(message: Incoming, ctx: Context) -> str:
-        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-        on = ctx.match["off"] != "关闭"
-        set_rotating(ctx.session, activity, on)
-        if on:
-            return (f"活动 {activity.number} 已开启轮换签到码：签到码和二维码每分钟更换，"
-                    f"请在会议室大屏打开签到页：{page_link(activity, ctx)}")
-        return f"活动 {activity.number} 已关闭轮换，签到码恢复为 {activity.code}。"
-
-    @router.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
-                    pattern=r"#?(?P<n>\d{1,12})(?: (?P<radius>\d{1,12})米?)?", usage="活动位置 #编号 [半径米]",
-                    roles=MANAGER_ROLES, effect=True)
-    def venue(message: Incoming, ctx: Context) -> str:
-        activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-        user = ctx.session.get(WechatUser, message.openid)
-        if user is None or user.latitude is None:
-            return "还没有收到您的位置。请在公众号中允许「提供位置信息」后重新进入，再发送本指令。"
-        radius = int(ctx.match["radius"]) if ctx.match["radius"] else None
-        set_venue(ctx.session, activity, user.latitude, user.longitude, radius, ctx.settings)
-        return f"活动 {activity.number} 的签到地点已设为您当前位置，签到范围 {activity.radius_m} 米。"
-
-    @router.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=f"(?:(?P<op>关闭|开启)|{PAGE})?",
-                    usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True, effect="args")
-    def reminders(message: Incoming, ctx: Context) -> str:
-        if ctx.match["op"]:
-            on = ctx.match["op"] == "开启"
-            set_reminders(ctx.session, ctx.member, on, ctx.now)
-            return "已开启活动提醒。" if on else "已关闭活动提醒，发送「提醒 开启」可重新开启。"
-        enabled, rows = upcoming_reminders(ctx.session, ctx.member, ctx.now, ctx.settings)
-        if not enabled:
-            return "您已关闭活动提醒。发送「提醒 开启」重新开启。"
-        if not rows:
-            return "近期没有需要提醒的活动。发送「提醒 关闭」可关闭活动提醒。"
-        lines = [f"{a.number}「{short(a.title, 30)}」{clock.day_time(a.starts_at, ctx.settings.tz)}，"
-                 f"提醒时间：{'、'.join(clock.day_time(t, ctx.settings.tz) for t in times)}" for a, times in rows]
-        return page_reply("将提醒您的活动：", [Section(lines)], page_number(ctx.match["page"]), with_page("提醒"),
-                          tail="发送「提醒 关闭」可关闭活动提醒。")
+on = Handlers()
 
 
-    @router.command("完成情况", summary="完成情况 [年份] [页] — 在职党员年度组织生活和志愿服务完成情况（书记）",
-                    pattern=r"(?:(?P<year>\d{4})年?)?(?: ?" + PAGE + ")?",
-                    usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", roles=MANAGER_ROLES)
-    def quota(message: Incoming, ctx: Context) -> str:
-        year = int(ctx.match["year"] or ctx.now.astimezone(ctx.settings.tz).year)
-        rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
-        if not rows:
-            return f"{year}年：您管理的范围内没有需要统计的党员。"
-        behind = [r for r in rows if r.behind]
-        head = f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"
-        lines = [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
-                 f"{r.volunteer}/{r.volunteer_quota}" for r in behind]
-        return page_reply(head, [Section(lines, label="未达标（组织生活/志愿服务）：")],
-                          page_number(ctx.match["page"]), with_page(f"完成情况 {year}"))
+@on.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
+            pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
+            usage=NEW_USAGE, roles=MANAGER_ROLES, effect=True)
+def new_activity(message: Incoming, ctx: Context) -> str:
+    starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
+    if ends_at is not None and ends_at <= starts_at:
+        ends_at += timedelta(days=1)
+    place, options = _options(ctx.match["rest"])
+    activity = create_activity(
+        ctx.session, ctx.member, kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
+        ends_at=ends_at, place=place, now=ctx.now, settings=ctx.settings, **options,
+    )
+    lines = ["活动已发布！", describe(activity, ctx), f"参加范围：{AUDIENCES[activity.audience]}"]
+    if activity.capacity:
+        lines.append(f"名额：{activity.capacity}人（满员后进入候补）")
+    elif activity.registration:
+        lines.append("需报名参加")
+    rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
+    lines.append(f"签到码 {activity.code}{rotating}")
+    lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
+    return "\n".join(lines)
 
+
+@on.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动（活动 第2页 翻页）",
+            pattern=r"(?:第 ?(?P<page>\d{1,3}) ?页?|#?(?P<n>\d{1,12}))?",
+            usage="活动、活动 第2页 或 活动 #编号", needs_member=True)
+def show(message: Incoming, ctx: Context) -> str:
+    if ctx.match["n"]:
+        activity = get_visible_activity(ctx.session, _number(ctx), ctx.member)
+        return describe(activity, ctx, full=True)
+    upcoming = upcoming_for(ctx.session, ctx.member, ctx.now, limit=LIST_MAX)
+    if not upcoming:
+        return "近期没有您可以参加的活动。"
+    return page_reply("近期活动：", [Section([describe(a, ctx) for a in upcoming])],
+                      page_number(ctx.match["page"]), lambda p: "活动" if p == 1 else f"活动 第{p}页",
+                      tail="发送「活动 #编号」查看详情。")
+
+
+@on.command("报名", summary="报名 #编号 — 报名参加活动", pattern=r"#?(?P<n>\d{1,12})", usage="报名 #编号",
+            needs_member=True, effect=True)
+def sign_up(message: Incoming, ctx: Context) -> str:
+    activity = get_activity(ctx.session, _number(ctx))
+    reg = register_for(ctx.session, activity, ctx.member, ctx.now)
+    if reg.status == REGISTERED:
+        return f"报名成功！{describe(activity, ctx)}\n届时请扫码或发送「签到 签到码」签到。"
+    return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
+
+
+@on.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",
+            pattern=r"#?(?P<n>\d{1,12})", usage="取消报名 #编号",
+            needs_member=True, effect=True)
+def cancel(message: Incoming, ctx: Context) -> str:
+    activity = get_activity(ctx.session, _number(ctx))
+    cancel_registration(ctx.session, activity, ctx.member, ctx.now, ctx.settings)
+    return f"已取消活动 {activity.number}「{activity.title}」的报名。"
+
+
+@on.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",
+            pattern=r"(?:#?(?P<n>\d{1,12}) )?(?P<code>\d{1,12})", usage="签到 签到码，例如：签到 123456",
+            needs_member=True, effect=True)
+def sign_in(message: Incoming, ctx: Context) -> str:
+    activity_id = int(ctx.match["n"]) if ctx.match["n"] else None
+    result = check_in_by_code(ctx.session, ctx.member, ctx.match["code"], now=ctx.now,
+                              activity_id=activity_id, settings=ctx.settings)
+    return _checkin_reply(result, ctx)
+
+
+@on.scene(SCENE_PREFIX)
+def scanned(message: Incoming, ctx: Context) -> str:
+    if ctx.member is None:
+        return "请先绑定身份再扫码签到：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
+    result = check_in_by_scene(ctx.session, ctx.member, ctx.rest, now=ctx.now, settings=ctx.settings)
+    return _checkin_reply(result, ctx)
+
+
+@on.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
+            pattern=r"#?(?P<n>\d{1,12}) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES,
+            effect=True)
+def proxy(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    result = proxy_check_in(ctx.session, activity, ctx.member, ctx.match["name"], now=ctx.now,
+                            settings=ctx.settings)
+    return (f"已为「{result.checkin.member.name}」代签活动 {activity.number}"
+            f"（{clock.day_time(result.checkin.checked_in_at, ctx.settings.tz)}，记录为代签）。"
+            f"当前已签到：{result.count}人")
+
+
+@on.command("签退", summary="签退 #编号 — 志愿服务结束签退，记录时长和积分",
+            pattern=r"#?(?P<n>\d{1,12})", usage="签退 #编号", needs_member=True, effect=True)
+def sign_out(message: Incoming, ctx: Context) -> str:
+    activity = get_activity(ctx.session, _number(ctx))
+    checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
+    lines = [f"签退成功！{activity.number}「{activity.title}」",
+             f"服务时长：{hours_text(checkin.service_minutes)}"]
+    if activity.points:
+        lines.append(f"获得积分：{activity.points}分")
+    return "\n".join(lines)
+
+
+@on.command("出勤", summary="出勤 #编号 [页] — 查看活动出勤（书记）",
+            pattern=r"#?(?P<n>\d{1,12})(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
+            roles=MANAGER_ROLES)
+def show_attendance(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    report = attendance(ctx.session, activity)
+    expected_ids = {m.id for m in report.expected}
+    came = sum(1 for c in report.present if c.member_id in expected_ids)
+    head = f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"
+    sections = [
+        Section([c.member.name for c in report.present if c.method == "proxy"], label="其中代签：", sep="、"),
+        Section([c.member.name for c in report.present if c.member_id not in expected_ids],
+                label="范围外签到：", sep="、"),
+        Section([m.name for m in report.absent], label="缺席：", sep="、", empty="无"),
+    ]
+    return page_reply(head, sections, page_number(ctx.match["page"]), with_page(f"出勤 {activity.number}"))
+
+
+@on.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d{1,12})",
+            usage="签到页 #编号", roles=MANAGER_ROLES)
+def page(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    return (f"{activity.number}「{activity.title}」签到页（请勿转发，仅在会议室大屏打开）：\n"
+            f"{page_link(activity, ctx)}")
+
+
+@on.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
+            pattern=r"#?(?P<n>\d{1,12})(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
+            roles=MANAGER_ROLES, effect=True)
+def rotate(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    on = ctx.match["off"] != "关闭"
+    set_rotating(ctx.session, activity, on)
+    if on:
+        return (f"活动 {activity.number} 已开启轮换签到码：签到码和二维码每分钟更换，"
+                f"请在会议室大屏打开签到页：{page_link(activity, ctx)}")
+    return f"活动 {activity.number} 已关闭轮换，签到码恢复为 {activity.code}。"
+
+
+@on.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
+            pattern=r"#?(?P<n>\d{1,12})(?: (?P<radius>\d{1,12})米?)?", usage="活动位置 #编号 [半径米]",
+            roles=MANAGER_ROLES, effect=True)
+def venue(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    user = ctx.session.get(WechatUser, message.openid)
+    if user is None or user.latitude is None:
+        return "还没有收到您的位置。请在公众号中允许「提供位置信息」后重新进入，再发送本指令。"
+    radius = int(ctx.match["radius"]) if ctx.match["radius"] else None
+    set_venue(ctx.session, activity, user.latitude, user.longitude, radius, ctx.settings)
+    return f"活动 {activity.number} 的签到地点已设为您当前位置，签到范围 {activity.radius_m} 米。"
+
+
+@on.command("提醒", summary="提醒 [关闭|开启] — 查看或开关活动提醒", pattern=f"(?:(?P<op>关闭|开启)|{PAGE})?",
+            usage="提醒、提醒 关闭 或 提醒 开启", needs_member=True, effect="args")
+def reminders(message: Incoming, ctx: Context) -> str:
+    if ctx.match["op"]:
+        on = ctx.match["op"] == "开启"
+        set_reminders(ctx.session, ctx.member, on, ctx.now)
+        return "已开启活动提醒。" if on else "已关闭活动提醒，发送「提醒 开启」可重新开启。"
+    enabled, rows = upcoming_reminders(ctx.session, ctx.member, ctx.now, ctx.settings)
+    if not enabled:
+        return "您已关闭活动提醒。发送「提醒 开启」重新开启。"
+    if not rows:
+        return "近期没有需要提醒的活动。发送「提醒 关闭」可关闭活动提醒。"
+    lines = [f"{a.number}「{short(a.title, 30)}」{clock.day_time(a.starts_at, ctx.settings.tz)}，"
+             f"提醒时间：{'、'.join(clock.day_time(t, ctx.settings.tz) for t in times)}" for a, times in rows]
+    return page_reply("将提醒您的活动：", [Section(lines)], page_number(ctx.match["page"]), with_page("提醒"),
+                      tail="发送「提醒 关闭」可关闭活动提醒。")
+
+
+@on.command("完成情况", summary="完成情况 [年份] [页] — 在职党员年度组织生活和志愿服务完成情况（书记）",
+            pattern=r"(?:(?P<year>\d{4})年?)?(?: ?" + PAGE + ")?",
+            usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", roles=MANAGER_ROLES)
+def quota(message: Incoming, ctx: Context) -> str:
+    year = int(ctx.match["year"] or ctx.now.astimezone(ctx.settings.tz).year)
+    rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
+    if not rows:
+        return f"{year}年：您管理的范围内没有需要统计的党员。"
+    behind = [r for r in rows if r.behind]
+    head = f"{year}年完成情况：{len(rows) - len(behind)}/{len(rows)}人已达标。"
+    lines = [f"· {r.member.name}（{r.member.kind}）{r.org_life}/{r.org_life_quota}，"
+             f"{r.volunteer}/{r.volunteer_quota}" for r in behind]
+    return page_reply(head, [Section(lines, label="未达标（组织生活/志愿服务）：")],
+                      page_number(ctx.match["page"]), with_page(f"完成情况 {year}"))
 
 def my_progress_line(ctx: Context) -> str | None:
     """The line 我的 shows: this year's counts against my quota (None when no quota applies)."""
@@ -348,6 +361,4 @@ def my_progress_line(ctx: Context) -> str | None:
             f"志愿服务：{row.volunteer}/{row.volunteer_quota}次")
 
 
-def register(router: Router) -> None:
-    register_commands(router)
-
+register = on.register

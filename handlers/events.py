@@ -1,7 +1,7 @@
 """Follow and unfollow, position reports, and the menu's buttons."""
 
 from handlers.account import BIND_EXAMPLE
-from handlers.router import Context, Incoming, Router
+from handlers.router import Context, Handlers, Incoming
 from models.member import record_location, set_subscribed
 
 # Menu button keys (configured in the Official Account's menu) → the command they stand for.
@@ -11,23 +11,29 @@ MENU = {
 }
 
 
-def register(router: Router) -> None:
-    for key, text in MENU.items():
-        router.click(key, text)
+on = Handlers()
+for key, text in MENU.items():
+    on.click(key, text)
 
-    @router.event("subscribe")
-    def subscribe(message: Incoming, ctx: Context) -> str:
-        set_subscribed(ctx.session, message.openid, True)
-        if ctx.member is not None:
-            return f"{ctx.member.name}，欢迎回到连心！发送「帮助」查看可用指令。"
-        return ("欢迎关注连心！这里可以认领微心愿、参加组织生活、接收支部通知。\n"
-                f"请先绑定身份：发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}")
 
-    @router.event("unsubscribe")
-    def unsubscribe(message: Incoming, ctx: Context) -> None:
-        set_subscribed(ctx.session, message.openid, False)
+@on.event("subscribe")
+def subscribe(message: Incoming, ctx: Context) -> str:
+    set_subscribed(ctx.session, message.openid, True)
+    if ctx.member is not None:
+        return f"{ctx.member.name}，欢迎回到连心！发送「帮助」查看可用指令。"
+    return ("欢迎关注连心！这里可以认领微心愿、参加组织生活、接收支部通知。\n"
+            f"请先绑定身份：发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}")
 
-    @router.event("location")
-    def location(message: Incoming, ctx: Context) -> None:
-        if message.latitude is not None and message.longitude is not None:
-            record_location(ctx.session, message.openid, message.latitude, message.longitude, ctx.now)
+
+@on.event("unsubscribe")
+def unsubscribe(message: Incoming, ctx: Context) -> None:
+    set_subscribed(ctx.session, message.openid, False)
+
+
+@on.event("location")
+def location(message: Incoming, ctx: Context) -> None:
+    if message.latitude is not None and message.longitude is not None:
+        record_location(ctx.session, message.openid, message.latitude, message.longitude, ctx.now)
+
+
+register = on.register

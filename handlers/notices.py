@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
-from handlers.router import Context, Incoming, Router
+from handlers.router import Context, Handlers, Incoming
 from models import DomainError, NotFound, clock
 from models.member import KINDS
 from models.notices import notice_receipt, publish_notice, remind_unread
@@ -38,96 +38,99 @@ _KIND_SEPARATORS = re.compile(r"[、,/和及与]")
 _KIND_STEMS = {kind.removesuffix("党员"): kind for kind in KINDS}  # 在职 → 在职党员, 群众 → 群众
 
 
-def register(router: Router) -> None:
-    @router.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
-                    "通知 编号 回执 / 再提醒",
-                    usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
-    def notice(message: Incoming, ctx: Context) -> str:
-        if not ctx.rest:
-            return _notice_help(ctx)
-        op = _NOTICE_OP.fullmatch(ctx.rest)
-        if op:
-            number = parse_number(op[1])
-            if op[2] == "回执":
-                return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
-            count = remind_unread(ctx.session, number, ctx.member, now=ctx.now, settings=ctx.settings)
-            return f"已向 {count} 位未读成员再次发送通知 #{number}。"
-        audience, body = _parse_audience(ctx)
-        if not body:
-            return "请写上通知内容。\n" + _notice_help(ctx)
-        body = ctx.original(len(ctx.rest) - len(body))  # as typed: punctuation, paragraphs
-        sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
-                              grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
-        head = "紧急通知" if audience.urgent else "通知"
-        tail = "正在发送（紧急通知在免打扰时段也会送达）" if audience.urgent else "正在发送"
-        return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
-                f"{tail}。\n查看回执：通知 {sent.id} 回执")
+on = Handlers()
 
-    @router.command("消息", aliases=("我的消息",),
-                    summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条；消息 全部已读",
-                    pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|(?P<listed>\d{1,3}) ?页|(?P<all>全部已读|全部标为已读)"
-                            r"|#?(?P<number>\d{1,6})(?: " + PAGE + ")?)?",
-                    usage="消息；消息 第2页；消息 编号（如 消息 3，第3条）；长消息：消息 3 2；消息 全部已读",
-                    needs_member=True, effect="args")
-    def inbox(message: Incoming, ctx: Context) -> str:
-        member = ctx.member
-        if ctx.match["all"]:
-            count = mark_all_read(ctx.session, member.id, ctx.now)
-            return f"已将 {count} 条消息标为已读。" if count else "没有未读消息。"
-        if ctx.match["number"]:
-            number = int(ctx.match["number"])
-            msg = inbox_number(ctx.session, member.id, number, ctx.now)
-            # A long notice (up to 2,000 characters) is read in pages: 消息 3, 消息 3 2 …
-            return page_reply(f"【{short(msg.title or '消息', 30)}】", [Section(text_items(msg.body))],
-                              page_number(ctx.match["page"]), with_page(f"消息 {number}"),
-                              tail=f"（{clock.weekday_time(msg.created_at, ctx.settings.tz)}）")
-        return _inbox_listing(ctx, page_number(ctx.match["list"] or ctx.match["listed"]))
 
-    @router.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
-                    usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
-                          "组织生活 改期 编号 2026-10-09 15:00",
-                    roles=MANAGERS, effect="args")
-    def orglife(message: Incoming, ctx: Context) -> str:
-        tz = ctx.settings.tz
-        rest = ctx.rest
-        listing = _LIST_PAGE.fullmatch(rest)
-        if not rest or listing:
-            rules = list_rules(ctx.session, ctx.member)
-            if not rules:
-                return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
-            lines = []
-            for rule in rules:
-                upcoming = next_start(ctx.session, rule, ctx.now, tz)
-                after = f"，下次：{clock.weekday_time(upcoming, tz)}" if upcoming else ""
-                lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
-                             f"（{short(rule.org.name, 20)}）{after}")
-            return page_reply("组织生活安排：", [Section(lines)], page_number(listing["page"] if listing else None),
-                              with_page("组织生活"),
-                              tail="删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
-        deleting = _DELETE.fullmatch(rest)
-        if deleting:
-            rule = delete_rule(ctx.session, int(deleting[1]), ctx.member)
-            return f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"
-        moving = _MOVE.fullmatch(rest)
-        if moving:
-            rule_id, y, mo, d, hh, mm = (int(x) for x in moving.groups())
-            try:
-                new_start = datetime(y, mo, d, hh, mm, tzinfo=tz)
-            except ValueError:
-                raise DomainError("日期或时间不对，例如：组织生活 改期 1 2026-10-09 15:00") from None
-            occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
-            when = clock.weekday_time(new_start, tz)
-            return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
-        if rest.startswith(("删除", "改期")):
-            return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
-        rule = create_rule(ctx.session, ctx.member, rest,
-                           notice_days=int(ctx.settings.orglife_notice_days))
-        upcoming = next_start(ctx.session, rule, ctx.now, tz)
-        after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
-        return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
-                f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
-                "小时提醒。")
+@on.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
+            "通知 编号 回执 / 再提醒",
+            usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
+def notice(message: Incoming, ctx: Context) -> str:
+    if not ctx.rest:
+        return _notice_help(ctx)
+    op = _NOTICE_OP.fullmatch(ctx.rest)
+    if op:
+        number = parse_number(op[1])
+        if op[2] == "回执":
+            return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
+        count = remind_unread(ctx.session, number, ctx.member, now=ctx.now, settings=ctx.settings)
+        return f"已向 {count} 位未读成员再次发送通知 #{number}。"
+    audience, body = _parse_audience(ctx)
+    if not body:
+        return "请写上通知内容。\n" + _notice_help(ctx)
+    body = ctx.original(len(ctx.rest) - len(body))  # as typed: punctuation, paragraphs
+    sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
+                          grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+    head = "紧急通知" if audience.urgent else "通知"
+    tail = "正在发送（紧急通知在免打扰时段也会送达）" if audience.urgent else "正在发送"
+    return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
+            f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
+
+@on.command("消息", aliases=("我的消息",),
+            summary="消息 — 查看我的消息（消息 第2页 翻页）；消息 编号 — 阅读一条；消息 全部已读",
+            pattern=r"(?:第 ?(?P<list>\d{1,3}) ?页?|(?P<listed>\d{1,3}) ?页|(?P<all>全部已读|全部标为已读)"
+                    r"|#?(?P<number>\d{1,6})(?: " + PAGE + ")?)?",
+            usage="消息；消息 第2页；消息 编号（如 消息 3，第3条）；长消息：消息 3 2；消息 全部已读",
+            needs_member=True, effect="args")
+def inbox(message: Incoming, ctx: Context) -> str:
+    member = ctx.member
+    if ctx.match["all"]:
+        count = mark_all_read(ctx.session, member.id, ctx.now)
+        return f"已将 {count} 条消息标为已读。" if count else "没有未读消息。"
+    if ctx.match["number"]:
+        number = int(ctx.match["number"])
+        msg = inbox_number(ctx.session, member.id, number, ctx.now)
+        # A long notice (up to 2,000 characters) is read in pages: 消息 3, 消息 3 2 …
+        return page_reply(f"【{short(msg.title or '消息', 30)}】", [Section(text_items(msg.body))],
+                          page_number(ctx.match["page"]), with_page(f"消息 {number}"),
+                          tail=f"（{clock.weekday_time(msg.created_at, ctx.settings.tz)}）")
+    return _inbox_listing(ctx, page_number(ctx.match["list"] or ctx.match["listed"]))
+
+
+@on.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
+            usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
+                  "组织生活 改期 编号 2026-10-09 15:00",
+            roles=MANAGERS, effect="args")
+def orglife(message: Incoming, ctx: Context) -> str:
+    tz = ctx.settings.tz
+    rest = ctx.rest
+    listing = _LIST_PAGE.fullmatch(rest)
+    if not rest or listing:
+        rules = list_rules(ctx.session, ctx.member)
+        if not rules:
+            return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
+        lines = []
+        for rule in rules:
+            upcoming = next_start(ctx.session, rule, ctx.now, tz)
+            after = f"，下次：{clock.weekday_time(upcoming, tz)}" if upcoming else ""
+            lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
+                         f"（{short(rule.org.name, 20)}）{after}")
+        return page_reply("组织生活安排：", [Section(lines)], page_number(listing["page"] if listing else None),
+                          with_page("组织生活"),
+                          tail="删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
+    deleting = _DELETE.fullmatch(rest)
+    if deleting:
+        rule = delete_rule(ctx.session, int(deleting[1]), ctx.member)
+        return f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"
+    moving = _MOVE.fullmatch(rest)
+    if moving:
+        rule_id, y, mo, d, hh, mm = (int(x) for x in moving.groups())
+        try:
+            new_start = datetime(y, mo, d, hh, mm, tzinfo=tz)
+        except ValueError:
+            raise DomainError("日期或时间不对，例如：组织生活 改期 1 2026-10-09 15:00") from None
+        occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
+        when = clock.weekday_time(new_start, tz)
+        return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
+    if rest.startswith(("删除", "改期")):
+        return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
+    rule = create_rule(ctx.session, ctx.member, rest,
+                       notice_days=int(ctx.settings.orglife_notice_days))
+    upcoming = next_start(ctx.session, rule, ctx.now, tz)
+    after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
+    return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
+            f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
+            "小时提醒。")
 
 REPLY_BYTES = 2048  # WeChat drops a longer passive reply without a word
 
@@ -285,3 +288,6 @@ def _notice_help(ctx: Context) -> str:
         "通知 编号 回执 — 查看谁已送达、已读",
         "通知 编号 再提醒 — 再次提醒未读的成员",
     ])
+
+
+register = on.register

@@ -16,7 +16,7 @@ from handlers.paging import (
     text_items,
     with_page,
 )
-from handlers.router import Context, Incoming, Router
+from handlers.router import Context, Handlers, Incoming
 from models import clock
 from models.member import MANAGER_ROLES, Member
 from models.org import community_of
@@ -217,180 +217,201 @@ def _choose(sole: Sole, verb: str, none: str, line, hint: str, tz: ZoneInfo) -> 
                          sole.total)], tail=hint)
 
 
-def register(router: Router) -> None:
-    # Grid heads publish too (a flag, not a role), so the domain decides who may.
-    @router.command("发布心愿",
-                    summary="发布心愿 标题 详情 [受助人:… 电话:… 地址:… 类别:…] — 发布微心愿（书记、网格长）",
-                    pattern=r"\S.*", usage=POST_USAGE, needs_member=True, effect=True)
-    def post(message: Incoming, ctx: Context) -> str:
-        parsed = parse_post(ctx)
-        if isinstance(parsed, str):
-            return parsed
-        title, details, fields = parsed
-        wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now, category=fields.get("category"),
-                         beneficiary_name=fields.get("name", ""), beneficiary_phone=fields.get("phone", ""),
-                         beneficiary_address=fields.get("address", ""),
-                         default_points=ctx.settings.wish_default_points)
-        person = beneficiary_of(wish, ctx.member)
-        contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
-        return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
-                + (f"受助人：{contact}\n" if contact else "")
-                + f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
+# Grid heads publish too (a flag, not a role), so the domain decides who may.
 
-    @router.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
-                    usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
-    def propose(message: Incoming, ctx: Context) -> str:
-        wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
-                            points=ctx.settings.wish_default_points)
-        return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
-    @router.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
-                    pattern=r"(?:#?(\d{1,12}) ?)?(通过|不通过) ?(.*)",
-                    usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
-                    roles=MANAGER_ROLES, effect=True)
-    def review(message: Incoming, ctx: Context) -> str:
-        number, verdict, _ = ctx.match.groups()
-        approve = verdict == "通过"
-        if number:
-            wish = review_wish(ctx.session, ctx.member, int(number), approve, ctx.text(3), now=ctx.now)
-        else:
-            sole = review_sole(ctx.session, ctx.member, approve, ctx.text(3), limit=TODO_ITEMS, now=ctx.now)
-            if sole.done is None:
-                return _choose(sole, "审核", "没有等待您审核的心愿。", review_line,
-                               f"请发送「审核 #编号 {verdict}{' 理由' if not approve else ''}」指明要审核哪一个。",
-                               ctx.settings.tz)
-            wish = sole.done
-        if approve:
-            return f"心愿 #{wish.id}「{wish.title}」已通过审核，开放认领。"
-        return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
+on = Handlers()
 
-    @router.command("心愿", summary="心愿 — 查看可认领的心愿（心愿 2 翻页，心愿 #12 查看详情）",
-                    pattern=r"(?:#(\d{1,12})(?: (\d{1,3}))?|(?:第 ?)?(\d{1,12})(?: ?页)?)?",
-                    usage="心愿、心愿 2（第2页）或 心愿 #12（详情较长时：心愿 #12 2）")
-    def show(message: Incoming, ctx: Context) -> str:
-        number, part, page = ctx.match.groups()
-        if number:
-            return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)), page_number(part))
-        page = int(page or 1)
-        per_page = ctx.settings.wish_page_size
-        wishes, total = list_open_wishes(ctx.session, ctx.member, page=page, per_page=per_page)
-        if not total:
-            return "目前没有待认领的心愿。"
-        pages = (total + per_page - 1) // per_page
-        if not wishes:
-            return f"没有第 {page} 页，共 {pages} 页。"
-        lines = [f"待认领的心愿（第 {page}/{pages} 页，共 {total} 个）："]
-        lines += [wish_line(w) for w in wishes]
-        lines.append("发送「心愿 #编号」查看详情，「认领 #编号」认领。")
-        if page < pages:
-            lines.append(f"发送「心愿 {page + 1}」看下一页。")
-        return "\n".join(lines)
 
-    @router.command("我的心愿", summary="我的心愿 [页] — 我认领和提交的心愿", pattern=f"(?:{PAGE})?",
-                    usage="我的心愿 或 我的心愿 2（第2页）", needs_member=True)
-    def mine(message: Incoming, ctx: Context) -> str:
-        wishes = my_wishes(ctx.session, ctx.member, limit=MY_WISHES_MAX)
-        if not wishes:
-            return "您还没有认领或提交过心愿。发送「心愿」看看可认领的心愿。"
-        lines = []
-        for w in wishes:
-            role = "认领" if w.claimer_id == ctx.member.id else "提交"
-            held = w.status == CLAIMED and w.claimer_id == ctx.member.id
-            due = f"，{clock.month_day(w.fulfil_by, ctx.settings.tz)} 前完成" if held else ""
-            lines.append(f"#{w.id} {short(w.title, 30)}（{role}·{w.status}{due}）")
-        tail = "发送「心愿 #编号」查看详情。"
-        if len(wishes) == MY_WISHES_MAX:
-            tail += f"这里只列出最近的 {MY_WISHES_MAX} 个，更早的请在小程序「我的心愿」中查看。"
-        return page_reply("我的心愿：", [Section(lines)], page_number(ctx.match["page"]), with_page("我的心愿"),
-                          tail=tail)
+@on.command("发布心愿",
+            summary="发布心愿 标题 详情 [受助人:… 电话:… 地址:… 类别:…] — 发布微心愿（书记、网格长）",
+            pattern=r"\S.*", usage=POST_USAGE, needs_member=True, effect=True)
+def post(message: Incoming, ctx: Context) -> str:
+    parsed = parse_post(ctx)
+    if isinstance(parsed, str):
+        return parsed
+    title, details, fields = parsed
+    wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now, category=fields.get("category"),
+                     beneficiary_name=fields.get("name", ""), beneficiary_phone=fields.get("phone", ""),
+                     beneficiary_address=fields.get("address", ""),
+                     default_points=ctx.settings.wish_default_points)
+    person = beneficiary_of(wish, ctx.member)
+    contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
+    return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
+            + (f"受助人：{contact}\n" if contact else "")
+            + f"发送「心愿 #{wish.id}」查看，「撤回 #{wish.id}」撤回。")
 
-    @router.command("认领", summary="认领 #编号 — 认领心愿", pattern=NUMBER, usage="认领 #12",
-                    needs_member=True, effect=True)
-    def claim(message: Incoming, ctx: Context) -> str:
-        wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now,
-                          max_open=ctx.settings.wish_max_open_claims,
-                          fulfil_days=ctx.settings.wish_fulfil_days)
-        person = beneficiary_of(wish, ctx.member)
-        contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
-        due = clock.month_day(wish.fulfil_by, ctx.settings.tz)
-        return (f"认领成功！心愿 #{wish.id}「{wish.title}」，请在 {due} 前完成。"
-                + (f"\n受助人：{contact}" if contact else "")
-                + f"\n完成后发送「完成 #{wish.id} 说明」，并可在10分钟内发送照片。")
 
-    @router.command("放弃", summary="放弃 #编号 — 放弃认领", pattern=WITH_TEXT, usage="放弃 #12",
-                    needs_member=True, effect=True)
-    def release(message: Incoming, ctx: Context) -> str:
-        wish = release_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
-        return f"已放弃心愿 #{wish.id}「{wish.title}」，它已重新开放认领。"
+@on.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
+            usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
+def propose(message: Incoming, ctx: Context) -> str:
+    wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
+                        points=ctx.settings.wish_default_points)
+    return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
-    @router.command("完成", summary="完成 #编号 说明 — 提交心愿完成情况", pattern=WITH_TEXT,
-                    usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True, effect=True)
-    def fulfil(message: Incoming, ctx: Context) -> str:
-        wish = fulfil_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
-        minutes = ctx.settings.wish_photo_minutes
-        return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
-                f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
 
-    @router.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人；只有一个待确认时可省略编号）",
-                    pattern=f"(?:{NUMBER})?", usage="确认 #12（只有一个等待您确认的心愿时，发送「确认」即可）",
-                    needs_member=True, effect=True)
-    def confirm(message: Incoming, ctx: Context) -> str:
-        if ctx.match[1]:
-            wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)
-        else:
-            sole = confirm_sole(ctx.session, ctx.member, limit=TODO_ITEMS, now=ctx.now)
-            if sole.done is None:
-                return _choose(sole, "确认", "没有等待您确认的心愿。", confirm_line,
-                               "请发送「确认 #编号」指明要确认哪一个。", ctx.settings.tz)
-            wish = sole.done
-        return f"已确认心愿 #{wish.id}「{wish.title}」完成，{wish.claimer.name} 获得 {wish.points} 积分。"
+@on.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
+            pattern=r"(?:#?(\d{1,12}) ?)?(通过|不通过) ?(.*)",
+            usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
+            roles=MANAGER_ROLES, effect=True)
+def review(message: Incoming, ctx: Context) -> str:
+    number, verdict, _ = ctx.match.groups()
+    approve = verdict == "通过"
+    if number:
+        wish = review_wish(ctx.session, ctx.member, int(number), approve, ctx.text(3), now=ctx.now)
+    else:
+        sole = review_sole(ctx.session, ctx.member, approve, ctx.text(3), limit=TODO_ITEMS, now=ctx.now)
+        if sole.done is None:
+            return _choose(sole, "审核", "没有等待您审核的心愿。", review_line,
+                           f"请发送「审核 #编号 {verdict}{' 理由' if not approve else ''}」指明要审核哪一个。",
+                           ctx.settings.tz)
+        wish = sole.done
+    if approve:
+        return f"心愿 #{wish.id}「{wish.title}」已通过审核，开放认领。"
+    return f"心愿 #{wish.id}「{wish.title}」未通过审核，已通知提交人。"
 
-    @router.command("待办", summary="待办 — 等待我审核、确认和审批的事项", needs_member=True)
-    def todo(message: Incoming, ctx: Context) -> str:
-        return todo_reply(waiting_for(ctx.session, ctx.member, limit=TODO_ITEMS), ctx.settings.tz)
 
-    @router.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
-                    usage="驳回 #12 理由", needs_member=True, effect=True)
-    def reject(message: Incoming, ctx: Context) -> str:
-        wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
-        return f"已驳回心愿 #{wish.id}「{wish.title}」，已通知认领人 {wish.claimer.name}。"
+@on.command("心愿", summary="心愿 — 查看可认领的心愿（心愿 2 翻页，心愿 #12 查看详情）",
+            pattern=r"(?:#(\d{1,12})(?: (\d{1,3}))?|(?:第 ?)?(\d{1,12})(?: ?页)?)?",
+            usage="心愿、心愿 2（第2页）或 心愿 #12（详情较长时：心愿 #12 2）")
+def show(message: Incoming, ctx: Context) -> str:
+    number, part, page = ctx.match.groups()
+    if number:
+        return wish_detail(ctx, view_wish(ctx.session, ctx.member, int(number)), page_number(part))
+    page = int(page or 1)
+    per_page = ctx.settings.wish_page_size
+    wishes, total = list_open_wishes(ctx.session, ctx.member, page=page, per_page=per_page)
+    if not total:
+        return "目前没有待认领的心愿。"
+    pages = (total + per_page - 1) // per_page
+    if not wishes:
+        return f"没有第 {page} 页，共 {pages} 页。"
+    lines = [f"待认领的心愿（第 {page}/{pages} 页，共 {total} 个）："]
+    lines += [wish_line(w) for w in wishes]
+    lines.append("发送「心愿 #编号」查看详情，「认领 #编号」认领。")
+    if page < pages:
+        lines.append(f"发送「心愿 {page + 1}」看下一页。")
+    return "\n".join(lines)
 
-    @router.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
-                    usage="撤回 #12 理由", roles=MANAGER_ROLES, effect=True)
-    def withdraw(message: Incoming, ctx: Context) -> str:
-        wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
-        return f"已撤回心愿 #{wish.id}「{wish.title}」。"
 
-    @router.command("积分", summary="积分 — 我的积分和最近记录", needs_member=True)
-    def points(message: Incoming, ctx: Context) -> str:
-        m = ctx.member
-        lines = [f"{m.name}，您的积分：{balance(ctx.session, m.id)}"]
-        entries = recent_entries(ctx.session, m.id)
-        if entries:
-            lines.append("最近记录：")
-            tz = ctx.settings.tz
-            lines += [f"· {clock.month_day(e.created_at, tz)} {e.amount:+d} {short(e.reason, 60)}" for e in entries]
-        else:
-            lines.append("还没有积分记录。认领并完成心愿可以获得积分，发送「心愿」看看。")
-        return "\n".join(lines)
+@on.command("我的心愿", summary="我的心愿 [页] — 我认领和提交的心愿", pattern=f"(?:{PAGE})?",
+            usage="我的心愿 或 我的心愿 2（第2页）", needs_member=True)
+def mine(message: Incoming, ctx: Context) -> str:
+    wishes = my_wishes(ctx.session, ctx.member, limit=MY_WISHES_MAX)
+    if not wishes:
+        return "您还没有认领或提交过心愿。发送「心愿」看看可认领的心愿。"
+    lines = []
+    for w in wishes:
+        role = "认领" if w.claimer_id == ctx.member.id else "提交"
+        held = w.status == CLAIMED and w.claimer_id == ctx.member.id
+        due = f"，{clock.month_day(w.fulfil_by, ctx.settings.tz)} 前完成" if held else ""
+        lines.append(f"#{w.id} {short(w.title, 30)}（{role}·{w.status}{due}）")
+    tail = "发送「心愿 #编号」查看详情。"
+    if len(wishes) == MY_WISHES_MAX:
+        tail += f"这里只列出最近的 {MY_WISHES_MAX} 个，更早的请在小程序「我的心愿」中查看。"
+    return page_reply("我的心愿：", [Section(lines)], page_number(ctx.match["page"]), with_page("我的心愿"),
+                      tail=tail)
 
-    @router.command("积分榜", summary="积分榜 — 本社区积分排名", needs_member=True)
-    def board(message: Incoming, ctx: Context) -> str:
-        community = community_of(ctx.member.org)
-        lines = [f"{short(community.name, 30)}积分榜"]
-        for label, since in (("本月", clock.month_start(ctx.now, ctx.settings.tz)), ("总榜", None)):
-            ranks = ranking(ctx.session, community, since=since)
-            lines.append(f"【{label}】")
-            lines += [f"{r.place}. {short(r.name, 12)} {r.points}" for r in ranks] or ["暂无"]
-        return "\n".join(lines)
 
-    @router.media("image")
-    def photo(message: Incoming, ctx: Context) -> str:
-        member: Member | None = ctx.member
-        minutes = ctx.settings.wish_photo_minutes
-        wish = attach_photo(ctx.session, member, message.media_id, window_minutes=minutes,
-                            now=ctx.now) if member else None
-        if wish is None:
-            return (f"已收到图片。如需作为心愿完成凭证，请先发送「完成 #编号 说明」，"
-                    f"再在{minutes}分钟内发送照片。")
-        return f"照片已附在心愿 #{wish.id}「{wish.title}」上，共 {len(wish.photos)} 张。"
+@on.command("认领", summary="认领 #编号 — 认领心愿", pattern=NUMBER, usage="认领 #12",
+            needs_member=True, effect=True)
+def claim(message: Incoming, ctx: Context) -> str:
+    wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now,
+                      max_open=ctx.settings.wish_max_open_claims,
+                      fulfil_days=ctx.settings.wish_fulfil_days)
+    person = beneficiary_of(wish, ctx.member)
+    contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
+    due = clock.month_day(wish.fulfil_by, ctx.settings.tz)
+    return (f"认领成功！心愿 #{wish.id}「{wish.title}」，请在 {due} 前完成。"
+            + (f"\n受助人：{contact}" if contact else "")
+            + f"\n完成后发送「完成 #{wish.id} 说明」，并可在10分钟内发送照片。")
+
+
+@on.command("放弃", summary="放弃 #编号 — 放弃认领", pattern=WITH_TEXT, usage="放弃 #12",
+            needs_member=True, effect=True)
+def release(message: Incoming, ctx: Context) -> str:
+    wish = release_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
+    return f"已放弃心愿 #{wish.id}「{wish.title}」，它已重新开放认领。"
+
+
+@on.command("完成", summary="完成 #编号 说明 — 提交心愿完成情况", pattern=WITH_TEXT,
+            usage="完成 #12 说明，例如：完成 #12 已上门修好水龙头", needs_member=True, effect=True)
+def fulfil(message: Incoming, ctx: Context) -> str:
+    wish = fulfil_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
+    minutes = ctx.settings.wish_photo_minutes
+    return (f"已提交心愿 #{wish.id}「{wish.title}」的完成情况，等待确认。\n"
+            f"{minutes}分钟内发送照片，会作为完成凭证附在心愿上。")
+
+
+@on.command("确认", summary="确认 #编号 — 确认心愿已完成（书记/网格长/受助人；只有一个待确认时可省略编号）",
+            pattern=f"(?:{NUMBER})?", usage="确认 #12（只有一个等待您确认的心愿时，发送「确认」即可）",
+            needs_member=True, effect=True)
+def confirm(message: Incoming, ctx: Context) -> str:
+    if ctx.match[1]:
+        wish = confirm_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now)
+    else:
+        sole = confirm_sole(ctx.session, ctx.member, limit=TODO_ITEMS, now=ctx.now)
+        if sole.done is None:
+            return _choose(sole, "确认", "没有等待您确认的心愿。", confirm_line,
+                           "请发送「确认 #编号」指明要确认哪一个。", ctx.settings.tz)
+        wish = sole.done
+    return f"已确认心愿 #{wish.id}「{wish.title}」完成，{wish.claimer.name} 获得 {wish.points} 积分。"
+
+
+@on.command("待办", summary="待办 — 等待我审核、确认和审批的事项", needs_member=True)
+def todo(message: Incoming, ctx: Context) -> str:
+    return todo_reply(waiting_for(ctx.session, ctx.member, limit=TODO_ITEMS), ctx.settings.tz)
+
+
+@on.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
+            usage="驳回 #12 理由", needs_member=True, effect=True)
+def reject(message: Incoming, ctx: Context) -> str:
+    wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
+    return f"已驳回心愿 #{wish.id}「{wish.title}」，已通知认领人 {wish.claimer.name}。"
+
+
+@on.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
+            usage="撤回 #12 理由", roles=MANAGER_ROLES, effect=True)
+def withdraw(message: Incoming, ctx: Context) -> str:
+    wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
+    return f"已撤回心愿 #{wish.id}「{wish.title}」。"
+
+
+@on.command("积分", summary="积分 — 我的积分和最近记录", needs_member=True)
+def points(message: Incoming, ctx: Context) -> str:
+    m = ctx.member
+    lines = [f"{m.name}，您的积分：{balance(ctx.session, m.id)}"]
+    entries = recent_entries(ctx.session, m.id)
+    if entries:
+        lines.append("最近记录：")
+        tz = ctx.settings.tz
+        lines += [f"· {clock.month_day(e.created_at, tz)} {e.amount:+d} {short(e.reason, 60)}" for e in entries]
+    else:
+        lines.append("还没有积分记录。认领并完成心愿可以获得积分，发送「心愿」看看。")
+    return "\n".join(lines)
+
+
+@on.command("积分榜", summary="积分榜 — 本社区积分排名", needs_member=True)
+def board(message: Incoming, ctx: Context) -> str:
+    community = community_of(ctx.member.org)
+    lines = [f"{short(community.name, 30)}积分榜"]
+    for label, since in (("本月", clock.month_start(ctx.now, ctx.settings.tz)), ("总榜", None)):
+        ranks = ranking(ctx.session, community, since=since)
+        lines.append(f"【{label}】")
+        lines += [f"{r.place}. {short(r.name, 12)} {r.points}" for r in ranks] or ["暂无"]
+    return "\n".join(lines)
+
+
+@on.media("image")
+def photo(message: Incoming, ctx: Context) -> str:
+    member: Member | None = ctx.member
+    minutes = ctx.settings.wish_photo_minutes
+    wish = attach_photo(ctx.session, member, message.media_id, window_minutes=minutes,
+                        now=ctx.now) if member else None
+    if wish is None:
+        return (f"已收到图片。如需作为心愿完成凭证，请先发送「完成 #编号 说明」，"
+                f"再在{minutes}分钟内发送照片。")
+    return f"照片已附在心愿 #{wish.id}「{wish.title}」上，共 {len(wish.photos)} 张。"
+
+
+register = on.register
