@@ -5,13 +5,14 @@ from datetime import date, datetime, time, timedelta
 
 from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
 from handlers.router import Context, Handlers, Incoming
-from models import DomainError, clock
+from models import DomainError, authz, clock
 from models.activity import (
     AUDIENCES,
     KINDS,
     REGISTERED,
     SCENE_PREFIX,
     Activity,
+    NewActivity,
     attendance,
     cancel_registration,
     check_in_by_code,
@@ -23,7 +24,6 @@ from models.activity import (
     get_managed_activity,
     get_visible_activity,
     hours_text,
-    manages,
     proxy_check_in,
     registration_of,
     registration_text,
@@ -143,7 +143,7 @@ def describe(activity: Activity, ctx: Context, *, full: bool = False) -> str:
     if activity.is_volunteer and activity.points:
         lines.append(f"志愿服务积分：{activity.points}分（签到并签退后记入）")
     lines.append(f"已签到：{checked_in_count(ctx.session, activity.id)}人")
-    if manages(member, activity.org):
+    if authz.can(member, authz.MANAGE_ACTIVITY, activity.org):
         code = "每分钟轮换，见签到页" if activity.rotating else activity.code
         lines.append(f"签到码：{code}")
         lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
@@ -176,8 +176,9 @@ def new_activity(message: Incoming, ctx: Context) -> str:
         ends_at += timedelta(days=1)
     place, options = _options(ctx.match["rest"])
     activity = create_activity(
-        ctx.session, ctx.member, kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
-        ends_at=ends_at, place=place, now=ctx.now, settings=ctx.settings, **options,
+        ctx.session, ctx.member, NewActivity(kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
+                                             ends_at=ends_at, place=place, **options),
+        now=ctx.now, settings=ctx.settings,
     )
     lines = ["活动已发布！", describe(activity, ctx), f"参加范围：{AUDIENCES[activity.audience]}"]
     if activity.capacity:

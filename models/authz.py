@@ -32,11 +32,19 @@ IMPORT_MEMBERS = "member.import"
 EXPORT_MEMBERS = "member.export"
 VIEW_ORGS = "org.view"
 
+# Activities ------------------------------------------------------------------------------------
+# Manage an activity — publish it, change it, sign members in by proxy (代签), see its code, its
+# page and its attendance (target: the activity's Organization): a secretary or admin of that
+# organization or of a node above it.
+MANAGE_ACTIVITY = "activity.manage"
+ACTIVITY_ACTIONS = (MANAGE_ACTIVITY,)
+# -----------------------------------------------------------------------------------------------
+
 MEMBER_ACTIONS = (VIEW_MEMBER, VIEW_PRIVATE, UPDATE_MEMBER)
 POINT_ACTIONS = (AWARD_POINTS, DECIDE_AWARD)
 BINDING_ACTIONS = (RELEASE_BINDING,)
 ORG_ACTIONS = (LIST_MEMBERS, IMPORT_MEMBERS, EXPORT_MEMBERS, VIEW_ORGS)
-ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS + BINDING_ACTIONS
+ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS + BINDING_ACTIONS + ACTIVITY_ACTIONS
 
 _DENIED = {
     VIEW_MEMBER: "您无权查看该成员。",
@@ -49,6 +57,8 @@ _DENIED = {
     EXPORT_MEMBERS: "您无权导出该组织的成员。",
     VIEW_ORGS: "您无权查看该组织。",
     RELEASE_BINDING: "只能解除您负责的成员的绑定（不能解除您自己或同级书记、管理员的绑定）。",
+    # Activities
+    MANAGE_ACTIVITY: "只有本组织的书记或管理员可以发布活动。",
 }
 NOT_MANAGER = "该功能仅限书记或管理员使用。"
 
@@ -91,6 +101,10 @@ def can(actor: Member | None, action: str, target: Member | Organization | None 
         if action == VIEW_MEMBER:
             return is_manager(actor) and within(target.org.full_name, actor.org.full_name)
         return responsible(actor, target.org.full_name, target.role, target.id)
+    if action in ACTIVITY_ACTIONS:
+        if not isinstance(target, Organization):
+            raise TypeError(f"{action} needs the activity's organization")
+        return is_manager(actor) and within(target.full_name, actor.org.full_name)
     if target is not None and not isinstance(target, Organization):
         raise TypeError(f"{action} needs an organization")
     org = target if target is not None else actor.org

@@ -1,11 +1,12 @@
-"""Declarative base, time helpers and the domain error."""
+"""Declarative base, time helpers, the INSERT that ignores a conflict, and the domain error."""
 
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, event
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session
 
 # Stable constraint names, so Alembic migrations look the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -46,6 +47,16 @@ class Base(DeclarativeBase):
 def now_utc() -> datetime:
     """Return the current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
+
+
+def insert_ignore(session: Session, table, **values) -> int:
+    """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL; return the rows inserted (0 or 1).
+
+    No savepoint is needed, so it works alike on both databases under concurrency.
+    """
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    return session.execute(stmt).rowcount
 
 
 @dataclass

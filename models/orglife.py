@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models import clock
-from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, create_activity, reschedule_activity
+from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, NewActivity, create_activity, reschedule_activity
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
@@ -273,8 +273,8 @@ def ensure_activity(session: Session, occurrence: OrgLifeOccurrence, now: dateti
     if occurrence.starts_at <= now:
         return None
     rule = occurrence.rule
-    activity = create_activity(session, None, kind=activity_kind(rule), title=rule.title,
-                               starts_at=occurrence.starts_at, org=rule.org, audience="subtree", now=now)
+    activity = create_activity(session, None, NewActivity(kind=activity_kind(rule), title=rule.title,
+                               starts_at=occurrence.starts_at, org=rule.org, audience="subtree"), now=now)
     linked = session.execute(
         update(OrgLifeOccurrence)
         .where(OrgLifeOccurrence.id == occurrence.id, OrgLifeOccurrence.activity_id.is_(None))

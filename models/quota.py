@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
 from models import clock
-from models.activity import VOLUNTEER, Activity, CheckIn
+from models.activity import METHODS, VOLUNTEER, Activity, CheckIn, attendance
 from models.member import Member
 from models.org import Organization
 from models.sheets import append_row, new_sheet, to_bytes
@@ -82,8 +82,6 @@ def quota_xlsx(rows: list[QuotaRow], year: int) -> bytes:
 
 def attendance_xlsx(session: Session, activity: Activity, settings: Settings = DEFAULTS) -> bytes:
     """One activity's attendance as an Excel workbook."""
-    from models.activity import METHODS, attendance
-
     report = attendance(session, activity)
     book, sheet = new_sheet("出勤")
     append_row(sheet, ["活动", f"{activity.number} {activity.kind} {activity.title}"])
@@ -113,23 +111,6 @@ def member_progress(session: Session, member: Member, year: int, quotas: Mapping
     ).all())
     counts = {bool(k): v for k, v in counts.items()}
     return QuotaRow(member, counts.get(False, 0), counts.get(True, 0), *quotas[member.kind])
-
-
-def period_attendance(session: Session, org: Organization, start, end) -> list[tuple[Activity, int, int]]:
-    """The activities of the subtree starting in [start, end), each with (signed in, expected)."""
-    from models.activity import attendance
-
-    activities = session.scalars(
-        select(Activity).join(Organization, Activity.org_id == Organization.id)
-        .where(Organization.path.startswith(org.path), Activity.cancelled.is_(False),
-               Activity.starts_at >= start, Activity.starts_at < end)
-        .order_by(Activity.starts_at, Activity.id)
-    ).all()
-    rows = []
-    for activity in activities:
-        report = attendance(session, activity)
-        rows.append((activity, len(report.present), len(report.expected)))
-    return rows
 
 
 def period_attendance_xlsx(rows: list[tuple[Activity, int, int]], settings: Settings = DEFAULTS) -> bytes:

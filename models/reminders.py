@@ -10,11 +10,13 @@ from models import clock
 from models.activity import (
     REGISTERED,
     Activity,
+    ReminderSetting,
     expected_members,
     in_audience,
     registration_of,
     upcoming_for,
 )
+from models.base import insert_ignore
 from models.member import Member
 from models.orglife import OrgLifeOccurrence
 from models.outbox import enqueue
@@ -31,16 +33,12 @@ def _label(hours: float) -> str:
 
 
 def reminders_enabled(session: Session, member_id: int) -> bool:
-    from models.activity import ReminderSetting
-
     row = session.get(ReminderSetting, member_id)
     return row is None or row.enabled
 
 
 def set_reminders(session: Session, member: Member, enabled: bool, now: datetime) -> None:
     """Turn activity reminders on or off for a member; commit."""
-    from models.activity import ReminderSetting, insert_ignore
-
     insert_ignore(session, ReminderSetting.__table__, member_id=member.id, enabled=enabled, updated_at=now)
     row = session.get(ReminderSetting, member.id)
     session.refresh(row)
@@ -66,8 +64,6 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Settings
             Activity.id.not_in(select(OrgLifeOccurrence.activity_id).where(OrgLifeOccurrence.activity_id.is_not(None))),
         ).order_by(Activity.starts_at)
     ).all()
-    from models.activity import ReminderSetting
-
     muted = set(session.scalars(select(ReminderSetting.member_id).where(ReminderSetting.enabled.is_(False))))
     queued = 0
     for activity in due:

@@ -13,6 +13,8 @@ from handlers import Incoming, build_router
 from handlers.activities import parse_date
 from models import Activity, CheckIn, DomainError, Member, OutboxMessage, PointEntry, Registration, WechatUser
 from models.activity import (
+    NewActivity,
+    SignIn,
     check_in,
     check_in_by_code,
     code_is_valid,
@@ -51,9 +53,10 @@ def secretary(make_member):
 
 def new_activity(session, secretary, **kw):
     creator = session.get(Member, secretary.id)
-    values = {"kind": "主题党日", "title": "学习", "starts_at": START, "now": NOW}
+    now = kw.pop("now", NOW)
+    values = {"kind": "主题党日", "title": "学习", "starts_at": START}
     values.update(kw)
-    return create_activity(session, creator, **values)
+    return create_activity(session, creator, NewActivity(**values), now=now)
 
 
 # Dates as people write them ---------------------------------------------------------------------
@@ -299,9 +302,9 @@ def test_yearly_quota_report_puts_those_behind_first(session, secretary, make_me
     service = new_activity(session, secretary, kind="志愿服务", starts_at=START + timedelta(days=3))
     last_year = new_activity(session, secretary, title="旧", starts_at=datetime(2027, 1, 5, tzinfo=UTC))
     for a in meetings + [service, last_year]:
-        check_in(session, a, session.get(Member, busy.id), now=a.starts_at, method="code", code=a.code)
-    check_in(session, meetings[0], session.get(Member, half.id), now=meetings[0].starts_at, method="code",
-             code=meetings[0].code)
+        check_in(session, a, session.get(Member, busy.id), SignIn("code", code=a.code), now=a.starts_at)
+    check_in(session, meetings[0], session.get(Member, half.id), SignIn("code", code=meetings[0].code),
+             now=meetings[0].starts_at)
     org = session.get(Member, secretary.id).org
     rows = quota_report(session, org, 2026, quotas)
     assert [(r.member.name, r.org_life, r.volunteer, r.behind) for r in rows] == [
@@ -368,7 +371,7 @@ def test_quota_by_chatbot_and_my_progress(session, router, secretary, make_membe
     settings_now = START + timedelta(days=1)
     for i in range(2):
         a = new_activity(session, secretary, title=f"会{i}", starts_at=START + timedelta(hours=3 * i))
-        check_in(session, a, session.get(Member, done.id), now=a.starts_at, method="code", code=a.code)
+        check_in(session, a, session.get(Member, done.id), SignIn("code", code=a.code), now=a.starts_at)
     router_settings = DEFAULTS.replace(QUOTA_ORG_LIFE=2, QUOTA_VOLUNTEER=0)
 
     def ask(openid, text):
@@ -383,12 +386,13 @@ def test_quota_by_chatbot_and_my_progress(session, router, secretary, make_membe
 
 
 def test_period_attendance_export(session, secretary, make_member):
-    from models.quota import period_attendance, period_attendance_xlsx
+    from models.activity import period_attendance
+    from models.quota import period_attendance_xlsx
 
     make_member("张三")
     first = new_activity(session, secretary, title="一")
     new_activity(session, secretary, title="二", starts_at=START + timedelta(days=40))
-    check_in(session, first, session.get(Member, secretary.id), now=START, method="code", code=first.code)
+    check_in(session, first, session.get(Member, secretary.id), SignIn("code", code=first.code), now=START)
     org = session.get(Member, secretary.id).org
     rows = period_attendance(session, org, START - timedelta(days=1), START + timedelta(days=30))
     assert [(a.title, present, expected) for a, present, expected in rows] == [("一", 1, 2)]
@@ -398,10 +402,11 @@ def test_period_attendance_export(session, secretary, make_member):
 
 def test_a_job_may_create_an_activity_for_an_organization(session, secretary):
     org = session.get(Member, secretary.id).org
-    activity = create_activity(session, None, org=org, kind="主题党日", title="每月党日", starts_at=START, now=NOW)
+    activity = create_activity(session, None, NewActivity(org=org, kind="主题党日", title="每月党日", starts_at=START),
+                               now=NOW)
     assert activity.created_by_id is None and activity.org_id == org.id
     with pytest.raises(ValueError):
-        create_activity(session, None, kind="主题党日", title="无组织", starts_at=START, now=NOW)
+        create_activity(session, None, NewActivity(kind="主题党日", title="无组织", starts_at=START), now=NOW)
 
 
 def test_the_secretary_sets_the_venue_from_their_location(session, router, secretary, make_member):

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Activity, CheckIn, DomainError, Member, Registration
-from models.activity import cancel_registration, check_in_by_code, create_activity, register
+from models.activity import NewActivity, cancel_registration, check_in_by_code, create_activity, register
 from models.org import ensure_org_path
 from tests.conftest import BRANCH
 
@@ -47,7 +47,8 @@ def _run_all(count, target):
 def test_300_simultaneous_sign_ins_are_each_recorded_once(race_engine):
     with Session(race_engine, expire_on_commit=False) as session:
         ids, secretary = _members(session, 300, "党员")
-        activity = create_activity(session, secretary, kind="支部党员大会", title="大会", starts_at=START, now=NOW)
+        activity = create_activity(session, secretary, NewActivity(kind="支部党员大会", title="大会", starts_at=START),
+                                   now=NOW)
         code, activity_id = activity.code, activity.id
     # Every member signs in at the same second; 60 of them press twice.
     attempts = ids + ids[:60]
@@ -79,8 +80,8 @@ def test_300_simultaneous_sign_ins_are_each_recorded_once(race_engine):
 def test_a_rush_on_few_seats_never_overbooks_and_the_queue_moves_up(race_engine):
     with Session(race_engine, expire_on_commit=False) as session:
         ids, secretary = _members(session, 40, "队员")
-        activity = create_activity(session, secretary, kind="志愿服务", title="清扫", starts_at=START,
-                                   capacity=5, now=NOW)
+        activity = create_activity(session, secretary, NewActivity(kind="志愿服务", title="清扫", starts_at=START,
+                                                                  capacity=5), now=NOW)
         activity_id = activity.id
 
     def sign_up(i):

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from models import Member
-from models.activity import create_activity
+from models.activity import NewActivity, create_activity
 from tests.conftest import BRANCH, OTHER_BRANCH, org_id
 from tests.test_api_auth import assert_error
 
@@ -62,10 +62,11 @@ def new(engine, people):
     """Create an activity of the branch through the domain (as its secretary); returns its id and code."""
 
     def build(**kw):
-        values = {"kind": "主题党日", "title": "学习", "starts_at": START, "now": NOW}
+        now = kw.pop("now", NOW)
+        values = {"kind": "主题党日", "title": "学习", "starts_at": START}
         values.update(kw)
         with Session(engine, expire_on_commit=False) as s:
-            activity = create_activity(s, s.get(Member, people["sec"].id), **values)
+            activity = create_activity(s, s.get(Member, people["sec"].id), NewActivity(**values), now=now)
             return activity.id, activity.code
 
     return build
@@ -135,8 +136,8 @@ def test_activities_for_me_paged(api_client, as_, new, engine, people, clock):
     first, _ = new(title="第一次")
     second, _ = new(title="第二次", starts_at=START + timedelta(days=1))
     with Session(engine) as s:  # one already over, created back then
-        create_activity(s, s.get(Member, people["sec"].id), kind="党课", title="上月党课",
-                        starts_at=NOW - timedelta(days=30), now=NOW - timedelta(days=31))
+        create_activity(s, s.get(Member, people["sec"].id), NewActivity(kind="党课", title="上月党课",
+                        starts_at=NOW - timedelta(days=30)), now=NOW - timedelta(days=31))
     other = create_activity_as(engine, people["other_sec"], title="西湖党日")
 
     body = api_client.get("/api/v1/activities?per_page=1", headers=as_("member")).get_json()
@@ -152,10 +153,11 @@ def test_activities_for_me_paged(api_client, as_, new, engine, people, clock):
 
 
 def create_activity_as(engine, secretary, **kw):
-    values = {"kind": "主题党日", "title": "学习", "starts_at": START, "now": NOW}
+    now = kw.pop("now", NOW)
+    values = {"kind": "主题党日", "title": "学习", "starts_at": START}
     values.update(kw)
     with Session(engine) as s:
-        return create_activity(s, s.get(Member, secretary.id), **values).id
+        return create_activity(s, s.get(Member, secretary.id), NewActivity(**values), now=now).id
 
 
 def test_detail_shows_the_code_to_managers_only(api_client, as_, new, clock):

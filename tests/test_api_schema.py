@@ -19,7 +19,7 @@ from schemathesis.generation.modes import GenerationMode
 from sqlalchemy.orm import Session
 
 from models import Member, now_utc
-from models.activity import create_activity
+from models.activity import NewActivity, create_activity
 from tests.conftest import BRANCH, OTHER_BRANCH
 
 EXAMPLES = 8
@@ -40,8 +40,8 @@ def fuzz_headers(fuzz_app, api_login, make_member, engine):
     make_member("孙立", "13800000008", org=OTHER_BRANCH)
     admin = make_member("张建国", "13800000001", org="滨江街道党工委", role="管理员")
     with Session(engine) as s:
-        activity = create_activity(s, s.get(Member, admin.id), kind="志愿服务", title="清扫楼道",
-                                   starts_at=now_utc() + timedelta(minutes=10), capacity=5)
+        activity = create_activity(s, s.get(Member, admin.id), NewActivity(kind="志愿服务", title="清扫楼道",
+                                   starts_at=now_utc() + timedelta(minutes=10), capacity=5))
         fuzz_app.config["FUZZ_ACTIVITY_ID"] = activity.id
     client = fuzz_app.test_client()
 

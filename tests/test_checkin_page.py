@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from models import Activity, Member, now_utc
-from models.activity import create_activity, scene_for
+from models.activity import NewActivity, create_activity, scene_for
 from tests.cdp import Browser, find_chromium
 
 
@@ -16,8 +16,8 @@ def live_activity(engine, secretary_id, **kw) -> Activity:
     """An activity whose sign-in is open now (the page and the webhook use the real clock)."""
     with Session(engine, expire_on_commit=False) as s:
         now = now_utc()
-        return create_activity(s, s.get(Member, secretary_id), kind="主题党日", title=kw.pop("title", "学习<党章>"),
-                               starts_at=now + timedelta(minutes=10), now=now, **kw)
+        return create_activity(s, s.get(Member, secretary_id), NewActivity(
+            kind="主题党日", title=kw.pop("title", "学习<党章>"), starts_at=now + timedelta(minutes=10), **kw), now=now)
 
 
 def test_page_shows_qr_code_and_count(engine, client, wechat_api, make_member, wx):

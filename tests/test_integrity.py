@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from config import DEFAULTS
 from models import CheckIn, DomainError, Member, WechatUser
-from models.activity import NO_ACTIVITY, CheckInAttempt, check_in_by_code, create_activity
+from models.activity import NO_ACTIVITY, CheckInAttempt, NewActivity, check_in_by_code, create_activity
 from models.base import now_utc
 from models.member import bind_openid
 from tests.conftest import BRANCH
@@ -160,8 +160,8 @@ def test_thirty_simultaneous_wrong_bind_guesses_check_exactly_five(race_engine, 
 
 def test_thirty_simultaneous_wrong_sign_in_codes_check_exactly_five(race_engine, engine, people):
     with Session(engine, expire_on_commit=False) as s:
-        activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="学习",
-                                   starts_at=START, now=NOW)
+        activity = create_activity(s, s.get(Member, people["sec"].id), NewActivity(kind="主题党日", title="学习",
+                                   starts_at=START), now=NOW)
     wrong = f"{(int(activity.code) + 1) % 1_000_000:06d}"
 
     def sign_in(i):
@@ -187,8 +187,8 @@ def test_typed_codes_matching_no_activity_count_against_the_member(engine, wx, p
 
     monkeypatch.setattr(app.wechat, "now_utc", lambda: START)
     with Session(engine, expire_on_commit=False) as s:
-        activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="学习",
-                                   starts_at=START, now=NOW)
+        activity = create_activity(s, s.get(Member, people["sec"].id), NewActivity(kind="主题党日", title="学习",
+                                   starts_at=START), now=NOW)
     unknown = [f"{(int(activity.code) + i) % 1_000_000:06d}" for i in range(1, 7)]
     for code in unknown[:5]:
         assert "签到码无效" in wx.text("o-wang", f"签到 {code}").content

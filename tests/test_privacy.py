@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from models import Member
-from models.activity import create_activity
+from models.activity import NewActivity, create_activity
 
 STREET = "滨江街道党工委"
 COMMUNITY = f"{STREET}/东湖社区党委"
@@ -129,8 +129,8 @@ def test_names_are_text_in_the_member_attendance_and_quota_exports(engine, api_c
     _assert_text(members.data, names)
 
     with Session(engine, expire_on_commit=False) as s:
-        activity = create_activity(s, s.get(Member, people["sec"].id), kind="主题党日", title="=1+2",
-                                   starts_at=START, now=NOW)
+        activity = create_activity(s, s.get(Member, people["sec"].id), NewActivity(kind="主题党日", title="=1+2",
+                                   starts_at=START), now=NOW)
     attendance = api_client.get(f"/api/v1/admin/activities/{activity.id}/attendance.xlsx", headers=as_("sec"))
     assert attendance.status_code == 200
     _assert_text(attendance.data, names)

@@ -13,7 +13,7 @@ from app.simulator import build_xml, sign
 from handlers import Incoming, build_router
 from handlers.router import control_hint
 from models import CheckIn, HandledMessage, Member, Wish, WishPhoto
-from models.activity import create_activity, scene_for
+from models.activity import NewActivity, create_activity, scene_for
 from tests.conftest import BRANCH, TOKEN
 
 
@@ -95,8 +95,8 @@ def test_scanned_sign_in_scene_and_sign_in_text_sign_in_once(client, wx, make_me
     secretary = make_member("书记甲", role="书记", openid="o-sec")
     li = make_member("李四", org=BRANCH, openid="o-li")
     now = datetime.now(UTC)
-    activity = create_activity(session, session.get(Member, secretary.id), kind="主题党日", title="学习",
-                               starts_at=now + timedelta(minutes=10), now=now)
+    activity = create_activity(session, session.get(Member, secretary.id), NewActivity(kind="主题党日", title="学习",
+                               starts_at=now + timedelta(minutes=10)), now=now)
     scene = scene_for(activity, now)
     when = int(time.time())
     first = _scan(client, wx, "o-zhang", "scancode_waitmsg", scene, create_time=when)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from models import Member, OutboxMessage, Wish
-from models.activity import create_activity
+from models.activity import NewActivity, create_activity
 from models.wishes import CLAIMED, OPEN, claim_wish, post_wish
 from tests.conftest import BRANCH
 from tests.outbox_fixtures import *  # noqa: F403
@@ -45,7 +45,8 @@ def test_activity_reminders_from_the_scheduler(session, make_member, make_schedu
     secretary = session.get(Member, make_member("李书记", role="书记", openid="o-sec").id)
     member = session.get(Member, make_member("王党员", org=BRANCH, openid="o-a").id)
     starts = NOW + timedelta(days=2)
-    activity = create_activity(session, secretary, kind="主题党日", title="学习交流", starts_at=starts, now=NOW)
+    activity = create_activity(session, secretary, NewActivity(kind="主题党日", title="学习交流", starts_at=starts),
+                               now=NOW)
     scheduler = make_scheduler()
     report = scheduler.run_due(starts - timedelta(hours=23, minutes=58))
     assert report.ran["activity_reminders"].endswith("reminders queued")

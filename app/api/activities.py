@@ -40,6 +40,7 @@ from models import clock, now_utc
 from models.activity import (
     METHODS,
     REGISTERED,
+    NewActivity,
     activities_for,
     activity_status,
     attendance,
@@ -51,6 +52,7 @@ from models.activity import (
     get_activity,
     get_managed_activity,
     hours_text,
+    period_attendance,
     period_bounds,
     proxy_check_in_member,
     registration_text,
@@ -61,7 +63,6 @@ from models.org import Organization
 from models.quota import (
     attendance_xlsx,
     member_progress,
-    period_attendance,
     period_attendance_xlsx,
     quota_report,
     quota_xlsx,
@@ -224,12 +225,12 @@ def _org(org_id: int | None) -> Organization | None:
 @admin_blp.doc(operationId="createActivity", responses=errors(400, 401, 403, 404, 422))
 def create(args):
     """发布活动（本组织或下级组织），返回活动编号、签到码和会议室签到页链接。"""
-    activity = create_activity(
-        db.session, _member(), kind=args["kind"], title=args["title"], starts_at=args["start"],
+    activity = create_activity(db.session, _member(), NewActivity(
+        kind=args["kind"], title=args["title"], starts_at=args["start"],
         ends_at=args["end"], place=args["place"], org=_org(args["org"]), audience=args["audience"],
         capacity=args["capacity"], registration=args["registration"], points=args["points"],
         rotating=args["rotating"], latitude=args["latitude"], longitude=args["longitude"],
-        radius_m=args["radius"], now=now_utc(), settings=current_settings(),
+        radius_m=args["radius"]), now=now_utc(), settings=current_settings(),
     )
     rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
     return {"activity": activity, "number": activity.number, "code": activity.code,

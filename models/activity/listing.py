@@ -1,0 +1,86 @@
+"""What a member sees: the listing of activities, one activity with their standing."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from models import authz
+from models.activity.audience import in_audience
+from models.activity.checkin import checked_in_count, existing_checkin
+from models.activity.manage import get_activity
+from models.activity.registration import registration_of
+from models.activity.tables import CANCELLED, WAITING, Activity, CheckIn, Registration
+from models.base import Forbidden, Page
+from models.member import Member
+from models.org import Organization, community_of
+from models.text import clamp_page
+
+
+def upcoming_for(session: Session, member: Member, now: datetime, limit: int = 10) -> list[Activity]:
+    """Return activities not yet over that `member` may see, the soonest first (the chatbot's 活动)."""
+    return activities_for(session, member, now, upcoming=True, page=1, per_page=limit).items
+
+
+
+# Views for the mini-program ----------------------------------------------------------------------
+def may_see(session: Session, activity: Activity, member: Member) -> bool:
+    """Whether `member` may see `activity`: its managers and its audience."""
+    return authz.can(member, authz.MANAGE_ACTIVITY, activity.org) or in_audience(session, activity, member)
+
+
+def activities_for(session: Session, member: Member, now: datetime, *, upcoming: bool = True, page: int = 1,
+                   per_page: int = 20) -> Page:
+    """The activities `member` may see (upcoming: not yet over, soonest first; else all, latest first), paged."""
+    community = community_of(member.org)
+    stmt = (select(Activity).join(Organization, Activity.org_id == Organization.id)
+            .where(Activity.cancelled.is_(False)))
+    # Audiences never reach past a community, so only the member's community and the nodes above
+    # it (which a manager there may run) can hold the member's activities.
+    ancestors = [community.path[:i + 1] for i, char in enumerate(community.path) if char == "/" and i > 0]
+    stmt = stmt.where(or_(Organization.path.startswith(community.path), Organization.path.in_(ancestors),
+                          Organization.path.startswith(member.org.path)))
+    if upcoming:
+        stmt = stmt.where(Activity.ends_at >= now).order_by(Activity.starts_at, Activity.id)
+    else:
+        stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
+    visible = [a for a in session.scalars(stmt) if may_see(session, a, member)]
+    page = clamp_page(page)
+    start = (page - 1) * per_page
+    return Page(visible[start:start + per_page], len(visible), page, per_page)
+
+
+def get_visible_activity(session: Session, activity_id: int, member: Member) -> Activity:
+    activity = get_activity(session, activity_id)
+    if not may_see(session, activity, member):
+        raise Forbidden(f"活动 {activity.number} 不在您的参加范围内。")
+    return activity
+
+
+@dataclass
+class ActivityStatus:
+    """One activity as one member sees it."""
+
+    activity: Activity
+    manager: bool  # the member manages it: sees the sign-in code and the page
+    registration: str | None  # registered, waiting or None
+    waiting_ahead: int | None
+    checkin: CheckIn | None
+    count: int  # members signed in so far
+
+
+def activity_status(session: Session, activity_id: int, member: Member) -> ActivityStatus:
+    """Return an activity `member` may see, with their registration and sign-in."""
+    activity = get_visible_activity(session, activity_id, member)
+    reg = registration_of(session, activity.id, member.id)
+    status = reg.status if reg is not None and reg.status != CANCELLED else None
+    ahead = None
+    if status == WAITING:
+        ahead = session.scalar(select(func.count(Registration.id)).where(
+            Registration.activity_id == activity.id, Registration.status == WAITING,
+            or_(Registration.queued_at < reg.queued_at,
+                and_(Registration.queued_at == reg.queued_at, Registration.id < reg.id)))) or 0
+    return ActivityStatus(activity, authz.can(member, authz.MANAGE_ACTIVITY, activity.org), status, ahead,
+                          existing_checkin(session, activity.id, member.id), checked_in_count(session, activity.id))
+
