@@ -165,3 +165,14 @@ def private_clause(actor: Member | None):
 def visible_phone(actor: Member | None, member: Member) -> str:
     """Return the member's phone as `actor` may see it: in full, or masked like 138****5678."""
     return member.phone if can(actor, VIEW_PRIVATE, member) else mask_phone(member.phone)
+
+
+# Activities ------------------------------------------------------------------------------------
+def activity_manager_clause(actor: Member | None):
+    """A SQL condition on Organization true exactly for the organizations whose activities `actor`
+    manages — `can(actor, MANAGE_ACTIVITY, org)` as a WHERE clause, for listings paged in SQL."""
+    if not is_manager(actor):
+        return false()
+    home = actor.org.full_name
+    return or_(Organization.full_name == home,
+               Organization.full_name.startswith(home + PATH_SEPARATOR, autoescape=True))

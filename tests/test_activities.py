@@ -436,3 +436,44 @@ def test_activity_lists_show_what_i_may_attend(session, router, secretary, make_
     assert "没有编号为 #999" in say(router, session, "o-sec", "活动 #999")
     assert "已结束" not in say(router, session, "o-sec", "活动", START + timedelta(days=2))
     assert "近期没有" in say(router, session, "o-sec", "活动", START + timedelta(days=2))
+
+
+# The listing in SQL agrees with may_see ---------------------------------------------------------
+TREE = {
+    "street": "滨江街道党工委",
+    "community": "滨江街道党工委/东湖社区党委",
+    "branch": BRANCH,
+    "group": SUBTREE_GROUP,
+    "other": OTHER_BRANCH,
+}
+
+
+def test_the_listing_shows_exactly_what_may_see_allows(session, make_member):
+    """One SQL condition and LIMIT/OFFSET: every member × every activity (each audience, each level)
+    gives the same set, order and pages as asking may_see activity by activity."""
+    from models.activity import activities_for, may_see
+
+    people = [make_member(f"{where}{kind}{role}", org=org, kind=kind, role=role)
+              for where, org in TREE.items() for kind in ("在职党员", "群众") for role in ("党员", "书记")]
+    people.append(make_member("停用", org=BRANCH, kind="在职党员"))
+    with session.no_autoflush:
+        session.get(Member, people[-1].id).active = False
+    session.commit()
+    admin = make_member("管理员", org=TREE["street"], role="管理员")
+    activities = []
+    for where in TREE:
+        for audience in ("branch", "subtree", "open"):
+            activities.append(new_activity(session, admin, title=f"{where}{audience}", audience=audience,
+                                           org=session.get(Member, admin.id).org if where == "street" else
+                                           session.get(Member, make_member(org=TREE[where]).id).org,
+                                           starts_at=START + timedelta(hours=len(activities))))
+    for person in people + [admin]:
+        member = session.get(Member, person.id)
+        for upcoming, order in ((True, activities), (False, activities[::-1])):
+            expected = [a.id for a in order if may_see(session, a, member)]
+            listed = activities_for(session, member, NOW, upcoming=upcoming, per_page=100)
+            assert [a.id for a in listed.items] == expected, member.name
+            assert listed.total == len(expected)
+            pages = [activities_for(session, member, NOW, upcoming=upcoming, page=p, per_page=4).items
+                     for p in range(1, 6)]
+            assert [a.id for page in pages for a in page] == expected

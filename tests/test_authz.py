@@ -146,3 +146,49 @@ def test_unknown_action_or_wrong_target_is_a_programming_error(people, orgs):
     with pytest.raises(TypeError):
         az.can(people["admin"], az.LIST_MEMBERS, people["member"])
     assert isinstance(orgs["branch"], Organization)
+
+
+# Activities ------------------------------------------------------------------------------------
+# actor → the organizations whose activities they manage (publish, 代签, code, page, attendance)
+ACTIVITY_MATRIX = {
+    "admin": {"street", "east", "branch", "group", "other"},
+    "sec": {"branch", "group"},
+    "co_sec": {"branch", "group"},
+    "other_sec": {"other"},
+    "member": set(),
+    "group_member": set(),
+    "volunteer": set(),
+    "none": set(),
+}
+
+
+@pytest.mark.parametrize("actor", list(ACTIVITY_MATRIX))
+def test_activity_actions_matrix(people, orgs, actor, session):
+    from sqlalchemy import select
+
+    managed = set(session.scalars(select(Organization.id).where(az.activity_manager_clause(people[actor]))))
+    for key, org in orgs.items():
+        expected = key in ACTIVITY_MATRIX[actor]
+        assert az.can(people[actor], az.MANAGE_ACTIVITY, org) is expected, (actor, key)
+        assert (org.id in managed) is expected, (actor, key)  # the SQL form says the same
+        if expected:
+            az.authorize(people[actor], az.MANAGE_ACTIVITY, org)
+        elif people[actor] is not None:
+            with pytest.raises(Forbidden, match="只有本组织的书记或管理员可以发布活动"):
+                az.authorize(people[actor], az.MANAGE_ACTIVITY, org)
+
+
+def test_an_inactive_manager_manages_no_activity(people, orgs, session):
+    people["sec"].active = False
+    session.flush()
+    assert not az.can(people["sec"], az.MANAGE_ACTIVITY, orgs["branch"])
+    from sqlalchemy import select
+
+    assert session.scalars(select(Organization.id).where(az.activity_manager_clause(people["sec"]))).all() == []
+
+
+def test_an_activity_is_managed_through_its_organization(people):
+    with pytest.raises(TypeError):
+        az.can(people["admin"], az.MANAGE_ACTIVITY, people["member"])
+    with pytest.raises(TypeError):
+        az.can(people["admin"], az.MANAGE_ACTIVITY)

@@ -7,14 +7,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from models import authz
-from models.activity.audience import in_audience
+from models.activity.audience import in_audience, seen_by_clause
 from models.activity.checkin import checked_in_count, existing_checkin
 from models.activity.manage import get_activity
 from models.activity.registration import registration_of
 from models.activity.tables import CANCELLED, WAITING, Activity, CheckIn, Registration
 from models.base import Forbidden, Page
 from models.member import Member
-from models.org import Organization, community_of
+from models.org import Organization
 from models.text import clamp_page
 
 
@@ -32,23 +32,23 @@ def may_see(session: Session, activity: Activity, member: Member) -> bool:
 
 def activities_for(session: Session, member: Member, now: datetime, *, upcoming: bool = True, page: int = 1,
                    per_page: int = 20) -> Page:
-    """The activities `member` may see (upcoming: not yet over, soonest first; else all, latest first), paged."""
-    community = community_of(member.org)
+    """The activities `member` may see (upcoming: not yet over, soonest first; else all, latest first), paged.
+
+    One query for the page and one for the count: who may see an activity (`may_see`: its managers and
+    its audience) is a WHERE clause."""
     stmt = (select(Activity).join(Organization, Activity.org_id == Organization.id)
-            .where(Activity.cancelled.is_(False)))
-    # Audiences never reach past a community, so only the member's community and the nodes above
-    # it (which a manager there may run) can hold the member's activities.
-    ancestors = [community.path[:i + 1] for i, char in enumerate(community.path) if char == "/" and i > 0]
-    stmt = stmt.where(or_(Organization.path.startswith(community.path), Organization.path.in_(ancestors),
-                          Organization.path.startswith(member.org.path)))
+            .where(Activity.cancelled.is_(False),
+                   or_(authz.activity_manager_clause(member), seen_by_clause(member))))
     if upcoming:
-        stmt = stmt.where(Activity.ends_at >= now).order_by(Activity.starts_at, Activity.id)
+        stmt = stmt.where(Activity.ends_at >= now)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    if upcoming:
+        stmt = stmt.order_by(Activity.starts_at, Activity.id)
     else:
         stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
-    visible = [a for a in session.scalars(stmt) if may_see(session, a, member)]
     page = clamp_page(page)
-    start = (page - 1) * per_page
-    return Page(visible[start:start + per_page], len(visible), page, per_page)
+    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
+    return Page(items, total, page, per_page)
 
 
 def get_visible_activity(session: Session, activity_id: int, member: Member) -> Activity:
