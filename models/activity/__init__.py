@@ -8,7 +8,14 @@ The rooms: `tables` (the tables and constants), `manage` (creating and changing 
 venue, sign-in, sign-out), `listing` (what a member sees), `reports` (attendance).
 """
 
-from models.activity.audience import audience_filter, audience_query, expected_count, expected_members, in_audience
+from models.activity.audience import (
+    audience_filter,
+    audience_query,
+    expected_count,
+    expected_members,
+    in_audience,
+    seen_by_clause,
+)
 from models.activity.checkin import (
     CheckInResult,
     SignIn,
@@ -53,7 +60,13 @@ from models.activity.manage import (
     set_rotating,
     set_venue,
 )
-from models.activity.registration import cancel_registration, register, registration_of, registration_text
+from models.activity.registration import (
+    cancel_registration,
+    register,
+    registration_of,
+    registration_text,
+    waiting_ahead,
+)
 from models.activity.reports import Attendance, attendance, period_attendance, period_bounds
 from models.activity.tables import (
     AUDIENCES,
@@ -85,5 +98,6 @@ __all__ = [
     "get_visible_activity", "hours_text", "in_audience", "may_see", "minute_index", "normalize_kind",
     "period_attendance", "period_bounds", "proxy_check_in", "proxy_check_in_member", "qr_expire_seconds",
     "register", "registration_of", "registration_text", "release_attempts", "remember_qr", "reschedule_activity",
-    "reserve_attempt", "rotating_code", "scene_for", "set_rotating", "set_venue", "upcoming_for",
+    "reserve_attempt", "rotating_code", "scene_for", "seen_by_clause", "set_rotating", "set_venue", "upcoming_for",
+    "waiting_ahead",
 ]

@@ -3,15 +3,15 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from models import authz
 from models.activity.audience import in_audience, seen_by_clause
 from models.activity.checkin import checked_in_count, existing_checkin
 from models.activity.manage import get_activity
-from models.activity.registration import registration_of
-from models.activity.tables import CANCELLED, WAITING, Activity, CheckIn, Registration
+from models.activity.registration import registration_of, waiting_ahead
+from models.activity.tables import CANCELLED, WAITING, Activity, CheckIn
 from models.base import Forbidden, Page
 from models.member import Member
 from models.org import Organization
@@ -24,7 +24,7 @@ def upcoming_for(session: Session, member: Member, now: datetime, limit: int = 1
 
 
 
-# Views for the mini-program ----------------------------------------------------------------------
+# Listing and one activity as a member sees it -----------------------------------------------------
 def may_see(session: Session, activity: Activity, member: Member) -> bool:
     """Whether `member` may see `activity`: its managers and its audience."""
     return authz.can(member, authz.MANAGE_ACTIVITY, activity.org) or in_audience(session, activity, member)
@@ -77,10 +77,7 @@ def activity_status(session: Session, activity_id: int, member: Member) -> Activ
     status = reg.status if reg is not None and reg.status != CANCELLED else None
     ahead = None
     if status == WAITING:
-        ahead = session.scalar(select(func.count(Registration.id)).where(
-            Registration.activity_id == activity.id, Registration.status == WAITING,
-            or_(Registration.queued_at < reg.queued_at,
-                and_(Registration.queued_at == reg.queued_at, Registration.id < reg.id)))) or 0
+        ahead = waiting_ahead(session, activity, reg)
     return ActivityStatus(activity, authz.can(member, authz.MANAGE_ACTIVITY, activity.org), status, ahead,
                           existing_checkin(session, activity.id, member.id), checked_in_count(session, activity.id))
 

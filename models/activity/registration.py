@@ -116,9 +116,13 @@ def registration_text(session: Session, activity: Activity, reg: Registration) -
     """Where a member stands: registered, or how many are ahead on the waiting list."""
     if reg.status == REGISTERED:
         return f"您已报名活动 {activity.number}。"
-    ahead = session.scalar(select(func.count(Registration.id)).where(
+    return f"您在活动 {activity.number} 的候补名单上，前面还有 {waiting_ahead(session, activity, reg)} 人。"
+
+
+def waiting_ahead(session: Session, activity: Activity, reg: Registration) -> int:
+    """How many are ahead of `reg` on the activity's waiting list."""
+    return session.scalar(select(func.count(Registration.id)).where(
         Registration.activity_id == activity.id, Registration.status == WAITING,
         or_(Registration.queued_at < reg.queued_at,
             and_(Registration.queued_at == reg.queued_at, Registration.id < reg.id)))) or 0
-    return f"您在活动 {activity.number} 的候补名单上，前面还有 {ahead} 人。"
 
