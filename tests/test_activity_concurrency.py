@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from models import Activity, CheckIn, DomainError, Member, Registration
-from models.activity import NewActivity, cancel_registration, check_in_by_code, create_activity, register
+from models import Activity, CheckIn, DomainError, Member, PointEntry, Registration
+from models.activity import NewActivity, cancel_registration, check_in_by_code, check_out, create_activity, register
 from models.org import ensure_org_path
 from tests.conftest import BRANCH
 
@@ -108,3 +108,34 @@ def test_a_rush_on_few_seats_never_overbooks_and_the_queue_moves_up(race_engine)
     assert _run_all(5, cancel) == []
     with Session(race_engine) as s:
         assert counts(s) == ({"registered": 5, "waiting": 30, "cancelled": 5}, 5)
+
+
+def test_simultaneous_sign_outs_credit_the_points_once(race_engine):
+    """Ten 签退 of one volunteer at once: one sign-out, one ledger entry through the points ledger."""
+    with Session(race_engine, expire_on_commit=False) as session:
+        ids, secretary = _members(session, 1, "志愿者")
+        activity = create_activity(session, secretary, NewActivity(kind="志愿服务", title="清扫", starts_at=START,
+                                                                  points=7), now=NOW)
+        activity_id, code = activity.id, activity.code
+        check_in_by_code(session, session.get(Member, ids[0]), code, now=START)
+    done, refused = [], []
+    lock = threading.Lock()
+
+    def sign_out(i):
+        with Session(race_engine, expire_on_commit=False) as s:
+            try:
+                check_out(s, s.get(Activity, activity_id), s.get(Member, ids[0]), now=START + timedelta(hours=1))
+            except DomainError as exc:
+                assert "已" in exc.message and "签退" in exc.message, exc.message
+                with lock:
+                    refused.append(i)
+                return
+            with lock:
+                done.append(i)
+
+    assert _run_all(10, sign_out) == []
+    assert (len(done), len(refused)) == (1, 9)
+    with Session(race_engine) as s:
+        entries = s.scalars(select(PointEntry).where(PointEntry.member_id == ids[0])).all()
+        assert [(e.amount, e.source, e.source_id) for e in entries] == [(7, "activity", str(activity_id))]
+        assert s.scalar(select(CheckIn.service_minutes).where(CheckIn.activity_id == activity_id)) == 60
