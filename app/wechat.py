@@ -236,13 +236,6 @@ def _message(top: dict, message: Incoming):
     return EVENT_TYPES.get(event, UnknownMessage)(top)
 
 
-def _parse(xml: bytes | str):
-    """(wechatpy's message object, Incoming) of a plain message."""
-    top = _read(xml.encode("utf-8") if isinstance(xml, str) else xml)
-    message = _to_incoming(top)
-    return _message(top, message), message
-
-
 def _float(value) -> float | None:
     try:
         return float(value) if value not in (None, "") else None

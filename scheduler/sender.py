@@ -101,14 +101,6 @@ def custom_window_commands(openid: str, at: float, event: bool = False) -> list[
     return [("SET", last_message_key(openid, event), int(at), "EX", int(length.total_seconds()) + 1)]
 
 
-def record_user_message(store: redis.Redis, openid: str, at: float, event: bool = False) -> None:
-    """Open a new customer-service window for `openid` (one pipelined round trip)."""
-    pipe = store.pipeline(transaction=False)
-    for command in custom_window_commands(openid, at, event):
-        pipe.execute_command(*command)
-    pipe.execute()
-
-
 def is_quiet(now: datetime, quiet: str, tz: ZoneInfo) -> bool:
     """Return whether `now` falls in the quiet hours "HH:MM-HH:MM" (local time; may wrap midnight)."""
     if not quiet:
