@@ -6,8 +6,10 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import click
 import requests
@@ -16,7 +18,7 @@ from flask.cli import AppGroup
 from openpyxl import load_workbook
 
 from app.extensions import current_settings, db
-from app.simulator import Simulator, resolve_scene, upload_media
+from app.simulator import Reply, Simulator, resolve_scene, upload_media
 from models.demo import load_demo
 from models.roster import RosterFileError, export_members, import_members, members_in_subtree, read_roster
 
@@ -128,50 +130,74 @@ def _lat_lng(ctx, param, value: str | None) -> tuple[float, float] | None:
 @click.option("--location", "location", metavar="LAT,LNG", callback=_lat_lng,
               help="Send a location message, e.g. 30.2741,120.1551.")
 @click.option("--voice", "voice", metavar="TEXT", help="Send a voice message WeChat recognised as TEXT.")
-def simulate(url: str, openid: str, text: str | None, event: str | None, key: str | None, scan: str | None,
-             click_key: str | None, image: Path | None, location: tuple[float, float] | None,
-             voice: str | None) -> None:
+def simulate(url: str, openid: str, **choices) -> None:
     """Chat with a running server, signed (and in safe mode encrypted) exactly as WeChat does."""
     cfg = current_settings()
-    chosen = [name for name, value in (("--text", text), ("--event", event), ("--scan", scan),
-                                       ("--click", click_key), ("--image", image), ("--location", location),
-                                       ("--voice", voice)) if value is not None]
+    message = SimulatedMessage(**choices)
+    chosen = message.chosen()
     if len(chosen) > 1:
         raise click.UsageError(f"一次只能发送一条：{' 和 '.join(chosen)} 请分开发送。")
     sim = Simulator(url, cfg.wechat_token, cfg.wechat_app_id, cfg.wechat_aes_key)
-    api_base = cfg.wechat_api_base
-
-    def show(reply) -> None:
-        if reply.status != 200:
-            click.echo(f"[HTTP {reply.status}] {reply.raw}")
-        else:
-            click.echo(reply.content or "（无回复）")
-
     try:
-        if text is not None:
-            show(sim.text(openid, text))
-        elif event is not None:
-            extra = {"Latitude": "30.2741", "Longitude": "120.1551", "Precision": "30"} \
-                if event == "LOCATION" else {}
-            show(sim.event(openid, event, key, **extra))
-        elif scan is not None:
-            show(sim.event(openid, "SCAN", resolve_scene(api_base, scan)))
-        elif click_key is not None:
-            show(sim.event(openid, "CLICK", click_key))
-        elif image is not None:
-            media_id, pic_url = upload_media(api_base, image)
-            click.echo(f"（图片 {image.name} → MediaId {media_id}）")
-            show(sim.image(openid, media_id, pic_url))
-        elif location is not None:
-            show(sim.location(openid, *location))
-        elif voice is not None:
-            show(sim.voice(openid, voice))
-        else:
+        reply = message.send(sim, openid, cfg.wechat_api_base)
+        if reply is None:
             chat(sim, openid, url, show)
+        else:
+            show(reply)
     except (OSError, requests.RequestException) as exc:
         raise click.ClickException(f"无法连接 {url}：{exc}（服务器启动了吗？make run）") from None
     except ValueError as exc:
         raise click.ClickException(f"微信替身不认识：{exc}") from None
+
+
+@dataclass(frozen=True)
+class SimulatedMessage:
+    """What `wechat simulate` was asked to send: at most one of these (none: a chat)."""
+
+    text: str | None = None
+    event: str | None = None
+    key: str | None = None  # the EventKey of `event`
+    scan: str | None = None
+    click_key: str | None = None
+    image: Path | None = None
+    location: tuple[float, float] | None = None
+    voice: str | None = None
+
+    OPTIONS: ClassVar = (("--text", "text"), ("--event", "event"), ("--scan", "scan"), ("--click", "click_key"),
+                         ("--image", "image"), ("--location", "location"), ("--voice", "voice"))
+
+    def chosen(self) -> list[str]:
+        """The options given that each send a message."""
+        return [option for option, name in self.OPTIONS if getattr(self, name) is not None]
+
+    def send(self, sim: Simulator, openid: str, api_base: str) -> Reply | None:
+        """Send the message chosen and return the reply; None: nothing chosen."""
+        if self.text is not None:
+            return sim.text(openid, self.text)
+        if self.event is not None:
+            extra = {"Latitude": "30.2741", "Longitude": "120.1551", "Precision": "30"} \
+                if self.event == "LOCATION" else {}
+            return sim.event(openid, self.event, self.key, **extra)
+        if self.scan is not None:
+            return sim.event(openid, "SCAN", resolve_scene(api_base, self.scan))
+        if self.click_key is not None:
+            return sim.event(openid, "CLICK", self.click_key)
+        if self.image is not None:
+            media_id, pic_url = upload_media(api_base, self.image)
+            click.echo(f"（图片 {self.image.name} → MediaId {media_id}）")
+            return sim.image(openid, media_id, pic_url)
+        if self.location is not None:
+            return sim.location(openid, *self.location)
+        if self.voice is not None:
+            return sim.voice(openid, self.voice)
+        return None
+
+
+def show(reply: Reply) -> None:
+    if reply.status != 200:
+        click.echo(f"[HTTP {reply.status}] {reply.raw}")
+    else:
+        click.echo(reply.content or "（无回复）")
 
 
 def chat(sim: Simulator, openid: str, url: str, show) -> None:

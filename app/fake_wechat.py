@@ -198,12 +198,8 @@ class FakeWeChat:
     def _answer(self, method: str, path: str, params: dict, body: dict | None) -> tuple[int, dict]:
         with self._lock:
             self.calls.append(Call(method, path, params, body))
-            queued = self._failures.get(path)
-            if queued:
-                failure = queued[0]
-                failure.times -= 1
-                if failure.times <= 0:
-                    queued.pop(0)
+            failure = self._next_failure(path)
+            if failure is not None:
                 if failure.status != 200:
                     return failure.status, {"error": "http"}
                 return 200, {"errcode": failure.errcode, "errmsg": failure.errmsg}
@@ -212,17 +208,7 @@ class FakeWeChat:
                 self._valid_tokens.add(token)
                 return 200, {"access_token": token, "expires_in": 7200}
             if path == "/sns/jscode2session":
-                code = params.get("js_code", "")
-                if code in self._used_codes:
-                    return 200, {"errcode": 40163, "errmsg": ERRMSG[40163]}
-                info = self._codes.pop(code, None)
-                if info is None and self.local and code:
-                    # Any code logs in, as often as you like, always as the same person.
-                    return 200, {"openid": LOCAL_OPENID_PREFIX + code, "session_key": f"sk-{code}"}
-                if info is None:
-                    return 200, {"errcode": 40029, "errmsg": ERRMSG[40029]}
-                self._used_codes.add(code)
-                return 200, {k: v for k, v in info.items() if v is not None}
+                return self._code2session(params.get("js_code", ""))
             if not self.local and params.get("access_token") not in self._valid_tokens:
                 return 200, {"errcode": 40001, "errmsg": ERRMSG[40001]}
             if path in MESSAGE_PATHS:
@@ -230,13 +216,38 @@ class FakeWeChat:
                     self.say(describe(self.calls[-1]))
                 return 200, {"errcode": 0, "errmsg": "ok", "msgid": len(self.calls)}
             if path == "/cgi-bin/qrcode/create":
-                ticket = f"TICKET-{next(self._ticket_serial)}"
-                self.qr_codes[ticket] = body or {}
-                # WeChat's URL is the content of the QR code; the stand-in's own one tells the scene.
-                url = f"{self.base_url}/q/{ticket}" if self.local else f"http://weixin.qq.com/q/{ticket}"
-                return 200, {"ticket": ticket, "expire_seconds": (body or {}).get("expire_seconds", 0),
-                             "url": url}
+                return self._qr_code(body or {})
             return 404, {"errcode": 404, "errmsg": f"unknown path {path}"}
+
+    def _next_failure(self, path: str) -> _Failure | None:
+        """The failure scripted for `path` (`fail`), counted down; None: answer normally."""
+        queued = self._failures.get(path)
+        if not queued:
+            return None
+        failure = queued[0]
+        failure.times -= 1
+        if failure.times <= 0:
+            queued.pop(0)
+        return failure
+
+    def _code2session(self, code: str) -> tuple[int, dict]:
+        if code in self._used_codes:
+            return 200, {"errcode": 40163, "errmsg": ERRMSG[40163]}
+        info = self._codes.pop(code, None)
+        if info is None and self.local and code:
+            # Any code logs in, as often as you like, always as the same person.
+            return 200, {"openid": LOCAL_OPENID_PREFIX + code, "session_key": f"sk-{code}"}
+        if info is None:
+            return 200, {"errcode": 40029, "errmsg": ERRMSG[40029]}
+        self._used_codes.add(code)
+        return 200, {k: v for k, v in info.items() if v is not None}
+
+    def _qr_code(self, body: dict) -> tuple[int, dict]:
+        ticket = f"TICKET-{next(self._ticket_serial)}"
+        self.qr_codes[ticket] = body
+        # WeChat's URL is the content of the QR code; the stand-in's own one tells the scene.
+        url = f"{self.base_url}/q/{ticket}" if self.local else f"http://weixin.qq.com/q/{ticket}"
+        return 200, {"ticket": ticket, "expire_seconds": body.get("expire_seconds", 0), "url": url}
 
     def _handler_class(self):
         fake = self

@@ -16,7 +16,8 @@ import requests
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-OFFICIAL_API_BASE = "https://api.weixin.qq.com"
+from scheduler.wechat_api import OFFICIAL_BASE
+
 _SYSTEM_RANDOM = random.SystemRandom()
 
 # post(url, params, body) -> (HTTP status, response text)
@@ -161,7 +162,7 @@ def upload_media(api_base: str, path: Path, kind: str = "image", timeout: float 
 
     Without a stand-in (WeChat's own host, which needs a real token) the file gets a local media id
     and a file: URL, which is all a message carries."""
-    if api_base.rstrip("/") == OFFICIAL_API_BASE:
+    if api_base == OFFICIAL_BASE:
         digest = hashlib.sha1(path.read_bytes()).hexdigest()[:24]
         return f"LOCAL-{digest}", path.resolve().as_uri()
     with path.open("rb") as file:

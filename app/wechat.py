@@ -18,9 +18,9 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.utils import check_signature
 
-from app.extensions import ReplyPathRedis, current_settings, db, get_redis
+from app.extensions import current_settings, db, get_redis
+from app.fastpath import ReplyPathRedis, RoleCache
 from app.reply import text_reply
-from app.roles import RoleCache
 from handlers import Incoming
 from models import now_utc
 from models.handled import store_reply
@@ -236,13 +236,6 @@ def _message(top: dict, message: Incoming):
     return EVENT_TYPES.get(event, UnknownMessage)(top)
 
 
-def _parse(xml: bytes | str):
-    """(wechatpy's message object, Incoming) of a plain message."""
-    top = _read(xml.encode("utf-8") if isinstance(xml, str) else xml)
-    message = _to_incoming(top)
-    return _message(top, message), message
-
-
 def _float(value) -> float | None:
     try:
         return float(value) if value not in (None, "") else None
@@ -366,74 +359,104 @@ def receive():
     return _render(reply, msg, crypto, args)
 
 
+BUSY = "系统繁忙，请稍后再试。"  # the reply when a handler failed (WeChat's retry tries again)
+
+
 def _reply_once(message: Incoming, started: float, guard: tuple[str, str, int]) -> str:
     cfg = current_settings()
     cache = ReplyCache(get_redis(current_app), cfg.wechat_dedup_ttl,
                        current_app.extensions["redis_reply_path"])
-    roles: RoleCache | None = current_app.extensions["roles"]
+    with_roles = current_app.extensions["roles"] is not None
     key = _dedup_key(message)
-    # One round trip before handling, the only one the hot path affords: the claim; the request's
-    # timestamp and nonce bound to its body (first come) and read back; the user wrote (a 48-hour
-    # customer-service window opens) or clicked a menu, followed or scanned (a one-minute window),
-    # read by the sender; and the caller's cached role, last.
-    nonce_key, digest, keep = guard
-    also = [("SET", nonce_key, digest, "NX", "EX", keep), ("GET", nonce_key)]
-    if message.msg_type != "event" or message.event in WINDOW_EVENTS:
-        also += custom_window_commands(message.openid, time.time(), event=message.msg_type == "event")
-    if roles is not None:
-        also.append(RoleCache.fetch(message.openid))
-
-    def claim():
-        claimed, answers = cache.claim(key, *also)
-        # Another body seen with this timestamp and nonce: a replayed query string (in plain mode
-        # the signature does not cover the body). The same body again is WeChat's retry.
-        if answers and answers[1] not in (None, digest):
-            if claimed:
-                cache.release(key)
-            raise Replayed
-        return claimed, answers
-
-    claimed, answers = claim()
+    also = _claim_commands(message, guard, with_roles)
+    claimed, answers = _claim(cache, key, guard[1], also)
     if claimed is False:
         # A retry: answer as the first delivery did (waiting for it if it is still running).
         reply = cache.wait(key, cfg.wechat_retry_wait)
         if reply is not None:
             return reply
         # Still running elsewhere (say nothing), or it failed and let go: then handle it here.
-        claimed, answers = claim()
+        claimed, answers = _claim(cache, key, guard[1], also)
         if claimed is False:
             return ""
-    cached_role = answers[-1] if roles is not None and answers else None  # [generation, entry]
-    found, known = RoleCache.read(cached_role)
-    looked_up: list[str | None] = []
+    roles = _Roles(answers[-1] if with_roles and answers else None)  # [generation, entry]
+    reply = _dispatch(message, key, roles)
+    if reply is None:
+        if claimed:
+            cache.release(key)  # let WeChat's retry try again
+        return BUSY
+    if reply and time.monotonic() - started > cfg.wechat_reply_deadline:
+        reply = _queue_late(message, key, reply)
+    if claimed:
+        cache.store(key, reply, *roles.entries(message.openid))
+    return reply
 
-    def role_of(openid: str) -> str | None:
-        if found:
-            return known
-        looked_up.append(role_for_openid(db.session, openid))
-        return looked_up[-1]
 
+def _claim_commands(message: Incoming, guard: tuple[str, str, int], with_roles: bool) -> list[tuple]:
+    """The commands sent with the claim, in its round trip, the only one the hot path affords: the
+    request's timestamp and nonce bound to its body (first come) and read back; the user wrote (a
+    48-hour customer-service window opens) or clicked a menu, followed or scanned (a one-minute
+    window), read by the sender; and the caller's cached role, last."""
+    nonce_key, digest, keep = guard
+    also = [("SET", nonce_key, digest, "NX", "EX", keep), ("GET", nonce_key)]
+    if message.msg_type != "event" or message.event in WINDOW_EVENTS:
+        also += custom_window_commands(message.openid, time.time(), event=message.msg_type == "event")
+    if with_roles:
+        also.append(RoleCache.fetch(message.openid))
+    return also
+
+
+def _claim(cache: "ReplyCache", key: str, digest: str, also: list[tuple]) -> tuple[bool | None, list]:
+    claimed, answers = cache.claim(key, *also)
+    # Another body seen with this timestamp and nonce: a replayed query string (in plain mode
+    # the signature does not cover the body). The same body again is WeChat's retry.
+    if answers and answers[1] not in (None, digest):
+        if claimed:
+            cache.release(key)
+        raise Replayed
+    return claimed, answers
+
+
+class _Roles:
+    """The router's `role_of`: the caller's cached role if the claim found one, else the database's
+    (looked up once; `entries` then caches it with the reply)."""
+
+    def __init__(self, cached: list | None) -> None:
+        self.cached = cached
+        self.found, self.known = RoleCache.read(cached)
+        self.looked_up: list[str | None] = []
+
+    def __call__(self, openid: str) -> str | None:
+        if self.found:
+            return self.known
+        self.looked_up.append(role_for_openid(db.session, openid))
+        return self.looked_up[-1]
+
+    def entries(self, openid: str) -> list[tuple]:
+        if self.cached and self.looked_up:
+            return [RoleCache.entry(openid, self.cached[0], self.looked_up[0])]
+        return []
+
+
+def _dispatch(message: Incoming, key: str, role_of: _Roles) -> str | None:
+    """The chatbot's reply ("" for none); None when the handler failed (rolled back, logged)."""
     try:
-        reply = current_app.extensions["router"].dispatch(message, db.session, now_utc(), cfg,
+        return current_app.extensions["router"].dispatch(message, db.session, now_utc(), current_settings(),
                                                           role_of=role_of, dedup_key=key) or ""
     except Exception:
         log.exception("handler failed for %s", key)
         db.session.rollback()
-        if claimed:
-            cache.release(key)  # let WeChat's retry try again
-        return "系统繁忙，请稍后再试。"
-    if reply and time.monotonic() - started > cfg.wechat_reply_deadline:
-        # WeChat has given up on this request: send the answer later as a customer-service
-        # message, and give the retries "success" so the user does not get it twice.
-        enqueue(db.session, source=f"late-reply:{key}", openid=message.openid, body=reply, kind="reply")
-        db.session.commit()
-        store_reply(db.session, key, "")  # a retry that reaches the database backstop must not repeat it
-        log.warning("reply to %s missed the deadline; queued as a customer-service message", key)
-        reply = ""
-    if claimed:
-        also = [RoleCache.entry(message.openid, cached_role[0], looked_up[0])] if cached_role and looked_up else []
-        cache.store(key, reply, *also)
-    return reply
+        return None
+
+
+def _queue_late(message: Incoming, key: str, reply: str) -> str:
+    """WeChat has given up on this request: send the answer later as a customer-service message,
+    and give the retries "success" (returned: "") so the user does not get it twice."""
+    enqueue(db.session, source=f"late-reply:{key}", openid=message.openid, body=reply, kind="reply")
+    db.session.commit()
+    store_reply(db.session, key, "")  # a retry that reaches the database backstop must not repeat it
+    log.warning("reply to %s missed the deadline; queued as a customer-service message", key)
+    return ""
 
 
 def _render(reply: str, msg, encrypted: WeChatCrypto | None, args) -> Response:

@@ -5,6 +5,9 @@ requests, each with its own MsgId, so every request runs the whole path: signatu
 XML checks, parse, Redis de-duplication, the router (one member lookup), reply rendering.
 
     .venv/bin/python bench/webhook.py [--seconds 10] [--rounds 3] [--connections 32] [--workers 2]
+                                      [--without direct,resp,skip,roles,limiter]
+
+`--without` runs the webhook without some of its speed tricks (app/fastpath.py; bench/variants.py).
 
 Uses REDIS_URL (default redis://127.0.0.1:6379/14; the webhook's de-duplication must be shared by
 the workers) and a fresh SQLite file, or DATABASE_URL if set.
@@ -139,6 +142,9 @@ def main() -> None:
     parser.add_argument("--gunicorn-threads", type=int, default=1,
                         help="threads per gunicorn worker (more than 1: the gthread worker class)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--without", default="", metavar="TRICK,…",
+                        help="run the webhook without these speed tricks of app/fastpath.py: "
+                             "direct, resp, skip, roles, limiter (see bench/variants.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -165,8 +171,9 @@ def main() -> None:
 
     servers, ports = [], {}
     try:
+        webhook = f'bench.variants:create_app("{args.without}")' if args.without else "app:create_app()"
         for name, spec, cwd in (("bare Flask, fixed XML", "bare_app:app", work),
-                                ("Lianxin webhook, 帮助", "app:create_app()", str(ROOT))):
+                                ("Lianxin webhook, 帮助", webhook, str(ROOT))):
             ports[name] = free_port()
             servers.append(gunicorn(spec, ports[name], args.workers, args.gunicorn_threads, env, cwd))
         # The sender is a bound secretary, so 帮助 looks up a role and lists more commands.
@@ -193,7 +200,8 @@ def main() -> None:
     kind = f"gthread x{args.workers}x{args.gunicorn_threads}" if args.gunicorn_threads > 1 else f"sync x{args.workers}"
     print(f"\ngunicorn {kind}, wrk -t{args.threads} -c{args.connections} -d{args.seconds}s "
           f"(median of {args.rounds} alternating rounds), "
-          f"{os.cpu_count()} cores; Redis {env['REDIS_URL']}; database {env['DATABASE_URL'].split(':')[0]}")
+          f"{os.cpu_count()} cores; Redis {env['REDIS_URL']}; database {env['DATABASE_URL'].split(':')[0]}"
+          + (f"; without {args.without}" if args.without else ""))
     print(f"{'':28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, r in results.items():
         print(f"{name:28} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8d} {r['errors']}")

@@ -48,9 +48,6 @@ class RedisLock:
         """Give the lock up if we hold it."""
         return self._if_mine(lambda pipe: pipe.delete(self.key))
 
-    def held(self) -> bool:
-        return self.store.get(self.key) == self.owner
-
     def __enter__(self) -> "RedisLock":
         if not self.acquire(wait=self.ttl):
             raise TimeoutError(f"could not take the lock {self.key}")

@@ -37,7 +37,7 @@ from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
-from config import Settings
+from config import TEMPLATE_KINDS, Settings
 from models import Member, WechatUser
 from models.base import now_utc
 from models.outbox import (
@@ -58,7 +58,7 @@ from scheduler.wechat_api import SharedTokenClient, miniapp_client, official_acc
 
 log = logging.getLogger(__name__)
 
-KINDS = ("notice", "reminder", "greeting", "wish", "activity")
+KINDS = TEMPLATE_KINDS  # the kinds of message that have template ids and field maps (config.py)
 # Customer-service windows: 5 messages within 48 hours after the user writes; 3 within a minute
 # after a menu click, a follow or a scan.
 WRITE_WINDOW, WRITE_WINDOW_SENDS = timedelta(hours=48), 5
@@ -101,14 +101,6 @@ def custom_window_commands(openid: str, at: float, event: bool = False) -> list[
     return [("SET", last_message_key(openid, event), int(at), "EX", int(length.total_seconds()) + 1)]
 
 
-def record_user_message(store: redis.Redis, openid: str, at: float, event: bool = False) -> None:
-    """Open a new customer-service window for `openid` (one pipelined round trip)."""
-    pipe = store.pipeline(transaction=False)
-    for command in custom_window_commands(openid, at, event):
-        pipe.execute_command(*command)
-    pipe.execute()
-
-
 def is_quiet(now: datetime, quiet: str, tz: ZoneInfo) -> bool:
     """Return whether `now` falls in the quiet hours "HH:MM-HH:MM" (local time; may wrap midnight)."""
     if not quiet:
@@ -119,16 +111,6 @@ def is_quiet(now: datetime, quiet: str, tz: ZoneInfo) -> bool:
     start = int(start_s[:2]) * 60 + int(start_s[3:5])
     end = int(end_s[:2]) * 60 + int(end_s[3:5])
     return start <= minute < end if start <= end else (minute >= start or minute < end)
-
-
-def quiet_ends(now: datetime, quiet: str, tz: ZoneInfo) -> datetime:
-    """Return the end of the quiet hours that contain `now` (UTC)."""
-    end_s = quiet.split("-")[1]
-    local = now.astimezone(tz)
-    end = local.replace(hour=int(end_s[:2]), minute=int(end_s[3:5]), second=0, microsecond=0)
-    if end <= local:
-        end += timedelta(days=1)
-    return end.astimezone(now.tzinfo)
 
 
 class RateLimiter:
@@ -217,6 +199,56 @@ class _Outcome(Exception):
         self.kind, self.errcode, self.reason = kind, errcode, reason
 
 
+class _Attempt:
+    """One message's round through its channels (in a pool thread): the refusals so far, the
+    attempts counted, the earliest end of a channel's pause."""
+
+    def __init__(self, job: _Job, now: datetime, mark: Callable[[int], bool]) -> None:
+        self.job, self.now, self.mark = job, now, mark
+        self.refusals = list(job.refusals)
+        self.refused = {line.split(":", 1)[0] for line in self.refusals}
+        self.attempts = job.attempts
+        self.paused_until: float | None = None
+        self.marked = False
+
+    def before_call(self) -> None:
+        """Right before the request: the row is marked `sending` (once)."""
+        if not self.marked:
+            if not self.mark(self.job.id):
+                raise _Outcome("lost", None, "")
+            self.marked = True
+        self.attempts += 1
+
+    def pause(self, until: float) -> None:
+        self.paused_until = min(self.paused_until or until, until)
+
+    def refuse(self, channel: str, outcome: _Outcome) -> None:
+        self.refusals.append(f"{channel}:{outcome.errcode}:{outcome.reason}")
+        self.refused.add(channel)
+
+    def values(self, **values) -> dict:
+        """The row's new column values: these, the attempts and the refusals."""
+        return dict(values, attempts=self.attempts, refusals="\n".join(self.refusals))
+
+    def sent(self, channel: str, answer: dict | None) -> _Result:
+        values = self.values(status=SENT, channel=channel, last_error=None)
+        msgid = (answer or {}).get("msgid") if channel == TEMPLATE else None
+        if msgid not in (None, ""):
+            values["wx_msgid"] = str(msgid)[:32]
+        return _Result(self.job.id, "sent", values, channel)
+
+    def undelivered(self) -> _Result:
+        """Every channel tried: deferred while one is paused (45009), else failed with the reasons."""
+        if self.paused_until is not None:
+            return _Result(self.job.id, "deferred", self.values(
+                status=PENDING, next_attempt_at=datetime.fromtimestamp(self.paused_until, tz=self.now.tzinfo),
+                last_error="今日发送额度已用完（45009），该渠道暂停至次日，届时自动重发"))
+        reason = "；".join(
+            f"{CHANNEL_NAMES[line.split(':')[0]]}：{line.split(':', 2)[2]}" for line in self.refusals
+        ) or "无可用渠道（未关注公众号、未授权订阅消息、48小时内无互动），已存入消息中心"
+        return _Result(self.job.id, "failed", self.values(status=FAILED, last_error=reason[:300]))
+
+
 class Sender:
     """Drains the outbox. Plain objects in: a session factory, a Redis client, the settings."""
 
@@ -257,111 +289,12 @@ class Sender:
     # Draining -------------------------------------------------------------------------------
     def drain(self, now: datetime | None = None, *, stop: threading.Event | None = None) -> DrainStats:
         """Send every due message (as of `now`, default the real time) and return the counts."""
-        stats = DrainStats()
         self.recover(now or now_utc())
-        stop = stop or threading.Event()
-        token = f"{self.name}:{uuid.uuid4().hex[:8]}"
-        # Refill (and write outcomes) when this many threads are free: fewer, larger statements.
-        group = max(1, self.workers // 4)
-        ready: deque[_Job] = deque()
-        # Finished calls (a _Result, or the bare id: nothing to write) and mark requests.
-        inbox: queue.SimpleQueue[_Result | _Mark | int] = queue.SimpleQueue()
-        results: list[_Result] = []
-        marks: list[_Mark] = []
-        inflight = 0
-        # Ids of the jobs given to threads, until their outcome is written (a row stays `claimed` until
-        # marked, so the claim query must not take it again); a job that ended with nothing to write
-        # stays here for the rest of the drain.
-        running: set[int] = set()
-        exhausted = False
-        hold_until = 0.0  # monotonic time before which nothing is claimed or started (an outage)
-        outage_since: float | None = None
-        gave_up = False
-
-        def mark(job_id: int) -> bool:
-            request = _Mark(job_id)
-            inbox.put(request)
-            request.done.wait()
-            return request.ok
-
-        def run(job: _Job) -> None:
-            try:
-                result = self._deliver(job, now, mark)
-            except Exception:
-                # A bug or a database hiccup: the row stays as it is (the lease deals with it).
-                log.exception("outbox: message %s could not be processed", job.id)
-                result = None
-            inbox.put(result or job.id)
-
+        run = _Drain(self, now, stop or threading.Event())
         with self.session_factory() as session, \
                 ThreadPoolExecutor(self.workers, thread_name_prefix=self.name) as pool:
-            while True:
-                current = now or now_utc()
-                free = self.workers - inflight
-                holding = time.monotonic() < hold_until
-                jobs: list[_Job] = []
-                if not stop.is_set() and not gave_up and not holding and (free >= group or not inflight):
-                    if len(ready) < free and not exhausted:
-                        try:
-                            claimed = self._claim(session, token, current,
-                                                  held={job.id for job in ready} | running)
-                        except redis.RedisError as exc:
-                            session.rollback()
-                            self._release_unheld(session, token, {job.id for job in ready} | running)
-                            log.warning("outbox: Redis unavailable while claiming (%s); waiting", exc)
-                            outage_since = outage_since or time.monotonic()
-                            hold_until = time.monotonic() + self.outage_pause
-                            claimed = None
-                        if claimed is not None:
-                            exhausted = not claimed
-                            ready.extend(claimed)
-                    if time.monotonic() >= hold_until:
-                        jobs = [ready.popleft() for _ in range(min(free, len(ready)))]
-                if marks or (results and (jobs or not inflight or len(results) >= group)):
-                    granted = self._record(session, token, results, [m.id for m in marks], current)
-                    for request in marks:
-                        request.ok = request.id in granted
-                        request.done.set()
-                    _count(stats, results)
-                    running.difference_update(r.id for r in results)
-                    if any(r.outcome == "postponed" for r in results):
-                        exhausted = False  # those rows are due again once the outage is over
-                        outage_since = outage_since or time.monotonic()
-                        hold_until = time.monotonic() + self.outage_pause
-                    elif any(r.outcome != "postponed" for r in results):
-                        outage_since = None
-                    if outage_since is not None and time.monotonic() - outage_since > self.outage_give_up:
-                        if not gave_up:
-                            log.warning("outbox: Redis unavailable for %.0f s; leaving the rest to the "
-                                        "next drain", time.monotonic() - outage_since)
-                        gave_up = True
-                    results, marks = [], []
-                for job in jobs:
-                    running.add(job.id)
-                    pool.submit(run, job)
-                    inflight += 1
-                if not inflight:
-                    if stop.is_set() or gave_up or (exhausted and not ready):
-                        break
-                    if jobs:
-                        continue
-                    wait = hold_until - time.monotonic()
-                    if wait > 0:
-                        stop.wait(wait)
-                    continue
-                # Wait for a thread, then take whatever else has arrived meanwhile.
-                arrived = [inbox.get()]
-                while not inbox.empty():
-                    arrived.append(inbox.get())
-                for item in arrived:
-                    if isinstance(item, _Mark):
-                        marks.append(item)
-                    else:
-                        inflight -= 1
-                        if isinstance(item, _Result):
-                            results.append(item)
-            if ready:
-                self._release(session, [job.id for job in ready], token)
+            run.loop(session, pool)
+        stats = run.stats
         if stats.sent or stats.failed or stats.retry or stats.deferred or stats.unknown or stats.postponed:
             log.info("outbox: %d sent %s, %d failed, %d to retry, %d deferred, %d unknown, %d postponed",
                      stats.sent, stats.by_channel, stats.failed, stats.retry, stats.deferred, stats.unknown,
@@ -548,72 +481,45 @@ class Sender:
 
     # One message (in a pool thread) ---------------------------------------------------------
     def _deliver(self, job: _Job, fixed_now: datetime | None, mark: Callable[[int], bool]) -> _Result | None:
-        now = fixed_now or now_utc()
-        refusals = list(job.refusals)
-        refused = {line.split(":", 1)[0] for line in refusals}
-        paused_until: float | None = None
-        attempts = job.attempts
-        marked = False
-
-        def before_call() -> None:
-            """Right before the request: the row is marked `sending` (once)."""
-            nonlocal marked, attempts
-            if not marked:
-                if not mark(job.id):
-                    raise _Outcome("lost", None, "")
-                marked = True
-            attempts += 1
-
+        """Try the job's channels in turn; None: the lease ran out and another sender has the row."""
+        attempt = _Attempt(job, fixed_now or now_utc(), mark)
         try:
             for channel in job.channels:
-                if channel in refused:
+                if channel in attempt.refused:
                     continue
                 pause = self._paused.get(channel)
-                if pause is not None and pause > now.timestamp():
-                    paused_until = min(paused_until or pause, pause)
+                if pause is not None and pause > attempt.now.timestamp():
+                    attempt.pause(pause)
                     continue
                 if not job.urgent:
                     self.limiter.acquire()
                 try:
-                    answer = self._send(channel, job, before_call)
+                    answer = self._send(channel, job, attempt.before_call)
                 except _Outcome as outcome:
-                    if outcome.kind == "lost":
-                        return None  # the lease ran out and another sender has the row
+                    if outcome.kind not in ("quota", "permanent"):
+                        return self._ended(channel, attempt, outcome)
                     if outcome.kind == "quota":
-                        pause = self._pause(channel, now)
-                        paused_until = min(paused_until or pause, pause)
-                        continue
-                    if outcome.kind == "transient":
-                        return self._retry_or_fail(job, attempts, outcome.reason, refusals, now)
-                    if outcome.kind == "unknown":
-                        return _Result(job.id, "unknown", dict(
-                            status=UNKNOWN, channel=channel, attempts=attempts,
-                            refusals="\n".join(refusals), last_error=outcome.reason[:300]), channel)
-                    refusals.append(f"{channel}:{outcome.errcode}:{outcome.reason}")
-                    refused.add(channel)
+                        attempt.pause(self._pause(channel, attempt.now))
+                    else:
+                        attempt.refuse(channel, outcome)
                     continue
-                values = dict(status=SENT, channel=channel, attempts=attempts,
-                              refusals="\n".join(refusals), last_error=None)
-                msgid = (answer or {}).get("msgid") if channel == TEMPLATE else None
-                if msgid not in (None, ""):
-                    values["wx_msgid"] = str(msgid)[:32]
-                return _Result(job.id, "sent", values, channel)
+                return attempt.sent(channel, answer)
         except redis.RedisError as exc:
             # Before any call of this round (the limiter, the token, a window, a pause): untried.
             log.warning("outbox: message %s postponed, Redis unavailable: %s", job.id, exc)
-            return _Result(job.id, "postponed", dict(
-                status=PENDING, attempts=attempts, refusals="\n".join(refusals),
-                last_error=f"发送前 Redis 不可用，稍后自动重发：{type(exc).__name__}"[:300]))
-        if paused_until is not None:
-            return _Result(job.id, "deferred", dict(
-                status=PENDING, next_attempt_at=datetime.fromtimestamp(paused_until, tz=now.tzinfo),
-                attempts=attempts, refusals="\n".join(refusals),
-                last_error="今日发送额度已用完（45009），该渠道暂停至次日，届时自动重发"))
-        reason = "；".join(
-            f"{CHANNEL_NAMES[line.split(':')[0]]}：{line.split(':', 2)[2]}" for line in refusals
-        ) or "无可用渠道（未关注公众号、未授权订阅消息、48小时内无互动），已存入消息中心"
-        return _Result(job.id, "failed", dict(status=FAILED, attempts=attempts,
-                                              refusals="\n".join(refusals), last_error=reason[:300]))
+            return _Result(job.id, "postponed", attempt.values(
+                status=PENDING, last_error=f"发送前 Redis 不可用，稍后自动重发：{type(exc).__name__}"[:300]))
+        return attempt.undelivered()
+
+    def _ended(self, channel: str, attempt: "_Attempt", outcome: _Outcome) -> _Result | None:
+        """A call that ends the round: lost (None), transient (retry later), unknown (not resent)."""
+        if outcome.kind == "lost":
+            return None
+        if outcome.kind == "transient":
+            return self._retry_or_fail(attempt.job, attempt.attempts, outcome.reason, attempt.refusals,
+                                       attempt.now)
+        return _Result(attempt.job.id, "unknown", attempt.values(
+            status=UNKNOWN, channel=channel, last_error=outcome.reason[:300]), channel)
 
     def _retry_or_fail(self, job: _Job, attempts: int, reason: str, refusals: list[str],
                        now: datetime) -> _Result:
@@ -656,7 +562,7 @@ class Sender:
 
     def _link(self, job: _Job) -> tuple[str | None, dict | None]:
         """A mapped template message's link: a page under PUBLIC_BASE_URL, a mini-program page."""
-        base = str(self.settings.public_base_url or "").rstrip("/")
+        base = self.settings.public_base_url.rstrip("/")
         path = self.settings.message_link_path
         url = base + path.format(id=job.id) if base and path else None
         appid = self.settings.miniapp_app_id
@@ -747,6 +653,135 @@ class Sender:
         """Not used after all: give the consent back for the retry."""
         session.execute(update(SubscribeGrant).where(*grant).values(remaining=SubscribeGrant.remaining + 1))
         session.commit()
+
+
+class _Drain:
+    """One drain: the dispatcher's loop (in the calling thread) over claims, marks and outcomes,
+    with the pool threads that make the calls."""
+
+    def __init__(self, sender: Sender, now: datetime | None, stop: threading.Event) -> None:
+        self.sender, self.now, self.stop = sender, now, stop
+        self.stats = DrainStats()
+        self.token = f"{sender.name}:{uuid.uuid4().hex[:8]}"
+        # Refill (and write outcomes) when this many threads are free: fewer, larger statements.
+        self.group = max(1, sender.workers // 4)
+        self.ready: deque[_Job] = deque()
+        # Finished calls (a _Result, or the bare id: nothing to write) and mark requests.
+        self.inbox: queue.SimpleQueue[_Result | _Mark | int] = queue.SimpleQueue()
+        self.results: list[_Result] = []
+        self.marks: list[_Mark] = []
+        self.inflight = 0
+        # Ids of the jobs given to threads, until their outcome is written (a row stays `claimed`
+        # until marked, so the claim query must not take it again); a job that ended with nothing
+        # to write stays here for the rest of the drain.
+        self.running: set[int] = set()
+        self.exhausted = False
+        self.hold_until = 0.0  # monotonic time before which nothing is claimed or started (an outage)
+        self.outage_since: float | None = None
+        self.gave_up = False
+
+    # In the pool threads ----------------------------------------------------------------------
+    def mark(self, job_id: int) -> bool:
+        request = _Mark(job_id)
+        self.inbox.put(request)
+        request.done.wait()
+        return request.ok
+
+    def run(self, job: _Job) -> None:
+        try:
+            result = self.sender._deliver(job, self.now, self.mark)
+        except Exception:
+            # A bug or a database hiccup: the row stays as it is (the lease deals with it).
+            log.exception("outbox: message %s could not be processed", job.id)
+            result = None
+        self.inbox.put(result or job.id)
+
+    # The dispatcher ---------------------------------------------------------------------------
+    def loop(self, session: Session, pool: ThreadPoolExecutor) -> None:
+        while True:
+            current = self.now or now_utc()
+            jobs = self._take(session, current)
+            if self.marks or (self.results and (jobs or not self.inflight or len(self.results) >= self.group)):
+                self._write(session, current)
+            for job in jobs:
+                self.running.add(job.id)
+                pool.submit(self.run, job)
+                self.inflight += 1
+            if not self.inflight:
+                if self.stop.is_set() or self.gave_up or (self.exhausted and not self.ready):
+                    break
+                if jobs:
+                    continue
+                wait = self.hold_until - time.monotonic()
+                if wait > 0:
+                    self.stop.wait(wait)
+                continue
+            self._collect()
+        if self.ready:
+            self.sender._release(session, [job.id for job in self.ready], self.token)
+
+    def _take(self, session: Session, current: datetime) -> list[_Job]:
+        """The jobs to start now: refilled from the outbox when threads are free, none in an outage."""
+        free = self.sender.workers - self.inflight
+        if self.stop.is_set() or self.gave_up or time.monotonic() < self.hold_until \
+                or not (free >= self.group or not self.inflight):
+            return []
+        if len(self.ready) < free and not self.exhausted:
+            self._refill(session, current)
+        if time.monotonic() < self.hold_until:
+            return []
+        return [self.ready.popleft() for _ in range(min(free, len(self.ready)))]
+
+    def _refill(self, session: Session, current: datetime) -> None:
+        held = {job.id for job in self.ready} | self.running
+        try:
+            claimed = self.sender._claim(session, self.token, current, held=held)
+        except redis.RedisError as exc:
+            session.rollback()
+            self.sender._release_unheld(session, self.token, held)
+            log.warning("outbox: Redis unavailable while claiming (%s); waiting", exc)
+            self._outage()
+            return
+        self.exhausted = not claimed
+        self.ready.extend(claimed)
+
+    def _outage(self) -> None:
+        self.outage_since = self.outage_since or time.monotonic()
+        self.hold_until = time.monotonic() + self.sender.outage_pause
+
+    def _write(self, session: Session, current: datetime) -> None:
+        """Write the outcomes that arrived and mark the rows asked for, in one transaction."""
+        results, marks = self.results, self.marks
+        granted = self.sender._record(session, self.token, results, [m.id for m in marks], current)
+        for request in marks:
+            request.ok = request.id in granted
+            request.done.set()
+        _count(self.stats, results)
+        self.running.difference_update(r.id for r in results)
+        if any(r.outcome == "postponed" for r in results):
+            self.exhausted = False  # those rows are due again once the outage is over
+            self._outage()
+        elif results:
+            self.outage_since = None
+        if self.outage_since is not None and time.monotonic() - self.outage_since > self.sender.outage_give_up:
+            if not self.gave_up:
+                log.warning("outbox: Redis unavailable for %.0f s; leaving the rest to the next drain",
+                            time.monotonic() - self.outage_since)
+            self.gave_up = True
+        self.results, self.marks = [], []
+
+    def _collect(self) -> None:
+        """Wait for a thread, then take whatever else has arrived meanwhile."""
+        arrived = [self.inbox.get()]
+        while not self.inbox.empty():
+            arrived.append(self.inbox.get())
+        for item in arrived:
+            if isinstance(item, _Mark):
+                self.marks.append(item)
+            else:
+                self.inflight -= 1
+                if isinstance(item, _Result):
+                    self.results.append(item)
 
 
 def _network_outcome(exc: requests.RequestException) -> _Outcome:

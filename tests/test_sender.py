@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from models.outbox import OutboxMessage, enqueue, enqueue_many, grant_subscription
-from scheduler.sender import RateLimiter, record_user_message
+from scheduler.sender import RateLimiter, custom_window_commands
 from scheduler.wechat_api import official_account_client
 from tests.outbox_fixtures import *  # noqa: F403
 
@@ -17,6 +17,14 @@ CUSTOM = "/cgi-bin/message/custom/send"
 # 10:00 in Beijing: outside the quiet hours.
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 NIGHT = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 23:00 in Beijing
+
+
+def record_user_message(store, openid: str, at: float, event: bool = False) -> None:
+    """Open a customer-service window for `openid` at `at`, as the webhook does."""
+    pipe = store.pipeline(transaction=False)
+    for command in custom_window_commands(openid, at, event):
+        pipe.execute_command(*command)
+    pipe.execute()
 
 
 def queue(session, member, source="notice:1", urgent=False, kind="notice"):

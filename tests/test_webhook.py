@@ -423,7 +423,8 @@ def test_a_retry_waiting_on_a_delivery_that_crashes_handles_the_message_itself(l
        msg_id=st.integers(min_value=0, max_value=2**63 - 1))
 def test_text_messages_parse_as_wechatpy_parses_them(content, msg_id):
     xml = build_xml(Simulator("/wechat", TOKEN, APP_ID).text_fields("o-中文", content, msg_id=msg_id))
-    ours, theirs = wechat._parse(xml)[0], parse_message(xml)
+    top = wechat._read(xml.encode("utf-8"))
+    ours, theirs = wechat._message(top, wechat._to_incoming(top)), parse_message(xml)
     assert type(ours) is type(theirs)
     for name in ("type", "source", "target", "content", "id", "time"):
         assert getattr(ours, name) == getattr(theirs, name), name

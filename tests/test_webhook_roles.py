@@ -11,8 +11,8 @@ import redis
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.extensions import ReplyPathRedis, get_redis
-from app.roles import GEN_KEY, role_key
+from app.extensions import get_redis
+from app.fastpath import GEN_KEY, ReplyPathRedis, role_key
 from models import Member
 
 pytestmark = pytest.mark.skipif(

@@ -15,6 +15,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.api import errors
 from app.api.schemas import ErrorSchema
+from app.fastpath import hook_limiter_to, is_limiter_hook
 from models.text import MAX_INT
 
 PREFIX = "/api/v1"
@@ -101,29 +102,12 @@ def init_app(app: Flask) -> None:
                   activities.admin_blp, notices.blp, public.blp)
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
-    _hook_limiter_to(app, [b.name for b in blueprints])
+    hook_limiter_to(app, limiter, [b.name for b in blueprints])  # off the webhook's path (app/fastpath.py)
     app.extensions["api"] = api
 
 
-def _is_limiter_hook(func) -> bool:
-    if isinstance(func, partial):
-        return limiter in func.args
-    return getattr(func, "__self__", None) is limiter
-
-
-def _hook_limiter_to(app: Flask, blueprint_names: list[str]) -> None:
-    """Run the limiter's request hooks for the API's blueprints only.
-
-    Flask-Limiter hooks every request of the app, which costs the webhook's hot path ~0.1 ms a
-    message for limits it does not have; only API routes carry limits.
-    """
-    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
-        moved = [func for func in hooks.get(None, []) if _is_limiter_hook(func)]
-        if not moved:
-            continue
-        hooks[None] = [func for func in hooks[None] if not _is_limiter_hook(func)]
-        for name in blueprint_names:
-            hooks.setdefault(name, []).extend(moved)
+# The limiter's hooks, as the limiter's own test asks after them (app/fastpath.py moves them).
+_is_limiter_hook = partial(is_limiter_hook, limiter)
 
 
 def register_errorhandlers(app: Flask) -> None:
