@@ -17,7 +17,7 @@ from models.base import DomainError, NotFound, Page
 from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
-from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, clamp_page, clean_text
+from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, clamp_page, clean_text, fits_id
 
 UPDATABLE = ("name", "phone", "kind", "role", "join_date", "full_member_date", "org_id", "grid", "grid_head",
              "active")
@@ -31,11 +31,8 @@ class OrgNode:
     children: list["OrgNode"] = field(default_factory=list)
 
 
-MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
-
-
 def _member(session: Session, member_id: int) -> Member:
-    member = session.get(Member, member_id) if 0 < member_id <= MAX_ID else None
+    member = session.get(Member, member_id) if fits_id(member_id) else None
     if member is None:
         raise NotFound("未找到该成员。")
     return member
@@ -44,7 +41,7 @@ def _member(session: Session, member_id: int) -> Member:
 def _org(session: Session, org_id: int | None, actor: Member | None) -> Organization | None:
     if org_id is None:
         return actor.org if actor is not None else None
-    org = session.get(Organization, org_id) if 0 < org_id <= MAX_ID else None
+    org = session.get(Organization, org_id) if fits_id(org_id) else None
     if org is None:
         raise NotFound("未找到该组织。")
     return org
@@ -106,7 +103,7 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
 
     org = member.org
     if changes.get("org_id") is not None:
-        org = session.get(Organization, changes["org_id"]) if 0 < changes["org_id"] <= MAX_ID else None
+        org = session.get(Organization, changes["org_id"]) if fits_id(changes["org_id"]) else None
         if org is None:
             raise DomainError("未找到该组织。", code="org_not_found", status=422)
     role = changes.get("role") or member.role

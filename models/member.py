@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from config import DEFAULTS, Settings
 from models.base import Base, DomainError, UTCDateTime, now_utc
 from models.org import Grid, Organization
 from models.text import MAX_NAME, MAX_PHONE_TYPED, clean_text
@@ -186,19 +187,20 @@ def bind_openid(
     phone: str,
     *,
     now: datetime | None = None,
-    max_failures: int = 5,
-    lockout: timedelta = timedelta(hours=1),
     column: str = "openid",
     unionid: str | None = None,
+    settings: Settings = DEFAULTS,
 ) -> Member:
     """Bind `openid` to the rostered member with exactly this name and phone; commit.
 
     `column` says which identity is bound: "openid" (Official Account, the default) or
     "miniapp_openid" (mini-program; a `unionid` from WeChat is then kept on the member too).
-    Failed attempts are counted per openid; after `max_failures` the openid is locked out. Every
-    guess first reserves an attempt (a conditional UPDATE, committed) and only then is checked, so
-    however many guesses arrive at once, at most `max_failures` per lock-out are ever checked.
+    Failed attempts are counted per openid; after BIND_MAX_FAILURES (from the settings) the openid
+    is locked out for BIND_LOCKOUT_SECONDS. Every guess first reserves an attempt (a conditional
+    UPDATE, committed) and only then is checked, so however many guesses arrive at once, at most
+    BIND_MAX_FAILURES per lock-out are ever checked.
     """
+    max_failures, lockout = settings.bind_max_failures, timedelta(seconds=settings.bind_lockout_seconds)
     name = clean_text(name, "姓名", MAX_NAME)
     phone = clean_text(phone, "手机号", MAX_PHONE_TYPED)
     model, unbind_hint, show_hint = _BIND_CHANNELS[column]

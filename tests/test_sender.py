@@ -20,8 +20,8 @@ NIGHT = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)  # 23:00 in Beijing
 
 
 def queue(session, member, source="notice:1", urgent=False, kind="notice"):
-    assert enqueue(session, source=source, kind=kind, title="主题党日", body="周五15:00在党群服务中心",
-                   member_id=member.id, urgent=urgent)
+    assert enqueue_many(session, [member.id], source=source, kind=kind, title="主题党日",
+                        body="周五15:00在党群服务中心", urgent=urgent) == 1
     session.commit()
 
 
