@@ -151,3 +151,16 @@ def private_clause(actor: Member | None):
 def visible_phone(actor: Member | None, member: Member) -> str:
     """Return the member's phone as `actor` may see it: in full, or masked like 138****5678."""
     return member.phone if can(actor, VIEW_PRIVATE, member) else mask_phone(member.phone)
+
+
+# Roster ---------------------------------------------------------------------------------------
+def import_row_problem(actor: Member, org_name: str, role: str, existing: Member | None) -> str | None:
+    """Why `actor` may not create or change, by importing a roster row, the member `existing` (None:
+    a new member) with this organization and role; None if they may."""
+    if existing is not None and not responsible(actor, existing.org.full_name, existing.role, existing.id):
+        if existing.id == actor.id:
+            return "不能通过导入修改您自己的信息"
+        if within(existing.org.full_name, actor.org.full_name):
+            return "不能修改与您同级的书记或管理员"
+        return "该手机号已登记为您管理范围之外的成员，不能修改"
+    return assignable(actor, org_name, role, existing.id if existing else None)

@@ -6,6 +6,7 @@ Every operation takes the acting member and checks it with models.authz first.
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -190,18 +191,8 @@ def import_roster(
     authz.authorize(actor, authz.IMPORT_MEMBERS)
     records = read_roster(data, filename, settings)
 
-    def check_row(org_path: str, role: str, existing: Member | None) -> str | None:
-        if existing is not None and not authz.responsible(
-            actor, existing.org.full_name, existing.role, existing.id
-        ):
-            if existing.id == actor.id:
-                return "不能通过导入修改您自己的信息"
-            if authz.within(existing.org.full_name, actor.org.full_name):
-                return "不能修改与您同级的书记或管理员"
-            return "该手机号已登记为您管理范围之外的成员，不能修改"
-        return authz.assignable(actor, org_path, role, existing.id if existing else None)
-
-    return import_members(session, records, dry_run=dry_run, check_row=check_row, create_orgs=create_orgs)
+    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs,
+                          check_row=partial(authz.import_row_problem, actor))
 
 
 def export_roster(session: Session, actor: Member | None) -> bytes:
