@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
 from models.base import Base, DomainError, UTCDateTime, now_utc
-from models.org import Grid, Organization
+from models.org import PATH_SEPARATOR, Grid, Organization
 from models.text import MAX_GRID, MAX_NAME, MAX_ORG, MAX_PHONE_TYPED, clean_text
 
 KINDS = ("直管党员", "在职党员", "流动党员", "离退休党员", "群众")
@@ -185,7 +185,7 @@ def dates_in_order(join_date: date | None, full_member_date: date | None) -> boo
 def _org_path_problem(path: str, _today: date) -> str | None:
     if not path:
         return "empty"
-    return "long" if any(len(part) > MAX_ORG for part in path.split("/")) else None
+    return "long" if any(len(part) > MAX_ORG for part in path.split(PATH_SEPARATOR)) else None
 
 
 _NAME_WORDS = f"姓名不能为空，且不超过{MAX_NAME}个字。"
