@@ -1,6 +1,5 @@
 """帮助, 绑定, 解绑, 我的."""
 
-from datetime import timedelta
 from weakref import WeakKeyDictionary
 
 from handlers.activities import my_progress_line
@@ -111,11 +110,7 @@ def bind(message: Incoming, ctx: Context) -> str:
     # Name and phone in either order; the phone may carry spaces, dashes or +86.
     name = ctx.match.group("name") or ctx.match.group("name2")
     phone = ctx.match.group("phone") or ctx.match.group("phone2")
-    member = bind_openid(
-        ctx.session, message.openid, name.strip(), phone, now=ctx.now,
-        max_failures=int(ctx.settings.bind_max_failures),
-        lockout=timedelta(seconds=int(ctx.settings.bind_lockout_seconds)),
-    )
+    member = bind_openid(ctx.session, message.openid, name.strip(), phone, now=ctx.now, settings=ctx.settings)
     return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
             "发送「帮助」查看可用指令。")
 

@@ -176,3 +176,16 @@ def activity_manager_clause(actor: Member | None):
     home = actor.org.full_name
     return or_(Organization.full_name == home,
                Organization.full_name.startswith(home + PATH_SEPARATOR, autoescape=True))
+
+
+# Roster ---------------------------------------------------------------------------------------
+def import_row_problem(actor: Member, org_name: str, role: str, existing: Member | None) -> str | None:
+    """Why `actor` may not create or change, by importing a roster row, the member `existing` (None:
+    a new member) with this organization and role; None if they may."""
+    if existing is not None and not responsible(actor, existing.org.full_name, existing.role, existing.id):
+        if existing.id == actor.id:
+            return "不能通过导入修改您自己的信息"
+        if within(existing.org.full_name, actor.org.full_name):
+            return "不能修改与您同级的书记或管理员"
+        return "该手机号已登记为您管理范围之外的成员，不能修改"
+    return assignable(actor, org_name, role, existing.id if existing else None)

@@ -6,6 +6,7 @@ Every operation takes the acting member and checks it with models.authz first.
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +15,10 @@ from sqlalchemy.orm import Session
 from config import DEFAULTS, Settings
 from models import authz
 from models.base import DomainError, NotFound, Page
-from models.member import KINDS, ROLES, Member, is_valid_mobile, normalize_phone
+from models.member import FIELDS, Member, dates_in_order, normalize_phone
 from models.org import Organization, ensure_grid
 from models.roster import ImportReport, export_members, import_members, read_roster
-from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, clamp_page, clean_text
+from models.text import MAX_QUERY, clamp_page, clean_text, fits_id
 
 UPDATABLE = ("name", "phone", "kind", "role", "join_date", "full_member_date", "org_id", "grid", "grid_head",
              "active")
@@ -31,11 +32,8 @@ class OrgNode:
     children: list["OrgNode"] = field(default_factory=list)
 
 
-MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
-
-
 def _member(session: Session, member_id: int) -> Member:
-    member = session.get(Member, member_id) if 0 < member_id <= MAX_ID else None
+    member = session.get(Member, member_id) if fits_id(member_id) else None
     if member is None:
         raise NotFound("未找到该成员。")
     return member
@@ -44,7 +42,7 @@ def _member(session: Session, member_id: int) -> Member:
 def _org(session: Session, org_id: int | None, actor: Member | None) -> Organization | None:
     if org_id is None:
         return actor.org if actor is not None else None
-    org = session.get(Organization, org_id) if 0 < org_id <= MAX_ID else None
+    org = session.get(Organization, org_id) if fits_id(org_id) else None
     if org is None:
         raise NotFound("未找到该组织。")
     return org
@@ -92,6 +90,18 @@ def get_member(session: Session, actor: Member | None, member_id: int) -> Member
     return member
 
 
+# How an edit's value is read before the shared check (models.member.FIELDS), in the order the
+# fields are checked; a None value of the fields not listed in _CLEARABLE leaves the field as it is.
+_EDITED = {
+    "name": lambda value: unicodedata.normalize("NFKC", value or "").strip(),
+    "phone": lambda value: value or "",  # checked as typed, stored as digits
+    "kind": lambda value: value,
+    "join_date": lambda value: value,
+    "full_member_date": lambda value: value,
+}
+_CLEARABLE = ("name", "phone", "join_date", "full_member_date")
+
+
 def update_member(session: Session, actor: Member | None, member_id: int, changes: dict) -> Member:
     """Change a member's record (only the fields in `changes`); commit."""
     member = _member(session, member_id)
@@ -99,51 +109,11 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
-    for key, label, longest in (("name", "姓名", MAX_NAME), ("phone", "手机号", MAX_PHONE_TYPED),
-                                ("grid", "网格", MAX_GRID)):
+    for key in ("name", "phone", "grid"):
         if key in changes:
-            clean_text(changes[key], label, longest)
-
-    org = member.org
-    if changes.get("org_id") is not None:
-        org = session.get(Organization, changes["org_id"]) if 0 < changes["org_id"] <= MAX_ID else None
-        if org is None:
-            raise DomainError("未找到该组织。", code="org_not_found", status=422)
-    role = changes.get("role") or member.role
-    if role not in ROLES:
-        raise DomainError(f"角色应为{'、'.join(ROLES)}之一。", code="invalid", status=422)
-    if (org.id, role) != (member.org_id, member.role):
-        problem = authz.assignable(actor, org.full_name, role, member.id)
-        if problem:
-            raise DomainError(problem + "。", code="forbidden", status=403)
-
-    if "name" in changes:
-        name = unicodedata.normalize("NFKC", changes["name"] or "").strip()
-        if not name or len(name) > 50:
-            raise DomainError("姓名不能为空，且不超过50个字。", code="invalid", status=422)
-        member.name = name
-    if "phone" in changes:
-        phone = normalize_phone(changes["phone"] or "")
-        if not is_valid_mobile(phone):
-            raise DomainError("手机号应为11位手机号。", code="invalid", status=422)
-        member.phone = phone
-    if changes.get("kind") is not None:
-        if changes["kind"] not in KINDS:
-            raise DomainError(f"党员类别应为{'、'.join(KINDS)}之一。", code="invalid", status=422)
-        member.kind = changes["kind"]
-    if "join_date" in changes:
-        join_date: date | None = changes["join_date"]
-        if join_date is not None and join_date > date.today():
-            raise DomainError("入党日期不能晚于今天。", code="invalid", status=422)
-        member.join_date = join_date
-    if "full_member_date" in changes:
-        full_member_date: date | None = changes["full_member_date"]
-        if full_member_date is not None and full_member_date > date.today():
-            raise DomainError("转正日期不能晚于今天。", code="invalid", status=422)
-        member.full_member_date = full_member_date
-    if ({"join_date", "full_member_date"} & set(changes) and member.full_member_date and member.join_date
-            and member.full_member_date < member.join_date):
-        raise DomainError("转正日期不能早于入党日期。", code="invalid", status=422)
+            clean_text(changes[key], FIELDS[key].label, FIELDS[key].max_length)
+    org, role = _placement(session, actor, member, changes)
+    _edit_fields(member, changes, date.today())
     if changes.get("active") is not None:
         member.active = changes["active"]
     member.role = role
@@ -152,16 +122,7 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
         member.org = org
         member.grid_id = None  # grids belong to a community; the old one may not fit
     try:
-        if "grid" in changes:
-            grid = (changes["grid"] or "").strip()
-            member.grid_id = ensure_grid(session, org, grid).id if grid else None
-        if changes.get("grid_head") is not None:
-            if changes["grid_head"] and member.grid_id is None:
-                session.rollback()
-                raise DomainError("请先设置该成员所在的网格，再设为网格长。", code="invalid", status=422)
-            member.grid_head = changes["grid_head"]
-        if member.grid_id is None:
-            member.grid_head = False  # no grid, no grid head
+        _edit_grid(session, member, org, changes)
         session.commit()
     except IntegrityError:
         # The unique phone: another member has it (caught on the flush or the commit).
@@ -169,6 +130,55 @@ def update_member(session: Session, actor: Member | None, member_id: int, change
         raise DomainError("该手机号已登记为其他成员。", code="conflict", status=409) from None
     session.refresh(member)
     return member
+
+
+def _placement(session: Session, actor: Member | None, member: Member, changes: dict
+               ) -> tuple[Organization, str]:
+    """The organization and role the member will have, checked: the actor may assign them."""
+    org = member.org
+    if changes.get("org_id") is not None:
+        org = session.get(Organization, changes["org_id"]) if fits_id(changes["org_id"]) else None
+        if org is None:
+            raise DomainError("未找到该组织。", code="org_not_found", status=422)
+    role = changes.get("role") or member.role
+    if FIELDS["role"].check(role, date.today()):
+        raise FIELDS["role"].edit_error("invalid", role)
+    if (org.id, role) != (member.org_id, member.role):
+        problem = authz.assignable(actor, org.full_name, role, member.id)
+        if problem:
+            raise DomainError(problem + "。", code="forbidden", status=403)
+    return org, role
+
+
+def _edit_fields(member: Member, changes: dict, today: date) -> None:
+    """Check and set the member's own fields among `changes` (the shared rules of models.member)."""
+    for key, read in _EDITED.items():
+        if key not in changes or (changes[key] is None and key not in _CLEARABLE):
+            continue
+        value = read(changes[key])
+        problem = FIELDS[key].check(value, today)
+        if problem:
+            raise FIELDS[key].edit_error(problem, value)
+        setattr(member, key, normalize_phone(value) if key == "phone" else value)
+    if ({"join_date", "full_member_date"} & set(changes)
+            and not dates_in_order(member.join_date, member.full_member_date)):
+        raise FIELDS["full_member_date"].edit_error("before_join")
+
+
+def _edit_grid(session: Session, member: Member, org: Organization, changes: dict) -> None:
+    """Set the member's grid and grid-head mark among `changes` (no grid, no grid head)."""
+    if "grid" in changes:
+        grid = (changes["grid"] or "").strip()
+        member.grid_id = ensure_grid(session, org, grid).id if grid else None
+    if changes.get("grid_head") is not None:
+        rule = FIELDS["grid_head"]
+        problem = rule.check((changes["grid_head"], member.grid_id is not None), date.today())
+        if problem:
+            session.rollback()
+            raise rule.edit_error(problem)
+        member.grid_head = changes["grid_head"]
+    if member.grid_id is None:
+        member.grid_head = False  # no grid, no grid head
 
 
 def import_roster(
@@ -181,18 +191,8 @@ def import_roster(
     authz.authorize(actor, authz.IMPORT_MEMBERS)
     records = read_roster(data, filename, settings)
 
-    def check_row(org_path: str, role: str, existing: Member | None) -> str | None:
-        if existing is not None and not authz.responsible(
-            actor, existing.org.full_name, existing.role, existing.id
-        ):
-            if existing.id == actor.id:
-                return "不能通过导入修改您自己的信息"
-            if authz.within(existing.org.full_name, actor.org.full_name):
-                return "不能修改与您同级的书记或管理员"
-            return "该手机号已登记为您管理范围之外的成员，不能修改"
-        return authz.assignable(actor, org_path, role, existing.id if existing else None)
-
-    return import_members(session, records, dry_run=dry_run, check_row=check_row, create_orgs=create_orgs)
+    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs,
+                          check_row=partial(authz.import_row_problem, actor))
 
 
 def export_roster(session: Session, actor: Member | None) -> bytes:

@@ -2,7 +2,10 @@
 
 import re
 import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -22,9 +25,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from config import DEFAULTS, Settings
 from models.base import Base, DomainError, UTCDateTime, now_utc
-from models.org import Grid, Organization
-from models.text import MAX_NAME, MAX_PHONE_TYPED, clean_text
+from models.org import PATH_SEPARATOR, Grid, Organization
+from models.text import MAX_GRID, MAX_NAME, MAX_ORG, MAX_PHONE_TYPED, clean_text
 
 KINDS = ("直管党员", "在职党员", "流动党员", "离退休党员", "群众")
 PARTY_KINDS = KINDS[:4]
@@ -125,6 +129,100 @@ def is_valid_mobile(phone: str) -> bool:
     return len(phone) == 11 and phone.startswith("1")
 
 
+# What each field of a member's record may hold ----------------------------------------------
+# One table for every way a record changes: an edit through the API or the console
+# (models.directory.update_member) and a roster row (models.roster) run the same checks. Each door
+# reads its input its own way first (the API takes typed values, a roster cell is text), then asks
+# `FIELDS[key].check(value, today)`; the problem found is worded by `edit` (a sentence, raised) or
+# `row` (a phrase, one of a row's reasons), formatted with the value as given (`{value}`), its
+# length (`{length}`), the rule's `{label}` and `{max_length}`.
+@dataclass(frozen=True)
+class FieldRule:
+    key: str  # the API's field, the Member attribute
+    label: str  # the Chinese name: the roster's column
+    check: Callable[[Any, date], str | None]  # (value, today) → a problem, or None
+    edit: Mapping[str, str] = field(default_factory=dict)  # problem → sentence of an edit's error
+    row: Mapping[str, str] = field(default_factory=dict)  # problem → phrase of a roster row's error
+    max_length: int | None = None  # longest text as typed (the API refuses it before `check`)
+
+    def edit_error(self, problem: str, value: Any = "") -> DomainError:
+        return DomainError(self._word(self.edit, problem, value), code="invalid", status=422)
+
+    def row_reason(self, problem: str, value: Any = "") -> str:
+        return self._word(self.row, problem, value)
+
+    def _word(self, words: Mapping[str, str], problem: str, value: Any) -> str:
+        return words[problem].format(value=value, label=self.label, length=len(str(value)),
+                                     max_length=self.max_length)
+
+
+def _text_problem(longest: int) -> Callable[[Any, date], str | None]:
+    return lambda value, _today: "empty" if not value else "long" if len(value) > longest else None
+
+
+def _phone_problem(raw: str, _today: date) -> str | None:
+    """The phone as typed: empty, too long, or not a mainland mobile number."""
+    if not raw:
+        return "empty"
+    if len(raw) > MAX_PHONE_TYPED:
+        return "long"
+    return None if is_valid_mobile(normalize_phone(raw)) else "invalid"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, date], str | None]:
+    return lambda value, _today: None if value in choices else "invalid"
+
+
+def _not_future(value: date | None, today: date) -> str | None:
+    return "future" if value is not None and value > today else None
+
+
+def dates_in_order(join_date: date | None, full_member_date: date | None) -> bool:
+    """Whether a member becomes a full member (转正) no earlier than they joined (both may be unknown)."""
+    return not (join_date and full_member_date and full_member_date < join_date)
+
+
+def _org_path_problem(path: str, _today: date) -> str | None:
+    if not path:
+        return "empty"
+    return "long" if any(len(part) > MAX_ORG for part in path.split(PATH_SEPARATOR)) else None
+
+
+_NAME_WORDS = f"姓名不能为空，且不超过{MAX_NAME}个字。"
+_PHONE_WORDS = "手机号应为11位手机号。"
+FIELDS: dict[str, FieldRule] = {rule.key: rule for rule in (
+    FieldRule("name", "姓名", _text_problem(MAX_NAME), max_length=MAX_NAME,
+              edit={"empty": _NAME_WORDS, "long": _NAME_WORDS},
+              row={"empty": "姓名为空", "long": "姓名过长"}),
+    FieldRule("phone", "手机号", _phone_problem, max_length=MAX_PHONE_TYPED,
+              edit={"empty": _PHONE_WORDS, "long": _PHONE_WORDS, "invalid": _PHONE_WORDS},
+              row={"empty": "手机号为空", "long": "手机号过长", "invalid": "手机号「{value}」不是11位手机号",
+                   "duplicate": "手机号与第 {value} 行重复"}),
+    FieldRule("org", "所属组织", _org_path_problem,
+              row={"empty": "所属组织为空", "long": f"所属组织的每一级名称不超过{MAX_ORG}字"}),
+    FieldRule("kind", "党员类别", _one_of(KINDS),
+              edit={"invalid": f"党员类别应为{'、'.join(KINDS)}之一。"},
+              row={"invalid": f"党员类别应为{'、'.join(KINDS)}之一"}),
+    FieldRule("join_date", "入党日期", _not_future,
+              edit={"future": "入党日期不能晚于今天。"},
+              row={"future": "入党日期晚于今天", "unreadable": "入党日期「{value}」无法识别，应如 2001-07-01"}),
+    FieldRule("full_member_date", "转正日期", _not_future,
+              edit={"future": "转正日期不能晚于今天。", "before_join": "转正日期不能早于入党日期。"},
+              row={"future": "转正日期晚于今天", "before_join": "转正日期早于入党日期",
+                   "unreadable": "转正日期「{value}」无法识别，应如 2002-07-01"}),
+    FieldRule("role", "角色", _one_of(ROLES),
+              edit={"invalid": f"角色应为{'、'.join(ROLES)}之一。"},
+              row={"invalid": f"角色应为{'、'.join(ROLES)}之一"}),
+    FieldRule("grid", "网格", lambda value, _today: "long" if len(value) > MAX_GRID else None, max_length=MAX_GRID,
+              edit={"long": "{label}太长了：最多{max_length}字，现有{length}字。"},
+              row={"long": f"网格名称过长（最多{MAX_GRID}字）"}),
+    # The value: (whether the member heads their grid, whether they have a grid).
+    FieldRule("grid_head", "网格长", lambda value, _today: "no_grid" if value[0] and not value[1] else None,
+              edit={"no_grid": "请先设置该成员所在的网格，再设为网格长。"},
+              row={"no_grid": "网格长须填写所在网格", "unreadable": "网格长应填「是」或「否」，而不是「{value}」"}),
+)}
+
+
 def mask_phone(phone: str | None) -> str:
     """Return "138****5678" for "13812345678"."""
     if not phone:
@@ -186,19 +284,20 @@ def bind_openid(
     phone: str,
     *,
     now: datetime | None = None,
-    max_failures: int = 5,
-    lockout: timedelta = timedelta(hours=1),
     column: str = "openid",
     unionid: str | None = None,
+    settings: Settings = DEFAULTS,
 ) -> Member:
     """Bind `openid` to the rostered member with exactly this name and phone; commit.
 
     `column` says which identity is bound: "openid" (Official Account, the default) or
     "miniapp_openid" (mini-program; a `unionid` from WeChat is then kept on the member too).
-    Failed attempts are counted per openid; after `max_failures` the openid is locked out. Every
-    guess first reserves an attempt (a conditional UPDATE, committed) and only then is checked, so
-    however many guesses arrive at once, at most `max_failures` per lock-out are ever checked.
+    Failed attempts are counted per openid; after BIND_MAX_FAILURES (from the settings) the openid
+    is locked out for BIND_LOCKOUT_SECONDS. Every guess first reserves an attempt (a conditional
+    UPDATE, committed) and only then is checked, so however many guesses arrive at once, at most
+    BIND_MAX_FAILURES per lock-out are ever checked.
     """
+    max_failures, lockout = settings.bind_max_failures, timedelta(seconds=settings.bind_lockout_seconds)
     name = clean_text(name, "姓名", MAX_NAME)
     phone = clean_text(phone, "手机号", MAX_PHONE_TYPED)
     model, unbind_hint, show_hint = _BIND_CHANNELS[column]

@@ -247,7 +247,13 @@ def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str,
                 for depth in range(1, len(names) + 1)}
     known = {o.full_name: o for o in session.scalars(select(Organization).where(Organization.full_name.in_(prefixes)))}
     plan = OrgPlan(orgs=sorted(prefixes - set(known)))
+    _plan_org_typos(session, plan, uses, known)
+    _plan_grids(session, plan, grids, known)
+    return plan
 
+
+def _plan_org_typos(session: Session, plan: OrgPlan, uses: dict[str, int], known: dict[str, Organization]) -> None:
+    """Record in `plan` the new organizations that look like a misspelling of a sibling."""
     # The top new node of each path, grouped by parent: compared with the parent's existing children
     # and with the other new ones.
     tops: dict[str, dict[str, int]] = {}  # parent's full name ("" for the roots) → new name → rows
@@ -269,6 +275,10 @@ def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str,
                 prefix = f"{parent_name}{PATH_SEPARATOR}" if parent_name else ""
                 plan.org_typos[prefix + name] = prefix + meant
 
+
+def _plan_grids(session: Session, plan: OrgPlan, grids: Iterable[tuple[str, str]],
+                known: dict[str, Organization]) -> None:
+    """Record in `plan` the new grids, and those that look like a misspelling of another."""
     grid_uses: dict[NewGrid, int] = {}
     for path, name in grids:
         grid = NewGrid(community_path(path), name.strip())
@@ -288,4 +298,3 @@ def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str,
             meant = _likely_meant(name, existing, new, order)
             if meant is not None:
                 plan.grid_typos[NewGrid(community, name)] = meant
-    return plan

@@ -27,8 +27,6 @@ from models.text import fits_id
 # notice's 再提醒 sends it again on purpose).
 PENDING, CLAIMED, SENDING = "pending", "claimed", "sending"
 SENT, FAILED, UNKNOWN = "sent", "failed", "unknown"
-STATUS_NAMES = {PENDING: "待发送", CLAIMED: "发送中", SENDING: "发送中", SENT: "已送达", FAILED: "发送失败",
-                UNKNOWN: "状态未知"}
 # Delivery channels, in the order they are tried.
 TEMPLATE, SUBSCRIBE, CUSTOM = "template", "subscribe", "custom"
 CHANNEL_NAMES = {TEMPLATE: "公众号模板消息", SUBSCRIBE: "小程序订阅消息", CUSTOM: "客服消息"}
@@ -70,15 +68,6 @@ class OutboxMessage(Base):
     data: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
     # The msgid WeChat answered a template message with; its TEMPLATESENDJOBFINISH report names it.
     wx_msgid: Mapped[str | None] = mapped_column(String(32), index=True)
-
-    @property
-    def refused_channels(self) -> set[str]:
-        return {line.split(":", 1)[0] for line in (self.refusals or "").splitlines() if line}
-
-    @property
-    def failure_reason(self) -> str:
-        """The reason shown in receipts: the last error, in Chinese."""
-        return self.last_error or ""
 
 
 # TEMPLATESENDJOBFINISH statuses.
@@ -146,19 +135,20 @@ def enqueue(
     title: str = "",
     member_id: int | None = None,
     openid: str | None = None,
-    urgent: bool = False,
-    not_before: datetime | None = None,
     data: Mapping | None = None,
 ) -> bool:
     """Add a message for a member (or a bare follower's openid) to the outbox, in the caller's
     transaction; return False if that source already queued it for that recipient. `data` holds
-    what template fields may draw on (`starts_at` a datetime, `place` …)."""
+    what template fields may draw on (`starts_at` a datetime, `place` …).
+
+    A message to one person is never urgent (only a notice is, and notices go out through
+    `enqueue_many`); it may be sent at once."""
     if member_id is None and not openid:
         raise ValueError("a message needs a member or an openid")
     recipient = f"m{member_id}" if member_id is not None else f"o{openid}"
     return _insert_new(session, [dict(
         source=source, recipient=recipient, openid=openid, member_id=member_id, kind=kind, title=title,
-        body=body, urgent=urgent, next_attempt_at=not_before, data=_data(data))]) == 1
+        body=body, urgent=False, next_attempt_at=None, data=_data(data))]) == 1
 
 
 def enqueue_many(session: Session, member_ids, *, source: str, kind: str, body: str, title: str = "",

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
 from models import authz
-from models.member import KINDS, ROLES, Member, is_valid_mobile, mask_phone, normalize_phone
+from models.member import FIELDS, KINDS, Member, dates_in_order, mask_phone, normalize_phone
 from models.org import (
     NewGrid,
     Organization,
@@ -26,7 +26,7 @@ from models.org import (
     split_org_path,
 )
 from models.sheets import append_row, new_sheet, to_bytes
-from models.text import FORBIDDEN, MAX_GRID, MAX_ORG, MAX_PHONE_TYPED, bad_character, describe_character
+from models.text import FORBIDDEN, bad_character, describe_character
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
@@ -253,76 +253,82 @@ def _validate(records: list[dict | None], today: date) -> tuple[list[_Row], list
         if MASKED_PHONE.fullmatch(_text(record.get("手机号"))):
             hidden += 1  # exported masked to someone not responsible for them: nothing to change
             continue
-        problems = _cell_problems(record)
+        problems = _cell_problems(record)  # then nothing else is read
+        row = _read_row(number, record, seen, today, problems) if not problems else None
         if problems:
             errors.append(RowError(number, "；".join(problems)))
-            continue
-        name = _text(record.get("姓名"))
-        if not name:
-            problems.append("姓名为空")
-        elif len(name) > 50:
-            problems.append("姓名过长")
-        raw_phone = _text(record.get("手机号"))
-        phone = normalize_phone(raw_phone)
-        if not raw_phone:
-            problems.append("手机号为空")
-        elif len(raw_phone) > MAX_PHONE_TYPED:
-            problems.append("手机号过长")
-        elif not is_valid_mobile(phone):
-            problems.append(f"手机号「{raw_phone}」不是11位手机号")
-        elif phone in seen:
-            problems.append(f"手机号与第 {seen[phone]} 行重复")
+        else:
+            rows.append(row)
+    return rows, errors, hidden
+
+
+def _read_row(number: int, record: dict, seen: dict[str, int], today: date, problems: list[str]) -> _Row:
+    """Read one row by the shared rules of models.member.FIELDS, adding what is wrong to `problems`.
+    `seen`: the row number of each phone read so far."""
+
+    def check(key: str, value, shown=None) -> str | None:
+        problem = FIELDS[key].check(value, today)
+        if problem:
+            problems.append(FIELDS[key].row_reason(problem, value if shown is None else shown))
+        return problem
+
+    name = _text(record.get("姓名"))
+    check("name", name)
+    raw_phone = _text(record.get("手机号"))
+    phone = normalize_phone(raw_phone)
+    if check("phone", raw_phone) is None:
+        if phone in seen:
+            problems.append(FIELDS["phone"].row_reason("duplicate", seen[phone]))
         else:
             seen[phone] = number
-        org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
-        if not org_path:
-            problems.append("所属组织为空")
-        elif any(len(part) > MAX_ORG for part in org_path.split("/")):
-            problems.append(f"所属组织的每一级名称不超过{MAX_ORG}字")
-        kind = _kind(_text(record.get("党员类别")))
-        if kind is None:
-            problems.append(f"党员类别应为{'、'.join(KINDS)}之一")
-        try:
-            join_date = _parse_date(record.get("入党日期"))
-            if join_date and join_date > today:
-                problems.append("入党日期晚于今天")
-        except ValueError:
-            join_date = None
-            problems.append(f"入党日期「{_text(record.get('入党日期'))}」无法识别，应如 2001-07-01")
-        full_member_date = None
-        if FULL_MEMBER_DATE in record:
-            try:
-                full_member_date = _parse_date(record.get(FULL_MEMBER_DATE))
-            except ValueError:
-                problems.append(f"转正日期「{_text(record.get(FULL_MEMBER_DATE))}」无法识别，应如 2002-07-01")
-            else:
-                if full_member_date and full_member_date > today:
-                    problems.append("转正日期晚于今天")
-                elif full_member_date and join_date and full_member_date < join_date:
-                    problems.append("转正日期早于入党日期")
-        role = _text(record.get("角色")) or ("志愿者" if kind == "群众" else "党员")
-        if role not in ROLES:
-            problems.append(f"角色应为{'、'.join(ROLES)}之一")
-        grid = _text(record.get("网格"))
-        if len(grid) > MAX_GRID:
-            problems.append(f"网格名称过长（最多{MAX_GRID}字）")
-        grid_head = None
-        if "网格长" in record:
-            mark = _text(record.get("网格长")).lower()
-            if mark in _YES:
-                grid_head = True
-                if not grid:
-                    problems.append("网格长须填写所在网格")
-            elif mark in _NO:
-                grid_head = False
-            else:
-                problems.append(f"网格长应填「是」或「否」，而不是「{_text(record.get('网格长'))}」")
-        if problems:
-            errors.append(RowError(number, "；".join(problems)))
-            continue
-        rows.append(_Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
-                         full_member_date, FULL_MEMBER_DATE in record))
-    return rows, errors, hidden
+    org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
+    check("org", org_path)
+    kind = _kind(_text(record.get("党员类别")))
+    check("kind", kind)
+    join_date = _read_date(record, "join_date", today, problems)
+    full_member_date = None
+    if FULL_MEMBER_DATE in record:
+        full_member_date = _read_date(record, "full_member_date", today, problems)
+        if (full_member_date and not FIELDS["full_member_date"].check(full_member_date, today)
+                and not dates_in_order(join_date, full_member_date)):
+            problems.append(FIELDS["full_member_date"].row_reason("before_join"))
+    role = _text(record.get("角色")) or ("志愿者" if kind == "群众" else "党员")
+    check("role", role)
+    grid = _text(record.get("网格"))
+    check("grid", grid)
+    grid_head = _read_grid_head(record, grid, today, problems)
+    return _Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
+                full_member_date, FULL_MEMBER_DATE in record)
+
+
+def _read_date(record: dict, key: str, today: date, problems: list[str]) -> date | None:
+    """The date in the column of FIELDS[key] (None: empty or unreadable, said in `problems`)."""
+    rule = FIELDS[key]
+    try:
+        value = _parse_date(record.get(rule.label))
+    except ValueError:
+        problems.append(rule.row_reason("unreadable", _text(record.get(rule.label))))
+        return None
+    problem = rule.check(value, today)
+    if problem:
+        problems.append(rule.row_reason(problem))
+    return value
+
+
+def _read_grid_head(record: dict, grid: str, today: date, problems: list[str]) -> bool | None:
+    """The 网格长 mark (None: no such column, the current marks are kept)."""
+    rule = FIELDS["grid_head"]
+    if rule.label not in record:
+        return None
+    mark = _text(record.get(rule.label)).lower()
+    if mark not in _YES and mark not in _NO:
+        problems.append(rule.row_reason("unreadable", _text(record.get(rule.label))))
+        return None
+    grid_head = mark in _YES
+    problem = rule.check((grid_head, bool(grid)), today)
+    if problem:
+        problems.append(rule.row_reason(problem))
+    return grid_head
 
 
 def _plan(session: Session, rows: list[_Row]) -> OrgPlan:
@@ -390,41 +396,62 @@ def import_members(
         m.phone: m
         for m in session.scalars(select(Member).where(Member.phone.in_([r.phone for r in rows])))
     }
-    refused: set[int] = set()
     if check_row is not None:
-        for row in rows:
-            member = existing.get(row.phone)
-            if member is not None and not _differs(member, row):
-                continue  # an unchanged row changes nothing, whoever imports it
-            problem = check_row(row.org_path, row.role, member)
-            if problem and row.number in typos:
-                # The likely typo is told only when what was probably meant is the importer's to use:
-                # names outside their subtree are not theirs to learn.
-                if check_row(plan.meant(row.org_path), row.role, member) is None:
-                    continue
-                del typos[row.number]
-            if problem:
-                errors.append(RowError(row.number, problem))
-                refused.add(row.number)
+        refused = _refuse(rows, existing, plan, typos, check_row)
+        errors += refused
         if refused:  # what the refused rows name is not reported (it may lie outside the subtree)
-            plan = _plan(session, [row for row in rows if row.number not in refused])
+            numbers = {error.row for error in refused}
+            plan = _plan(session, [row for row in rows if row.number not in numbers])
     errors += typos.values()
     errors.sort(key=lambda error: error.row)
     report.new_orgs, report.new_grids = plan.orgs, plan.grids
     if errors:
         return report
+    _write(session, rows, existing, report, progress)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return report
+
+
+def _refuse(rows: list[_Row], existing: dict[str, Member], plan: OrgPlan, typos: dict[int, RowError],
+            check_row: Callable[[str, str, Member | None], str | None]) -> list[RowError]:
+    """The rows `check_row` refuses. A likely typo (in `typos`, by row number) of a refused row is
+    told instead only when what was probably meant is the importer's to use: else it is dropped."""
+    errors = []
+    for row in rows:
+        member = existing.get(row.phone)
+        if member is not None and not _differs(member, row):
+            continue  # an unchanged row changes nothing, whoever imports it
+        problem = check_row(row.org_path, row.role, member)
+        if problem and row.number in typos:
+            # Names outside the importer's subtree are not theirs to learn.
+            if check_row(plan.meant(row.org_path), row.role, member) is None:
+                continue
+            del typos[row.number]
+        if problem:
+            errors.append(RowError(row.number, problem))
+    return errors
+
+
+def _write(session: Session, rows: list[_Row], existing: dict[str, Member], report: ImportReport,
+           progress: Callable[[int], None] | None) -> None:
+    """Count the created, updated and unchanged rows in `report`; unless it is a dry run, create
+    and update the members (no commit)."""
     orgs: dict[str, Organization] = {}
     for row in rows:
         member = existing.get(row.phone)
+        changed = member is None or _differs(member, row)
         if member is None:
             report.created += 1
-        elif _differs(member, row):
+        elif changed:
             report.updated += 1
         else:
             report.unchanged += 1
         if progress:
             progress(1)
-        if dry_run or (member is not None and not _differs(member, row)):
+        if report.dry_run or not changed:
             continue
         org = orgs.get(row.org_path) or ensure_org_path(session, row.org_path)
         orgs[row.org_path] = org
@@ -441,11 +468,6 @@ def import_members(
         else:
             for key, value in values.items():
                 setattr(member, key, value)
-    if dry_run:
-        session.rollback()
-    else:
-        session.commit()
-    return report
 
 
 def export_members(session: Session, members: Iterable[Member], *, viewer: Member | None = None) -> bytes:

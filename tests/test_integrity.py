@@ -141,12 +141,15 @@ def _race(count, attempt):
     return results
 
 
+GUESSES = DEFAULTS.replace(bind_max_failures=5)  # five tries per lock-out
+
+
 def test_thirty_simultaneous_wrong_bind_guesses_check_exactly_five(race_engine, wx, people):
     now = now_utc()  # the webhook's clock: the lock-out must still hold when the chatbot asks
 
     def guess(i):
         with Session(race_engine) as s:
-            bind_openid(s, "o-guesser", "王志强", f"1370000{i:04d}", max_failures=5, now=now)  # nobody's phone
+            bind_openid(s, "o-guesser", "王志强", f"1370000{i:04d}", now=now, settings=GUESSES)  # nobody's phone
 
     results = _race(30, guess)
     assert sorted(set(results)) == ["locked", "no_match"], results

@@ -28,8 +28,8 @@ def record_user_message(store, openid: str, at: float, event: bool = False) -> N
 
 
 def queue(session, member, source="notice:1", urgent=False, kind="notice"):
-    assert enqueue(session, source=source, kind=kind, title="主题党日", body="周五15:00在党群服务中心",
-                   member_id=member.id, urgent=urgent)
+    assert enqueue_many(session, [member.id], source=source, kind=kind, title="主题党日",
+                        body="周五15:00在党群服务中心", urgent=urgent) == 1
     session.commit()
 
 

@@ -1,6 +1,5 @@
 """GET /me, POST /me/bind, DELETE /me/bind: the logged-in user's own identity."""
 
-from datetime import timedelta
 
 from flask import g
 from flask_smorest import Blueprint
@@ -46,9 +45,7 @@ def bind(args):
     session = g.api_session
     bind_openid(
         db.session, session.openid, args["name"], args["phone"],
-        max_failures=int(cfg.bind_max_failures),
-        lockout=timedelta(seconds=int(cfg.bind_lockout_seconds)),
-        column="miniapp_openid", unionid=session.unionid,
+        column="miniapp_openid", unionid=session.unionid, settings=cfg,
     )
     g.pop("api_member", None)
     return _me()
