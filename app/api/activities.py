@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from flask import Response
 
-from app.api import PREFIX
+from app.api import PREFIX, presenter
 from app.api.activity_schemas import (
     ActivityCreatedSchema,
     ActivityCreateSchema,
@@ -35,7 +35,7 @@ from app.api.activity_schemas import (
 from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.extensions import current_settings, db
-from models import clock, now_utc
+from models import now_utc
 from models.activity import (
     METHODS,
     REGISTERED,
@@ -117,9 +117,8 @@ def register(activity_id):
     activity = get_activity(session, activity_id)
     reg = register_for(session, activity, current_member(), now_utc())
     if reg.status == REGISTERED:
-        return {"status": reg.status, "message": f"报名成功！活动 {activity.number}「{activity.title}」。"}
-    return {"status": reg.status, "message": f"活动 {activity.number} 名额已满，您已进入候补名单。"
-                                             + registration_text(session, activity, reg)}
+        return {"status": reg.status, "message": presenter.registered(activity)}
+    return {"status": reg.status, "message": presenter.waiting(activity, registration_text(session, activity, reg))}
 
 
 @blp.route("/activities/<int:activity_id>/register", methods=["DELETE"])
@@ -129,7 +128,7 @@ def unregister(activity_id):
     """取消报名；候补名单上的第一位自动递补。"""
     activity = get_activity(db.session, activity_id)
     cancel_registration(db.session, activity, current_member(), now_utc(), current_settings())
-    return {"id": activity.id, "message": f"已取消活动 {activity.number}「{activity.title}」的报名。"}
+    return {"id": activity.id, "message": presenter.registration_cancelled(activity)}
 
 
 def _checkin_result(result, message: str) -> dict:
@@ -151,9 +150,7 @@ def checkin(args, activity_id):
     position = (args["latitude"], args["longitude"]) if args["latitude"] is not None else None
     result = check_in_by_code(db.session, current_member(), args["code"], now=now_utc(), method="app",
                               activity_id=activity_id, position=position, settings=current_settings())
-    activity = result.activity
-    return _checkin_result(result, f"签到成功！{activity.number}「{activity.title}」，"
-                                   f"当前已签到：{result.count}人")
+    return _checkin_result(result, presenter.checked_in(result.activity, result.count))
 
 
 @blp.route("/activities/<int:activity_id>/checkout", methods=["POST"])
@@ -163,11 +160,9 @@ def checkout(activity_id):
     """志愿服务签退：记录服务时长（不超过活动时长），积分只记一次。"""
     activity = get_activity(db.session, activity_id)
     done = check_out(db.session, activity, current_member(), now=now_utc(), settings=current_settings())
-    message = f"签退成功！服务时长：{hours_text(done.service_minutes)}"
-    if activity.points:
-        message += f"，获得积分：{activity.points}分"
     return {"activity_id": activity.id, "checked_out_at": done.checked_out_at,
-            "service_minutes": done.service_minutes or 0, "points": activity.points, "message": message}
+            "service_minutes": done.service_minutes or 0, "points": activity.points,
+            "message": presenter.checked_out(activity, hours_text(done.service_minutes))}
 
 
 @blp.route("/me/quota", methods=["GET"])
@@ -205,10 +200,8 @@ def create(args):
         rotating=args["rotating"], latitude=args["latitude"], longitude=args["longitude"],
         radius_m=args["radius"], now=now_utc(), settings=current_settings(),
     )
-    rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
     return {"activity": activity, "number": activity.number, "code": activity.code,
-            "page_url": page_url(activity),
-            "message": f"活动已发布！{activity.number}「{activity.title}」签到码 {activity.code}{rotating}"}
+            "page_url": page_url(activity), "message": presenter.activity_created(activity)}
 
 
 @admin_blp.route("/activities/<int:activity_id>", methods=["DELETE"])
@@ -217,7 +210,7 @@ def create(args):
 def cancel(activity_id):
     """取消活动（本组织或下级组织的）。"""
     activity = cancel_activity(db.session, get_managed_activity(db.session, activity_id, current_member()))
-    return {"id": activity.id, "message": f"活动 {activity.number}「{activity.title}」已取消。"}
+    return {"id": activity.id, "message": presenter.activity_cancelled(activity)}
 
 
 @admin_blp.route("/activities/<int:activity_id>/attendance", methods=["GET"])
@@ -259,10 +252,8 @@ def proxy_checkin(args, activity_id):
     activity = get_managed_activity(db.session, activity_id, member)
     result = proxy_check_in_member(db.session, activity, member, args["member_id"], now=now_utc(),
                                    settings=current_settings())
-    checkin = result.checkin
-    return _checkin_result(result, f"已为「{checkin.member.name}」代签活动 {activity.number}"
-                                   f"（{clock.day_time(checkin.checked_in_at, current_settings().tz)}，记录为代签）。"
-                                   f"当前已签到：{result.count}人")
+    message = presenter.proxy_checked_in(activity, result.checkin, result.count, current_settings().tz)
+    return _checkin_result(result, message)
 
 
 @admin_blp.route("/reports/quota", methods=["GET"])

@@ -5,7 +5,7 @@ and serializes: the rules and their Chinese messages are the chatbot's.
 """
 
 
-from app.api import PREFIX
+from app.api import PREFIX, presenter
 from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.notice_schemas import (
@@ -77,7 +77,7 @@ def receipt(notice_id):
 def remind(notice_id):
     """再提醒：向尚未阅读的成员再次发送通知。"""
     count = remind_unread(db.session, notice_id, current_member(), now=now_utc(), settings=current_settings())
-    return {"id": notice_id, "reminded": count, "message": f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"}
+    return {"id": notice_id, "reminded": count, "message": presenter.reminded(notice_id, count)}
 
 
 # My inbox ------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def add_rule(args):
 def remove_rule(rule_id):
     """删除组织生活规则（已有的安排保留）。"""
     rule = delete_rule(db.session, rule_id, current_member())
-    return {"message": f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"}
+    return {"message": presenter.rule_deleted(rule)}
 
 
 @blp.route("/admin/rules/<int:rule_id>/move", methods=["POST"])
