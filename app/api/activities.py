@@ -6,9 +6,7 @@ models/quota.py) with the same settings, and serializes: the rules and their Chi
 are the chatbot's.
 """
 
-from urllib.parse import quote
 
-from flask import Response
 
 from app.api import PREFIX, presenter
 from app.api.activity_schemas import (
@@ -34,6 +32,7 @@ from app.api.activity_schemas import (
 )
 from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
+from app.api.files import xlsx_doc, xlsx_response
 from app.extensions import current_settings, db
 from models import now_utc
 from models.activity import (
@@ -71,18 +70,6 @@ from models.quota import (
 blp = Blueprint("activities", __name__, url_prefix=PREFIX, description="活动、报名与签到")
 admin_blp = Blueprint("admin_activities", __name__, url_prefix=f"{PREFIX}/admin",
                       description="活动管理与出勤统计（书记、管理员）")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _xlsx_doc(description: str) -> dict:
-    return {"responses": {"200": {"description": description,
-                                  "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}}}}}
-
-
-def _xlsx(data: bytes, ascii_name: str, chinese_name: str) -> Response:
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(chinese_name)}",
-    })
 
 
 def _year(args) -> int:
@@ -233,12 +220,12 @@ def show_attendance(activity_id):
 
 
 @admin_blp.route("/activities/<int:activity_id>/attendance.xlsx", methods=["GET"])
-@admin_blp.doc(**_xlsx_doc("一个活动的出勤表 .xlsx"))
+@admin_blp.doc(**xlsx_doc("一个活动的出勤表 .xlsx"))
 @admin_blp.doc(operationId="exportAttendance", responses=errors(401, 403, 404))
 def attendance_export(activity_id):
     """导出一个活动的出勤表（.xlsx）。"""
     activity = get_managed_activity(db.session, activity_id, current_member())
-    return _xlsx(attendance_xlsx(db.session, activity, current_settings()), f"attendance-{activity.id}.xlsx",
+    return xlsx_response(attendance_xlsx(db.session, activity, current_settings()), f"attendance-{activity.id}.xlsx",
                  f"出勤-{activity.id}.xlsx")
 
 
@@ -273,24 +260,24 @@ def quota(args):
 
 @admin_blp.route("/reports/quota.xlsx", methods=["GET"])
 @admin_blp.arguments(ReportQuerySchema, location="query")
-@admin_blp.doc(**_xlsx_doc("年度完成情况 .xlsx"))
+@admin_blp.doc(**xlsx_doc("年度完成情况 .xlsx"))
 @admin_blp.doc(operationId="exportQuotaReport", responses=errors(401, 403, 404, 422))
 def quota_export(args):
     """导出年度完成情况（.xlsx，未达标者在前）。"""
     org = report_org(db.session, current_member(), args["org"])
     year = _year(args)
     rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
-    return _xlsx(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
+    return xlsx_response(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
 
 
 @admin_blp.route("/reports/attendance.xlsx", methods=["GET"])
 @admin_blp.arguments(PeriodQuerySchema, location="query")
-@admin_blp.doc(**_xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
+@admin_blp.doc(**xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
 @admin_blp.doc(operationId="exportAttendanceReport", responses=errors(400, 401, 403, 404, 422))
 def period_export(args):
     """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
     org = report_org(db.session, current_member(), args["org"])
     start, end = period_bounds(args["from_"], args["to"], current_settings().tz)
     rows = period_attendance(db.session, org, start, end)
-    return _xlsx(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
+    return xlsx_response(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
                  f"活动出勤汇总-{args['from_']:%Y%m%d}-{args['to']:%Y%m%d}.xlsx")

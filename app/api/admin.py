@@ -1,13 +1,12 @@
 """Member administration for secretaries and admins, within their organization's subtree."""
 
-import functools
 
-from flask import Response, request
 
 from app.api import PREFIX
 from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.errors import ApiError
+from app.api.files import limit_body, xlsx_doc, xlsx_response
 from app.api.schemas import (
     ImportFileSchema,
     ImportQuerySchema,
@@ -22,7 +21,6 @@ from app.extensions import current_settings, db
 from models import directory
 
 blp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin", description="成员管理（书记、管理员）")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @blp.route("/members", methods=["GET"])
@@ -54,19 +52,8 @@ def update_member(changes, member_id):
     return directory.update_member(db.session, current_member(), member_id, changes)
 
 
-def limit_upload(view):
-    """Refuse (413) a body much larger than the largest roster before it is parsed or spooled."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        request.max_content_length = int(current_settings().api_max_upload) + 64 * 1024  # + form overhead
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 @blp.route("/members/import", methods=["POST"])
-@limit_upload
+@limit_body(lambda: current_settings().api_max_upload)
 @blp.arguments(ImportQuerySchema, location="query")
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(200, ImportReportSchema)
@@ -84,17 +71,12 @@ def import_members(query, files):
 
 
 @blp.route("/members/export", methods=["GET"])
-@blp.doc(responses={"200": {
-    "description": "管理范围内成员的 .xlsx 名册",
-    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
-}})
+@blp.doc(**xlsx_doc("管理范围内成员的 .xlsx 名册"))
 @blp.doc(operationId="exportMembers", responses=errors(401, 403))
 def export_members():
     """导出管理范围内的成员名册（.xlsx，列与导入相同）。"""
     data = directory.export_roster(db.session, current_member())
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition": "attachment; filename=\"members.xlsx\"; filename*=UTF-8''%E5%90%8D%E5%86%8C.xlsx",
-    })
+    return xlsx_response(data, "members.xlsx", "名册.xlsx")
 
 
 @blp.route("/orgs", methods=["GET"])

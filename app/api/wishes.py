@@ -3,18 +3,17 @@
 The rules and their Chinese messages are the chatbot's (handlers/wishes.py calls the same functions).
 """
 
-import functools
 import os
 import re
 import secrets
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 
 from app.api import PREFIX
-from app.api.admin import XLSX
 from app.api.auth import Blueprint, current_member, current_viewer
 from app.api.docs import errors
 from app.api.errors import ApiError
+from app.api.files import limit_body, xlsx_doc, xlsx_response
 from app.api.wish_schemas import (
     AwardDecisionSchema,
     AwardQuerySchema,
@@ -149,23 +148,12 @@ def withdraw(args, wish_id):
     return wishes.withdraw_wish(db.session, current_member(), wish_id, args["note"])
 
 
-def _limit_photo(view):
-    """Refuse (413) a body much larger than the largest photo before it is parsed or spooled."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        request.max_content_length = current_settings().wish_photo_max_bytes + 64 * 1024  # + form overhead
-        return view(*args, **kwargs)
-
-    return wrapper
-
-
 def _photo_dir() -> str:
     return current_settings().wish_photo_dir or os.path.join(current_app.instance_path, "wish_photos")
 
 
 @blp.route("/wishes/<int:wish_id>/photos", methods=["POST"])
-@_limit_photo
+@limit_body(lambda: current_settings().wish_photo_max_bytes)
 @blp.arguments(PhotoFileSchema, location="files")
 @blp.response(200, WishDetailSchema)
 @blp.doc(operationId="uploadWishPhoto", responses=errors(401, 403, 404, 409, 413, 415, 422))
@@ -227,18 +215,12 @@ def my_wishes(args):
 
 @blp.route("/admin/wishes/export", methods=["GET"])
 @blp.arguments(ExportQuerySchema, location="query")
-@blp.doc(responses={"200": {
-    "description": "管理范围内心愿的 .xlsx（状态、认领人、时间、积分）",
-    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
-}})
+@blp.doc(**xlsx_doc("管理范围内心愿的 .xlsx（状态、认领人、时间、积分）"))
 @blp.doc(operationId="exportWishes", responses=errors(401, 403, 404, 422))
 def export(args):
     """导出管理范围内的心愿（.xlsx）。"""
     data = wishes.export_wishes(db.session, current_member(), org_id=args["org"], status=args["status"])
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition":
-            "attachment; filename=\"wishes.xlsx\"; filename*=UTF-8''%E5%BE%AE%E5%BF%83%E6%84%BF.xlsx",
-    })
+    return xlsx_response(data, "wishes.xlsx", "微心愿.xlsx")
 
 
 # Points ------------------------------------------------------------------------------------------
