@@ -2,8 +2,8 @@
 (create, cancel, attendance, proxy sign-in, quota and period reports).
 
 Each view validates, calls the domain function the chatbot calls (models/activity.py,
-models/quota.py) with the same settings, and serializes: the rules and their Chinese messages
-are the chatbot's.
+models/quota.py) with the same settings, and serializes: the rules are the domain's, the
+`message` of an answer is worded in app/api/presenter.py.
 """
 
 

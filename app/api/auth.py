@@ -25,8 +25,9 @@ from scheduler.wechat_api import OFFICIAL_BASE, route_to_base
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "lx:api:token:"
-# The OpenAPI security of an operation that needs `Authorization: Bearer <token>`.
-BEARER = [{"bearerAuth": []}]
+# The OpenAPI security scheme of the token, and the security of an operation that needs it.
+BEARER_SCHEME = "bearerAuth"
+BEARER = [{BEARER_SCHEME: []}]
 # WeChat's answers for a wx.login code that is unknown, used already, or blocked.
 INVALID_CODE_ERRORS = {40029, 40163, 40226}
 FREQUENCY_LIMITED = 45011

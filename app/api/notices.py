@@ -1,7 +1,8 @@
 """Notices with receipts, the inbox, org-life rules and subscribe consents over /api/v1.
 
 Each view validates, calls the one function of models/ the chatbot calls (handlers/notices.py),
-and serializes: the rules and their Chinese messages are the chatbot's.
+and serializes: the rules are the domain's, the `message` of an answer is worded in
+app/api/presenter.py.
 """
 
 

@@ -1,6 +1,7 @@
 """微心愿 and 积分 over /api/v1: each view validates, calls one function of models/, serializes.
 
-The rules and their Chinese messages are the chatbot's (handlers/wishes.py calls the same functions).
+The rules are the domain's (handlers/wishes.py calls the same functions); the login is checked once
+for each blueprint (app.api.auth.Blueprint).
 """
 
 import os
