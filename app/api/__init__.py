@@ -93,10 +93,11 @@ def init_app(app: Flask) -> None:
     # Before the API's routes are added: their `<int:…>` ids are bounded (and documented so).
     app.url_map.converters["int"] = BoundedIntConverter
 
-    api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
-    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-
     from app.api import activities, admin, me, notices, public, session, wishes
+    from app.api.auth import BEARER_SCHEME
+
+    api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
+    api.spec.components.security_scheme(BEARER_SCHEME, {"type": "http", "scheme": "bearer"})
 
     blueprints = (session.blp, me.blp, admin.blp, wishes.blp, wishes.points_blp, activities.blp,
                   activities.admin_blp, notices.blp, public.blp)

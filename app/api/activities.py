@@ -2,16 +2,13 @@
 (create, cancel, attendance, proxy sign-in, quota and period reports).
 
 Each view validates, calls the domain function the chatbot calls (models/activity.py,
-models/quota.py) with the same settings, and serializes: the rules and their Chinese messages
-are the chatbot's.
+models/quota.py) with the same settings, and serializes: the rules are the domain's, the
+`message` of an answer is worded in app/api/presenter.py.
 """
 
-from urllib.parse import quote
 
-from flask import Response, g
-from flask_smorest import Blueprint
 
-from app.api import PREFIX
+from app.api import PREFIX, presenter
 from app.api.activity_schemas import (
     ActivityCreatedSchema,
     ActivityCreateSchema,
@@ -33,10 +30,11 @@ from app.api.activity_schemas import (
     YearQuerySchema,
     page_url,
 )
-from app.api.auth import current_member, login_required
+from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
+from app.api.files import xlsx_doc, xlsx_response
 from app.extensions import current_settings, db
-from models import clock, now_utc
+from models import now_utc
 from models.activity import (
     METHODS,
     REGISTERED,
@@ -58,7 +56,7 @@ from models.activity import (
     registration_text,
 )
 from models.activity import register as register_for
-from models.base import Forbidden, NotFound, Page
+from models.base import NotFound, Page
 from models.org import Organization
 from models.quota import (
     attendance_xlsx,
@@ -73,28 +71,6 @@ from models.quota import (
 blp = Blueprint("activities", __name__, url_prefix=PREFIX, description="活动、报名与签到")
 admin_blp = Blueprint("admin_activities", __name__, url_prefix=f"{PREFIX}/admin",
                       description="活动管理与出勤统计（书记、管理员）")
-BEARER = [{"bearerAuth": []}]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _xlsx_doc(description: str) -> dict:
-    return {"responses": {"200": {"description": description,
-                                  "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}}}}}
-
-
-def _xlsx(data: bytes, ascii_name: str, chinese_name: str) -> Response:
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(chinese_name)}",
-    })
-
-
-def _member():
-    """The bound member calling, or 403 like the chatbot's 「请先绑定」."""
-    member = current_member()
-    g.api_member = member
-    if member is None:
-        raise Forbidden("请先绑定党员/志愿者身份：POST /api/v1/me/bind。", code="not_bound")
-    return member
 
 
 def _year(args) -> int:
@@ -103,53 +79,44 @@ def _year(args) -> int:
 
 # Members ---------------------------------------------------------------------------------------
 @blp.route("/activities", methods=["GET"])
-@login_required
 @blp.arguments(ActivityQuerySchema, location="query")
 @blp.response(200, ActivityPageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listActivities", responses=errors(401, 403, 404, 422))
 def list_activities(args):
     """我可以参加的活动（默认只列未结束的，最近的在前），分页。"""
-    return activities_for(db.session, _member(), now_utc(), upcoming=args["upcoming"], page=args["page"],
+    return activities_for(db.session, current_member(), now_utc(), upcoming=args["upcoming"], page=args["page"],
                           per_page=args["per_page"])
 
 
 @blp.route("/activities/<int:activity_id>", methods=["GET"])
-@login_required
 @blp.response(200, ActivityDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getActivity", responses=errors(401, 403, 404))
 def show_activity(activity_id):
     """查看一个活动，以及我的报名、签到情况；书记、管理员还能看到签到码和签到页。"""
-    return activity_status(db.session, activity_id, _member())
+    return activity_status(db.session, activity_id, current_member())
 
 
 @blp.route("/activities/<int:activity_id>/register", methods=["POST"])
-@login_required
 @blp.response(200, RegistrationResultSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="registerForActivity", responses=errors(400, 401, 403, 404))
 def register(activity_id):
     """报名参加活动；名额已满时进入候补名单。"""
     session = db.session
     activity = get_activity(session, activity_id)
-    reg = register_for(session, activity, _member(), now_utc())
+    reg = register_for(session, activity, current_member(), now_utc())
     if reg.status == REGISTERED:
-        return {"status": reg.status, "message": f"报名成功！活动 {activity.number}「{activity.title}」。"}
-    return {"status": reg.status, "message": f"活动 {activity.number} 名额已满，您已进入候补名单。"
-                                             + registration_text(session, activity, reg)}
+        return {"status": reg.status, "message": presenter.registered(activity)}
+    return {"status": reg.status, "message": presenter.waiting(activity, registration_text(session, activity, reg))}
 
 
 @blp.route("/activities/<int:activity_id>/register", methods=["DELETE"])
-@login_required
 @blp.response(200, CancelledSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="cancelRegistration", responses=errors(400, 401, 403, 404))
 def unregister(activity_id):
     """取消报名；候补名单上的第一位自动递补。"""
     activity = get_activity(db.session, activity_id)
-    cancel_registration(db.session, activity, _member(), now_utc(), current_settings())
-    return {"id": activity.id, "message": f"已取消活动 {activity.number}「{activity.title}」的报名。"}
+    cancel_registration(db.session, activity, current_member(), now_utc(), current_settings())
+    return {"id": activity.id, "message": presenter.registration_cancelled(activity)}
 
 
 def _checkin_result(result, message: str) -> dict:
@@ -160,10 +127,8 @@ def _checkin_result(result, message: str) -> dict:
 
 
 @blp.route("/activities/<int:activity_id>/checkin", methods=["POST"])
-@login_required
 @blp.arguments(CheckInSchema)
 @blp.response(200, CheckInResultSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="checkIn", responses=errors(400, 401, 403, 404, 409, 422))
 def checkin(args, activity_id):
     """小程序签到：现场签到码，可附带位置（设有活动地点时核对距离）。
@@ -171,39 +136,32 @@ def checkin(args, activity_id):
     与扫码、公众号「签到」同一规则：签到时间、参加范围、签到码、距离；重复签到返回 409「已签到」。
     """
     position = (args["latitude"], args["longitude"]) if args["latitude"] is not None else None
-    result = check_in_by_code(db.session, _member(), args["code"], now=now_utc(), method="app",
+    result = check_in_by_code(db.session, current_member(), args["code"], now=now_utc(), method="app",
                               activity_id=activity_id, position=position, settings=current_settings())
-    activity = result.activity
-    return _checkin_result(result, f"签到成功！{activity.number}「{activity.title}」，"
-                                   f"当前已签到：{result.count}人")
+    return _checkin_result(result, presenter.checked_in(result.activity, result.count))
 
 
 @blp.route("/activities/<int:activity_id>/checkout", methods=["POST"])
-@login_required
 @blp.response(200, CheckOutResultSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="checkOut", responses=errors(400, 401, 403, 404))
 def checkout(activity_id):
     """志愿服务签退：记录服务时长（不超过活动时长），积分只记一次。"""
     activity = get_activity(db.session, activity_id)
-    done = check_out(db.session, activity, _member(), now=now_utc(), settings=current_settings())
-    message = f"签退成功！服务时长：{hours_text(done.service_minutes)}"
-    if activity.points:
-        message += f"，获得积分：{activity.points}分"
+    done = check_out(db.session, activity, current_member(), now=now_utc(), settings=current_settings())
     return {"activity_id": activity.id, "checked_out_at": done.checked_out_at,
-            "service_minutes": done.service_minutes or 0, "points": activity.points, "message": message}
+            "service_minutes": done.service_minutes or 0, "points": activity.points,
+            "message": presenter.checked_out(activity, hours_text(done.service_minutes))}
 
 
 @blp.route("/me/quota", methods=["GET"])
-@login_required
 @blp.arguments(YearQuerySchema, location="query")
 @blp.response(200, MyQuotaSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getMyQuota", responses=errors(401, 403, 404, 422))
 def my_quota(args):
     """我本年度（或指定年份）的组织生活、志愿服务完成情况。"""
     year = _year(args)
-    row = member_progress(db.session, _member(), year, quotas_from_settings(current_settings()), current_settings())
+    settings = current_settings()
+    row = member_progress(db.session, current_member(), year, quotas_from_settings(settings), settings)
     return {"year": year, "applies": row is not None, "progress": row}
 
 
@@ -218,45 +176,37 @@ def _org(org_id: int | None) -> Organization | None:
 
 
 @admin_blp.route("/activities", methods=["POST"])
-@login_required
 @admin_blp.arguments(ActivityCreateSchema)
 @admin_blp.response(200, ActivityCreatedSchema)
-@admin_blp.doc(security=BEARER)
 @admin_blp.doc(operationId="createActivity", responses=errors(400, 401, 403, 404, 422))
 def create(args):
     """发布活动（本组织或下级组织），返回活动编号、签到码和会议室签到页链接。"""
-    activity = create_activity(db.session, _member(), NewActivity(
+    activity = create_activity(db.session, current_member(), NewActivity(
         kind=args["kind"], title=args["title"], starts_at=args["start"],
         ends_at=args["end"], place=args["place"], org=_org(args["org"]), audience=args["audience"],
         capacity=args["capacity"], registration=args["registration"], points=args["points"],
         rotating=args["rotating"], latitude=args["latitude"], longitude=args["longitude"],
         radius_m=args["radius"]), now=now_utc(), settings=current_settings(),
     )
-    rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
     return {"activity": activity, "number": activity.number, "code": activity.code,
-            "page_url": page_url(activity),
-            "message": f"活动已发布！{activity.number}「{activity.title}」签到码 {activity.code}{rotating}"}
+            "page_url": page_url(activity), "message": presenter.activity_created(activity)}
 
 
 @admin_blp.route("/activities/<int:activity_id>", methods=["DELETE"])
-@login_required
 @admin_blp.response(200, CancelledSchema)
-@admin_blp.doc(security=BEARER)
 @admin_blp.doc(operationId="cancelActivity", responses=errors(401, 403, 404))
 def cancel(activity_id):
     """取消活动（本组织或下级组织的）。"""
-    activity = cancel_activity(db.session, get_managed_activity(db.session, activity_id, _member()))
-    return {"id": activity.id, "message": f"活动 {activity.number}「{activity.title}」已取消。"}
+    activity = cancel_activity(db.session, get_managed_activity(db.session, activity_id, current_member()))
+    return {"id": activity.id, "message": presenter.activity_cancelled(activity)}
 
 
 @admin_blp.route("/activities/<int:activity_id>/attendance", methods=["GET"])
-@login_required
 @admin_blp.response(200, AttendanceSchema)
-@admin_blp.doc(security=BEARER)
 @admin_blp.doc(operationId="getAttendance", responses=errors(401, 403, 404))
 def show_attendance(activity_id):
     """出勤：签到名单（含代签、范围外签到）、应到人数和缺席名单。"""
-    report = attendance(db.session, get_managed_activity(db.session, activity_id, _member()))
+    report = attendance(db.session, get_managed_activity(db.session, activity_id, current_member()))
     expected_ids = {m.id for m in report.expected}
     attendees = [{
         "member_id": c.member_id, "name": c.member.name, "kind": c.member.kind, "checked_in_at": c.checked_in_at,
@@ -271,42 +221,36 @@ def show_attendance(activity_id):
 
 
 @admin_blp.route("/activities/<int:activity_id>/attendance.xlsx", methods=["GET"])
-@login_required
-@admin_blp.doc(security=BEARER, **_xlsx_doc("一个活动的出勤表 .xlsx"))
+@admin_blp.doc(**xlsx_doc("一个活动的出勤表 .xlsx"))
 @admin_blp.doc(operationId="exportAttendance", responses=errors(401, 403, 404))
 def attendance_export(activity_id):
     """导出一个活动的出勤表（.xlsx）。"""
-    activity = get_managed_activity(db.session, activity_id, _member())
-    return _xlsx(attendance_xlsx(db.session, activity, current_settings()), f"attendance-{activity.id}.xlsx",
+    activity = get_managed_activity(db.session, activity_id, current_member())
+    return xlsx_response(attendance_xlsx(db.session, activity, current_settings()), f"attendance-{activity.id}.xlsx",
                  f"出勤-{activity.id}.xlsx")
 
 
 @admin_blp.route("/activities/<int:activity_id>/proxy-checkin", methods=["POST"])
-@login_required
 @admin_blp.arguments(ProxyCheckInSchema)
 @admin_blp.response(200, CheckInResultSchema)
-@admin_blp.doc(security=BEARER)
 @admin_blp.doc(operationId="proxyCheckIn", responses=errors(400, 401, 403, 404, 409, 422))
 def proxy_checkin(args, activity_id):
     """代签：为没有智能手机的成员签到，记录为代签。"""
-    activity = get_managed_activity(db.session, activity_id, _member())
-    result = proxy_check_in_member(db.session, activity, g.api_member, args["member_id"], now=now_utc(),
+    member = current_member()
+    activity = get_managed_activity(db.session, activity_id, member)
+    result = proxy_check_in_member(db.session, activity, member, args["member_id"], now=now_utc(),
                                    settings=current_settings())
-    checkin = result.checkin
-    return _checkin_result(result, f"已为「{checkin.member.name}」代签活动 {activity.number}"
-                                   f"（{clock.day_time(checkin.checked_in_at, current_settings().tz)}，记录为代签）。"
-                                   f"当前已签到：{result.count}人")
+    message = presenter.proxy_checked_in(activity, result.checkin, result.count, current_settings().tz)
+    return _checkin_result(result, message)
 
 
 @admin_blp.route("/reports/quota", methods=["GET"])
-@login_required
 @admin_blp.arguments(QuotaQuerySchema, location="query")
 @admin_blp.response(200, QuotaReportSchema)
-@admin_blp.doc(security=BEARER)
 @admin_blp.doc(operationId="getQuotaReport", responses=errors(401, 403, 404, 422))
 def quota(args):
     """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前（分页）。"""
-    org = report_org(db.session, _member(), args["org"])
+    org = report_org(db.session, current_member(), args["org"])
     year = _year(args)
     rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
     page, per_page = args["page"], args["per_page"]
@@ -316,27 +260,25 @@ def quota(args):
 
 
 @admin_blp.route("/reports/quota.xlsx", methods=["GET"])
-@login_required
 @admin_blp.arguments(ReportQuerySchema, location="query")
-@admin_blp.doc(security=BEARER, **_xlsx_doc("年度完成情况 .xlsx"))
+@admin_blp.doc(**xlsx_doc("年度完成情况 .xlsx"))
 @admin_blp.doc(operationId="exportQuotaReport", responses=errors(401, 403, 404, 422))
 def quota_export(args):
     """导出年度完成情况（.xlsx，未达标者在前）。"""
-    org = report_org(db.session, _member(), args["org"])
+    org = report_org(db.session, current_member(), args["org"])
     year = _year(args)
     rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
-    return _xlsx(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
+    return xlsx_response(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
 
 
 @admin_blp.route("/reports/attendance.xlsx", methods=["GET"])
-@login_required
 @admin_blp.arguments(PeriodQuerySchema, location="query")
-@admin_blp.doc(security=BEARER, **_xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
+@admin_blp.doc(**xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
 @admin_blp.doc(operationId="exportAttendanceReport", responses=errors(400, 401, 403, 404, 422))
 def period_export(args):
     """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
-    org = report_org(db.session, _member(), args["org"])
+    org = report_org(db.session, current_member(), args["org"])
     start, end = period_bounds(args["from_"], args["to"], current_settings().tz)
     rows = period_attendance(db.session, org, start, end)
-    return _xlsx(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
+    return xlsx_response(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
                  f"活动出勤汇总-{args['from_']:%Y%m%d}-{args['to']:%Y%m%d}.xlsx")

@@ -1,27 +1,23 @@
 """Request and response schemas of the activities, sign-in, attendance and quota endpoints."""
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from flask import request
-from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from app.api.schemas import LocalDateTime, text
+from app.api.schemas import ID, LocalDateTime, Query, page_field, page_schema, per_page_field, text
 from app.extensions import current_settings
 from models.activity import AUDIENCES, KINDS, METHODS, REGISTERED, WAITING
 
-MAX_ID = 2**31 - 1
-ID = validate.Range(min=1, max=MAX_ID)
-
 
 class AwareDateTime(fields.DateTime):
-    """An ISO 8601 time; with an offset as given, without one in the app's time zone (Asia/Shanghai)."""
+    """An ISO 8601 time; with an offset as given, without one in the app's time zone (TIMEZONE)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         moment = super()._deserialize(value, attr, data, **kwargs)
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=ZoneInfo(current_settings().timezone))
+            moment = moment.replace(tzinfo=current_settings().tz)
         try:
             moment = moment.astimezone(UTC)
         except (OverflowError, ValueError):
@@ -40,23 +36,14 @@ def page_url(activity) -> str:
 def local_iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return moment.astimezone(ZoneInfo(current_settings().timezone)).isoformat(timespec="seconds")
-
-
-class _DropEmpty(ma.Schema):
-    @pre_load
-    def _drop_empty(self, data, **kwargs):
-        # A form sends "?year=" for a filter left blank: blank means not given.
-        if not hasattr(data, "keys"):
-            return data
-        return {key: data[key] for key in data if data[key] != ""}
+    return moment.astimezone(current_settings().tz).isoformat(timespec="seconds")
 
 
 # Listing and detail --------------------------------------------------------------------------------
-class ActivityQuerySchema(_DropEmpty):
+class ActivityQuerySchema(Query):
     upcoming = fields.Boolean(load_default=True, metadata={"description": "1：只列未结束的活动（默认）；0：全部"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    page = page_field()
+    per_page = per_page_field()
 
 
 class ActivitySchema(ma.Schema):
@@ -81,12 +68,7 @@ class ActivitySchema(ma.Schema):
     rotating = fields.Boolean(required=True, metadata={"description": "签到码每分钟轮换"})
 
 
-class ActivityPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(ActivitySchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+ActivityPageSchema = page_schema(ActivitySchema, "ActivityPage")
 
 
 class ActivityDetailSchema(ma.Schema):
@@ -220,7 +202,7 @@ class AttendanceSchema(ma.Schema):
     absent = fields.List(fields.Nested(AbsentSchema), required=True)
 
 
-class YearQuerySchema(_DropEmpty):
+class YearQuerySchema(Query):
     year = fields.Integer(load_default=None, validate=validate.Range(min=2000, max=2100),
                           metadata={"description": "默认今年"})
 
@@ -230,8 +212,8 @@ class ReportQuerySchema(YearQuerySchema):
 
 
 class QuotaQuerySchema(ReportQuerySchema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    page = page_field()
+    per_page = per_page_field(50, 500)
 
 
 class QuotaRowSchema(ma.Schema):
@@ -247,14 +229,8 @@ class QuotaRowSchema(ma.Schema):
     behind = fields.Boolean(required=True, metadata={"description": "未达标"})
 
 
-class QuotaReportSchema(ma.Schema):
-    year = fields.Integer(required=True)
-    total = fields.Integer(required=True)
-    behind = fields.Integer(required=True, metadata={"description": "未达标人数"})
-    items = fields.List(fields.Nested(QuotaRowSchema), required=True, metadata={"description": "未达标者在前"})
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+QuotaReportSchema = page_schema(QuotaRowSchema, "QuotaReport", order="未达标者在前", year=fields.Integer(required=True),
+                                behind=fields.Integer(required=True, metadata={"description": "未达标人数"}))
 
 
 class MyQuotaSchema(ma.Schema):

@@ -1,14 +1,12 @@
 """Member administration for secretaries and admins, within their organization's subtree."""
 
-import functools
 
-from flask import Response, g, request
-from flask_smorest import Blueprint
 
 from app.api import PREFIX
-from app.api.auth import current_member, login_required
+from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.errors import ApiError
+from app.api.files import limit_body, xlsx_doc, xlsx_response
 from app.api.schemas import (
     ImportFileSchema,
     ImportQuerySchema,
@@ -23,68 +21,42 @@ from app.extensions import current_settings, db
 from models import directory
 
 blp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin", description="成员管理（书记、管理员）")
-BEARER = [{"bearerAuth": []}]
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _actor():
-    g.api_member = current_member()
-    return g.api_member
 
 
 @blp.route("/members", methods=["GET"])
-@login_required
 @blp.arguments(MemberQuerySchema, location="query")
 @blp.response(200, MemberPageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listMembers", responses=errors(401, 403, 404, 422))
 def list_members(args):
     """分页列出管理范围内的成员（可按组织、类别、姓名或手机号筛选）。"""
     return directory.list_members(
-        db.session, _actor(), org_id=args["org"], kind=args["kind"], q=args["q"],
+        db.session, current_member(), org_id=args["org"], kind=args["kind"], q=args["q"],
         page=args["page"], per_page=args["per_page"],
     )
 
 
 @blp.route("/members/<int:member_id>", methods=["GET"])
-@login_required
 @blp.response(200, MemberSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getMember", responses=errors(401, 403, 404))
 def get_member(member_id):
     """查看一名成员。"""
-    return directory.get_member(db.session, _actor(), member_id)
+    return directory.get_member(db.session, current_member(), member_id)
 
 
 @blp.route("/members/<int:member_id>", methods=["PATCH"])
-@login_required
 @blp.arguments(MemberUpdateSchema)
 @blp.response(200, MemberSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="updateMember", responses=errors(400, 401, 403, 404, 409, 422))
 def update_member(changes, member_id):
     """修改一名成员的信息（只修改给出的字段）。"""
-    return directory.update_member(db.session, _actor(), member_id, changes)
-
-
-def limit_upload(view):
-    """Refuse (413) a body much larger than the largest roster before it is parsed or spooled."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        request.max_content_length = int(current_settings().api_max_upload) + 64 * 1024  # + form overhead
-        return view(*args, **kwargs)
-
-    return wrapper
+    return directory.update_member(db.session, current_member(), member_id, changes)
 
 
 @blp.route("/members/import", methods=["POST"])
-@login_required
-@limit_upload
+@limit_body(lambda: current_settings().api_max_upload)
 @blp.arguments(ImportQuerySchema, location="query")
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(200, ImportReportSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="importMembers", responses=errors(400, 401, 403, 413, 422))
 def import_members(query, files):
     """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
@@ -93,31 +65,23 @@ def import_members(query, files):
     data = upload.read(int(current_settings().api_max_upload) + 1)
     if len(data) > current_settings().api_max_upload:
         raise ApiError(413, "too_large", "文件过大。")
-    return directory.import_roster(db.session, _actor(), data, upload.filename or "",
+    return directory.import_roster(db.session, current_member(), data, upload.filename or "",
                                    dry_run=query["dry_run"], create_orgs=query["create_orgs"],
                                    settings=current_settings())
 
 
 @blp.route("/members/export", methods=["GET"])
-@login_required
-@blp.doc(security=BEARER, responses={"200": {
-    "description": "管理范围内成员的 .xlsx 名册",
-    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
-}})
+@blp.doc(**xlsx_doc("管理范围内成员的 .xlsx 名册"))
 @blp.doc(operationId="exportMembers", responses=errors(401, 403))
 def export_members():
     """导出管理范围内的成员名册（.xlsx，列与导入相同）。"""
-    data = directory.export_roster(db.session, _actor())
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition": "attachment; filename=\"members.xlsx\"; filename*=UTF-8''%E5%90%8D%E5%86%8C.xlsx",
-    })
+    data = directory.export_roster(db.session, current_member())
+    return xlsx_response(data, "members.xlsx", "名册.xlsx")
 
 
 @blp.route("/orgs", methods=["GET"])
-@login_required
 @blp.response(200, OrgNodeSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getOrgTree", responses=errors(401, 403))
 def org_tree():
     """管理范围内的组织树，含各组织的成员数。"""
-    return directory.org_tree(db.session, _actor())
+    return directory.org_tree(db.session, current_member())

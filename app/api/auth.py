@@ -6,23 +6,28 @@ on every request, so binding and unbinding take effect at once. `session_key` is
 it is never returned, and never logged.
 """
 
-import functools
 import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
 
+import flask_smorest
 import requests
 from flask import current_app, g, request
 
 from app.api.errors import ApiError
+from app.api.presenter import NOT_BOUND
 from app.extensions import current_settings, db, get_redis
+from models.base import Forbidden
 from models.member import Member, member_for_miniapp_openid
 from scheduler.wechat_api import OFFICIAL_BASE, route_to_base
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "lx:api:token:"
+# The OpenAPI security scheme of the token, and the security of an operation that needs it.
+BEARER_SCHEME = "bearerAuth"
+BEARER = [{BEARER_SCHEME: []}]
 # WeChat's answers for a wx.login code that is unknown, used already, or blocked.
 INVALID_CODE_ERRORS = {40029, 40163, 40226}
 FREQUENCY_LIMITED = 45011
@@ -119,26 +124,62 @@ def token_rate_key() -> str:
     return "ip:" + (request.remote_addr or "")
 
 
-def current_member() -> Member | None:
-    """The member the logged-in mini-program user is bound to, or None."""
+def current_viewer() -> Member | None:
+    """The member the logged-in mini-program user is bound to, or None (not bound yet).
+
+    Kept in `g.api_member` for the request: the schemas mask what this viewer may not see."""
     if "api_member" not in g:
         g.api_member = member_for_miniapp_openid(db.session, g.api_session.openid)
     return g.api_member
 
 
-def login_required(view):
-    """Let the view run only with a valid `Authorization: Bearer <token>` (else 401)."""
+def current_member() -> Member:
+    """The bound member calling, or 403 `not_bound`."""
+    member = current_viewer()
+    if member is None:
+        raise Forbidden(NOT_BOUND, code="not_bound")
+    return member
 
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        token = bearer_token()
-        if token is None:
-            raise ApiError(401, "unauthorized", "请先登录。", headers={"WWW-Authenticate": "Bearer"})
-        session = load_session(token)
-        if session is None:
-            raise ApiError(401, "token_invalid", "登录已失效，请重新登录。",
-                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        g.api_session = session
-        return view(*args, **kwargs)
 
-    return wrapper
+def require_login() -> None:
+    """Admit only a request with a valid `Authorization: Bearer <token>` (else 401); keep its session
+    in `g.api_session`."""
+    token = bearer_token()
+    if token is None:
+        raise ApiError(401, "unauthorized", "请先登录。", headers={"WWW-Authenticate": "Bearer"})
+    session = load_session(token)
+    if session is None:
+        raise ApiError(401, "token_invalid", "登录已失效，请重新登录。",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    g.api_session = session
+
+
+def public(view):
+    """Mark a view of a login-checking Blueprint as open to everyone (documented `security: []`)."""
+    view.api_public = True
+    view._apidoc = {**getattr(view, "_apidoc", {})}
+    view._apidoc["manual_doc"] = {**view._apidoc.get("manual_doc", {}), "security": []}
+    return view
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A blueprint of /api/v1 whose operations need a login, checked once for all of them before the
+    view runs, and documented with the bearer security; a view marked `@public` is exempt."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.before_request(self._check_login)
+        self._prepare_doc_cbks.append(self._prepare_security_doc)
+
+    @staticmethod
+    def _check_login() -> None:
+        if request.method == "OPTIONS":  # Flask's automatic answer; it runs no view
+            return
+        view = current_app.view_functions.get(request.endpoint or "")
+        if not getattr(view, "api_public", False):
+            require_login()
+
+    @staticmethod
+    def _prepare_security_doc(doc, doc_info, **kwargs):
+        doc["security"] = [dict(scheme) for scheme in BEARER]  # `@public` overrides it with [] (manual doc comes last)
+        return doc

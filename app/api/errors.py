@@ -1,4 +1,7 @@
-"""One error shape for the whole API: {"code": "<machine_code>", "message": "<中文>", "details": {...}}."""
+"""One error shape for the whole API: {"code": "<machine_code>", "message": "<中文>", "details": {...}}.
+
+A domain error is rendered from its code and data: the message in the API's words
+(app/api/presenter.py), its `data` as the details."""
 
 import logging
 import re
@@ -7,6 +10,7 @@ import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from app.api.presenter import error_message
 from models import DomainError
 from models.roster import RosterFileError
 
@@ -119,6 +123,20 @@ def _http_error(error: HTTPException):
     return error_response(status, code, message, details, headers)
 
 
+PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain(data: dict) -> dict:
+    """The JSON-plain part of a domain error's data (a door-neutral detail such as a number)."""
+
+    def plain(value) -> bool:
+        if isinstance(value, list | tuple):
+            return all(isinstance(item, PLAIN) for item in value)
+        return isinstance(value, PLAIN)
+
+    return {str(key): value for key, value in data.items() if plain(value)}
+
+
 def register(app: Flask) -> None:
     """Answer every error under /api/ in the one shape; leave the other doors' errors alone."""
 
@@ -134,7 +152,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
-        return error_response(error.status, error.code, error.message)
+        fallback = HTTP_ERRORS.get(error.status, ("error", "请求失败。"))[1]
+        return error_response(error.status, error.code, error_message(error.code, error.message, fallback),
+                              _plain(error.data))
 
     @app.errorhandler(RosterFileError)
     def roster_file_error(error: RosterFileError):

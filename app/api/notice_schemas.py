@@ -3,22 +3,21 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from app.api import presenter
 from app.api.activity_schemas import AwareDateTime
-from app.api.schemas import LocalDateTime, OrgRefSchema, text
-from app.api.wish_schemas import _Query
+from app.api.schemas import ID, LocalDateTime, OrgRefSchema, Query, page_field, page_schema, per_page_field, text
 from app.extensions import current_settings, db
 from models import now_utc
 from models.member import KINDS
 from models.orglife import next_start
 from models.outbox import INBOX_KINDS
 
-ID = validate.Range(min=1, max=2**31 - 1)
 NULLABLE = {"allow_none": True, "metadata": {"nullable": True}}
 
 
-class PageQuerySchema(_Query):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+class PageQuerySchema(Query):
+    page = page_field()
+    per_page = per_page_field()
 
 
 class InboxQuerySchema(PageQuerySchema):
@@ -55,17 +54,11 @@ class NoticeSchema(ma.Schema):
 
 class NoticeCreatedSchema(NoticeSchema):
     recipient_count = fields.Integer(required=True, metadata={"description": "收件人数"})
-    message = fields.Function(
-        lambda n: f"通知 #{n.id} 已发布到「{n.org.name}」，共 {n.recipient_count} 人，正在发送。",
-        required=True, metadata={"type": "string"})
+    message = fields.Function(lambda n: presenter.notice_published(n, n.recipient_count), required=True,
+                              metadata={"type": "string"})
 
 
-class NoticePageSchema(ma.Schema):
-    items = fields.List(fields.Nested(NoticeSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+NoticePageSchema = page_schema(NoticeSchema, "NoticePage")
 
 
 class FailureSchema(ma.Schema):
@@ -116,13 +109,8 @@ class InboxMessageSchema(ma.Schema):
     created_at = LocalDateTime(required=True)
 
 
-class InboxPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(InboxMessageSchema), required=True)
-    total = fields.Integer(required=True)
-    unread = fields.Integer(required=True, metadata={"description": "未读消息数"})
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+InboxPageSchema = page_schema(InboxMessageSchema, "InboxPage",
+                              unread=fields.Integer(required=True, metadata={"description": "未读消息数"}))
 
 
 # Org-life rules ------------------------------------------------------------------------------------
@@ -168,10 +156,8 @@ class OccurrenceSchema(ma.Schema):
     period = fields.String(required=True, metadata={"example": "2026-10"})
     starts_at = LocalDateTime(required=True)
     moved = fields.Boolean(required=True)
-    message = fields.Function(
-        lambda o: f"已将「{o.rule.title}」{o.period} 的安排改到 "
-                  f"{o.starts_at.astimezone(current_settings().tz):%Y-%m-%d %H:%M}。",
-        required=True, metadata={"type": "string"})
+    message = fields.Function(lambda o: presenter.occurrence_moved(o, current_settings().tz), required=True,
+                              metadata={"type": "string"})
 
 
 # Subscriptions -------------------------------------------------------------------------------------

@@ -1,14 +1,13 @@
 """Notices with receipts, the inbox, org-life rules and subscribe consents over /api/v1.
 
 Each view validates, calls the one function of models/ the chatbot calls (handlers/notices.py),
-and serializes: the rules and their Chinese messages are the chatbot's.
+and serializes: the rules are the domain's, the `message` of an answer is worded in
+app/api/presenter.py.
 """
 
-from flask_smorest import Blueprint
 
-from app.api import PREFIX
-from app.api.activities import _member
-from app.api.auth import login_required
+from app.api import PREFIX, presenter
+from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.notice_schemas import (
     SUBSCRIPTION_BODY_DOC,
@@ -43,87 +42,72 @@ from models.subscriptions import (
 )
 
 blp = Blueprint("notices", __name__, url_prefix=PREFIX, description="通知、消息、组织生活与订阅消息")
-BEARER = [{"bearerAuth": []}]
 
 
 # Notices (secretaries, admins) -------------------------------------------------------------------
 @blp.route("/admin/notices", methods=["POST"])
-@login_required
 @blp.arguments(NoticeCreateSchema)
 @blp.response(200, NoticeCreatedSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="publishNotice", responses=errors(400, 401, 403, 404, 422))
 def publish(args):
     """发布通知到本组织及下级（可限定组织、成员类别、网格；紧急通知不受免打扰时段限制）。"""
-    return publish_notice(db.session, _member(), args["body"], title=args["title"], kinds=args["kinds"],
+    return publish_notice(db.session, current_member(), args["body"], title=args["title"], kinds=args["kinds"],
                           grid_id=args["grid_id"], urgent=args["urgent"], org_id=args["org_id"])
 
 
 @blp.route("/admin/notices", methods=["GET"])
-@login_required
 @blp.arguments(PageQuerySchema, location="query")
 @blp.response(200, NoticePageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listNotices", responses=errors(401, 403, 404, 422))
 def list_notices(args):
     """管理范围内的通知，最新的在前，分页。"""
-    return notices_page(db.session, _member(), page=args["page"], per_page=args["per_page"])
+    return notices_page(db.session, current_member(), page=args["page"], per_page=args["per_page"])
 
 
 @blp.route("/admin/notices/<int:notice_id>", methods=["GET"])
-@login_required
 @blp.response(200, ReceiptSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getNoticeReceipt", responses=errors(401, 403, 404))
 def receipt(notice_id):
     """通知回执：应发、已送达、待发送、失败（按原因）、已读和未读的人数与姓名。"""
-    return notice_receipt(db.session, notice_id, _member()).as_dict()
+    return notice_receipt(db.session, notice_id, current_member()).as_dict()
 
 
 @blp.route("/admin/notices/<int:notice_id>/remind", methods=["POST"])
-@login_required
 @blp.response(200, RemindedSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="remindNotice", responses=errors(400, 401, 403, 404))
 def remind(notice_id):
     """再提醒：向尚未阅读的成员再次发送通知。"""
-    count = remind_unread(db.session, notice_id, _member(), now=now_utc(), settings=current_settings())
-    return {"id": notice_id, "reminded": count, "message": f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"}
+    count = remind_unread(db.session, notice_id, current_member(), now=now_utc(), settings=current_settings())
+    return {"id": notice_id, "reminded": count, "message": presenter.reminded(notice_id, count)}
 
 
 # My inbox ------------------------------------------------------------------------------------------
 @blp.route("/me/messages", methods=["GET"])
-@login_required
 @blp.arguments(InboxQuerySchema, location="query")
 @blp.response(200, InboxPageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listMyMessages", responses=errors(401, 403, 404, 422))
 def my_messages(args):
     """我的消息（通知、提醒、问候……），最新的在前，分页。"""
-    return inbox_page(db.session, _member().id, page=args["page"], per_page=args["per_page"],
+    return inbox_page(db.session, current_member().id, page=args["page"], per_page=args["per_page"],
                       unread_only=args["unread"])
 
 
 @blp.route("/me/messages/<int:message_id>", methods=["GET"])
-@login_required
 @blp.response(200, InboxMessageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="openMyMessage", responses=errors(401, 403, 404))
 def open_my_message(message_id):
     """阅读一条消息（记为已读，计入通知回执）。"""
-    return open_message(db.session, _member().id, message_id, now_utc())
+    return open_message(db.session, current_member().id, message_id, now_utc())
 
 
 @blp.route("/me/subscriptions", methods=["POST"])
-@login_required
 @blp.arguments(SubscriptionSchema, description=SUBSCRIPTION_BODY_DOC["description"],
                example=SUBSCRIPTION_BODY_DOC["example"])
 @blp.response(200, SubscriptionResultSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="recordSubscriptions", responses=errors(400, 401, 403, 422))
 def subscribe(args):
     """记录 wx.requestSubscribeMessage 的结果（原样提交）：每个「accept」可发送一条，拒绝也会记下。"""
-    member = _member()
+    member = current_member()
     if "template" in args:  # the older body: {"template": kind, "count": n}
         outcome = record_consents(db.session, member.id, args["template"], args["count"], current_settings())
         return {"template": args["template"], "remaining": outcome.items[0].remaining, "items": outcome.items,
@@ -134,58 +118,48 @@ def subscribe(args):
 
 
 @blp.route("/me/subscriptions", methods=["GET"])
-@login_required
 @blp.response(200, SubscriptionListSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listMySubscriptions", responses=errors(401, 403))
 def subscriptions():
     """我的订阅消息：各类别的模板 id、可用次数，以及最近一次未同意的原因。"""
-    return {"items": subscription_states(db.session, _member().id, current_settings())}
+    return {"items": subscription_states(db.session, current_member().id, current_settings())}
 
 
 # Org-life rules (secretaries, admins) -----------------------------------------------------------
 @blp.route("/admin/rules", methods=["GET"])
-@login_required
 @blp.response(200, RuleListSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listRules", responses=errors(401, 403, 404))
 def rules():
     """管理范围内的组织生活规则，以及每条的下次时间。"""
-    return {"items": list_rules(db.session, _member())}
+    return {"items": list_rules(db.session, current_member())}
 
 
 @blp.route("/admin/rules", methods=["POST"])
-@login_required
 @blp.arguments(RuleCreateSchema)
 @blp.response(200, RuleSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="createRule", responses=errors(400, 401, 403, 404, 422))
 def add_rule(args):
     """设置组织生活规则，如「每月第一个周五 15:00 主题党日」「每季度首月10日 14:00 支部党员大会」。"""
     notice_days = args["notice_days"]
     if notice_days is None:
         notice_days = int(current_settings().orglife_notice_days)
-    return create_rule(db.session, _member(), args["rule"], notice_days=notice_days, org_id=args["org_id"])
+    return create_rule(db.session, current_member(), args["rule"], notice_days=notice_days, org_id=args["org_id"])
 
 
 @blp.route("/admin/rules/<int:rule_id>", methods=["DELETE"])
-@login_required
 @blp.response(200, MessageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="deleteRule", responses=errors(401, 403, 404))
 def remove_rule(rule_id):
     """删除组织生活规则（已有的安排保留）。"""
-    rule = delete_rule(db.session, rule_id, _member())
-    return {"message": f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"}
+    rule = delete_rule(db.session, rule_id, current_member())
+    return {"message": presenter.rule_deleted(rule)}
 
 
 @blp.route("/admin/rules/<int:rule_id>/move", methods=["POST"])
-@login_required
 @blp.arguments(MoveSchema)
 @blp.response(200, OccurrenceSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="moveRuleOccurrence", responses=errors(400, 401, 403, 404, 422))
 def move(args, rule_id):
     """改期：把新时间所在月份（或季度）的那一次组织生活改到新时间；已通知的会告知党员。"""
-    return move_occurrence(db.session, rule_id, _member(), args["starts_at"], now=now_utc(),
+    return move_occurrence(db.session, rule_id, current_member(), args["starts_at"], now=now_utc(),
                            tz=current_settings().tz)

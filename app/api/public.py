@@ -1,10 +1,10 @@
 """GET /api/v1/config: what a mini-program front end needs to know without logging in."""
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from app.api import PREFIX
+from app.api.auth import Blueprint, public
 from app.extensions import current_settings
 from models.outbox import INBOX_KINDS
 from models.subscriptions import KIND_NAMES, template_ids
@@ -25,8 +25,9 @@ class PublicConfigSchema(ma.Schema):
 
 
 @blp.route("/config", methods=["GET"])
+@public
 @blp.response(200, PublicConfigSchema)
-@blp.doc(security=[], operationId="getPublicConfig")
+@blp.doc(operationId="getPublicConfig")
 def public_config():
     """公开配置（无需登录）：订阅消息的模板 id 按类别列出，前端不必写死。"""
     templates = template_ids(current_settings())

@@ -1,7 +1,6 @@
 """Request and response schemas of /api/v1 (the OpenAPI document is generated from these)."""
 
 import re
-from zoneinfo import ZoneInfo
 
 import marshmallow as ma
 from flask import g
@@ -10,7 +9,19 @@ from marshmallow import ValidationError, fields, pre_load, validate
 from app.extensions import current_settings
 from models import authz
 from models.member import KINDS, ROLES
-from models.text import MAX_GRID, MAX_NAME, MAX_PHONE_TYPED, MAX_QUERY, SAFE_PATTERN, bad_character, describe_character
+from models.text import (
+    MAX_GRID,
+    MAX_INT,
+    MAX_NAME,
+    MAX_PHONE_TYPED,
+    MAX_QUERY,
+    SAFE_PATTERN,
+    bad_character,
+    describe_character,
+)
+
+# An id in a body or a query: what an id column holds (a URL's ids are bounded by app.api's converter).
+ID = validate.Range(min=1, max=MAX_INT)
 
 
 class SafeText(validate.Validator):
@@ -34,13 +45,43 @@ def text(max_length: int, *, min_length: int | None = None, **kwargs) -> fields.
     return fields.String(validate=[validate.Length(min=min_length, max=max_length), SAFE_TEXT], **kwargs)
 
 
+class Query(ma.Schema):
+    """A query string's schema: a filter left blank ("?org=&q=", as a form sends it) is not given."""
+
+    @pre_load
+    def _drop_empty(self, data, **kwargs):
+        if not hasattr(data, "keys"):
+            return data
+        return {key: data[key] for key in data if data[key] != ""}
+
+
+def page_field() -> fields.Integer:
+    return fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+
+
+def per_page_field(default: int = 20, most: int = 100) -> fields.Integer:
+    return fields.Integer(load_default=default, validate=validate.Range(min=1, max=most))
+
+
+def page_schema(item: type[ma.Schema], name: str, *, order: str | None = None,
+                **extra: fields.Field) -> type[ma.Schema]:
+    """The schema of one page of `item`s: {items, total, page, per_page, pages} and any `extra`
+    fields; documented as the component `name` (the class is `<name>Schema`). `order`: how the
+    items are sorted, for the document."""
+    items = fields.List(fields.Nested(item), required=True, metadata={"description": order} if order else {})
+    fields_ = {"items": items, "total": fields.Integer(required=True),
+               **extra, "page": fields.Integer(required=True), "per_page": fields.Integer(required=True),
+               "pages": fields.Integer(required=True)}
+    return ma.Schema.from_dict(fields_, name=f"{name}Schema")
+
+
 class LocalDateTime(fields.DateTime):
     """An aware timestamp shown in the app's time zone: 2026-11-24T09:30:00+08:00."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.astimezone(ZoneInfo(current_settings().timezone)).isoformat(timespec="seconds")
+        return value.astimezone(current_settings().tz).isoformat(timespec="seconds")
 
 
 class ErrorSchema(ma.Schema):
@@ -130,26 +171,15 @@ class BindSchema(ma.Schema):
     phone = text(MAX_PHONE_TYPED, min_length=1, required=True, metadata={"example": "13800000000"})
 
 
-class MemberQuerySchema(ma.Schema):
-    org = fields.Integer(load_default=None, validate=validate.Range(min=1, max=2**31 - 1),
-                         metadata={"description": "组织 id；默认为本人所在组织"})
+class MemberQuerySchema(Query):
+    org = fields.Integer(load_default=None, validate=ID, metadata={"description": "组织 id；默认为本人所在组织"})
     kind = fields.String(load_default=None, validate=validate.OneOf(KINDS))
     q = text(MAX_QUERY, load_default=None, metadata={"description": "按姓名或手机号搜索"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-
-    @pre_load
-    def _drop_empty(self, data, **kwargs):
-        # A form sends "?org=&kind=&q=" for filters left blank: blank means not given.
-        return {key: data[key] for key in data if data[key] != ""}
+    page = page_field()
+    per_page = per_page_field()
 
 
-class MemberPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(MemberSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+MemberPageSchema = page_schema(MemberSchema, "MemberPage")
 
 
 class MemberUpdateSchema(ma.Schema):
@@ -159,7 +189,7 @@ class MemberUpdateSchema(ma.Schema):
     role = fields.String(validate=validate.OneOf(ROLES))
     join_date = fields.Date(allow_none=True, metadata={"description": "入党日期"})
     full_member_date = fields.Date(allow_none=True, metadata={"description": "转正日期；null 表示清除"})
-    org_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    org_id = fields.Integer(validate=ID)
     grid = text(MAX_GRID, allow_none=True,
                 metadata={"description": "网格名；空字符串或 null 表示清除"})
     grid_head = fields.Boolean(metadata={"description": "是否为所在网格的网格长（须已设置网格）"})

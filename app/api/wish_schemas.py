@@ -2,23 +2,11 @@
 
 import marshmallow as ma
 from flask import g
-from marshmallow import fields, pre_load, validate
+from marshmallow import fields, validate
 
-from app.api.schemas import LocalDateTime, OrgRefSchema, text
-from app.extensions import db
-from models.member import Member
+from app.api.schemas import ID, LocalDateTime, OrgRefSchema, Query, page_field, page_schema, per_page_field, text
 from models.points import PERIODS
 from models.wishes import CATEGORIES, STATES, beneficiary_of
-
-ID = validate.Range(min=1, max=2**31 - 1)
-
-
-class _Query(ma.Schema):
-    @pre_load
-    def _drop_empty(self, data, **kwargs):
-        # A form sends "?status=&org=" for filters left blank: blank means not given.
-        return {key: data[key] for key in data if data[key] != ""}
-
 
 NULLABLE_TIME = {"allow_none": True, "metadata": {"nullable": True}}
 
@@ -26,13 +14,6 @@ NULLABLE_TIME = {"allow_none": True, "metadata": {"nullable": True}}
 class PersonSchema(ma.Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
-
-
-class BeneficiarySchema(ma.Schema):
-    name = fields.String(required=True)
-    address = fields.String(required=True)
-    phone = fields.String(required=True, metadata={"example": "138****5678"})
-    masked = fields.Boolean(required=True, metadata={"description": "是否已遮蔽"})
 
 
 class WishSchema(ma.Schema):
@@ -83,24 +64,19 @@ class WishDetailSchema(WishSchema):
     history = fields.List(fields.Nested(EventSchema), required=True, attribute="events")
 
 
-class WishPageSchema(ma.Schema):
-    items = fields.List(fields.Nested(WishSchema), required=True)
-    total = fields.Integer(required=True)
-    page = fields.Integer(required=True)
-    per_page = fields.Integer(required=True)
-    pages = fields.Integer(required=True)
+WishPageSchema = page_schema(WishSchema, "WishPage")
 
 
 class WishListSchema(ma.Schema):
     items = fields.List(fields.Nested(WishSchema), required=True)
 
 
-class WishQuerySchema(_Query):
+class WishQuerySchema(Query):
     status = fields.String(load_default=None, validate=validate.OneOf(STATES))
     org = fields.Integer(load_default=None, validate=ID, metadata={"description": "组织 id（含下级组织）"})
     category = fields.String(load_default=None, validate=validate.OneOf(CATEGORIES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
-    per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    page = page_field()
+    per_page = per_page_field()
 
 
 class WishCreateSchema(ma.Schema):
@@ -131,11 +107,11 @@ class PhotoFileSchema(ma.Schema):
                                                "description": "JPEG、PNG 或 GIF 图片"})
 
 
-class MyWishesQuerySchema(_Query):
+class MyWishesQuerySchema(Query):
     limit = fields.Integer(load_default=10, validate=validate.Range(min=1, max=50))
 
 
-class ExportQuerySchema(_Query):
+class ExportQuerySchema(Query):
     org = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在组织"})
     status = fields.String(load_default=None, validate=validate.OneOf(STATES))
 
@@ -154,7 +130,7 @@ class StatementSchema(ma.Schema):
     entries = fields.List(fields.Nested(PointEntrySchema), required=True)
 
 
-class RankingQuerySchema(_Query):
+class RankingQuerySchema(Query):
     org = fields.Integer(load_default=None, validate=ID, metadata={"description": "默认为本人所在社区"})
     period = fields.String(load_default="month", validate=validate.OneOf(PERIODS))
 
@@ -180,7 +156,7 @@ class AwardRequestSchema(ma.Schema):
     reason = text(200, required=True)
 
 
-class AwardQuerySchema(_Query):
+class AwardQuerySchema(Query):
     status = fields.String(load_default="pending", validate=validate.OneOf(["pending"]))
 
 
@@ -188,15 +164,10 @@ class AwardDecisionSchema(ma.Schema):
     note = text(200, load_default="")
 
 
-def _name(member_id):
-    member = db.session.get(Member, member_id) if member_id else None
-    return member.name if member else None
-
-
 class AwardSchema(ma.Schema):
     id = fields.Integer(required=True)
     member_id = fields.Integer(required=True)
-    member_name = fields.Function(lambda a: _name(a.member_id), required=True, metadata={"type": "string"})
+    member_name = fields.String(required=True, dump_only=True, attribute="member.name")  # a relationship, no query
     amount = fields.Integer(required=True)
     reason = fields.String(required=True)
     status = fields.String(required=True, metadata={"enum": ["待审批", "已批准", "已驳回"]})

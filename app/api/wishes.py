@@ -1,21 +1,20 @@
 """微心愿 and 积分 over /api/v1: each view validates, calls one function of models/, serializes.
 
-The rules and their Chinese messages are the chatbot's (handlers/wishes.py calls the same functions).
+The rules are the domain's (handlers/wishes.py calls the same functions); the login is checked once
+for each blueprint (app.api.auth.Blueprint).
 """
 
-import functools
 import os
 import re
 import secrets
 
-from flask import Response, current_app, g, request
-from flask_smorest import Blueprint
+from flask import Response, current_app
 
 from app.api import PREFIX
-from app.api.admin import XLSX
-from app.api.auth import current_member, login_required
+from app.api.auth import Blueprint, current_member, current_viewer
 from app.api.docs import errors
 from app.api.errors import ApiError
+from app.api.files import limit_body, xlsx_doc, xlsx_response
 from app.api.wish_schemas import (
     AwardDecisionSchema,
     AwardQuerySchema,
@@ -37,11 +36,9 @@ from app.api.wish_schemas import (
 )
 from app.extensions import current_settings, db
 from models import points, wishes
-from models.base import Forbidden
 
 blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
 points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
-BEARER = [{"bearerAuth": []}]
 
 # Image types accepted for a wish's photo, recognised by their first bytes (never by the name).
 IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
@@ -50,153 +47,106 @@ IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|gif)")  # the names upload_photo gives
 
 
-def _viewer():
-    """The logged-in member (None when the mini-program user is not bound), for masking too."""
-    g.api_member = current_member()
-    return g.api_member
-
-
-def _member():
-    """The logged-in, bound member, or 403."""
-    member = _viewer()
-    if member is None:
-        raise Forbidden("请先绑定党员身份。", code="not_bound")
-    return member
-
-
 # Wishes ------------------------------------------------------------------------------------------
 @blp.route("/wishes", methods=["GET"])
-@login_required
 @blp.arguments(WishQuerySchema, location="query")
 @blp.response(200, WishPageSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listWishes", responses=errors(401, 404, 422))
 def list_wishes(args):
     """分页列出心愿（可按状态、组织、类别筛选）；待审核、未通过和已撤回的只有相关人员可见。"""
     items, total = wishes.browse_wishes(
-        db.session, _viewer(), status=args["status"], org_id=args["org"], category=args["category"],
+        db.session, current_viewer(), status=args["status"], org_id=args["org"], category=args["category"],
         page=args["page"], per_page=args["per_page"])
     return {"items": items, "total": total, "page": args["page"], "per_page": args["per_page"],
             "pages": (total + args["per_page"] - 1) // args["per_page"]}
 
 
 @blp.route("/wishes", methods=["POST"])
-@login_required
 @blp.arguments(WishCreateSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="createWish", responses=errors(400, 401, 403, 404, 422))
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
-    return wishes.create_wish(db.session, _member(), default_points=current_settings().wish_default_points,
+    return wishes.create_wish(db.session, current_member(), default_points=current_settings().wish_default_points,
                               max_points=current_settings().wish_max_points, **args)
 
 
 @blp.route("/wishes/<int:wish_id>", methods=["GET"])
-@login_required
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="getWish", responses=errors(401, 404))
 def get_wish(wish_id):
     """查看一个心愿及其记录；受助人信息仅对认领人、发布人、受助人和上级书记完整显示。"""
-    return wishes.view_wish(db.session, _viewer(), wish_id)
+    return wishes.view_wish(db.session, current_viewer(), wish_id)
 
 
 @blp.route("/wishes/<int:wish_id>/approve", methods=["POST"])
-@login_required
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="approveWish", responses=errors(400, 401, 403, 404, 409))
 def approve(wish_id):
     """审核通过（书记）：待审核 → 待认领。"""
-    return wishes.review_wish(db.session, _member(), wish_id, True)
+    return wishes.review_wish(db.session, current_member(), wish_id, True)
 
 
 @blp.route("/wishes/<int:wish_id>/reject", methods=["POST"])
-@login_required
 @blp.arguments(ReasonSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="rejectWish", responses=errors(400, 401, 403, 404, 409, 422))
 def reject(args, wish_id):
     """审核不通过（书记），须写明理由：待审核 → 未通过。"""
-    return wishes.review_wish(db.session, _member(), wish_id, False, args["reason"])
+    return wishes.review_wish(db.session, current_member(), wish_id, False, args["reason"])
 
 
 @blp.route("/wishes/<int:wish_id>/claim", methods=["POST"])
-@login_required
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="claimWish", responses=errors(400, 401, 403, 404, 409))
 def claim(wish_id):
     """认领心愿：每个心愿只有一位认领人；每人同时最多认领若干个。"""
-    return wishes.claim_wish(db.session, _member(), wish_id, max_open=current_settings().wish_max_open_claims,
+    return wishes.claim_wish(db.session, current_member(), wish_id, max_open=current_settings().wish_max_open_claims,
                              fulfil_days=current_settings().wish_fulfil_days)
 
 
 @blp.route("/wishes/<int:wish_id>/release", methods=["POST"])
-@login_required
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="releaseWish", responses=errors(400, 401, 403, 404, 409, 422))
 def release(args, wish_id):
     """放弃认领（认领人）：已认领 → 待认领。"""
-    return wishes.release_wish(db.session, _member(), wish_id, args["note"])
+    return wishes.release_wish(db.session, current_member(), wish_id, args["note"])
 
 
 @blp.route("/wishes/<int:wish_id>/fulfil", methods=["POST"])
-@login_required
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="fulfilWish", responses=errors(400, 401, 403, 404, 409, 422))
 def fulfil(args, wish_id):
     """提交完成情况（认领人）：已认领 → 待确认。"""
-    return wishes.fulfil_wish(db.session, _member(), wish_id, args["note"])
+    return wishes.fulfil_wish(db.session, current_member(), wish_id, args["note"])
 
 
 @blp.route("/wishes/<int:wish_id>/confirm", methods=["POST"])
-@login_required
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="confirmWish", responses=errors(401, 403, 404, 409))
 def confirm(wish_id):
     """确认完成（上级书记、网格长或受助人本人）：待确认 → 已完成，认领人获得积分（只发一次）。"""
-    return wishes.confirm_wish(db.session, _member(), wish_id)
+    return wishes.confirm_wish(db.session, current_member(), wish_id)
 
 
 @blp.route("/wishes/<int:wish_id>/return", methods=["POST"])
-@login_required
 @blp.arguments(ReasonSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="returnWish", responses=errors(400, 401, 403, 404, 409, 422))
 def return_(args, wish_id):
     """驳回完成情况，须写明理由：待确认 → 已认领。"""
-    return wishes.return_wish(db.session, _member(), wish_id, args["reason"])
+    return wishes.return_wish(db.session, current_member(), wish_id, args["reason"])
 
 
 @blp.route("/wishes/<int:wish_id>/withdraw", methods=["POST"])
-@login_required
 @blp.arguments(NoteSchema)
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="withdrawWish", responses=errors(400, 401, 403, 404, 409, 422))
 def withdraw(args, wish_id):
     """撤回心愿（书记）：未完成的心愿 → 已撤回。"""
-    return wishes.withdraw_wish(db.session, _member(), wish_id, args["note"])
-
-
-def _limit_photo(view):
-    """Refuse (413) a body much larger than the largest photo before it is parsed or spooled."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        request.max_content_length = current_settings().wish_photo_max_bytes + 64 * 1024  # + form overhead
-        return view(*args, **kwargs)
-
-    return wrapper
+    return wishes.withdraw_wish(db.session, current_member(), wish_id, args["note"])
 
 
 def _photo_dir() -> str:
@@ -204,15 +154,13 @@ def _photo_dir() -> str:
 
 
 @blp.route("/wishes/<int:wish_id>/photos", methods=["POST"])
-@login_required
-@_limit_photo
+@limit_body(lambda: current_settings().wish_photo_max_bytes)
 @blp.arguments(PhotoFileSchema, location="files")
 @blp.response(200, WishDetailSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="uploadWishPhoto", responses=errors(401, 403, 404, 409, 413, 415, 422))
 def upload_photo(files, wish_id):
     """上传完成凭证照片（认领人；JPEG、PNG 或 GIF，按内容识别，大小有上限）。"""
-    member = _member()
+    member = current_member()
     limit = current_settings().wish_photo_max_bytes
     data = files["file"].read(limit + 1)
     if len(data) > limit:
@@ -235,8 +183,7 @@ def upload_photo(files, wish_id):
 
 
 @blp.route("/wishes/<int:wish_id>/photos/<int:photo_id>", methods=["GET"])
-@login_required
-@blp.doc(security=BEARER, responses={"200": {
+@blp.doc(responses={"200": {
     "description": "照片（JPEG、PNG 或 GIF）",
     "content": {f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
                 for kind in ("jpeg", "png", "gif")},
@@ -244,7 +191,7 @@ def upload_photo(files, wish_id):
 @blp.doc(operationId="getWishPhoto", responses=errors(401, 403, 404))
 def get_photo(wish_id, photo_id):
     """查看心愿的一张照片（认领人、发布人、受助人和上级书记）。"""
-    photo = wishes.photo_of(db.session, _viewer(), wish_id, photo_id)
+    photo = wishes.photo_of(db.session, current_viewer(), wish_id, photo_id)
     name = photo.media_id.removeprefix("upload:")
     if photo.media_id == name or not UPLOAD_NAME.fullmatch(name):
         raise ApiError(404, "not_found", "这张照片是通过公众号发送的，请在公众号中查看。")
@@ -259,94 +206,74 @@ def get_photo(wish_id, photo_id):
 
 
 @blp.route("/me/wishes", methods=["GET"])
-@login_required
 @blp.arguments(MyWishesQuerySchema, location="query")
 @blp.response(200, WishListSchema)
-@blp.doc(security=BEARER)
 @blp.doc(operationId="listMyWishes", responses=errors(401, 403, 404, 422))
 def my_wishes(args):
     """我认领和提交的心愿，最近的在前。"""
-    return {"items": wishes.my_wishes(db.session, _member(), limit=args["limit"])}
+    return {"items": wishes.my_wishes(db.session, current_member(), limit=args["limit"])}
 
 
 @blp.route("/admin/wishes/export", methods=["GET"])
-@login_required
 @blp.arguments(ExportQuerySchema, location="query")
-@blp.doc(security=BEARER, responses={"200": {
-    "description": "管理范围内心愿的 .xlsx（状态、认领人、时间、积分）",
-    "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
-}})
+@blp.doc(**xlsx_doc("管理范围内心愿的 .xlsx（状态、认领人、时间、积分）"))
 @blp.doc(operationId="exportWishes", responses=errors(401, 403, 404, 422))
 def export(args):
     """导出管理范围内的心愿（.xlsx）。"""
-    data = wishes.export_wishes(db.session, _member(), org_id=args["org"], status=args["status"])
-    return Response(data, mimetype=XLSX, headers={
-        "Content-Disposition":
-            "attachment; filename=\"wishes.xlsx\"; filename*=UTF-8''%E5%BE%AE%E5%BF%83%E6%84%BF.xlsx",
-    })
+    data = wishes.export_wishes(db.session, current_member(), org_id=args["org"], status=args["status"])
+    return xlsx_response(data, "wishes.xlsx", "微心愿.xlsx")
 
 
 # Points ------------------------------------------------------------------------------------------
 @points_blp.route("/me/points", methods=["GET"])
-@login_required
 @points_blp.response(200, StatementSchema)
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="getMyPoints", responses=errors(401, 403, 404))
 def my_points():
     """我的积分余额和最近记录。"""
-    return points.statement(db.session, _member().id)
+    return points.statement(db.session, current_member().id)
 
 
 @points_blp.route("/points/ranking", methods=["GET"])
-@login_required
 @points_blp.arguments(RankingQuerySchema, location="query")
 @points_blp.response(200, BoardSchema)
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="getPointsRanking", responses=errors(401, 403, 404, 422))
 def ranking(args):
     """积分榜：默认为本社区本月；period=all 为总榜。"""
-    return points.ranking_for(db.session, _member(), args["org"], period=args["period"], settings=current_settings())
+    return points.ranking_for(db.session, current_member(), args["org"], period=args["period"],
+                              settings=current_settings())
 
 
 @points_blp.route("/admin/points/awards", methods=["POST"])
-@login_required
 @points_blp.arguments(AwardRequestSchema)
 @points_blp.response(200, AwardSchema)
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="requestAward", responses=errors(400, 401, 403, 404, 422))
 def request_award(args):
     """录入积分（奖励或更正，须写明原因）；经另一位书记或管理员批准后才计入。"""
-    return points.request_award(db.session, _member(), args["member_id"], args["amount"], args["reason"])
+    return points.request_award(db.session, current_member(), args["member_id"], args["amount"], args["reason"])
 
 
 @points_blp.route("/admin/points/awards", methods=["GET"])
-@login_required
 @points_blp.arguments(AwardQuerySchema, location="query")
 @points_blp.response(200, AwardSchema(many=True))
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="listAwards", responses=errors(401, 403, 404, 422))
 def pending_awards(args):
     """待我审批的积分录入（不含本人录入的）。"""
-    return points.pending_awards(db.session, _member())
+    return points.pending_awards(db.session, current_member())
 
 
 @points_blp.route("/admin/points/awards/<int:award_id>/approve", methods=["POST"])
-@login_required
 @points_blp.arguments(AwardDecisionSchema)
 @points_blp.response(200, AwardSchema)
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="approveAward", responses=errors(400, 401, 403, 404, 409, 422))
 def approve_award(args, award_id):
     """批准积分录入（须由录入人以外的上级书记或管理员批准），积分随即计入。"""
-    return points.decide_award(db.session, _member(), award_id, True, args["note"])
+    return points.decide_award(db.session, current_member(), award_id, True, args["note"])
 
 
 @points_blp.route("/admin/points/awards/<int:award_id>/reject", methods=["POST"])
-@login_required
 @points_blp.arguments(AwardDecisionSchema)
 @points_blp.response(200, AwardSchema)
-@points_blp.doc(security=BEARER)
 @points_blp.doc(operationId="rejectAward", responses=errors(400, 401, 403, 404, 409, 422))
 def reject_award(args, award_id):
     """驳回积分录入。"""
-    return points.decide_award(db.session, _member(), award_id, False, args["note"])
+    return points.decide_award(db.session, current_member(), award_id, False, args["note"])

@@ -1,0 +1,92 @@
+"""The API door's words: the `message` of a JSON answer, and how a domain error is worded for a
+mini-program client.
+
+The domain returns data and raises errors with a code (models/); the chatbot words them in
+handlers/presenter.py, the API here. No schema and no view builds a sentence of its own.
+"""
+
+import re
+
+from models import clock
+
+# The one answer for a logged-in mini-program user who has not bound a member yet (403 not_bound).
+NOT_BOUND = "请先绑定党员/志愿者身份。"
+LOGGED_OUT = "已退出登录。"
+
+# Domain error code → the API's wording, only where the domain's message does not suit a REST client
+# (none today: the domain's messages name no chat command; the chatbot adds its hints by code).
+API_MESSAGES: dict[str, str] = {}
+# A chat command in a message (「发送「绑定 …」」): words for the chatbot, never passed to a REST client.
+CHAT_COMMAND = re.compile(r"发送「|回复「")
+
+
+def error_message(code: str, message: str, fallback: str) -> str:
+    """What the API says for a domain error: its own wording of the code if it has one, else the
+    domain's message unless that tells the user to type a chat command (then `fallback`)."""
+    if code in API_MESSAGES:
+        return API_MESSAGES[code]
+    if CHAT_COMMAND.search(message):
+        return fallback
+    return message
+
+
+# Activities ----------------------------------------------------------------------------------------
+def _named(activity) -> str:
+    return f"{activity.number}「{activity.title}」"
+
+
+def registered(activity) -> str:
+    return f"报名成功！活动 {_named(activity)}。"
+
+
+def waiting(activity, standing: str) -> str:
+    """`standing`: where the member is on the waiting list (models.activity.registration_text)."""
+    return f"活动 {activity.number} 名额已满，您已进入候补名单。" + standing
+
+
+def registration_cancelled(activity) -> str:
+    return f"已取消活动 {_named(activity)}的报名。"
+
+
+def checked_in(activity, count: int) -> str:
+    return f"签到成功！{_named(activity)}，当前已签到：{count}人"
+
+
+def proxy_checked_in(activity, checkin, count: int, tz) -> str:
+    return (f"已为「{checkin.member.name}」代签活动 {activity.number}"
+            f"（{clock.day_time(checkin.checked_in_at, tz)}，记录为代签）。当前已签到：{count}人")
+
+
+def checked_out(activity, hours: str) -> str:
+    """`hours`: the service time in words (models.activity.hours_text)."""
+    message = f"签退成功！服务时长：{hours}"
+    if activity.points:
+        message += f"，获得积分：{activity.points}分"
+    return message
+
+
+def activity_created(activity) -> str:
+    rotating = "（已开启每分钟轮换，请在签到页查看当前签到码）" if activity.rotating else ""
+    return f"活动已发布！{_named(activity)}签到码 {activity.code}{rotating}"
+
+
+def activity_cancelled(activity) -> str:
+    return f"活动 {_named(activity)}已取消。"
+
+
+# Notices and org life ------------------------------------------------------------------------------
+def notice_published(notice, recipients: int) -> str:
+    return f"通知 #{notice.id} 已发布到「{notice.org.name}」，共 {recipients} 人，正在发送。"
+
+
+def reminded(notice_id: int, count: int) -> str:
+    return f"已向 {count} 位未读成员再次发送通知 #{notice_id}。"
+
+
+def rule_deleted(rule) -> str:
+    return f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"
+
+
+def occurrence_moved(occurrence, tz) -> str:
+    when = occurrence.starts_at.astimezone(tz)
+    return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when:%Y-%m-%d %H:%M}。"
