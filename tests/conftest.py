@@ -1,5 +1,6 @@
 """Fixtures: a real database (SQLite file, or PostgreSQL via TEST_DATABASE_URL), Redis (in-process
-stand-in, or a real server via TEST_REDIS_URL), the fake WeChat API server, and the app.
+stand-in, or a real server via TEST_REDIS_URL), the fake WeChat API server, the app, senders and
+schedulers on a plain session, and the builders of test people.
 
 CI runs the suite once on the defaults and once with
     TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test TEST_REDIS_URL=redis://127.0.0.1:6379/15
@@ -9,16 +10,21 @@ import os
 import uuid
 from datetime import date
 
+import fakeredis
 import pytest
 import redis
 from sqlalchemy import create_engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import create_app
 from app.extensions import db
 from app.simulator import Simulator
+from config import load_config
+from handlers import Incoming, build_router
 from models import Base, Member
 from models.org import ensure_grid, ensure_org_path, get_org_by_full_name
+from scheduler.sender import Sender
+from scheduler.service import SchedulerService
 from tests.fake_wechat import FakeWeChat
 
 TOKEN = "testtoken"
@@ -188,28 +194,29 @@ def wx(client):
 
 
 # Builders ------------------------------------------------------------------------------------
+MEMBER_DEFAULTS = {"kind": "直管党员", "role": "党员", "join_date": date(2001, 7, 1)}
+
+
 @pytest.fixture
 def make_member(engine):
     """Create a member (committed) in a branch; returns it detached with its id and phone."""
     counter = iter(range(1, 100000))
 
-    def build(name=None, phone=None, *, org=BRANCH, kind="直管党员", role="党员", grid=None,
-              openid=None, join_date=date(2001, 7, 1), miniapp_openid=None, full_member_date=None):
+    def build(name=None, phone=None, *, org=BRANCH, grid=None, **fields):
+        """`fields` are the member's other columns (kind, role, openid, miniapp_openid, join_date,
+        full_member_date …); MEMBER_DEFAULTS fill the ones not given."""
         n = next(counter)
         with Session(engine, expire_on_commit=False) as s:
             node = ensure_org_path(s, org)
             member = Member(
-                name=name or f"党员{n}", phone=phone or f"139{n:08d}", kind=kind, role=role,
-                org_id=node.id, join_date=join_date, full_member_date=full_member_date, openid=openid,
-                miniapp_openid=miniapp_openid,
-                grid_id=ensure_grid(s, node, grid).id if grid else None,
+                name=name or f"党员{n}", phone=phone or f"139{n:08d}", org_id=node.id,
+                grid_id=ensure_grid(s, node, grid).id if grid else None, **(MEMBER_DEFAULTS | fields),
             )
             s.add(member)
             s.commit()
             return member
 
     return build
-
 
 
 @pytest.fixture
@@ -260,6 +267,63 @@ def as_(api_login, people):
         return cache[key]
 
     return headers
+
+
+# Senders, schedulers and the chatbot on a plain session ----------------------------------------
+@pytest.fixture
+def store(redis_url):
+    """The Redis the test's senders and schedulers share (a real one with TEST_REDIS_URL)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True) if redis_url else \
+        fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(wechat_api):
+    return load_config({
+        "WECHAT_API_BASE": wechat_api.base_url, "WECHAT_APP_ID": "wxoa", "WECHAT_APP_SECRET": "s",
+        "MINIAPP_APP_ID": "wxmini", "MINIAPP_APP_SECRET": "s2",
+        "WECHAT_TEMPLATE_NOTICE": "TPL-NOTICE", "WECHAT_TEMPLATE_REMINDER": "TPL-REMINDER",
+        "WECHAT_TEMPLATE_GREETING": "TPL-GREETING", "MINIAPP_TEMPLATE_NOTICE": "SUB-NOTICE",
+        "SEND_RATE_LIMIT": 0, "OUTBOX_WORKERS": 4, "OUTBOX_RETRY_BASE": 60, "OUTBOX_MAX_ATTEMPTS": 3,
+    })
+
+
+@pytest.fixture
+def make_sender(engine, store, settings):
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    def build(**overrides):
+        return Sender(factory, store, settings.replace(**overrides))
+
+    return build
+
+
+@pytest.fixture
+def make_scheduler(engine, store, settings):
+    factory = sessionmaker(engine, expire_on_commit=False)
+    made = []
+
+    def build(name=None, **overrides):
+        service = SchedulerService(factory, store, settings.replace(**overrides), name=name)
+        made.append(service)
+        return service
+
+    yield build
+    for service in made:
+        service.shutdown()
+
+
+@pytest.fixture
+def say(session, settings):
+    """Send a text to the chatbot as `openid` at `now`; return the reply."""
+    router = build_router()
+
+    def send(openid, text, now):
+        return router.dispatch(Incoming(openid=openid, msg_type="text", content=text), session, now, settings)
+
+    return send
 
 
 def org_id(engine, name: str) -> int:

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from models import SubscribeGrant
 from tests.conftest import OTHER_BRANCH, org_id
-from tests.outbox_fixtures import *  # noqa: F403
 from tests.test_api_auth import assert_error
 
 STREET = "滨江街道党工委"

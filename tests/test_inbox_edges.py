@@ -17,7 +17,6 @@ from models import DomainError, Member, Notice, OutboxMessage
 from models.notices import remind_unread
 from models.outbox import enqueue
 from tests.conftest import APP_ID, OTHER_BRANCH, TOKEN, flask_poster
-from tests.outbox_fixtures import *  # noqa: F403
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 TEMPLATE = "/cgi-bin/message/template/send"

@@ -135,8 +135,8 @@ def _field_value(base: str, field: str, char: str) -> str:
 @pytest.mark.parametrize("char", AT_DOORS)
 @pytest.mark.parametrize("who,method,path,body,field,model", API_TEXT_FIELDS,
                          ids=[f"{row[2]}:{row[4]}" for row in API_TEXT_FIELDS])
-def test_api_refuses_control_characters_in_every_text_field(api_client, as_, engine, people, who, method, path,
-                                                            body, field, model, char):
+def test_api_refuses_control_characters_in_every_text_field(  # noqa: PLR0913 — one argument per fixture and column
+        api_client, as_, engine, people, who, method, path, body, field, model, char):
     wish = _wish(engine, people) if "{wish}" in path else None
     url = path.replace("{wish}", str(wish)) if wish else path
     url = url if url.startswith("/api/") else "/api/v1" + url
@@ -152,7 +152,8 @@ def test_api_refuses_control_characters_in_every_text_field(api_client, as_, eng
 
 @pytest.mark.parametrize("who,method,path,body,field,model", API_TEXT_FIELDS,
                          ids=[f"{row[2]}:{row[4]}" for row in API_TEXT_FIELDS])
-def test_api_bounds_every_text_field(api_client, as_, engine, people, who, method, path, body, field, model):
+def test_api_bounds_every_text_field(  # noqa: PLR0913 — one argument per fixture and column
+        api_client, as_, engine, people, who, method, path, body, field, model):
     wish = _wish(engine, people) if "{wish}" in path else None
     url = path.replace("{wish}", str(wish)) if wish else path
     url = url if url.startswith("/api/") else "/api/v1" + url

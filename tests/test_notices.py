@@ -10,7 +10,6 @@ from models import DomainError, Member, Notice, OutboxMessage
 from models.notices import notice_receipt, publish_notice
 from models.outbox import list_inbox, open_message
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 COMMUNITY = "滨江街道党工委/东湖社区党委"

@@ -8,7 +8,6 @@ import pytest
 from models import DomainError
 from models.orglife import OrgLifeRule, occurrence_date, parse_rule, send_due_orglife
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from models import Activity, OrgLifeOccurrence, OutboxMessage
 from models.orglife import ensure_activity, send_due_orglife
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 TZ = ZoneInfo("Asia/Shanghai")
 
