@@ -8,6 +8,8 @@ CI runs the suite once on the defaults and once with
 
 import os
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 
 import fakeredis
@@ -30,8 +32,13 @@ from tests.fake_wechat import FakeWeChat
 TOKEN = "testtoken"
 APP_ID = "wx2c2769f8efd9abc2"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-BRANCH = "滨江街道党工委/东湖社区党委/东湖社区第一党支部"
-OTHER_BRANCH = "滨江街道党工委/西湖社区党总支/西湖社区党支部"
+# The organizations the test people are in.
+STREET = "滨江街道党工委"
+COMMUNITY = f"{STREET}/东湖社区党委"
+BRANCH = f"{COMMUNITY}/东湖社区第一党支部"
+GROUP = f"{BRANCH}/第一党小组"
+SECOND_BRANCH = f"{COMMUNITY}/东湖社区第二党支部"
+OTHER_BRANCH = f"{STREET}/西湖社区党总支/西湖社区党支部"
 
 
 def pytest_report_header(config):
@@ -217,6 +224,52 @@ def make_member(engine):
             return member
 
     return build
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone of the shared cast of test people: the same name, phone and place in every module."""
+
+    name: str
+    phone: str
+    org: str = BRANCH
+    role: str = "党员"
+    kind: str = "直管党员"
+    grid: str | None = None
+    wechat: str | None = None  # their Official Account openid, once bound
+    openid: str | None = None  # set by bound(): the module has them bound to the Official Account
+
+    def but(self, **changes) -> "Person":
+        return replace(self, **changes)
+
+    def bound(self, openid: str | None = None) -> "Person":
+        return replace(self, openid=openid or self.wechat)
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The people the tests share. A module makes the ones it needs, under its own keys and with its own
+    changes: `cast(sec=cast.sec.bound(), member=cast.wang.but(kind="在职党员"))` → {"sec": …, "member": …},
+    made (committed) in that order; people of its own are `Person(…)`s given the same way."""
+
+    make_member: Callable[..., Member]
+    admin: Person = Person("张建国", "13800000001", org=STREET, role="管理员", wechat="o-admin")
+    sec: Person = Person("李红梅", "13800000002", role="书记", wechat="o-sec")
+    wang: Person = Person("王志强", "13800000003", wechat="o-wang")
+    zhao: Person = Person("赵秀英", "13800000004", wechat="o-zhao")
+    liu: Person = Person("刘洋", "13800000006", kind="群众", role="志愿者", wechat="o-liu")
+    zhou: Person = Person("周敏", "13800000007", org=OTHER_BRANCH, role="书记", wechat="o-zhou")
+    sun: Person = Person("孙立", "13800000008", org=OTHER_BRANCH, wechat="o-sun")
+    peer: Person = Person("钱副书记", "13800000009", role="书记", wechat="o-peer")
+
+    def __call__(self, **people: Person) -> dict[str, Member]:
+        return {key: self.make_member(p.name, p.phone, org=p.org, role=p.role, kind=p.kind, grid=p.grid,
+                                      openid=p.openid) for key, p in people.items()}
+
+
+@pytest.fixture
+def cast(make_member) -> Cast:
+    return Cast(make_member)
 
 
 @pytest.fixture
