@@ -28,7 +28,6 @@ from models.wishes import Wish, WishEvent
 from tests.conftest import BRANCH
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
 # One of each kind of refused character: C0 (NUL, SOH, VT, FF, US), DEL, C1, noncharacters, a lone
 # surrogate.
 HOSTILE = ["\x00", "\x01", "\x0b", "\x0c", "\x1f", "\x7f", "\x80", "\x9f", "\ufffe", "\uffff", "\ud800"]
@@ -48,12 +47,8 @@ def count(engine, model) -> int:
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", org=BRANCH, role="书记", openid="o-sec"),
-        "member": make_member("王志强", "13800000003", org=BRANCH, kind="在职党员", openid="o-wang"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.bound(), member=cast.wang.but(kind="在职党员").bound())
 
 
 # The validator itself --------------------------------------------------------------------------------

@@ -56,9 +56,8 @@ def last_number(text: str, pattern: str) -> str | None:
 
 
 @pytest.fixture
-def people(make_member):
-    return {"sec": make_member("李红梅", role="书记", openid="o-sec"),
-            "mem": make_member("王志强", openid="o-mem")}
+def people(cast):
+    return cast(sec=cast.sec.bound(), mem=cast.wang.bound("o-mem"))
 
 
 def read_everything(wx, wish: str | None, activity: str | None, message: str | None) -> None:
