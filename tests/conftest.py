@@ -266,6 +266,11 @@ class Cast:
         return {key: self.make_member(p.name, p.phone, org=p.org, role=p.role, kind=p.kind, grid=p.grid,
                                       openid=p.openid) for key, p in people.items()}
 
+    def branch(self, size: int) -> tuple[Member, list[Member]]:
+        """A notice's audience: a secretary (王书记, o-sec) and `size` members (党员0…, o-m0…) of BRANCH."""
+        secretary = self.make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
+        return secretary, [self.make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(size)]
+
 
 @pytest.fixture
 def cast(make_member) -> Cast:

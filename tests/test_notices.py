@@ -16,9 +16,8 @@ COMMUNITY = "滨江街道党工委/东湖社区党委"
 
 
 @pytest.fixture
-def branch(make_member):
-    secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(3)]
+def branch(cast, make_member):
+    secretary, members = cast.branch(3)
     outsider = make_member("外支部", org=OTHER_BRANCH, openid="o-out")
     return secretary, members, outsider
 
