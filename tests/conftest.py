@@ -1,5 +1,6 @@
 """Fixtures: a real database (SQLite file, or PostgreSQL via TEST_DATABASE_URL), Redis (in-process
-stand-in, or a real server via TEST_REDIS_URL), the fake WeChat API server, and the app.
+stand-in, or a real server via TEST_REDIS_URL), the fake WeChat API server, the app, senders and
+schedulers on a plain session, and the builders of test people.
 
 CI runs the suite once on the defaults and once with
     TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test TEST_REDIS_URL=redis://127.0.0.1:6379/15
@@ -7,25 +8,37 @@ CI runs the suite once on the defaults and once with
 
 import os
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 
+import fakeredis
 import pytest
 import redis
 from sqlalchemy import create_engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import create_app
 from app.extensions import db
 from app.simulator import Simulator
+from config import load_config
+from handlers import Incoming, build_router
 from models import Base, Member
 from models.org import ensure_grid, ensure_org_path, get_org_by_full_name
+from scheduler.sender import Sender
+from scheduler.service import SchedulerService
 from tests.fake_wechat import FakeWeChat
 
 TOKEN = "testtoken"
 APP_ID = "wx2c2769f8efd9abc2"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-BRANCH = "滨江街道党工委/东湖社区党委/东湖社区第一党支部"
-OTHER_BRANCH = "滨江街道党工委/西湖社区党总支/西湖社区党支部"
+# The organizations the test people are in.
+STREET = "滨江街道党工委"
+COMMUNITY = f"{STREET}/东湖社区党委"
+BRANCH = f"{COMMUNITY}/东湖社区第一党支部"
+GROUP = f"{BRANCH}/第一党小组"
+SECOND_BRANCH = f"{COMMUNITY}/东湖社区第二党支部"
+OTHER_BRANCH = f"{STREET}/西湖社区党总支/西湖社区党支部"
 
 
 def pytest_report_header(config):
@@ -188,21 +201,23 @@ def wx(client):
 
 
 # Builders ------------------------------------------------------------------------------------
+MEMBER_DEFAULTS = {"kind": "直管党员", "role": "党员", "join_date": date(2001, 7, 1)}
+
+
 @pytest.fixture
 def make_member(engine):
     """Create a member (committed) in a branch; returns it detached with its id and phone."""
     counter = iter(range(1, 100000))
 
-    def build(name=None, phone=None, *, org=BRANCH, kind="直管党员", role="党员", grid=None,
-              openid=None, join_date=date(2001, 7, 1), miniapp_openid=None, full_member_date=None):
+    def build(name=None, phone=None, *, org=BRANCH, grid=None, **fields):
+        """`fields` are the member's other columns (kind, role, openid, miniapp_openid, join_date,
+        full_member_date …); MEMBER_DEFAULTS fill the ones not given."""
         n = next(counter)
         with Session(engine, expire_on_commit=False) as s:
             node = ensure_org_path(s, org)
             member = Member(
-                name=name or f"党员{n}", phone=phone or f"139{n:08d}", kind=kind, role=role,
-                org_id=node.id, join_date=join_date, full_member_date=full_member_date, openid=openid,
-                miniapp_openid=miniapp_openid,
-                grid_id=ensure_grid(s, node, grid).id if grid else None,
+                name=name or f"党员{n}", phone=phone or f"139{n:08d}", org_id=node.id,
+                grid_id=ensure_grid(s, node, grid).id if grid else None, **(MEMBER_DEFAULTS | fields),
             )
             s.add(member)
             s.commit()
@@ -210,6 +225,56 @@ def make_member(engine):
 
     return build
 
+
+@dataclass(frozen=True)
+class Person:
+    """Someone of the shared cast of test people: the same name, phone and place in every module."""
+
+    name: str
+    phone: str
+    org: str = BRANCH
+    role: str = "党员"
+    kind: str = "直管党员"
+    grid: str | None = None
+    wechat: str | None = None  # their Official Account openid, once bound
+    openid: str | None = None  # set by bound(): the module has them bound to the Official Account
+
+    def but(self, **changes) -> "Person":
+        return replace(self, **changes)
+
+    def bound(self, openid: str | None = None) -> "Person":
+        return replace(self, openid=openid or self.wechat)
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The people the tests share. A module makes the ones it needs, under its own keys and with its own
+    changes: `cast(sec=cast.sec.bound(), member=cast.wang.but(kind="在职党员"))` → {"sec": …, "member": …},
+    made (committed) in that order; people of its own are `Person(…)`s given the same way."""
+
+    make_member: Callable[..., Member]
+    admin: Person = Person("张建国", "13800000001", org=STREET, role="管理员", wechat="o-admin")
+    sec: Person = Person("李红梅", "13800000002", role="书记", wechat="o-sec")
+    wang: Person = Person("王志强", "13800000003", wechat="o-wang")
+    zhao: Person = Person("赵秀英", "13800000004", wechat="o-zhao")
+    liu: Person = Person("刘洋", "13800000006", kind="群众", role="志愿者", wechat="o-liu")
+    zhou: Person = Person("周敏", "13800000007", org=OTHER_BRANCH, role="书记", wechat="o-zhou")
+    sun: Person = Person("孙立", "13800000008", org=OTHER_BRANCH, wechat="o-sun")
+    peer: Person = Person("钱副书记", "13800000009", role="书记", wechat="o-peer")
+
+    def __call__(self, **people: Person) -> dict[str, Member]:
+        return {key: self.make_member(p.name, p.phone, org=p.org, role=p.role, kind=p.kind, grid=p.grid,
+                                      openid=p.openid) for key, p in people.items()}
+
+    def branch(self, size: int) -> tuple[Member, list[Member]]:
+        """A notice's audience: a secretary (王书记, o-sec) and `size` members (党员0…, o-m0…) of BRANCH."""
+        secretary = self.make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
+        return secretary, [self.make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(size)]
+
+
+@pytest.fixture
+def cast(make_member) -> Cast:
+    return Cast(make_member)
 
 
 @pytest.fixture
@@ -260,6 +325,63 @@ def as_(api_login, people):
         return cache[key]
 
     return headers
+
+
+# Senders, schedulers and the chatbot on a plain session ----------------------------------------
+@pytest.fixture
+def store(redis_url):
+    """The Redis the test's senders and schedulers share (a real one with TEST_REDIS_URL)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True) if redis_url else \
+        fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(wechat_api):
+    return load_config({
+        "WECHAT_API_BASE": wechat_api.base_url, "WECHAT_APP_ID": "wxoa", "WECHAT_APP_SECRET": "s",
+        "MINIAPP_APP_ID": "wxmini", "MINIAPP_APP_SECRET": "s2",
+        "WECHAT_TEMPLATE_NOTICE": "TPL-NOTICE", "WECHAT_TEMPLATE_REMINDER": "TPL-REMINDER",
+        "WECHAT_TEMPLATE_GREETING": "TPL-GREETING", "MINIAPP_TEMPLATE_NOTICE": "SUB-NOTICE",
+        "SEND_RATE_LIMIT": 0, "OUTBOX_WORKERS": 4, "OUTBOX_RETRY_BASE": 60, "OUTBOX_MAX_ATTEMPTS": 3,
+    })
+
+
+@pytest.fixture
+def make_sender(engine, store, settings):
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    def build(**overrides):
+        return Sender(factory, store, settings.replace(**overrides))
+
+    return build
+
+
+@pytest.fixture
+def make_scheduler(engine, store, settings):
+    factory = sessionmaker(engine, expire_on_commit=False)
+    made = []
+
+    def build(name=None, **overrides):
+        service = SchedulerService(factory, store, settings.replace(**overrides), name=name)
+        made.append(service)
+        return service
+
+    yield build
+    for service in made:
+        service.shutdown()
+
+
+@pytest.fixture
+def say(session, settings):
+    """Send a text to the chatbot as `openid` at `now`; return the reply."""
+    router = build_router()
+
+    def send(openid, text, now):
+        return router.dispatch(Incoming(openid=openid, msg_type="text", content=text), session, now, settings)
+
+    return send
 
 
 def org_id(engine, name: str) -> int:

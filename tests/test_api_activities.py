@@ -13,10 +13,9 @@ from sqlalchemy.orm import Session
 
 from models import Member
 from models.activity import NewActivity, create_activity
-from tests.conftest import BRANCH, OTHER_BRANCH, org_id
+from tests.conftest import BRANCH, OTHER_BRANCH, Person, org_id
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 1 December 2026, 10:00 in Shanghai
 START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)  # 4 December, 15:00 in Shanghai
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -44,16 +43,11 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", org=BRANCH, role="书记", openid="o-sec"),
-        "member": make_member("王志强", "13800000003", org=BRANCH, kind="在职党员", openid="o-wang"),
-        "member2": make_member("赵秀英", "13800000004", org=BRANCH, kind="在职党员"),
-        "volunteer": make_member("陈志愿", "13800000005", org=BRANCH, kind="群众", role="志愿者"),
-        "other_sec": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记"),
-        "other_member": make_member("孙立", "13800000008", org=OTHER_BRANCH, kind="在职党员"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.bound(), member=cast.wang.but(kind="在职党员").bound(),
+                member2=cast.zhao.but(kind="在职党员"),
+                volunteer=Person("陈志愿", "13800000005", kind="群众", role="志愿者"),
+                other_sec=cast.zhou, other_member=cast.sun.but(kind="在职党员"))
 
 
 

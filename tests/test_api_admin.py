@@ -8,26 +8,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Member
-from tests.conftest import BRANCH, OTHER_BRANCH, org_id
+from tests.conftest import BRANCH, GROUP, OTHER_BRANCH, STREET, org_id
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
 EAST = f"{STREET}/东湖社区党委"
-GROUP = f"{BRANCH}/第一党小组"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", org=BRANCH, role="书记", grid="东湖一网格"),
-        "co_sec": make_member("钱副书记", "13800000009", org=BRANCH, role="书记"),
-        "member": make_member("王志强", "13800000003", org=BRANCH, kind="在职党员"),
-        "group_member": make_member("赵秀英", "13800000004", org=GROUP, kind="离退休党员"),
-        "other_sec": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记"),
-        "other_member": make_member("孙立", "13800000008", org=OTHER_BRANCH, kind="在职党员"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.but(grid="东湖一网格"), co_sec=cast.peer,
+                member=cast.wang.but(kind="在职党员"), group_member=cast.zhao.but(org=GROUP, kind="离退休党员"),
+                other_sec=cast.zhou, other_member=cast.sun.but(kind="在职党员"))
 
 
 

@@ -12,10 +12,8 @@ from sqlalchemy.orm import Session
 
 from models import SubscribeGrant
 from tests.conftest import OTHER_BRANCH, org_id
-from tests.outbox_fixtures import *  # noqa: F403
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
 NOW = datetime(2026, 9, 25, 2, 0, tzinfo=UTC)  # 25 September 2026, 10:00 in Shanghai
 
 
@@ -39,16 +37,10 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", role="书记", openid="o-sec"),
-        "wang": make_member("王志强", "13800000003", kind="在职党员", openid="o-wang", grid="东湖一网格"),
-        "zhao": make_member("赵秀英", "13800000004", kind="在职党员", openid="o-zhao"),
-        "liu": make_member("刘洋", "13800000006", kind="群众", role="志愿者", openid="o-liu"),
-        "zhou": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记", openid="o-zhou"),
-        "sun": make_member("孙立", "13800000008", org=OTHER_BRANCH, openid="o-sun"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.bound(), wang=cast.wang.but(kind="在职党员", grid="东湖一网格").bound(),
+                zhao=cast.zhao.but(kind="在职党员").bound(), liu=cast.liu.bound(), zhou=cast.zhou.bound(),
+                sun=cast.sun.bound())
 
 
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from models import Member, now_utc
 from models.activity import NewActivity, create_activity
-from tests.conftest import BRANCH, OTHER_BRANCH
 
 EXAMPLES = 8
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -34,11 +33,11 @@ def fuzz_app(app_factory):
 
 
 @pytest.fixture
-def fuzz_headers(fuzz_app, api_login, make_member, engine):
+def fuzz_headers(fuzz_app, api_login, cast, engine):
     """A fresh token of a street admin, re-linked each time (a generated DELETE /me/bind unbinds it)."""
-    fuzz_app.config["FUZZ_MEMBER_ID"] = make_member("王志强", "13800000003", org=BRANCH).id
-    make_member("孙立", "13800000008", org=OTHER_BRANCH)
-    admin = make_member("张建国", "13800000001", org="滨江街道党工委", role="管理员")
+    people = cast(wang=cast.wang, sun=cast.sun, admin=cast.admin)
+    fuzz_app.config["FUZZ_MEMBER_ID"] = people["wang"].id
+    admin = people["admin"]
     with Session(engine) as s:
         activity = create_activity(s, s.get(Member, admin.id), NewActivity(kind="志愿服务", title="清扫楼道",
                                    starts_at=now_utc() + timedelta(minutes=10), capacity=5))

@@ -7,34 +7,24 @@ from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
 from models import Member
-from tests.conftest import BRANCH, OTHER_BRANCH, org_id
+from tests.conftest import BRANCH, OTHER_BRANCH, SECOND_BRANCH, Person, org_id
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
-SECOND_BRANCH = f"{STREET}/东湖社区党委/东湖社区第二党支部"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 WISH = {"title": "修水龙头", "details": "厨房水龙头漏水", "beneficiary_name": "王奶奶",
         "beneficiary_address": "东湖小区3栋2单元101", "beneficiary_phone": "13912345678"}
 
 
 @pytest.fixture
-def people(make_member, engine):
-    cast = {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", role="书记"),
-        "sec2": make_member("钱副书记", "13800000009", role="书记"),
-        "wang": make_member("王志强", "13800000003", openid="o-wang", grid="东湖一网格"),
-        "zhao": make_member("赵秀英", "13800000004", openid="o-zhao", grid="东湖一网格"),
-        "liu": make_member("刘洋", "13800000006", kind="群众", role="志愿者", openid="o-liu"),
-        "chen": make_member("陈晓", "13800000005", org=SECOND_BRANCH, grid="东湖二网格"),
-        "zhou": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记"),
-        "sun": make_member("孙立", "13800000008", org=OTHER_BRANCH),
-        "granny": make_member("王奶奶", "13912345678", kind="群众", role="志愿者", grid="东湖一网格"),
-    }
+def people(cast, engine):
+    made = cast(admin=cast.admin, sec=cast.sec, sec2=cast.peer, wang=cast.wang.but(grid="东湖一网格").bound(),
+                zhao=cast.zhao.but(grid="东湖一网格").bound(), liu=cast.liu.bound(),
+                chen=Person("陈晓", "13800000005", org=SECOND_BRANCH, grid="东湖二网格"), zhou=cast.zhou, sun=cast.sun,
+                granny=Person("王奶奶", "13912345678", kind="群众", role="志愿者", grid="东湖一网格"))
     with Session(engine) as s:
-        s.get(Member, cast["chen"].id).grid_head = True  # the head of another grid
+        s.get(Member, made["chen"].id).grid_head = True  # the head of another grid
         s.commit()
-    return cast
+    return made
 
 
 

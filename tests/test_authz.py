@@ -6,25 +6,16 @@ from models import Member, Organization
 from models import authz as az
 from models.base import Forbidden
 from models.org import get_org_by_full_name
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import BRANCH, GROUP, OTHER_BRANCH, STREET
 
-STREET = "滨江街道党工委"
 EAST = f"{STREET}/东湖社区党委"
-GROUP = f"{BRANCH}/第一党小组"
 
 
 @pytest.fixture
-def people(make_member, session):
-    made = {
-        "admin": make_member("张建国", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", org=BRANCH, role="书记"),
-        "co_sec": make_member("钱副书记", org=BRANCH, role="书记"),
-        "member": make_member("王志强", org=BRANCH),
-        "group_member": make_member("赵秀英", org=GROUP, kind="离退休党员"),
-        "volunteer": make_member("刘洋", org=BRANCH, kind="群众", role="志愿者"),
-        "other_sec": make_member("周敏", org=OTHER_BRANCH, role="书记"),
-        "other_member": make_member("孙立", org=OTHER_BRANCH, kind="在职党员"),
-    }
+def people(cast, session):
+    made = cast(admin=cast.admin, sec=cast.sec, co_sec=cast.peer, member=cast.wang,
+                group_member=cast.zhao.but(org=GROUP, kind="离退休党员"), volunteer=cast.liu, other_sec=cast.zhou,
+                other_member=cast.sun.but(kind="在职党员"))
     loaded = {key: session.get(Member, m.id) for key, m in made.items()}
     loaded["none"] = None
     return loaded

@@ -17,22 +17,13 @@ from models import Member, OutboxMessage, WechatUser
 from models import authz as az
 from models.base import DomainError
 from models.bindings import BindingRelease, release_binding, release_source
-from tests.conftest import APP_ID, BRANCH, OTHER_BRANCH, TOKEN, flask_poster
-
-STREET = "滨江街道党工委"
-GROUP = f"{BRANCH}/第一党小组"
+from tests.conftest import APP_ID, GROUP, STREET, TOKEN, flask_poster
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员", openid="o-admin"),
-        "sec": make_member("李红梅", "13800000002", role="书记", openid="o-sec"),
-        "peer": make_member("钱副书记", "13800000009", role="书记", openid="o-peer"),
-        "wang": make_member("王志强", "13800000003", openid="o-wang"),
-        "zhao": make_member("赵秀英", "13800000004", org=GROUP),
-        "west_sec": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记", openid="o-west"),
-    }
+def people(cast):
+    return cast(admin=cast.admin.bound(), sec=cast.sec.bound(), peer=cast.peer.bound(), wang=cast.wang.bound(),
+                zhao=cast.zhao.but(org=GROUP), west_sec=cast.zhou.bound("o-west"))
 
 
 def _member(engine, member_id) -> Member:

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from models.outbox import OutboxMessage, TemplateReport, enqueue
 from scheduler.wechat_api import official_account_client
-from tests.outbox_fixtures import *  # noqa: F403
 
 TEMPLATE = "/cgi-bin/message/template/send"
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Beijing

@@ -14,15 +14,13 @@ from werkzeug.serving import make_server
 
 from app.simulator import Simulator, requests_poster
 from models import HandledMessage, Notice, OutboxMessage, WechatUser, Wish
-from tests.conftest import BRANCH, TOKEN, flask_poster
+from tests.conftest import TOKEN, flask_poster
 
 
 @pytest.fixture
-def branch(make_member):
+def branch(cast):
     """A secretary and seven members in one branch: a notice's audience is seven (not its author)."""
-    secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(7)]
-    return secretary, members
+    return cast.branch(7)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from models import DomainError, Member, Notice, OutboxMessage
 from models.notices import remind_unread
 from models.outbox import enqueue
 from tests.conftest import APP_ID, OTHER_BRANCH, TOKEN, flask_poster
-from tests.outbox_fixtures import *  # noqa: F403
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 TEMPLATE = "/cgi-bin/message/template/send"
@@ -46,14 +45,9 @@ def clock(monkeypatch):
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "sec": make_member("李红梅", "13800000002", role="书记", openid="o-sec"),
-        "wang": make_member("王志强", "13800000003", openid="o-wang"),
-        "zhao": make_member("赵秀英", "13800000004", openid="o-zhao"),
-        "liu": make_member("刘洋", "13800000006", openid="o-liu"),
-        "sun": make_member("孙立", "13800000008", org=OTHER_BRANCH, openid="o-sun"),
-    }
+def people(cast):
+    return cast(sec=cast.sec.bound(), wang=cast.wang.bound(), zhao=cast.zhao.bound(),
+                liu=cast.liu.but(kind="直管党员", role="党员").bound(), sun=cast.sun.bound())
 
 
 def fits(reply: str) -> str:

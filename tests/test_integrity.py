@@ -20,28 +20,21 @@ from models import CheckIn, DomainError, Member, WechatUser
 from models.activity import NO_ACTIVITY, CheckInAttempt, NewActivity, check_in_by_code, create_activity
 from models.base import now_utc
 from models.member import bind_openid
-from tests.conftest import BRANCH
+from tests.conftest import BRANCH, Person
 from tests.test_api_auth import assert_error
 
-STREET = "滨江街道党工委"
 AWARDS = "/api/v1/admin/points/awards"
 
 
 @pytest.fixture
-def people(make_member, engine):
-    cast = {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "admin2": make_member("林管理", "13800000011", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", role="书记"),
-        "peer": make_member("钱副书记", "13800000009", role="书记"),
-        "head": make_member("网格长老吴", "13800000005", grid="东湖一网格"),
-        "friend": make_member("吴的朋友", "13800000006", grid="东湖一网格"),
-        "wang": make_member("王志强", "13800000003", openid="o-wang"),
-    }
+def people(cast, engine):
+    made = cast(admin=cast.admin, admin2=cast.admin.but(name="林管理", phone="13800000011"), sec=cast.sec,
+                peer=cast.peer, head=Person("网格长老吴", "13800000005", grid="东湖一网格"),
+                friend=Person("吴的朋友", "13800000006", grid="东湖一网格"), wang=cast.wang.bound())
     with Session(engine) as s:
-        s.get(Member, cast["head"].id).grid_head = True
+        s.get(Member, made["head"].id).grid_head = True
         s.commit()
-    return cast
+    return made
 
 
 def _balance(api_client, headers) -> int:

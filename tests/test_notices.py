@@ -10,16 +10,14 @@ from models import DomainError, Member, Notice, OutboxMessage
 from models.notices import notice_receipt, publish_notice
 from models.outbox import list_inbox, open_message
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 COMMUNITY = "滨江街道党工委/东湖社区党委"
 
 
 @pytest.fixture
-def branch(make_member):
-    secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(3)]
+def branch(cast, make_member):
+    secretary, members = cast.branch(3)
     outsider = make_member("外支部", org=OTHER_BRANCH, openid="o-out")
     return secretary, members, outsider
 

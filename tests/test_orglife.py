@@ -8,7 +8,6 @@ import pytest
 from models import DomainError
 from models.orglife import OrgLifeRule, occurrence_date, parse_rule, send_due_orglife
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -53,9 +52,8 @@ def test_parsing():
 
 
 @pytest.fixture
-def branch(make_member):
-    secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(3)]
+def branch(cast, make_member):
+    secretary, members = cast.branch(3)
     make_member("群众甲", org=BRANCH, kind="群众", openid="o-mass")  # not a party member
     make_member("外支部", org=OTHER_BRANCH, openid="o-out")
     return secretary, members

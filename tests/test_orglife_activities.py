@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from models import Activity, OrgLifeOccurrence, OutboxMessage
 from models.orglife import ensure_activity, send_due_orglife
 from tests.conftest import BRANCH, OTHER_BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -21,9 +20,8 @@ def bj(*args) -> datetime:
 
 
 @pytest.fixture
-def branch(make_member, say):
-    secretary = make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-    members = [make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(2)]
+def branch(cast, make_member, say):
+    secretary, members = cast.branch(2)
     make_member("外支部", org=OTHER_BRANCH, openid="o-out")
     assert "已设置组织生活 1" in say("o-sec", "组织生活 每月第一个周五 15:00 主题党日", bj(2026, 9, 25, 10, 0))
     return secretary, members

@@ -16,7 +16,6 @@ from sqlalchemy.orm import sessionmaker
 
 from models.outbox import OutboxMessage, enqueue_many
 from scheduler.sender import Sender
-from tests.outbox_fixtures import *  # noqa: F403
 
 TEMPLATE = "/cgi-bin/message/template/send"
 DAY = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # 10:00 in Beijing

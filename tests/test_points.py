@@ -18,21 +18,13 @@ from models.points import (
     pending_awards,
     request_award,
 )
-from tests.conftest import OTHER_BRANCH
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
-STREET = "滨江街道党工委"
 
 
 @pytest.fixture
-def staff(make_member, session):
-    made = {
-        "sec": make_member("李书记", role="书记"),
-        "sec2": make_member("吴书记", role="书记"),
-        "admin": make_member("张管理", org=STREET, role="管理员"),
-        "west": make_member("周书记", org=OTHER_BRANCH, role="书记"),
-        "a": make_member("王党员"),
-    }
+def staff(cast, session):
+    made = cast(sec=cast.sec, sec2=cast.peer, admin=cast.admin, west=cast.zhou, a=cast.wang)
     return {k: session.get(Member, m.id) for k, m in made.items()}
 
 

@@ -14,8 +14,6 @@ from sqlalchemy.orm import Session
 from models import Member
 from models.activity import NewActivity, create_activity
 
-STREET = "滨江街道党工委"
-COMMUNITY = f"{STREET}/东湖社区党委"
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
 PAYLOAD = '=HYPERLINK("http://evil.example/x","点我领取")'
@@ -24,13 +22,9 @@ RISKY = [PAYLOAD, "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)", "\t=1+1", "\r=1+1
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", role="书记", openid="o-sec"),
-        "wang": make_member("王志强", "13800000003", openid="o-wang", kind="在职党员", grid="东湖一网格"),
-        "peer": make_member("钱副书记", "13800000009", role="书记"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.bound(), wang=cast.wang.but(kind="在职党员", grid="东湖一网格").bound(),
+                peer=cast.peer)
 
 
 def _cells_and_xml(data: bytes):

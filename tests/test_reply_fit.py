@@ -52,13 +52,13 @@ def add_members(engine, count: int, *, prefix: str, kind: str = "直管党员") 
 
 
 @pytest.fixture
-def sec(make_member):
-    return make_member("李红梅", role="书记", openid="o-sec")
+def sec(cast):
+    return cast(sec=cast.sec.bound())["sec"]
 
 
 @pytest.fixture
-def mem(make_member):
-    return make_member("王志强", openid="o-mem")
+def mem(cast):
+    return cast(mem=cast.wang.bound("o-mem"))["mem"]
 
 
 # 帮助 ----------------------------------------------------------------------------------------------

@@ -56,9 +56,8 @@ def last_number(text: str, pattern: str) -> str | None:
 
 
 @pytest.fixture
-def people(make_member):
-    return {"sec": make_member("李红梅", role="书记", openid="o-sec"),
-            "mem": make_member("王志强", openid="o-mem")}
+def people(cast):
+    return cast(sec=cast.sec.bound(), mem=cast.wang.bound("o-mem"))
 
 
 def read_everything(wx, wish: str | None, activity: str | None, message: str | None) -> None:
@@ -84,7 +83,7 @@ def read_everything(wx, wish: str | None, activity: str | None, message: str | N
 @FUZZ
 @given(title=word, details=typed, proposal=typed, note=typed, reason=typed, notice=typed,
        activity_title=word, place=typed, rule_title=word)
-def test_typed_texts_come_back_in_well_formed_replies_that_fit(
+def test_typed_texts_come_back_in_well_formed_replies_that_fit(  # noqa: PLR0913 — hypothesis passes one argument per strategy
         wx, people, title, details, proposal, note, reason, notice, activity_title, place, rule_title):
     posted = content_of(wx.text("o-sec", f"发布心愿 {title} {details}"))
     wish = last_number(posted, r"已发布心愿 #(\d+)")
@@ -111,7 +110,7 @@ def test_typed_texts_come_back_in_well_formed_replies_that_fit(
 @FUZZ
 @given(title=hostile(100), details=hostile(3000), name=hostile(50), place=hostile(200),
        note=hostile(500), body=hostile(3000), data=st.data())
-def test_hostile_texts_in_the_database_still_give_well_formed_replies(
+def test_hostile_texts_in_the_database_still_give_well_formed_replies(  # noqa: PLR0913 — hypothesis passes one argument per strategy
         wx, people, engine, is_postgres, title, details, name, place, note, body, data):
     if is_postgres:  # PostgreSQL cannot store NUL at all; everything else goes in as it is
         title, details, name, place, note, body = (

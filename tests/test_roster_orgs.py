@@ -8,11 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import Grid, Member, Organization
-from tests.conftest import BRANCH, OTHER_BRANCH
+from tests.conftest import BRANCH, GROUP, OTHER_BRANCH, STREET
 
-STREET = "滨江街道党工委"
 EAST = f"{STREET}/东湖社区党委"
-GROUP = f"{BRANCH}/第一党小组"
 HEADER = "姓名,手机号,所属组织,党员类别,入党日期,角色,网格"
 
 
@@ -35,13 +33,9 @@ def org_names(engine) -> set[str]:
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "admin": make_member("张建国", "13800000001", org=STREET, role="管理员"),
-        "sec": make_member("李红梅", "13800000002", org=BRANCH, role="书记", grid="东湖一网格"),
-        "group_member": make_member("赵秀英", "13800000004", org=GROUP),
-        "other_sec": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记"),
-    }
+def people(cast):
+    return cast(admin=cast.admin, sec=cast.sec.but(grid="东湖一网格"), group_member=cast.zhao.but(org=GROUP),
+                other_sec=cast.zhou)
 
 
 # The CLI -------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from models.birthdays import is_anniversary
 from scheduler.service import LEADER_KEY, Job
-from tests.outbox_fixtures import *  # noqa: F403
 
 TZ = ZoneInfo("Asia/Shanghai")
 

@@ -8,7 +8,6 @@ from models import Member, OutboxMessage, Wish
 from models.activity import NewActivity, create_activity
 from models.wishes import CLAIMED, OPEN, claim_wish, post_wish
 from tests.conftest import BRANCH
-from tests.outbox_fixtures import *  # noqa: F403
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 

@@ -9,7 +9,6 @@ from sqlalchemy import select
 from models.outbox import OutboxMessage, enqueue, enqueue_many, grant_subscription
 from scheduler.sender import RateLimiter, custom_window_commands
 from scheduler.wechat_api import official_account_client
-from tests.outbox_fixtures import *  # noqa: F403
 
 TEMPLATE = "/cgi-bin/message/template/send"
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"

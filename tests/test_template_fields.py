@@ -10,7 +10,6 @@ from sqlalchemy import select
 from config import ConfigError, load_config
 from models.outbox import OutboxMessage, enqueue, grant_subscription
 from scheduler.wechat_api import field_value
-from tests.outbox_fixtures import *  # noqa: F403
 
 TEMPLATE = "/cgi-bin/message/template/send"
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"

@@ -4,11 +4,8 @@ import pytest
 
 
 @pytest.fixture
-def people(make_member):
-    return {
-        "sec": make_member("李红梅", role="书记", openid="o-sec"),
-        "wang": make_member("王志强", openid="o-wang"),
-    }
+def people(cast):
+    return cast(sec=cast.sec.bound(), wang=cast.wang.bound())
 
 
 def _utf8(text: str) -> int:

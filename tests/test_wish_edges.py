@@ -31,23 +31,18 @@ from models.wishes import (
     sentence,
 )
 from scheduler.wish_jobs import release_overdue_wishes
-from tests.conftest import OTHER_BRANCH
+from tests.conftest import COMMUNITY, Person
 
-COMMUNITY = "滨江街道党工委/东湖社区党委"
 DOUBLED = re.compile(r"[。，！？；、：][。，]")
 
 
 @pytest.fixture
-def cast(make_member, engine):
-    people = {
-        "sec": make_member("李红梅", "13800000002", role="书记", openid="o-sec"),
-        "admin": make_member("张建国", "13800000001", org=COMMUNITY, role="管理员", openid="o-admin"),
-        "head": make_member("吴网格", "13800000005", grid="东湖一网格", openid="o-head"),
-        "wang": make_member("王志强", "13800000003", grid="东湖一网格", openid="o-wang"),
-        "zhao": make_member("赵秀英", "13800000004", openid="o-zhao"),
-        "liu": make_member("刘洋", "13800000006", kind="群众", role="志愿者", openid="o-liu"),
-        "zhou": make_member("周敏", "13800000007", org=OTHER_BRANCH, role="书记", openid="o-zhou"),
-    }
+def cast(cast, engine):
+    """This module's people, by key: made from the shared cast (conftest's `cast` fixture)."""
+    people = cast(sec=cast.sec.bound(), admin=cast.admin.but(org=COMMUNITY).bound(),
+                  head=Person("吴网格", "13800000005", grid="东湖一网格", openid="o-head"),
+                  wang=cast.wang.but(grid="东湖一网格").bound(), zhao=cast.zhao.bound(), liu=cast.liu.bound(),
+                  zhou=cast.zhou.bound())
     with Session(engine) as s:
         s.get(Member, people["head"].id).grid_head = True
         s.commit()

@@ -36,25 +36,18 @@ from models.wishes import (
     withdraw_wish,
 )
 from scheduler.wish_jobs import release_overdue_wishes, remind_wish_deadlines
-from tests.conftest import OTHER_BRANCH
+from tests.conftest import SECOND_BRANCH, Person
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
-STREET = "滨江街道党工委"
-EAST_SECOND = "滨江街道党工委/东湖社区党委/东湖社区第二党支部"
 
 
 @pytest.fixture
-def people(make_member, session):
+def people(cast, session):
     """A branch secretary, an admin at the street, a secretary of another community, members."""
-    made = {
-        "sec": make_member("李书记", role="书记", openid="o-sec"),
-        "admin": make_member("张管理", org=STREET, role="管理员", openid="o-admin"),
-        "west": make_member("周书记", org=OTHER_BRANCH, role="书记", openid="o-west"),
-        "a": make_member("王党员", openid="o-a", grid="东湖一网格"),
-        "b": make_member("赵党员", openid="o-b"),
-        "c": make_member("刘志愿", kind="群众", role="志愿者", openid="o-c", org=EAST_SECOND),
-        "resident": make_member("孙大妈", kind="群众", role="志愿者", openid="o-res"),
-    }
+    made = cast(sec=cast.sec.bound(), admin=cast.admin.bound(), west=cast.zhou.bound("o-west"),
+                a=Person("王党员", "13800000013", grid="东湖一网格", openid="o-a"), b=cast.zhao.bound("o-b"),
+                c=cast.liu.but(org=SECOND_BRANCH).bound("o-c"),
+                resident=Person("孙大妈", "13800000014", kind="群众", role="志愿者", openid="o-res"))
     return {key: session.get(Member, m.id) for key, m in made.items()}
 
 

@@ -9,18 +9,13 @@ from handlers import Incoming, build_router
 from models import Member, OutboxMessage, PointEntry
 from models.points import credit
 from models.wishes import Wish, WishPhoto, wish_history
-from tests.conftest import OTHER_BRANCH
 
 
 @pytest.fixture
-def cast(make_member):
-    return {
-        "sec": make_member("李红梅", role="书记", openid="o-sec"),
-        "wang": make_member("王志强", openid="o-wang", grid="东湖一网格"),
-        "zhao": make_member("赵秀英", openid="o-zhao"),
-        "liu": make_member("刘洋", kind="群众", role="志愿者", openid="o-liu"),
-        "zhou": make_member("周敏", org=OTHER_BRANCH, role="书记", openid="o-zhou"),
-    }
+def cast(cast):
+    """This module's people, by key: made from the shared cast (conftest's `cast` fixture)."""
+    return cast(sec=cast.sec.bound(), wang=cast.wang.but(grid="东湖一网格").bound(), zhao=cast.zhao.bound(),
+                liu=cast.liu.bound(), zhou=cast.zhou.bound())
 
 
 def notices(session, member):
