@@ -451,3 +451,26 @@ def test_a_grid_head_publishes_through_the_chatbot(session, make_member, wx):
     assert posted.startswith("已发布心愿 #") and "等待认领" in posted
     refused = wx.text("o-plain", "发布心愿 修水龙头 厨房漏水").content
     assert "只有书记、网格长或管理员" in refused and "许愿" in refused
+
+
+def test_refusals_name_no_command_and_the_chatbot_adds_its_example(session, people):
+    from handlers.presenter import chat_text
+
+    with pytest.raises(DomainError) as empty:
+        propose_wish(session, people["resident"], "  ", now=NOW)
+    wish = propose_wish(session, people["resident"], "想要一套学习用书", now=NOW)
+    with pytest.raises(DomainError) as no_reason:
+        review_wish(session, people["sec"], wish.id, False, "", now=NOW)
+    review_wish(session, people["sec"], wish.id, True, now=NOW)
+    claim_wish(session, people["a"], wish.id, now=NOW)
+    fulfil_wish(session, people["a"], wish.id, now=NOW)
+    with pytest.raises(DomainError) as no_return_reason:
+        return_wish(session, people["sec"], wish.id, " ", now=NOW)
+    number = f"#{wish.id}"
+    for refused, message, chat in (
+            (empty, "请写下心愿内容", "请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下"),
+            (no_reason, "请写明不通过的理由", f"请写明不通过的理由，例如：审核 {number} 不通过 内容不属于微心愿范围"),
+            (no_return_reason, "请写明驳回理由", f"请写明驳回理由，例如：驳回 {number} 水龙头仍在漏水")):
+        # The API's words (the same code as before), then the chat's.
+        assert (refused.value.message, refused.value.code) == (message, "domain_error")
+        assert chat_text(refused.value) == chat
