@@ -111,7 +111,7 @@ def responsible(actor: Member | None, org_name: str, role: str, member_id: int |
 
 
 def can(actor: Member | None, action: str, target: "Member | Organization | Wish | None" = None) -> bool:
-    """Return whether `actor` may do `action` to `target` (a member, or an organization's subtree)."""
+    """Return whether `actor` may do `action` to `target` (a member, an organization's subtree, or a wish)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     if action in WISH_POINT_ACTIONS:

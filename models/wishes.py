@@ -91,7 +91,7 @@ class Wish(Base):
     beneficiary_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
-    points: Mapped[int] = mapped_column(Integer, default=10)
+    points: Mapped[int] = mapped_column(Integer)  # always given: WISH_DEFAULT_POINTS unless chosen
     status: Mapped[str] = mapped_column(String(10), index=True)
     poster_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     claimer_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
@@ -744,8 +744,9 @@ def release_overdue_claims(session: Session, now: datetime) -> int:
 
 # Reading ---------------------------------------------------------------------------------------
 def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
-                     per_page: int = 5) -> tuple[list[Wish], int]:
-    """Return a page of wishes open for claiming, the viewer's community first, and the total."""
+                     per_page: int) -> tuple[list[Wish], int]:
+    """Return a page of wishes open for claiming (the chatbot's: WISH_PAGE_SIZE a page), the viewer's
+    community first, and the total."""
     query = select(Wish).join(Organization, Organization.id == Wish.org_id).where(Wish.status == OPEN)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = [Wish.created_at.desc(), Wish.id.desc()]
