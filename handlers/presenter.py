@@ -9,6 +9,9 @@ CHAT_HINTS = {
     "may_not_publish": "发送「许愿 内容」提交心愿。",
     "already_claimed": "发送「心愿」看看其他心愿。",
     "registration_changed": "发送「活动 {number}」查看。",
+    "domain_error:wish_text": "，例如：许愿 家里水龙头漏水，希望有人帮忙修一下",
+    "domain_error:review_reason": "，例如：审核 {number} 不通过 内容不属于微心愿范围",
+    "domain_error:return_reason": "，例如：驳回 {number} 水龙头仍在漏水",
 }
 
 

@@ -26,6 +26,8 @@ from models.wishes import (
     CLAIMED,
     FULFILLED,
     OPEN,
+    Beneficiary,
+    NewWish,
     Sole,
     Waiting,
     Wish,
@@ -231,10 +233,9 @@ def post(message: Incoming, ctx: Context) -> str:
     if isinstance(parsed, str):
         return parsed
     title, details, fields = parsed
-    wish = post_wish(ctx.session, ctx.member, title, details, now=ctx.now, category=fields.get("category"),
-                     beneficiary_name=fields.get("name", ""), beneficiary_phone=fields.get("phone", ""),
-                     beneficiary_address=fields.get("address", ""),
-                     default_points=ctx.settings.wish_default_points)
+    person = Beneficiary(fields.get("name", ""), fields.get("address", ""), fields.get("phone", ""))
+    wish = post_wish(ctx.session, ctx.member, NewWish(title, details, fields.get("category"), beneficiary=person),
+                     now=ctx.now, settings=ctx.settings)
     person = beneficiary_of(wish, ctx.member)
     contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
     return (f"已发布心愿 #{wish.id}「{wish.title}」（{wish.category}，{wish.points}积分），等待认领。\n"
@@ -245,8 +246,7 @@ def post(message: Incoming, ctx: Context) -> str:
 @on.command("许愿", summary="许愿 内容 — 提交一个微心愿，等待书记审核", pattern=r"(.+)",
             usage="许愿 内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下", needs_member=True, effect=True)
 def propose(message: Incoming, ctx: Context) -> str:
-    wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now,
-                        points=ctx.settings.wish_default_points)
+    wish = propose_wish(ctx.session, ctx.member, ctx.text(1), now=ctx.now, settings=ctx.settings)
     return f"已提交心愿 #{wish.id}「{wish.title}」，等待支部书记审核，审核结果会通知您。"
 
 
@@ -316,9 +316,7 @@ def mine(message: Incoming, ctx: Context) -> str:
 @on.command("认领", summary="认领 #编号 — 认领心愿", pattern=NUMBER, usage="认领 #12",
             needs_member=True, effect=True)
 def claim(message: Incoming, ctx: Context) -> str:
-    wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now,
-                      max_open=ctx.settings.wish_max_open_claims,
-                      fulfil_days=ctx.settings.wish_fulfil_days)
+    wish = claim_wish(ctx.session, ctx.member, int(ctx.match[1]), now=ctx.now, settings=ctx.settings)
     person = beneficiary_of(wish, ctx.member)
     contact = "，".join(p for p in (person["name"], person["address"], person["phone"]) if p)
     due = clock.month_day(wish.fulfil_by, ctx.settings.tz)
@@ -366,7 +364,7 @@ def todo(message: Incoming, ctx: Context) -> str:
 @on.command("驳回", summary="驳回 #编号 理由 — 退回心愿完成情况", pattern=WITH_TEXT,
             usage="驳回 #12 理由", needs_member=True, effect=True)
 def reject(message: Incoming, ctx: Context) -> str:
-    wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
+    wish = return_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now, settings=ctx.settings)
     return f"已驳回心愿 #{wish.id}「{wish.title}」，已通知认领人 {wish.claimer.name}。"
 
 
@@ -406,8 +404,8 @@ def board(message: Incoming, ctx: Context) -> str:
 def photo(message: Incoming, ctx: Context) -> str:
     member: Member | None = ctx.member
     minutes = ctx.settings.wish_photo_minutes
-    wish = attach_photo(ctx.session, member, message.media_id, window_minutes=minutes,
-                        now=ctx.now) if member else None
+    wish = attach_photo(ctx.session, member, message.media_id, now=ctx.now,
+                        settings=ctx.settings) if member else None
     if wish is None:
         return (f"已收到图片。如需作为心愿完成凭证，请先发送「完成 #编号 说明」，"
                 f"再在{minutes}分钟内发送照片。")

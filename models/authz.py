@@ -9,11 +9,16 @@ The rules are written on the organizations' name paths ("滨江街道党工委/�
 judge a roster row whose organization does not exist yet.
 """
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import and_, false, or_
 
 from models.base import Forbidden
 from models.member import MANAGER_ROLES, Member, mask_phone
-from models.org import PATH_SEPARATOR, Organization
+from models.org import PATH_SEPARATOR, Organization, community_of
+
+if TYPE_CHECKING:
+    from models.wishes import Wish
 
 # Actions on a member (target: a Member).
 VIEW_MEMBER = "member.view"  # see the member in a listing, personal data masked
@@ -44,7 +49,40 @@ MEMBER_ACTIONS = (VIEW_MEMBER, VIEW_PRIVATE, UPDATE_MEMBER)
 POINT_ACTIONS = (AWARD_POINTS, DECIDE_AWARD)
 BINDING_ACTIONS = (RELEASE_BINDING,)
 ORG_ACTIONS = (LIST_MEMBERS, IMPORT_MEMBERS, EXPORT_MEMBERS, VIEW_ORGS)
-ACTIONS = MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS + BINDING_ACTIONS + ACTIVITY_ACTIONS
+
+# Wishes and points ------------------------------------------------------------------------------
+# Actions on one wish (target: a Wish). Its managers are the secretaries and admins of its
+# organization or above; the head of its grid (网格长) and its bound beneficiary confirm it too.
+VIEW_WISH = "wish.view"  # open and taken wishes: anyone; proposals, refused, withdrawn: those involved
+VIEW_BENEFICIARY = "wish.view_beneficiary"  # the beneficiary's name, address and phone unmasked
+VIEW_WISH_PHOTO = "wish.view_photo"  # a photo may show the beneficiary: the same people
+REVIEW_WISH = "wish.review"  # approve or turn down a proposal: its managers
+WITHDRAW_WISH = "wish.withdraw"  # its managers
+CONFIRM_WISH = "wish.confirm"  # confirm a fulfilment: managers, grid head, beneficiary — never the claimer
+RETURN_WISH = "wish.return"  # send a fulfilment back (驳回): the same people
+# Actions on the wishes of a subtree (target: an Organization; None: the actor's own node).
+MANAGE_WISHES = "wish.manage"  # see every wish there and decide on them: secretaries and admins
+SET_WISH_POINTS = "wish.set_points"  # choose a published wish's points (others get the default)
+EXPORT_WISHES = "wish.export"
+# Publish a wish directly, open at once (target: the Organization, the beneficiary Member, or None:
+# anywhere at all): secretaries and admins in their subtree, a grid head in their node for their grid.
+PUBLISH_WISH = "wish.publish"
+# Manual point awards: file one, see those waiting for approval (target: an Organization; None: own).
+REQUEST_AWARD = "points.request"
+LIST_AWARDS = "points.pending"
+# The points ranking of a subtree (target: an Organization; None: the actor's own node): the members
+# of the community it lies in, and the managers above it.
+VIEW_RANKING = "points.view_ranking"
+
+WISH_ACTIONS = (VIEW_WISH, VIEW_BENEFICIARY, VIEW_WISH_PHOTO, REVIEW_WISH, WITHDRAW_WISH, CONFIRM_WISH,
+                RETURN_WISH)
+WISH_SUBTREE_ACTIONS = (MANAGE_WISHES, SET_WISH_POINTS, EXPORT_WISHES, PUBLISH_WISH, REQUEST_AWARD,
+                        LIST_AWARDS, VIEW_RANKING)
+WISH_POINT_ACTIONS = WISH_ACTIONS + WISH_SUBTREE_ACTIONS
+# End of wishes and points -----------------------------------------------------------------------
+
+ACTIONS = (MEMBER_ACTIONS + ORG_ACTIONS + POINT_ACTIONS + BINDING_ACTIONS + ACTIVITY_ACTIONS
+           + WISH_POINT_ACTIONS)
 
 _DENIED = {
     VIEW_MEMBER: "您无权查看该成员。",
@@ -83,10 +121,12 @@ def responsible(actor: Member | None, org_name: str, role: str, member_id: int |
     return within(org_name, home)
 
 
-def can(actor: Member | None, action: str, target: Member | Organization | None = None) -> bool:
-    """Return whether `actor` may do `action` to `target` (a member, or an organization's subtree)."""
+def can(actor: Member | None, action: str, target: "Member | Organization | Wish | None" = None) -> bool:
+    """Return whether `actor` may do `action` to `target` (a member, an organization's subtree, or a wish)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    if action in WISH_POINT_ACTIONS:
+        return _can_wishes_points(actor, action, target)
     if actor is None or not actor.active:
         return False
     if action in POINT_ACTIONS or action in BINDING_ACTIONS:
@@ -111,10 +151,12 @@ def can(actor: Member | None, action: str, target: Member | Organization | None 
     return is_manager(actor) and within(org.full_name, actor.org.full_name)
 
 
-def authorize(actor: Member | None, action: str, target: Member | Organization | None = None) -> None:
+def authorize(actor: Member | None, action: str, target: "Member | Organization | Wish | None" = None) -> None:
     """Raise Forbidden (403, with a Chinese message) unless `actor` may do `action` to `target`."""
     if can(actor, action, target):
         return
+    if action in WISH_POINT_ACTIONS:
+        raise _wishes_points_denial(actor, action, target)
     if actor is None:
         raise Forbidden("请先绑定党员身份。", code="not_bound")
     if not is_manager(actor) and (action in ORG_ACTIONS or (action == UPDATE_MEMBER or action in POINT_ACTIONS
@@ -189,3 +231,116 @@ def import_row_problem(actor: Member, org_name: str, role: str, existing: Member
             return "不能修改与您同级的书记或管理员"
         return "该手机号已登记为您管理范围之外的成员，不能修改"
     return assignable(actor, org_name, role, existing.id if existing else None)
+
+
+# Wishes and points ------------------------------------------------------------------------------
+def _manages(actor: Member | None, org: Organization) -> bool:
+    """A secretary or admin of `org` or above."""
+    return is_manager(actor) and org.is_within(actor.org)
+
+
+def _heads_own_grid(actor: Member) -> bool:
+    return actor.heads_grid(actor.grid_id)
+
+
+def _involved(actor: Member, wish: "Wish") -> bool:
+    """The poster or the bound beneficiary."""
+    return actor.id in (wish.poster_id, wish.beneficiary_member_id)
+
+
+def _may_decide_fulfilment(actor: Member, wish: "Wish") -> bool:
+    """The managers above, the head of the wish's grid, or the bound beneficiary (claimer or not)."""
+    return (_manages(actor, wish.org) or actor.heads_grid(wish.grid_id)
+            or (wish.beneficiary_member_id is not None and actor.id == wish.beneficiary_member_id))
+
+
+def _can_wish(actor: Member | None, action: str, wish: "Wish") -> bool:
+    if action == VIEW_WISH and wish.is_public:
+        return True
+    if actor is None or not actor.active:
+        return False
+    if action == VIEW_WISH:
+        return _manages(actor, wish.org) or _involved(actor, wish)
+    if action in (VIEW_BENEFICIARY, VIEW_WISH_PHOTO):
+        # The claimer after claiming, the poster, the beneficiary, the grid head and the managers.
+        return (_manages(actor, wish.org) or _involved(actor, wish) or actor.heads_grid(wish.grid_id)
+                or (actor.id == wish.claimer_id and wish.is_taken))
+    if action in (CONFIRM_WISH, RETURN_WISH):
+        return _may_decide_fulfilment(actor, wish) and actor.id != wish.claimer_id
+    return _manages(actor, wish.org)  # REVIEW_WISH, WITHDRAW_WISH
+
+
+def _may_publish(actor: Member, target: Member | Organization | None) -> bool:
+    if isinstance(target, Member):
+        # A beneficiary within the subtree; for a grid head, of their own grid.
+        return target.org.is_within(actor.org) and (
+            is_manager(actor) or (_heads_own_grid(actor) and target.grid_id == actor.grid_id))
+    if target is None:
+        return is_manager(actor) or _heads_own_grid(actor)
+    return _manages(actor, target) or (_heads_own_grid(actor) and target.id == actor.org_id)
+
+
+def _can_wishes_points(actor: Member | None, action: str, target) -> bool:
+    if action in WISH_ACTIONS:
+        if target is None or isinstance(target, (Member, Organization)):
+            raise TypeError(f"{action} needs a wish")
+        return _can_wish(actor, action, target)
+    if target is not None and not isinstance(target, Organization) and not (
+            action == PUBLISH_WISH and isinstance(target, Member)):
+        raise TypeError(f"{action} needs an organization")
+    if actor is None or not actor.active:
+        return False
+    if action == PUBLISH_WISH:
+        return _may_publish(actor, target)
+    org = target if target is not None else actor.org
+    if action == VIEW_RANKING:
+        return org.is_within(community_of(actor.org)) or _manages(actor, org)
+    return _manages(actor, org)
+
+
+# action → the refusal; a pair: (to a non-manager, to a manager outside the subtree).
+_WISH_DENIED = {
+    VIEW_WISH: "您无权查看心愿 {number}。",
+    VIEW_BENEFICIARY: "您无权查看心愿 {number} 的受助人信息。",
+    VIEW_WISH_PHOTO: "只有心愿 {number} 的认领人、发布人、受助人和上级书记可以查看照片。",
+    REVIEW_WISH: "只有心愿 {number} 所在组织的书记或管理员可以审核。",
+    WITHDRAW_WISH: "只有心愿 {number} 所在组织的书记或管理员可以撤回。",
+    CONFIRM_WISH: "只有心愿 {number} 所在组织的书记、管理员、网格长或受助人本人可以确认。",
+    RETURN_WISH: "只有心愿 {number} 所在组织的书记、管理员、网格长或受助人本人可以驳回。",
+    MANAGE_WISHES: (NOT_MANAGER, "只能管理本组织及下级组织的心愿。"),
+    SET_WISH_POINTS: ("只有书记或管理员可以设置心愿积分。", "只能设置本组织及下级组织的心愿积分。"),
+    EXPORT_WISHES: ("只有书记或管理员可以导出心愿。", "只能导出本组织及下级组织的心愿。"),
+    REQUEST_AWARD: ("只有书记或管理员可以录入积分。", "只能为本组织及下级组织的成员录入积分。"),
+    LIST_AWARDS: ("只有书记或管理员可以审批积分。", "只能审批本组织及下级组织的积分。"),
+    VIEW_RANKING: "只能查看本社区或管理范围内的积分榜。",
+}
+# The claimer of a fulfilment asks to decide on it.
+_OWN_FULFILMENT = {
+    CONFIRM_WISH: "不能确认自己完成的心愿，请由书记或受助人确认。",
+    RETURN_WISH: "不能驳回自己完成的心愿。",
+}
+MAY_NOT_PUBLISH = "只有书记、网格长或管理员可以直接发布心愿；您可以提交心愿，等待书记审核。"
+
+
+def _publish_denial(actor: Member | None, target: Member | Organization | None) -> Forbidden:
+    if target is None or actor is None or not (is_manager(actor) or _heads_own_grid(actor)):
+        return Forbidden(MAY_NOT_PUBLISH, code="may_not_publish")
+    if isinstance(target, Member):
+        return Forbidden("受助人不在您的管理范围内。")
+    if not is_manager(actor):
+        return Forbidden("网格长只能在本网格发布心愿。")
+    return Forbidden("只能在本组织及下级组织发布心愿。")
+
+
+def _wishes_points_denial(actor: Member | None, action: str, target) -> Forbidden:
+    """Why `actor` may not do a wish or points action to `target`, in the words users see."""
+    if action == PUBLISH_WISH:
+        return _publish_denial(actor, target)
+    if action in _OWN_FULFILMENT and actor is not None and actor.id == target.claimer_id \
+            and _may_decide_fulfilment(actor, target):
+        return Forbidden(_OWN_FULFILMENT[action])
+    denied = _WISH_DENIED[action]
+    if isinstance(denied, tuple):
+        return Forbidden(denied[1] if is_manager(actor) else denied[0])
+    return Forbidden(denied.format(number=f"#{target.id}" if action in WISH_ACTIONS else ""))
+# End of wishes and points -----------------------------------------------------------------------

@@ -146,11 +146,10 @@ def ranking_for(session: Session, viewer: Member, org_id: int | None = None, *, 
     if org_id is None:
         org = community
     else:
-        org = session.get(Organization, org_id) if 0 < org_id <= 2**31 - 1 else None
+        org = session.get(Organization, org_id) if fits_id(org_id) else None
         if org is None:
             raise NotFound("未找到该组织。")
-        if not (org.is_within(community) or (viewer.is_manager and org.is_within(viewer.org))):
-            raise Forbidden("只能查看本社区或管理范围内的积分榜。")
+        authz.authorize(viewer, authz.VIEW_RANKING, org)
     since = clock.month_start(now or now_utc(), settings.tz) if period == "month" else None
     return Board(org, period, since, ranking(session, org, since=since, limit=limit))
 
@@ -160,8 +159,7 @@ def request_award(session: Session, actor: Member, member_id: int, amount: int, 
     """Propose a manual award (or, negative, a correction); it counts only once approved. Commit."""
     reason = clean_text(reason, "原因", MAX_REASON).strip()
     check_int(amount, "积分数", minimum=-MAX_POINTS, maximum=MAX_POINTS)
-    if not authz.is_manager(actor):
-        raise Forbidden("只有书记或管理员可以录入积分。")
+    authz.authorize(actor, authz.REQUEST_AWARD)
     if not reason:
         raise DomainError("手动录入积分必须填写原因。", code="reason_required")
     if amount == 0:
@@ -213,8 +211,7 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
 
 def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
     """Return the manual awards waiting for `actor`'s approval (not their own)."""
-    if not actor.is_manager:
-        raise Forbidden("只有书记或管理员可以审批积分。")
+    authz.authorize(actor, authz.LIST_AWARDS)
     query = (select(ManualAward).join(Member, Member.id == ManualAward.member_id)
              .join(Organization, Organization.id == Member.org_id)
              .where(ManualAward.status == AWARD_PENDING, ManualAward.requested_by_id != actor.id)

@@ -9,9 +9,8 @@ winners there. The chatbot, the REST API and the scheduler call these same funct
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ForeignKey,
@@ -28,7 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship
 
-from models import authz
+from config import DEFAULTS, Settings
+from models import authz, clock
 from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
 from models.member import Member, is_valid_mobile, mask_phone, normalize_phone
 from models.org import Grid, Organization, community_of
@@ -48,7 +48,6 @@ from models.text import (
     clean_text,
 )
 
-LOCAL = ZoneInfo("Asia/Shanghai")
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
 # States. 未通过: a proposal the secretary turned down.
 PENDING, OPEN, CLAIMED, FULFILLED, DONE = "待审核", "待认领", "已认领", "待确认", "已完成"
@@ -57,7 +56,7 @@ STATES = (PENDING, OPEN, CLAIMED, FULFILLED, DONE, WITHDRAWN, REFUSED)
 # Claims a person still has to fulfil (counted against the open-claims limit).
 HELD = (CLAIMED, FULFILLED)
 WITHDRAWABLE = (PENDING, OPEN, CLAIMED, FULFILLED)
-# States anyone may see; the others only those involved (see can_view).
+# States anyone may see; the others only those involved (authz.VIEW_WISH).
 PUBLIC = (OPEN, CLAIMED, FULFILLED, DONE)
 MAX_PHOTOS = 9
 MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
@@ -92,7 +91,7 @@ class Wish(Base):
     beneficiary_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
-    points: Mapped[int] = mapped_column(Integer, default=10)
+    points: Mapped[int] = mapped_column(Integer)  # always given: WISH_DEFAULT_POINTS unless chosen
     status: Mapped[str] = mapped_column(String(10), index=True)
     poster_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     claimer_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
@@ -117,6 +116,16 @@ class Wish(Base):
     @property
     def number(self) -> str:
         return f"#{self.id}"
+
+    @property
+    def is_public(self) -> bool:
+        """Open or taken: anyone may see it (a proposal, a refused or withdrawn wish: those involved)."""
+        return self.status in PUBLIC
+
+    @property
+    def is_taken(self) -> bool:
+        """Claimed, and not given back: its claimer sees the beneficiary."""
+        return self.status in (CLAIMED, FULFILLED, DONE)
 
 
 class WishEvent(Base):
@@ -184,42 +193,12 @@ def get_wish(session: Session, wish_id: int) -> Wish:
     return wish
 
 
-def may_publish(actor: Member) -> bool:
-    """Whether `actor` publishes wishes directly: secretaries, admins, and grid heads (网格长)."""
-    return actor.is_manager or actor.heads_grid(actor.grid_id)
-
-
-def manages(actor: Member | None, wish: Wish) -> bool:
-    """Whether `actor` is a secretary or admin of the wish's organization or above."""
-    return actor is not None and actor.is_manager and wish.org.is_within(actor.org)
-
-
-def can_view(viewer: Member | None, wish: Wish) -> bool:
-    """Open and taken wishes are public; proposals, refused and withdrawn ones only to those involved."""
-    if wish.status in PUBLIC:
-        return True
-    return viewer is not None and (manages(viewer, wish) or viewer.id in (wish.poster_id,
-                                                                          wish.beneficiary_member_id))
-
-
 def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
     """Return the wish if `viewer` may see it; NotFound otherwise (as if it did not exist)."""
     wish = get_wish(session, wish_id)
-    if not can_view(viewer, wish):
+    if not authz.can(viewer, authz.VIEW_WISH, wish):
         raise NotFound(f"未找到心愿 #{wish_id}。", data={"what": "wish"})
     return wish
-
-
-def can_see_beneficiary(viewer: Member | None, wish: Wish) -> bool:
-    """The claimer after claiming, the poster, the beneficiary, the head of the wish's grid (who
-    confirms it) and the managers above see it all."""
-    if viewer is None:
-        return False
-    if manages(viewer, wish) or viewer.id in (wish.poster_id, wish.beneficiary_member_id):
-        return True
-    if viewer.heads_grid(wish.grid_id):
-        return True
-    return viewer.id == wish.claimer_id and wish.status in (CLAIMED, FULFILLED, DONE)
 
 
 def _mask_text(text: str, keep: int) -> str:
@@ -230,7 +209,7 @@ def _mask_text(text: str, keep: int) -> str:
 
 def beneficiary_of(wish: Wish, viewer: Member | None) -> dict:
     """Return the beneficiary's name, address and phone, masked unless `viewer` may see them."""
-    if can_see_beneficiary(viewer, wish):
+    if authz.can(viewer, authz.VIEW_BENEFICIARY, wish):
         return {"name": wish.beneficiary_name, "address": wish.beneficiary_address,
                 "phone": wish.beneficiary_phone, "masked": False}
     return {"name": _mask_text(wish.beneficiary_name, 1), "address": _mask_text(wish.beneficiary_address, 6),
@@ -289,56 +268,71 @@ def _refuse(session: Session, wish_id: int, doing: str) -> DomainError:
                        code="wrong_state", status=409)
 
 
-def _local_date(when: datetime) -> str:
-    local = when.astimezone(LOCAL)
-    return f"{local.month}月{local.day}日"
-
-
 # Posting ---------------------------------------------------------------------------------------
-def post_wish(session: Session, actor: Member, title: str, details: str = "", *, category: str | None = None,
-              beneficiary_name: str = "", beneficiary_address: str = "", beneficiary_phone: str = "",
-              beneficiary_member_id: int | None = None, org_id: int | None = None,
-              grid_id: int | None = None, points: int | None = None, default_points: int = 10,
-              max_points: int | None = None, now: datetime | None = None) -> Wish:
+@dataclass(frozen=True)
+class Beneficiary:
+    """Who a wish is for: a name, an address and a phone, and the member when they are one (who may
+    then confirm the fulfilment themself)."""
+
+    name: str = ""
+    address: str = ""
+    phone: str = ""
+    member_id: int | None = None
+
+
+@dataclass(frozen=True)
+class NewWish:
+    """A wish to publish (or propose): what it asks, for whom, where, and for how many points (None:
+    the default; only secretaries and admins choose)."""
+
+    title: str
+    details: str = ""
+    category: str | None = None
+    points: int | None = None
+    org_id: int | None = None
+    grid_id: int | None = None
+    beneficiary: Beneficiary = field(default_factory=Beneficiary)
+
+    @classmethod
+    def of(cls, title: str, details: str = "", **fields) -> "NewWish":
+        """From flat fields, the beneficiary's as beneficiary_name, beneficiary_address,
+        beneficiary_phone and beneficiary_member_id (the API's form)."""
+        person = {key.removeprefix("beneficiary_"): fields.pop(key) for key in list(fields)
+                  if key.startswith("beneficiary_")}
+        return cls(title, details, beneficiary=Beneficiary(**person), **fields)
+
+
+def post_wish(session: Session, actor: Member, draft: NewWish, *, now: datetime | None = None,
+              settings: Settings = DEFAULTS) -> Wish:
     """A secretary, admin or grid head (for their own grid) publishes a wish, open for claiming at
     once. Commit.
 
-    Only secretaries and admins set the points (at most `max_points`, the WISH_MAX_POINTS setting);
-    a grid head's wish is worth `default_points`, whatever they ask for."""
+    Only secretaries and admins set the points (at most WISH_MAX_POINTS); a grid head's wish is
+    worth WISH_DEFAULT_POINTS, whatever they ask for."""
     now = now or now_utc()
-    beneficiary_name = clean_text(beneficiary_name, "受助人姓名", MAX_NAME)
-    beneficiary_address = clean_text(beneficiary_address, "受助人地址", MAX_ADDRESS)
-    beneficiary_phone = clean_text(beneficiary_phone, "受助人电话", MAX_PHONE)
-    if not may_publish(actor):
-        raise Forbidden("只有书记、网格长或管理员可以直接发布心愿；您可以提交心愿，等待书记审核。",
-                        code="may_not_publish")
-    points = wish_points(actor, points, default_points, max_points)
-    if not actor.is_manager:
+    person = draft.beneficiary
+    person = Beneficiary(clean_text(person.name, "受助人姓名", MAX_NAME),
+                         clean_text(person.address, "受助人地址", MAX_ADDRESS),
+                         clean_text(person.phone, "受助人电话", MAX_PHONE), person.member_id)
+    authz.authorize(actor, authz.PUBLISH_WISH)
+    points = wish_points(actor, draft.points, settings)
+    org_id, grid_id = draft.org_id, draft.grid_id
+    if not authz.can(actor, authz.MANAGE_WISHES):
         # A grid head publishes for their own grid only.
         if org_id not in (None, actor.org_id) or grid_id not in (None, actor.grid_id):
             raise Forbidden("网格长只能在本网格发布心愿。")
         grid_id = actor.grid_id
     org = _org(session, org_id) if org_id else actor.org
-    if not org.is_within(actor.org):
-        raise Forbidden("只能在本组织及下级组织发布心愿。")
-    beneficiary_name, beneficiary_address, beneficiary_phone = _beneficiary_fields(
-        beneficiary_name, beneficiary_address, beneficiary_phone)
-    if beneficiary_member_id is not None:
-        beneficiary = session.get(Member, beneficiary_member_id) if 0 < beneficiary_member_id <= MAX_ID else None
-        if beneficiary is None:
-            raise NotFound("未找到受助人。")
-        if not beneficiary.org.is_within(actor.org) or (
-                not actor.is_manager and beneficiary.grid_id != actor.grid_id):
-            raise Forbidden("受助人不在您的管理范围内。")
-        beneficiary_name = beneficiary_name or beneficiary.name
-        beneficiary_phone = beneficiary_phone or beneficiary.phone
-        grid_id = grid_id if grid_id is not None else beneficiary.grid_id
+    authz.authorize(actor, authz.PUBLISH_WISH, org)
+    person = _beneficiary_fields(person)
+    if person.member_id is not None:
+        person, grid_id = _beneficiary_member(session, actor, person, grid_id)
     if grid_id is not None:
         grid = session.get(Grid, grid_id) if 0 < grid_id <= MAX_ID else None
         if grid is None or grid.org_id != community_of(org).id:
             raise DomainError("该网格不属于心愿所在的社区。", code="invalid_grid", status=422)
-    wish = _new_wish(session, actor, title, details, category, org, grid_id, points, OPEN, now,
-                     beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id)
+    draft = replace(draft, org_id=org.id, grid_id=grid_id, points=points, beneficiary=person)
+    wish = _new_wish(session, actor, draft, OPEN, now)
     _record(session, wish.id, actor.id, "发布", None, OPEN, "", now)
     session.commit()
     return wish
@@ -347,10 +341,10 @@ def post_wish(session: Session, actor: Member, title: str, details: str = "", *,
 _LANDLINE = re.compile(r"[0-9+()\- ]{5,20}")
 
 
-def _beneficiary_fields(name: str, address: str, phone: str) -> tuple[str, str, str]:
+def _beneficiary_fields(person: Beneficiary) -> Beneficiary:
     """The beneficiary's name, address and phone, checked: within the columns' lengths, the phone a
     mobile number (stored as its 11 digits, so it is masked as one) or a landline."""
-    name, address, phone = ((value or "").strip() for value in (name, address, phone))
+    name, address, phone = ((value or "").strip() for value in (person.name, person.address, person.phone))
     if len(name) > 100:
         raise DomainError("受助人姓名太长，请控制在100字以内。", code="invalid", status=422)
     if len(address) > 200:
@@ -363,31 +357,46 @@ def _beneficiary_fields(name: str, address: str, phone: str) -> tuple[str, str, 
         elif not (_LANDLINE.fullmatch(phone) and sum(c.isdigit() for c in phone) >= 5):
             raise DomainError("受助人电话格式不对，请填写11位手机号或固定电话（如 0571-88886666）。",
                               code="invalid_phone", status=422)
-    return name, address, phone
+    return Beneficiary(name, address, phone, person.member_id)
 
 
-def wish_points(actor: Member, points: int | None, default_points: int, max_points: int | None) -> int:
-    """The points a wish posted by `actor` is worth: managers choose (0 … max_points), others get
-    the default."""
-    if points is None or not actor.is_manager:
-        return default_points
-    if max_points is not None and points > max_points:
-        raise DomainError(f"心愿积分不能超过 {max_points} 分。", code="too_many_points", status=422)
+def _beneficiary_member(session: Session, actor: Member, person: Beneficiary,
+                        grid_id: int | None) -> tuple[Beneficiary, int | None]:
+    """The beneficiary completed from their member record (name, phone), and the wish's grid (theirs
+    unless one is given); they must be someone `actor` publishes for."""
+    member_id = person.member_id
+    beneficiary = session.get(Member, member_id) if 0 < member_id <= MAX_ID else None
+    if beneficiary is None:
+        raise NotFound("未找到受助人。")
+    authz.authorize(actor, authz.PUBLISH_WISH, beneficiary)
+    person = replace(person, name=person.name or beneficiary.name, phone=person.phone or beneficiary.phone)
+    return person, grid_id if grid_id is not None else beneficiary.grid_id
+
+
+def wish_points(actor: Member, points: int | None, settings: Settings = DEFAULTS) -> int:
+    """The points a wish posted by `actor` is worth: managers choose (0 … WISH_MAX_POINTS), others
+    get WISH_DEFAULT_POINTS."""
+    if points is None or not authz.can(actor, authz.SET_WISH_POINTS):
+        return settings.wish_default_points
+    if points > settings.wish_max_points:
+        raise DomainError(f"心愿积分不能超过 {settings.wish_max_points} 分。", code="too_many_points", status=422)
     return points
 
 
 def propose_wish(session: Session, actor: Member, text: str, *, category: str | None = None,
-                 points: int = 10, title: str | None = None, now: datetime | None = None) -> Wish:
-    """Anyone bound proposes a wish (for themself); it waits for their secretary's approval. Commit.
+                 title: str | None = None, now: datetime | None = None, settings: Settings = DEFAULTS) -> Wish:
+    """Anyone bound proposes a wish (for themself, worth WISH_DEFAULT_POINTS); it waits for their
+    secretary's approval. Commit.
 
     Without a `title` (the chatbot's 许愿), the text's beginning is the title."""
     now = now or now_utc()
     text = clean_text(text, "心愿内容", MAX_DETAILS).strip()
     if not text:
-        raise DomainError("请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下")
+        raise DomainError("请写下心愿内容", data={"what": "wish_text"})
     title = (title or "").strip() or (text if len(text) <= 30 else text[:30] + "…")
-    wish = _new_wish(session, actor, title, text, category, actor.org, actor.grid_id, points, PENDING, now,
-                     actor.name, "", actor.phone, actor.id)
+    draft = NewWish(title, text, category, settings.wish_default_points, actor.org_id, actor.grid_id,
+                    Beneficiary(actor.name, "", actor.phone, actor.id))
+    wish = _new_wish(session, actor, draft, PENDING, now)
     event = _record(session, wish.id, actor.id, "提交", None, PENDING, "", now)
     _tell(session, event, secretaries_for(session, actor.org),
           f"{actor.name} 提交了心愿 #{wish.id}「{wish.title}」，请审核：发送「审核 #{wish.id} 通过」"
@@ -396,17 +405,15 @@ def propose_wish(session: Session, actor: Member, text: str, *, category: str | 
     return wish
 
 
-def create_wish(session: Session, actor: Member, title: str, details: str = "", *,
-                category: str | None = None, points: int | None = None, default_points: int = 10,
-                max_points: int | None = None, now: datetime | None = None, **published) -> Wish:
+def create_wish(session: Session, actor: Member, draft: NewWish, *, now: datetime | None = None,
+                settings: Settings = DEFAULTS) -> Wish:
     """Post the wish if `actor` may publish directly (secretaries, admins, grid heads); otherwise
-    propose it (待审核) for themself at the default points, ignoring `points` and `published`
-    (beneficiary, organization, grid). Commit."""
-    if may_publish(actor):
-        return post_wish(session, actor, title, details, category=category, now=now, points=points,
-                         default_points=default_points, max_points=max_points, **published)
-    return propose_wish(session, actor, details or title, category=category, points=default_points,
-                        title=title, now=now)
+    propose it (待审核) for themself at the default points, ignoring the draft's points, beneficiary,
+    organization and grid. Commit."""
+    if authz.can(actor, authz.PUBLISH_WISH):
+        return post_wish(session, actor, draft, now=now, settings=settings)
+    return propose_wish(session, actor, draft.details or draft.title, category=draft.category,
+                        title=draft.title, now=now, settings=settings)
 
 
 def _org(session: Session, org_id: int) -> Organization:
@@ -416,25 +423,27 @@ def _org(session: Session, org_id: int) -> Organization:
     return org
 
 
-def _new_wish(session, actor, title, details, category, org, grid_id, points, status, now,
-              beneficiary_name, beneficiary_address, beneficiary_phone, beneficiary_member_id) -> Wish:
-    title = clean_text(title, "心愿标题").strip()
-    details = clean_text(details, "心愿详情", MAX_DETAILS)
+def _new_wish(session: Session, actor: Member, draft: NewWish, status: str, now: datetime) -> Wish:
+    """Add the wish (its organization, grid and points resolved in `draft`), checked; flush."""
+    title = clean_text(draft.title, "心愿标题").strip()
+    details = clean_text(draft.details, "心愿详情", MAX_DETAILS)
+    points = draft.points
     check_int(points, "积分", maximum=MAX_POINTS)
     if not title:
         raise DomainError("心愿标题不能为空。")
     if len(title) > MAX_TITLE:
         raise DomainError("心愿标题太长，请控制在100字以内。")
-    category = category or guess_category(f"{title} {details}")
+    category = draft.category or guess_category(f"{title} {details}")
     if category not in CATEGORIES:
         raise DomainError(f"类别应为{'、'.join(CATEGORIES)}之一。")
     if points < 0:
         raise DomainError("积分不能为负数。")
-    wish = Wish(title=title, details=(details or "").strip(), category=category, org_id=org.id,
-                grid_id=grid_id, points=points, status=status, poster_id=actor.id,
-                beneficiary_name=beneficiary_name or "",
-                beneficiary_address=beneficiary_address or "", beneficiary_phone=beneficiary_phone or "",
-                beneficiary_member_id=beneficiary_member_id, created_at=now, updated_at=now)
+    person = draft.beneficiary
+    wish = Wish(title=title, details=(details or "").strip(), category=category, org_id=draft.org_id,
+                grid_id=draft.grid_id, points=points, status=status, poster_id=actor.id,
+                beneficiary_name=person.name or "", beneficiary_address=person.address or "",
+                beneficiary_phone=person.phone or "", beneficiary_member_id=person.member_id,
+                created_at=now, updated_at=now)
     session.add(wish)
     session.flush()
     return wish
@@ -446,11 +455,10 @@ def review_wish(session: Session, actor: Member, wish_id: int, approve: bool, re
     now = now or now_utc()
     reason = clean_text(reason, "理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
-    if not manages(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以审核。")
+    authz.authorize(actor, authz.REVIEW_WISH, wish)
     reason = (reason or "").strip()
     if not approve and not reason:
-        raise DomainError(f"请写明不通过的理由，例如：审核 #{wish_id} 不通过 内容不属于微心愿范围")
+        raise DomainError("请写明不通过的理由", data={"what": "review_reason", "number": wish.number})
     to = OPEN if approve else REFUSED
     if not _move(session, wish_id, PENDING, to, now):
         raise _refuse(session, wish_id, "审核")
@@ -470,10 +478,12 @@ def open_claims(session: Session, member_id: int) -> int:
     ) or 0
 
 
-def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int = 3, fulfil_days: int = 14,
-               now: datetime | None = None) -> Wish:
-    """Claim an open wish: exactly one claimer however many press at once. Commit."""
+def claim_wish(session: Session, actor: Member, wish_id: int, *, now: datetime | None = None,
+               settings: Settings = DEFAULTS) -> Wish:
+    """Claim an open wish: exactly one claimer however many press at once, who holds at most
+    WISH_MAX_OPEN_CLAIMS and has WISH_FULFIL_DAYS to fulfil it. Commit."""
     now = now or now_utc()
+    max_open = settings.wish_max_open_claims
     wish = get_wish(session, wish_id)
     if wish.beneficiary_member_id == actor.id:
         raise DomainError(f"心愿 #{wish_id} 是您本人的心愿，不能自己认领。", code="own_wish")
@@ -490,7 +500,7 @@ def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int =
     held = (select(func.count(other.id)).where(other.claimer_id == actor.id, other.status.in_(HELD))
             .scalar_subquery())
     claimed = _move(session, wish_id, OPEN, CLAIMED, now, held < max_open, claimer_id=actor.id,
-                    claimed_at=now, fulfil_by=now + timedelta(days=fulfil_days),
+                    claimed_at=now, fulfil_by=now + timedelta(days=settings.wish_fulfil_days),
                     claim_count=Wish.claim_count + 1)
     if not claimed:
         session.rollback()
@@ -498,7 +508,8 @@ def claim_wish(session: Session, actor: Member, wish_id: int, *, max_open: int =
     wish = get_wish(session, wish_id)
     event = _record(session, wish_id, actor.id, "认领", OPEN, CLAIMED, "", now)
     _tell(session, event, secretaries_for(session, wish.org),
-          f"{actor.name} 认领了心愿 #{wish_id}「{wish.title}」，计划 {_local_date(wish.fulfil_by)} 前完成。")
+          f"{actor.name} 认领了心愿 #{wish_id}「{wish.title}」，"
+          f"计划 {clock.month_day(wish.fulfil_by, settings.tz)} 前完成。")
     session.commit()
     return wish
 
@@ -575,15 +586,16 @@ def fulfil_wish(session: Session, actor: Member, wish_id: int, note: str = "",
     return wish
 
 
-def add_photo(session: Session, actor: Member, wish_id: int, media_id: str, *, max_photos: int = MAX_PHOTOS,
+def add_photo(session: Session, actor: Member, wish_id: int, media_id: str, *,
               now: datetime | None = None) -> Wish:
-    """The claimer adds a photo (an uploaded file's reference) to a wish they hold. Commit."""
+    """The claimer adds a photo (an uploaded file's reference) to a wish they hold, at most
+    MAX_PHOTOS. Commit."""
     now = now or now_utc()
     wish = get_wish(session, wish_id)
     if wish.claimer_id != actor.id or wish.status not in HELD:
         raise Forbidden(f"只有心愿 #{wish_id} 的认领人可以在完成前后上传照片。")
-    if len(wish.photos) >= max_photos:
-        raise DomainError(f"心愿 #{wish_id} 最多上传 {max_photos} 张照片。", code="too_many_photos", status=409)
+    if len(wish.photos) >= MAX_PHOTOS:
+        raise DomainError(f"心愿 #{wish_id} 最多上传 {MAX_PHOTOS} 张照片。", code="too_many_photos", status=409)
     session.add(WishPhoto(wish_id=wish.id, media_id=media_id, added_by_id=actor.id, at=now))
     session.commit()
     return get_wish(session, wish_id)
@@ -595,18 +607,18 @@ def photo_of(session: Session, viewer: Member | None, wish_id: int, photo_id: in
     photo = next((p for p in wish.photos if p.id == photo_id), None)
     if photo is None:
         raise NotFound(f"心愿 #{wish_id} 没有这张照片。")
-    if not can_see_beneficiary(viewer, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 的认领人、发布人、受助人和上级书记可以查看照片。")
+    authz.authorize(viewer, authz.VIEW_WISH_PHOTO, wish)
     return photo
 
 
-def attach_photo(session: Session, actor: Member, media_id: str, *, window_minutes: int = 10,
-                 now: datetime | None = None) -> Wish | None:
-    """Attach a photo to the wish `actor` reported fulfilled in the last minutes; None if none. Commit."""
+def attach_photo(session: Session, actor: Member, media_id: str, *, now: datetime | None = None,
+                 settings: Settings = DEFAULTS) -> Wish | None:
+    """Attach a photo to the wish `actor` reported fulfilled in the last WISH_PHOTO_MINUTES; None if
+    none. Commit."""
     now = now or now_utc()
     wish = session.scalars(
         select(Wish).where(Wish.claimer_id == actor.id, Wish.status == FULFILLED,
-                           Wish.fulfilled_at >= now - timedelta(minutes=window_minutes))
+                           Wish.fulfilled_at >= now - timedelta(minutes=settings.wish_photo_minutes))
         .order_by(Wish.fulfilled_at.desc(), Wish.id.desc())
     ).first()
     if wish is None:
@@ -616,21 +628,12 @@ def attach_photo(session: Session, actor: Member, media_id: str, *, window_minut
     return wish
 
 
-def _may_confirm(actor: Member, wish: Wish) -> bool:
-    """The secretaries above, the head of the wish's grid (网格长), or the bound beneficiary."""
-    return (manages(actor, wish) or actor.heads_grid(wish.grid_id)
-            or (wish.beneficiary_member_id is not None and actor.id == wish.beneficiary_member_id))
-
-
 def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | None = None) -> Wish:
     """The secretary above (or the bound beneficiary) confirms (待确认 → 已完成); the claimer is
     credited the wish's points once, however many confirm at once. Commit."""
     now = now or now_utc()
     wish = get_wish(session, wish_id)
-    if not _may_confirm(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员、网格长或受助人本人可以确认。")
-    if actor.id == wish.claimer_id:
-        raise Forbidden("不能确认自己完成的心愿，请由书记或受助人确认。")
+    authz.authorize(actor, authz.CONFIRM_WISH, wish)
     if wish.status != FULFILLED or not _move(session, wish_id, FULFILLED, DONE, now, completed_at=now,
                                              confirmed_by_id=actor.id):
         session.rollback()
@@ -653,18 +656,15 @@ def confirm_wish(session: Session, actor: Member, wish_id: int, now: datetime | 
 
 
 def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
-                now: datetime | None = None) -> Wish:
+                now: datetime | None = None, *, settings: Settings = DEFAULTS) -> Wish:
     """驳回: send a reported fulfilment back to the claimer (待确认 → 已认领), with a reason. Commit."""
     now = now or now_utc()
     reason = clean_text(reason, "驳回理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
-    if not _may_confirm(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记、管理员、网格长或受助人本人可以驳回。")
-    if actor.id == wish.claimer_id:
-        raise Forbidden("不能驳回自己完成的心愿。")
+    authz.authorize(actor, authz.RETURN_WISH, wish)
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError(f"请写明驳回理由，例如：驳回 #{wish_id} 水龙头仍在漏水")
+        raise DomainError("请写明驳回理由", data={"what": "return_reason", "number": wish.number})
     # Leave the claimer at least two days after a rejection before the deadline releases the claim.
     fulfil_by = max(wish.fulfil_by or now, now + timedelta(days=2))
     if not _move(session, wish_id, FULFILLED, CLAIMED, now, fulfilled_at=None, fulfil_by=fulfil_by):
@@ -673,7 +673,7 @@ def return_wish(session: Session, actor: Member, wish_id: int, reason: str,
     event = _record(session, wish_id, actor.id, "驳回", FULFILLED, CLAIMED, reason, now)
     _tell(session, event, [wish.claimer],
           sentence(f"您提交完成的心愿 #{wish_id}「{wish.title}」被驳回：{reason}")
-          + f"请在 {_local_date(fulfil_by)} 前"
+          + f"请在 {clock.month_day(fulfil_by, settings.tz)} 前"
           f"处理后再次发送「完成 #{wish_id} 说明」。")
     session.commit()
     return wish
@@ -685,8 +685,7 @@ def withdraw_wish(session: Session, actor: Member, wish_id: int, reason: str = "
     now = now or now_utc()
     reason = clean_text(reason, "撤回理由", MAX_NOTE)
     wish = get_wish(session, wish_id)
-    if not manages(actor, wish):
-        raise Forbidden(f"只有心愿 #{wish_id} 所在组织的书记或管理员可以撤回。")
+    authz.authorize(actor, authz.WITHDRAW_WISH, wish)
     frm = wish.status
     if frm not in WITHDRAWABLE or not _move(session, wish_id, frm, WITHDRAWN, now):
         raise _refuse(session, wish_id, "撤回")
@@ -699,18 +698,18 @@ def withdraw_wish(session: Session, actor: Member, wish_id: int, reason: str = "
 
 
 # Deadlines (run by the scheduler with its "now") ------------------------------------------------------
-def remind_due_claims(session: Session, now: datetime, *, days_before: int = 2) -> int:
-    """Remind claimers whose fulfil-by date is within `days_before` days; once per claim. Commit."""
+def remind_due_claims(session: Session, now: datetime, *, settings: Settings = DEFAULTS) -> int:
+    """Remind claimers whose fulfil-by date is within WISH_REMIND_DAYS days; once per claim. Commit."""
     due = session.scalars(
         select(Wish).where(Wish.status == CLAIMED, Wish.fulfil_by > now,
-                           Wish.fulfil_by <= now + timedelta(days=days_before))
+                           Wish.fulfil_by <= now + timedelta(days=settings.wish_remind_days))
     ).all()
     sent = 0
     for wish in due:
         sent += enqueue(
             session, source=f"wish:{wish.id}:claim{wish.claim_count}:remind", kind="wish", title="微心愿提醒",
             member_id=wish.claimer_id,
-            body=f"您认领的心愿 #{wish.id}「{wish.title}」需在 {_local_date(wish.fulfil_by)} 前完成。"
+            body=f"您认领的心愿 #{wish.id}「{wish.title}」需在 {clock.month_day(wish.fulfil_by, settings.tz)} 前完成。"
                  f"完成后请发送「完成 #{wish.id} 说明」；如无法完成，请发送「放弃 #{wish.id}」。",
         )
     session.commit()
@@ -745,8 +744,9 @@ def release_overdue_claims(session: Session, now: datetime) -> int:
 
 # Reading ---------------------------------------------------------------------------------------
 def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
-                     per_page: int = 5) -> tuple[list[Wish], int]:
-    """Return a page of wishes open for claiming, the viewer's community first, and the total."""
+                     per_page: int) -> tuple[list[Wish], int]:
+    """Return a page of wishes open for claiming (the chatbot's: WISH_PAGE_SIZE a page), the viewer's
+    community first, and the total."""
     query = select(Wish).join(Organization, Organization.id == Wish.org_id).where(Wish.status == OPEN)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     order = [Wish.created_at.desc(), Wish.id.desc()]
@@ -758,31 +758,16 @@ def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
     return list(wishes), total
 
 
-def list_wishes(session: Session, *, status: str | None = None, org: Organization | None = None,
-                category: str | None = None, page: int = 1, per_page: int = 20) -> tuple[list[Wish], int]:
-    """Return a page of wishes filtered by state, organization subtree and category, and the total."""
-    query = select(Wish).join(Organization, Organization.id == Wish.org_id)
-    if status:
-        query = query.where(Wish.status == status)
-    if org is not None:
-        query = query.where(Organization.path.startswith(org.path))
-    if category:
-        query = query.where(Wish.category == category)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    offset = (clamp_page(page) - 1) * per_page
-    wishes = session.scalars(query.order_by(Wish.id.desc()).offset(offset).limit(per_page))
-    return list(wishes), total
-
-
 def browse_wishes(session: Session, viewer: Member | None, *, status: str | None = None,
                   org_id: int | None = None, category: str | None = None, page: int = 1,
                   per_page: int = 20) -> tuple[list[Wish], int]:
-    """Like list_wishes, showing only what `viewer` may see (can_view), latest first."""
+    """Return a page of wishes filtered by state, organization subtree and category, and the total,
+    showing only what `viewer` may see (authz.VIEW_WISH as a query), latest first."""
     query = select(Wish).join(Organization, Organization.id == Wish.org_id)
     visible = [Wish.status.in_(PUBLIC)]
     if viewer is not None:
         visible += [Wish.poster_id == viewer.id, Wish.beneficiary_member_id == viewer.id]
-        if viewer.is_manager:
+        if authz.can(viewer, authz.MANAGE_WISHES):
             visible.append(Organization.path.startswith(viewer.org.path))
     query = query.where(or_(*visible))
     if status:
@@ -801,16 +786,16 @@ def _to_review(actor: Member):
     """The proposals `actor` may review (review_wish's rule as a query), oldest first."""
     query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
              .where(Wish.status == PENDING).order_by(Wish.created_at, Wish.id))
-    if not actor.is_manager:
+    if not authz.can(actor, authz.MANAGE_WISHES):
         return query.where(false())
     return query.where(Organization.path.startswith(actor.org.path))
 
 
 def _to_confirm(actor: Member):
-    """The fulfilments `actor` may confirm or send back (_may_confirm's rule as a query, without
-    their own), oldest first."""
+    """The fulfilments `actor` may confirm or send back (authz.CONFIRM_WISH as a query: not their
+    own), oldest first."""
     mine = [Wish.beneficiary_member_id == actor.id]
-    if actor.is_manager:
+    if authz.can(actor, authz.MANAGE_WISHES):
         mine.append(Organization.path.startswith(actor.org.path))
     if actor.heads_grid(actor.grid_id):
         mine.append(Wish.grid_id == actor.grid_id)
@@ -853,7 +838,7 @@ def waiting_for(session: Session, actor: Member, *, limit: int = 10) -> Waiting:
     grid's; a bound beneficiary: their own) and the manual point awards waiting for their approval."""
     review, review_total = _first(session, _to_review(actor), limit)
     confirm, confirm_total = _first(session, _to_confirm(actor), limit)
-    awards = pending_awards(session, actor) if authz.is_manager(actor) else []
+    awards = pending_awards(session, actor) if authz.can(actor, authz.LIST_AWARDS) else []
     return Waiting(review, review_total, confirm, confirm_total, awards[:limit], len(awards))
 
 
@@ -903,17 +888,17 @@ EXPORT_COLUMNS = ("编号", "标题", "类别", "状态", "组织", "网格", "�
 
 
 def export_wishes(session: Session, actor: Member, *, org: Organization | None = None,
-                  status: str | None = None, org_id: int | None = None) -> bytes:
-    """Return an .xlsx of the wishes of `org`'s subtree (the actor's own by default), for a manager."""
-    if not actor.is_manager:
-        raise Forbidden("只有书记或管理员可以导出心愿。")
+                  status: str | None = None, org_id: int | None = None, settings: Settings = DEFAULTS) -> bytes:
+    """Return an .xlsx of the wishes of `org`'s subtree (the actor's own by default), for a manager;
+    times in local time."""
+    authz.authorize(actor, authz.EXPORT_WISHES)
     if org is None and org_id is not None:
         org = _org(session, org_id)
     org = org or actor.org
-    if not org.is_within(actor.org):
-        raise Forbidden("只能导出本组织及下级组织的心愿。")
+    authz.authorize(actor, authz.EXPORT_WISHES, org)
+
     def when(moment: datetime | None) -> str:
-        return moment.astimezone(LOCAL).strftime("%Y-%m-%d %H:%M") if moment else ""
+        return clock.stamp(moment, settings.tz)  # empty for no moment
 
     query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
              .where(Organization.path.startswith(org.path)).order_by(Wish.id))

@@ -14,7 +14,7 @@ from models.wishes import release_overdue_claims, remind_due_claims
 
 def remind_wish_deadlines(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
     """Remind claimers whose fulfil-by date is near; return how many reminders were queued."""
-    return remind_due_claims(session, now, days_before=settings.wish_remind_days)
+    return remind_due_claims(session, now, settings=settings)
 
 
 def release_overdue_wishes(session: Session, now: datetime) -> int:

@@ -183,3 +183,187 @@ def test_an_activity_is_managed_through_its_organization(people):
         az.can(people["admin"], az.MANAGE_ACTIVITY, people["member"])
     with pytest.raises(TypeError):
         az.can(people["admin"], az.MANAGE_ACTIVITY)
+
+
+# Wishes and points ------------------------------------------------------------------------------
+GRID = "东湖一网格"
+
+
+@pytest.fixture
+def wish_cast(make_member, session):
+    """Everyone a wish rule tells apart, and three wishes of the branch's grid: a proposal by the
+    beneficiary, an open wish and a fulfilment waiting for confirmation, both posted by the secretary
+    for the same bound beneficiary."""
+    from models.wishes import FULFILLED, OPEN, PENDING, Wish
+
+    made = {
+        "member": make_member("王志强", org=BRANCH, grid=GRID),
+        "grid_head": make_member("陈网格", org=BRANCH, grid=GRID),
+        "sec": make_member("李红梅", org=BRANCH, role="书记"),
+        "above": make_member("吴社区", org=EAST, role="书记"),
+        "elsewhere": make_member("周敏", org=OTHER_BRANCH, role="书记"),
+        "admin": make_member("张建国", org=STREET, role="管理员"),
+        "inactive": make_member("钱离任", org=BRANCH, role="书记"),
+        "beneficiary": make_member("王奶奶", org=BRANCH, grid=GRID, kind="群众", role="志愿者"),
+        "claimer": make_member("刘洋", org=BRANCH, kind="群众", role="志愿者"),
+        "no_grid": make_member("赵秀英", org=BRANCH),
+        "other_member": make_member("孙立", org=OTHER_BRANCH),
+        "group_member": make_member("赵小组", org=GROUP),
+    }
+    cast = {key: session.get(Member, m.id) for key, m in made.items()}
+    cast["grid_head"].grid_head = True
+    cast["inactive"].active = False
+    cast["none"] = None
+    branch = get_org_by_full_name(session, BRANCH)
+    grid_id = cast["member"].grid_id
+    bene = cast["beneficiary"]
+
+    def wish(status, poster, claimer=None):
+        row = Wish(title="修水龙头", org_id=branch.id, grid_id=grid_id, points=10, status=status,
+                   poster_id=poster.id, beneficiary_member_id=bene.id, beneficiary_name=bene.name,
+                   claimer_id=claimer.id if claimer else None)
+        session.add(row)
+        session.flush()
+        return row
+
+    cast["wishes"] = {"pending": wish(PENDING, bene), "open": wish(OPEN, cast["sec"]),
+                      "fulfilled": wish(FULFILLED, cast["sec"], cast["claimer"])}
+    cast["orgs"] = {key: get_org_by_full_name(session, name) for key, name in
+                    {"street": STREET, "east": EAST, "branch": BRANCH, "group": GROUP,
+                     "other": OTHER_BRANCH}.items()}
+    return cast
+
+
+VW, VB, VP = az.VIEW_WISH, az.VIEW_BENEFICIARY, az.VIEW_WISH_PHOTO
+RV, WD, CF, RT = az.REVIEW_WISH, az.WITHDRAW_WISH, az.CONFIRM_WISH, az.RETURN_WISH
+ALL_WISH = set(az.WISH_ACTIONS)
+# The head of the wish's grid and the bound beneficiary see the beneficiary and confirm (or send back).
+CONFIRMERS = {VB, VP, CF, RT}
+# wish → actor → the wish actions allowed
+WISH_MATRIX = {
+    "pending": {"member": set(), "grid_head": CONFIRMERS, "sec": ALL_WISH, "above": ALL_WISH,
+                "elsewhere": set(), "admin": ALL_WISH, "inactive": set(), "none": set(),
+                "beneficiary": CONFIRMERS | {VW}, "claimer": set()},
+    "open": {"member": {VW}, "grid_head": CONFIRMERS | {VW}, "sec": ALL_WISH, "above": ALL_WISH,
+             "elsewhere": {VW}, "admin": ALL_WISH, "inactive": {VW}, "none": {VW},
+             "beneficiary": CONFIRMERS | {VW}, "claimer": {VW}},
+    "fulfilled": {"member": {VW}, "grid_head": CONFIRMERS | {VW}, "sec": ALL_WISH, "above": ALL_WISH,
+                  "elsewhere": {VW}, "admin": ALL_WISH, "inactive": {VW}, "none": {VW},
+                  "beneficiary": CONFIRMERS | {VW}, "claimer": {VW, VB, VP}},  # never their own
+}
+
+# actor → the organizations whose wishes they manage (see all, review, set points, export) and
+# whose manual awards they file and list
+WISH_ORG_MATRIX = {
+    "member": set(), "grid_head": set(), "sec": {"branch", "group"}, "above": {"east", "branch", "group"},
+    "elsewhere": {"other"}, "admin": {"street", "east", "branch", "group", "other"}, "inactive": set(),
+    "none": set(), "beneficiary": set(), "claimer": set(),
+}
+MANAGER_ORG_ACTIONS = (az.MANAGE_WISHES, az.SET_WISH_POINTS, az.EXPORT_WISHES, az.REQUEST_AWARD, az.LIST_AWARDS)
+# actor → where they publish a wish directly (a grid head: their own node only)
+PUBLISH_MATRIX = WISH_ORG_MATRIX | {"grid_head": {"branch"}}
+# actor → whose points ranking they see: their community's nodes, and the managers' subtrees
+COMMUNITY = {"east", "branch", "group"}
+RANKING_MATRIX = {
+    "member": COMMUNITY, "grid_head": COMMUNITY, "sec": COMMUNITY, "above": COMMUNITY,
+    "elsewhere": {"other"}, "admin": {"street", "east", "branch", "group", "other"}, "inactive": set(),
+    "none": set(), "beneficiary": COMMUNITY, "claimer": COMMUNITY,
+}
+# actor → the beneficiaries they publish a wish for (a grid head: of their own grid)
+PUBLISH_FOR_MATRIX = {
+    "member": set(), "grid_head": {"member"}, "sec": {"member", "no_grid"}, "above": {"member", "no_grid"},
+    "elsewhere": {"other_member"}, "admin": {"member", "no_grid", "other_member"}, "inactive": set(),
+    "none": set(), "beneficiary": set(), "claimer": set(),
+}
+
+
+def _check(actor, action, target, expected, where):
+    assert az.can(actor, action, target) is expected, where
+    if expected:
+        az.authorize(actor, action, target)
+    else:
+        with pytest.raises(Forbidden) as raised:
+            az.authorize(actor, action, target)
+        assert raised.value.status == 403 and not raised.value.message.isascii(), where
+
+
+@pytest.mark.parametrize("wish", list(WISH_MATRIX))
+def test_wish_actions_matrix(wish_cast, wish):
+    target = wish_cast["wishes"][wish]
+    for actor, allowed in WISH_MATRIX[wish].items():
+        for action in az.WISH_ACTIONS:
+            _check(wish_cast[actor], action, target, action in allowed, (wish, actor, action))
+
+
+@pytest.mark.parametrize("actor", list(WISH_ORG_MATRIX))
+def test_wish_and_points_subtree_actions_matrix(wish_cast, actor):
+    person, orgs = wish_cast[actor], wish_cast["orgs"]
+    for key, org in orgs.items():
+        for action in MANAGER_ORG_ACTIONS:
+            _check(person, action, org, key in WISH_ORG_MATRIX[actor], (actor, action, key))
+        _check(person, az.PUBLISH_WISH, org, key in PUBLISH_MATRIX[actor], (actor, "publish", key))
+        _check(person, az.VIEW_RANKING, org, key in RANKING_MATRIX[actor], (actor, "ranking", key))
+    for key in ("member", "no_grid", "other_member"):
+        _check(person, az.PUBLISH_WISH, wish_cast[key], key in PUBLISH_FOR_MATRIX[actor], (actor, "for", key))
+    # No target: their own node (publishing: anywhere at all).
+    manager = actor in ("sec", "above", "elsewhere", "admin")
+    for action in MANAGER_ORG_ACTIONS:
+        _check(person, action, None, manager, (actor, action, None))
+    _check(person, az.PUBLISH_WISH, None, manager or actor == "grid_head", (actor, "publish", None))
+    _check(person, az.VIEW_RANKING, None, person is not None and person.active, (actor, "ranking", None))
+
+
+def test_every_wish_and_points_action_has_rows():
+    covered = set(az.WISH_ACTIONS) | set(MANAGER_ORG_ACTIONS) | {az.PUBLISH_WISH, az.VIEW_RANKING}
+    assert covered == set(az.WISH_POINT_ACTIONS)
+    assert set(az.WISH_POINT_ACTIONS) <= set(az.ACTIONS)
+
+
+def test_wish_refusals_keep_their_words(wish_cast, session):
+    orgs = wish_cast["orgs"]
+    fulfilled, pending = wish_cast["wishes"]["fulfilled"], wish_cast["wishes"]["pending"]
+    number = f"#{fulfilled.id}"
+    confirmers = "所在组织的书记、管理员、网格长或受助人本人"
+    cases = [
+        ("member", az.CONFIRM_WISH, fulfilled, f"只有心愿 {number} {confirmers}可以确认。"),
+        ("member", az.RETURN_WISH, fulfilled, f"只有心愿 {number} {confirmers}可以驳回。"),
+        ("elsewhere", az.REVIEW_WISH, pending, f"只有心愿 #{pending.id} 所在组织的书记或管理员可以审核。"),
+        ("grid_head", az.WITHDRAW_WISH, fulfilled, f"只有心愿 {number} 所在组织的书记或管理员可以撤回。"),
+        ("none", az.VIEW_WISH_PHOTO, fulfilled, f"只有心愿 {number} 的认领人、发布人、受助人和上级书记可以查看照片。"),
+        ("member", az.EXPORT_WISHES, None, "只有书记或管理员可以导出心愿。"),
+        ("sec", az.EXPORT_WISHES, orgs["east"], "只能导出本组织及下级组织的心愿。"),
+        ("sec", az.PUBLISH_WISH, orgs["other"], "只能在本组织及下级组织发布心愿。"),
+        ("grid_head", az.PUBLISH_WISH, orgs["group"], "网格长只能在本网格发布心愿。"),
+        ("grid_head", az.PUBLISH_WISH, wish_cast["no_grid"], "受助人不在您的管理范围内。"),
+        ("member", az.REQUEST_AWARD, None, "只有书记或管理员可以录入积分。"),
+        ("member", az.LIST_AWARDS, None, "只有书记或管理员可以审批积分。"),
+        ("member", az.VIEW_RANKING, orgs["other"], "只能查看本社区或管理范围内的积分榜。"),
+    ]
+    for actor, action, target, text in cases:
+        with pytest.raises(Forbidden) as raised:
+            az.authorize(wish_cast[actor], action, target)
+        assert raised.value.message == text, (actor, action)
+    with pytest.raises(Forbidden) as raised:
+        az.authorize(wish_cast["member"], az.PUBLISH_WISH)
+    assert raised.value.code == "may_not_publish" and raised.value.message == az.MAY_NOT_PUBLISH
+    # The claimer of a fulfilment never decides on it, even when they could otherwise.
+    fulfilled.claimer_id = wish_cast["grid_head"].id
+    session.flush()
+    for action, text in ((az.CONFIRM_WISH, "不能确认自己完成的心愿，请由书记或受助人确认。"),
+                         (az.RETURN_WISH, "不能驳回自己完成的心愿。")):
+        assert not az.can(wish_cast["grid_head"], action, fulfilled)
+        with pytest.raises(Forbidden, match=text):
+            az.authorize(wish_cast["grid_head"], action, fulfilled)
+
+
+def test_wish_actions_need_a_wish_and_subtree_actions_an_organization(wish_cast):
+    orgs = wish_cast["orgs"]
+    wish = wish_cast["wishes"]["open"]
+    with pytest.raises(TypeError):
+        az.can(wish_cast["sec"], az.VIEW_WISH, orgs["branch"])
+    with pytest.raises(TypeError):
+        az.can(wish_cast["sec"], az.CONFIRM_WISH)
+    with pytest.raises(TypeError):
+        az.can(wish_cast["sec"], az.EXPORT_WISHES, wish)
+    with pytest.raises(TypeError):
+        az.can(wish_cast["sec"], az.VIEW_RANKING, wish_cast["member"])

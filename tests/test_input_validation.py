@@ -92,10 +92,10 @@ def test_the_openapi_pattern_is_the_same_rule_in_ecma_262():
 
 # API: text fields ---------------------------------------------------------------------------------------
 def _wish(engine, people):
-    from models.wishes import post_wish
+    from models.wishes import NewWish, post_wish
 
     with Session(engine, expire_on_commit=False) as s:
-        return post_wish(s, s.get(Member, people["sec"].id), "买米", "一袋米").id
+        return post_wish(s, s.get(Member, people["sec"].id), NewWish("买米", "一袋米")).id
 
 
 # (who, method, url or a function of the context, the JSON body but the field, the field, the model

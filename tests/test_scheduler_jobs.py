@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from models import Member, OutboxMessage, Wish
 from models.activity import NewActivity, create_activity
-from models.wishes import CLAIMED, OPEN, claim_wish, post_wish
+from models.wishes import CLAIMED, OPEN, NewWish, claim_wish, post_wish
 from tests.conftest import BRANCH
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
@@ -20,8 +20,8 @@ def rows(session, member):
 def test_wish_deadlines_are_reminded_once_then_released(session, make_member, make_scheduler):
     secretary = session.get(Member, make_member("李书记", role="书记", openid="o-sec").id)
     claimer = session.get(Member, make_member("王党员", openid="o-a").id)
-    wish = post_wish(session, secretary, "修水龙头", "厨房水龙头漏水", now=NOW)
-    claim_wish(session, claimer, wish.id, now=NOW, fulfil_days=14)
+    wish = post_wish(session, secretary, NewWish("修水龙头", "厨房水龙头漏水"), now=NOW)
+    claim_wish(session, claimer, wish.id, now=NOW)
     before = len(rows(session, claimer))
     scheduler = make_scheduler(SEND_RATE_LIMIT=0)
 

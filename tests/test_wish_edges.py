@@ -21,6 +21,7 @@ from models.wishes import (
     FULFILLED,
     OPEN,
     PENDING,
+    NewWish,
     Wish,
     claim_wish,
     confirm_sole,
@@ -74,8 +75,8 @@ def grid_wish(session, cast, title="修水龙头", **kw) -> Wish:
     kw.setdefault("beneficiary_name", "王奶奶")
     kw.setdefault("beneficiary_phone", "13912345678")
     kw.setdefault("beneficiary_address", "东湖小区3栋2单元501")
-    return post_wish(session, sec, title, "厨房水龙头漏水", grid_id=session.get(Member, cast["head"].id).grid_id,
-                     now=now_utc(), **kw)
+    grid_id = session.get(Member, cast["head"].id).grid_id
+    return post_wish(session, sec, NewWish.of(title, "厨房水龙头漏水", grid_id=grid_id, **kw), now=now_utc())
 
 
 def claimed_and_done(wx, number, openid="o-wang"):

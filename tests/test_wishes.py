@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from config import DEFAULTS
 from models import DomainError, Forbidden, Member, OutboxMessage
 from models.points import balance
 from models.wishes import (
@@ -15,6 +16,7 @@ from models.wishes import (
     PENDING,
     REFUSED,
     WITHDRAWN,
+    NewWish,
     Wish,
     WishPhoto,
     attach_photo,
@@ -55,7 +57,7 @@ def post(session, people, **kw):
     kw.setdefault("beneficiary_name", "王奶奶")
     kw.setdefault("beneficiary_address", "东湖小区3栋2单元501")
     kw.setdefault("beneficiary_phone", "13912345678")
-    return post_wish(session, people["sec"], "修水龙头", "厨房水龙头漏水", now=NOW, **kw)
+    return post_wish(session, people["sec"], NewWish.of("修水龙头", "厨房水龙头漏水", **kw), now=NOW)
 
 
 def outbox_to(session, member):
@@ -73,12 +75,12 @@ def test_secretary_posts_an_open_wish_with_history(session, people):
 @pytest.mark.parametrize("who", ["a", "c"])
 def test_members_cannot_post_directly(session, people, who):
     with pytest.raises(Forbidden, match="提交心愿"):
-        post_wish(session, people[who], "修水龙头", now=NOW)
+        post_wish(session, people[who], NewWish("修水龙头"), now=NOW)
 
 
 def test_secretary_posts_only_in_their_subtree(session, people):
     with pytest.raises(Forbidden):
-        post_wish(session, people["west"], "修水龙头", org_id=people["sec"].org_id, now=NOW)
+        post_wish(session, people["west"], NewWish("修水龙头", org_id=people["sec"].org_id), now=NOW)
 
 
 def test_a_proposal_waits_for_the_secretary_and_notifies_them(session, people):
@@ -118,7 +120,7 @@ def test_turning_down_needs_a_reason(session, people):
 
 def test_claim_sets_the_deadline_and_tells_the_secretary(session, people):
     wish = post(session, people)
-    wish = claim_wish(session, people["a"], wish.id, now=NOW, fulfil_days=14)
+    wish = claim_wish(session, people["a"], wish.id, now=NOW, settings=DEFAULTS.replace(WISH_FULFIL_DAYS=14))
     assert (wish.status, wish.claimer_id, wish.claim_count) == (CLAIMED, people["a"].id, 1)
     assert wish.fulfil_by == NOW + timedelta(days=14)
     [notice] = outbox_to(session, people["sec"])
@@ -145,17 +147,18 @@ def test_nobody_claims_their_own_wish(session, people):
 
 def test_open_claims_are_limited(session, people):
     wishes = [post(session, people) for _ in range(3)]
-    claim_wish(session, people["a"], wishes[0].id, now=NOW, max_open=2)
-    claim_wish(session, people["a"], wishes[1].id, now=NOW, max_open=2)
+    two = DEFAULTS.replace(WISH_MAX_OPEN_CLAIMS=2)
+    claim_wish(session, people["a"], wishes[0].id, now=NOW, settings=two)
+    claim_wish(session, people["a"], wishes[1].id, now=NOW, settings=two)
     with pytest.raises(DomainError, match="2 个未完成") as refused:
-        claim_wish(session, people["a"], wishes[2].id, now=NOW, max_open=2)
+        claim_wish(session, people["a"], wishes[2].id, now=NOW, settings=two)
     assert refused.value.code == "too_many_claims"
     # A fulfilled-but-unconfirmed claim still counts; a confirmed one frees a place.
     fulfil_wish(session, people["a"], wishes[0].id, now=NOW)
     with pytest.raises(DomainError, match="未完成"):
-        claim_wish(session, people["a"], wishes[2].id, now=NOW, max_open=2)
+        claim_wish(session, people["a"], wishes[2].id, now=NOW, settings=two)
     confirm_wish(session, people["sec"], wishes[0].id, now=NOW)
-    assert claim_wish(session, people["a"], wishes[2].id, now=NOW, max_open=2).status == CLAIMED
+    assert claim_wish(session, people["a"], wishes[2].id, now=NOW, settings=two).status == CLAIMED
 
 
 def test_only_the_claimer_releases(session, people):
@@ -327,9 +330,9 @@ def test_the_beneficiary_is_masked_until_claimed(session, people):
 
 
 def test_listing_puts_the_callers_community_first(session, people):
-    west = post_wish(session, people["west"], "陪伴探访独居老人", now=NOW)
+    west = post_wish(session, people["west"], NewWish("陪伴探访独居老人"), now=NOW)
     east = post(session, people)
-    later = post_wish(session, people["west"], "送一袋米", now=NOW + timedelta(hours=1))
+    later = post_wish(session, people["west"], NewWish("送一袋米"), now=NOW + timedelta(hours=1))
     wishes, total = list_open_wishes(session, people["a"], per_page=2)
     assert total == 3 and [w.id for w in wishes] == [east.id, later.id]
     wishes, _ = list_open_wishes(session, people["west"], page=2, per_page=2)
@@ -339,7 +342,7 @@ def test_listing_puts_the_callers_community_first(session, people):
 
 def test_reminder_two_days_before_is_sent_once_per_claim(session, people):
     wish = post(session, people)
-    claim_wish(session, people["a"], wish.id, now=NOW, fulfil_days=14)
+    claim_wish(session, people["a"], wish.id, now=NOW, settings=DEFAULTS.replace(WISH_FULFIL_DAYS=14))
     assert remind_due_claims(session, NOW + timedelta(days=11)) == 0
     assert remind_wish_deadlines(session, NOW + timedelta(days=12, hours=1)) == 1
     assert remind_wish_deadlines(session, NOW + timedelta(days=13)) == 0
@@ -349,7 +352,7 @@ def test_reminder_two_days_before_is_sent_once_per_claim(session, people):
 
 def test_overdue_claims_are_released_once_telling_claimer_and_secretary(session, people):
     wish = post(session, people)
-    claim_wish(session, people["a"], wish.id, now=NOW, fulfil_days=14)
+    claim_wish(session, people["a"], wish.id, now=NOW, settings=DEFAULTS.replace(WISH_FULFIL_DAYS=14))
     secretary_before = len(outbox_to(session, people["sec"]))
     assert release_overdue_claims(session, NOW + timedelta(days=13)) == 0
     assert release_overdue_wishes(session, NOW + timedelta(days=14, seconds=1)) == 1
@@ -392,7 +395,7 @@ def test_export_lists_the_subtree_for_managers_only(session, people):
 
     east = post(session, people)
     claim_wish(session, people["a"], east.id, now=NOW)
-    post_wish(session, people["west"], "送一袋米", now=NOW)
+    post_wish(session, people["west"], NewWish("送一袋米"), now=NOW)
     with pytest.raises(Forbidden):
         export_wishes(session, people["a"])
     sheet = load_workbook(BytesIO(export_wishes(session, people["sec"]))).active
@@ -420,16 +423,16 @@ def test_a_proposal_is_seen_only_by_those_involved(session, people):
 def test_a_grid_head_publishes_directly_but_only_for_their_grid(session, people, make_member):
     head = session.get(Member, make_member("网格长甲", openid="o-head", grid="东湖一网格").id)
     with pytest.raises(Forbidden, match="提交心愿"):
-        post_wish(session, head, "换灯泡", now=NOW)  # not yet marked as the grid's head
+        post_wish(session, head, NewWish("换灯泡"), now=NOW)  # not yet marked as the grid's head
     head.grid_head = True
     session.commit()
-    wish = post_wish(session, head, "换灯泡", "楼道灯坏了", now=NOW)
+    wish = post_wish(session, head, NewWish("换灯泡", "楼道灯坏了"), now=NOW)
     assert (wish.status, wish.grid_id, wish.org_id) == (OPEN, head.grid_id, head.org_id)
     other_grid = session.get(Member, make_member("外网格", grid="东湖二网格").id)
     with pytest.raises(Forbidden, match="网格长只能在本网格"):
-        post_wish(session, head, "换灯泡", grid_id=other_grid.grid_id, now=NOW)
+        post_wish(session, head, NewWish("换灯泡", grid_id=other_grid.grid_id), now=NOW)
     with pytest.raises(Forbidden, match="不在您的管理范围"):
-        post_wish(session, head, "换灯泡", beneficiary_member_id=other_grid.id, now=NOW)
+        post_wish(session, head, NewWish.of("换灯泡", beneficiary_member_id=other_grid.id), now=NOW)
 
 
 def test_a_grid_head_publishes_through_the_chatbot(session, make_member, wx):
@@ -441,3 +444,26 @@ def test_a_grid_head_publishes_through_the_chatbot(session, make_member, wx):
     assert posted.startswith("已发布心愿 #") and "等待认领" in posted
     refused = wx.text("o-plain", "发布心愿 修水龙头 厨房漏水").content
     assert "只有书记、网格长或管理员" in refused and "许愿" in refused
+
+
+def test_refusals_name_no_command_and_the_chatbot_adds_its_example(session, people):
+    from handlers.presenter import chat_text
+
+    with pytest.raises(DomainError) as empty:
+        propose_wish(session, people["resident"], "  ", now=NOW)
+    wish = propose_wish(session, people["resident"], "想要一套学习用书", now=NOW)
+    with pytest.raises(DomainError) as no_reason:
+        review_wish(session, people["sec"], wish.id, False, "", now=NOW)
+    review_wish(session, people["sec"], wish.id, True, now=NOW)
+    claim_wish(session, people["a"], wish.id, now=NOW)
+    fulfil_wish(session, people["a"], wish.id, now=NOW)
+    with pytest.raises(DomainError) as no_return_reason:
+        return_wish(session, people["sec"], wish.id, " ", now=NOW)
+    number = f"#{wish.id}"
+    for refused, message, chat in (
+            (empty, "请写下心愿内容", "请写下心愿内容，例如：许愿 家里水龙头漏水，希望有人帮忙修一下"),
+            (no_reason, "请写明不通过的理由", f"请写明不通过的理由，例如：审核 {number} 不通过 内容不属于微心愿范围"),
+            (no_return_reason, "请写明驳回理由", f"请写明驳回理由，例如：驳回 {number} 水龙头仍在漏水")):
+        # The API's words (the same code as before), then the chat's.
+        assert (refused.value.message, refused.value.code) == (message, "domain_error")
+        assert chat_text(refused.value) == chat

@@ -87,7 +87,7 @@ def test_proposal_review_return_and_release(wx, cast, session):
     assert "已放弃心愿 #1" in wx.text("o-wang", "放弃 #1").content
     assert "认领成功" in wx.text("o-zhao", "认领 #1").content
     wx.text("o-zhao", "完成 #1 已陪同")
-    assert "请写明驳回理由" in wx.text("o-liu", "驳回 #1").content
+    assert wx.text("o-liu", "驳回 #1").content == "请写明驳回理由，例如：驳回 #1 水龙头仍在漏水"
     assert "已驳回心愿 #1" in wx.text("o-liu", "驳回 #1 还没去呢").content
     assert any("还没去呢" in n for n in notices(session, cast["zhao"]))
     wx.text("o-zhao", "完成 #1 昨天已陪同复诊")
@@ -100,7 +100,7 @@ def test_proposal_review_return_and_release(wx, cast, session):
 def test_turn_down_and_withdraw(wx, cast, session):
     wx.text("o-liu", "许愿 想要一台新电视")
     assert "格式不对" in wx.text("o-sec", "审核 #1 行").content
-    assert "请写明不通过的理由" in wx.text("o-sec", "审核 #1 不通过").content
+    assert wx.text("o-sec", "审核 #1 不通过").content == "请写明不通过的理由，例如：审核 #1 不通过 内容不属于微心愿范围"
     assert "未通过审核，已通知提交人" in wx.text("o-sec", "审核 #1 不通过 不属于微心愿范围").content
     assert any("不属于微心愿范围" in n for n in notices(session, cast["liu"]))
 

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS
 from models import DomainError, Member, PointEntry
 from models.org import ensure_org_path
 from models.points import balance
-from models.wishes import CLAIMED, DONE, Wish, WishEvent, claim_wish, confirm_wish, fulfil_wish, post_wish
+from models.wishes import CLAIMED, DONE, NewWish, Wish, WishEvent, claim_wish, confirm_wish, fulfil_wish, post_wish
 from tests.conftest import BRANCH
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
@@ -53,11 +54,11 @@ def _race(engine, ids, action):
 
 def test_200_concurrent_claims_give_one_claimer(race_engine, session):
     [secretary] = _members(race_engine, 1, role="书记", prefix="书记")
-    wish = post_wish(session, session.get(Member, secretary), "修水龙头", now=NOW)
+    wish = post_wish(session, session.get(Member, secretary), NewWish("修水龙头"), now=NOW)
     people = _members(race_engine, 200)
 
     answers = _race(race_engine, people,
-                    lambda s, m: claim_wish(s, m, wish.id, now=NOW, max_open=3))
+                    lambda s, m: claim_wish(s, m, wish.id, now=NOW, settings=DEFAULTS.replace(WISH_MAX_OPEN_CLAIMS=3)))
 
     assert answers.count("ok") == 1
     refusals = [a for a in answers if a != "ok"]
@@ -76,7 +77,7 @@ def test_one_person_racing_for_many_wishes_stays_within_the_limit(race_engine, s
     [secretary] = _members(race_engine, 1, role="书记", prefix="书记")
     [person] = _members(race_engine, 1)
     manager = session.get(Member, secretary)
-    wishes = [post_wish(session, manager, f"心愿{i}", now=NOW).id for i in range(12)]
+    wishes = [post_wish(session, manager, NewWish(f"心愿{i}"), now=NOW).id for i in range(12)]
 
     barrier = threading.Barrier(len(wishes))
 
@@ -87,7 +88,7 @@ def test_one_person_racing_for_many_wishes_stays_within_the_limit(race_engine, s
             s.commit()
             barrier.wait()
             try:
-                claim_wish(s, member, wish_id, now=NOW, max_open=3)
+                claim_wish(s, member, wish_id, now=NOW, settings=DEFAULTS.replace(WISH_MAX_OPEN_CLAIMS=3))
                 return "ok"
             except DomainError as exc:
                 return exc.code
@@ -103,7 +104,7 @@ def test_one_person_racing_for_many_wishes_stays_within_the_limit(race_engine, s
 def test_50_concurrent_confirms_credit_once(race_engine, session):
     confirmers = _members(race_engine, 50, role="书记", prefix="书记")
     [claimer] = _members(race_engine, 1)
-    wish = post_wish(session, session.get(Member, confirmers[0]), "修水龙头", points=20, now=NOW)
+    wish = post_wish(session, session.get(Member, confirmers[0]), NewWish("修水龙头", points=20), now=NOW)
     claim_wish(session, session.get(Member, claimer), wish.id, now=NOW)
     fulfil_wish(session, session.get(Member, claimer), wish.id, "修好了", now=NOW)
 

@@ -67,8 +67,7 @@ def list_wishes(args):
 @blp.doc(operationId="createWish", responses=errors(400, 401, 403, 404, 422))
 def create_wish(args):
     """发布心愿：书记、管理员直接发布（待认领）；其他人提交的心愿等待书记审核（待审核）。"""
-    return wishes.create_wish(db.session, current_member(), default_points=current_settings().wish_default_points,
-                              max_points=current_settings().wish_max_points, **args)
+    return wishes.create_wish(db.session, current_member(), wishes.NewWish.of(**args), settings=current_settings())
 
 
 @blp.route("/wishes/<int:wish_id>", methods=["GET"])
@@ -101,8 +100,7 @@ def reject(args, wish_id):
 @blp.doc(operationId="claimWish", responses=errors(400, 401, 403, 404, 409))
 def claim(wish_id):
     """认领心愿：每个心愿只有一位认领人；每人同时最多认领若干个。"""
-    return wishes.claim_wish(db.session, current_member(), wish_id, max_open=current_settings().wish_max_open_claims,
-                             fulfil_days=current_settings().wish_fulfil_days)
+    return wishes.claim_wish(db.session, current_member(), wish_id, settings=current_settings())
 
 
 @blp.route("/wishes/<int:wish_id>/release", methods=["POST"])
@@ -137,7 +135,7 @@ def confirm(wish_id):
 @blp.doc(operationId="returnWish", responses=errors(400, 401, 403, 404, 409, 422))
 def return_(args, wish_id):
     """驳回完成情况，须写明理由：待确认 → 已认领。"""
-    return wishes.return_wish(db.session, current_member(), wish_id, args["reason"])
+    return wishes.return_wish(db.session, current_member(), wish_id, args["reason"], settings=current_settings())
 
 
 @blp.route("/wishes/<int:wish_id>/withdraw", methods=["POST"])
@@ -220,7 +218,8 @@ def my_wishes(args):
 @blp.doc(operationId="exportWishes", responses=errors(401, 403, 404, 422))
 def export(args):
     """导出管理范围内的心愿（.xlsx）。"""
-    data = wishes.export_wishes(db.session, current_member(), org_id=args["org"], status=args["status"])
+    data = wishes.export_wishes(db.session, current_member(), org_id=args["org"], status=args["status"],
+                                settings=current_settings())
     return xlsx_response(data, "wishes.xlsx", "微心愿.xlsx")
 
 
