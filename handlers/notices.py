@@ -21,7 +21,6 @@ from models.orglife import (
 from models.outbox import inbox_number, inbox_page, mark_all_read
 from models.text import parse_number
 
-MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
 _MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
 _DELETE = re.compile(r"删除 ?#?(\d{1,12})")
@@ -43,7 +42,7 @@ on = Handlers()
 
 @on.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
             "通知 编号 回执 / 再提醒",
-            usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
+            usage=NOTICE_USAGE, managers_only=True, effect="args")
 def notice(message: Incoming, ctx: Context) -> str:
     if not ctx.rest:
         return _notice_help(ctx)
@@ -90,7 +89,7 @@ def inbox(message: Incoming, ctx: Context) -> str:
 @on.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
             usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
                   "组织生活 改期 编号 2026-10-09 15:00",
-            roles=MANAGERS, effect="args")
+            managers_only=True, effect="args")
 def orglife(message: Incoming, ctx: Context) -> str:
     tz = ctx.settings.tz
     rest = ctx.rest

@@ -22,13 +22,13 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 
 from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
-from handlers.presenter import chat_text
-from models import DomainError, Member
+from handlers.presenter import BIND_HOW, HELP_HINT, MANAGERS_ONLY, chat_text
+from models import DomainError, Member, authz
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
 from models.org import edit_distance
@@ -39,7 +39,6 @@ _SPACES = re.compile(r"\s+")
 # same rule as every other door's (models/text.py).
 _CONTROL = FORBIDDEN
 _SPOKEN_END = "。！？.!?"  # dropped from the end of a recognised voice message
-HELP_HINT = "发送「帮助」查看可用指令。"
 
 
 def control_hint(text: str) -> str:
@@ -156,7 +155,7 @@ class Command:
     summary: str = ""  # one line for 帮助, e.g. "绑定 姓名 手机号 — 绑定党员身份"
     pattern: re.Pattern | None = None  # what the arguments must look like
     usage: str = ""  # shown when the arguments do not match
-    roles: tuple[str, ...] = ()  # empty: anyone; else only bound members with one of these roles
+    managers_only: bool = False  # only those models/authz.py calls managers (书记, 管理员) may run it
     needs_member: bool = False
     # True: running the command changes something (it is made idempotent by the message's key);
     # "args": only when arguments follow the keyword (组织生活 alone lists, 组织生活 … sets); False: reads.
@@ -174,9 +173,17 @@ class Command:
 
     def allowed_for(self, role: str | None) -> bool:
         """Whether a caller with `role` (None: not bound) may run the command."""
-        if self.roles:
-            return role in self.roles
+        if self.managers_only:
+            return manager_role(role)
         return not self.needs_member or role is not None
+
+
+@cache
+def manager_role(role: str | None) -> bool:
+    """Whether a bound caller with `role` is a manager, as models/authz.py decides: asked of an
+    active member with that role (None: not bound). The router knows the caller by role only, so
+    that 帮助 and the permission check need not load the member (the webhook caches roles)."""
+    return role is not None and authz.is_manager(Member(role=role, active=True))
 
 
 def _form(word: str) -> str:
@@ -211,16 +218,16 @@ class Router:
 
     # Registration -------------------------------------------------------------------------
     def command(self, keyword: str, *, aliases=(), summary="", pattern: str | None = None, usage="",
-                roles=(), needs_member=False, effect: bool | str = False) -> Callable[[Handler], Handler]:
+                managers_only=False, needs_member=False, effect: bool | str = False) -> Callable[[Handler], Handler]:
         """Register a text command under its keyword and aliases; `effect` says whether it changes
-        anything (see Command.effect)."""
+        anything (see Command.effect); `managers_only`: only managers (models/authz.py) may run it."""
         if effect not in (True, False, "args"):
             raise ValueError(f"effect must be True, False or 'args', not {effect!r}")
 
         def decorator(handler: Handler) -> Handler:
             cmd = Command(keyword, handler, tuple(aliases), summary,
                           re.compile(pattern) if pattern is not None else None, usage or keyword,
-                          tuple(roles), needs_member or bool(roles), effect)
+                          managers_only, needs_member or managers_only, effect)
             for word in (keyword, *cmd.aliases):
                 if not word or normalize_text(word) != word or " " in word:
                     raise ValueError(f"invalid command word {word!r}")
@@ -328,8 +335,8 @@ class Router:
             return suggestion
         if not cmd.allowed_for(ctx.role):
             if ctx.role is None:
-                return "请先绑定党员身份：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
-            return f"「{cmd.keyword}」仅限{'、'.join(cmd.roles)}使用。"
+                return "请先绑定党员身份：" + BIND_HOW
+            return MANAGERS_ONLY.format(keyword=cmd.keyword)
         ctx.rest = rest
         ctx.args = rest.split() if rest else []
         if cmd.pattern is not None:
@@ -413,7 +420,7 @@ class Router:
 
     def visible_commands(self, role: str | None) -> list[Command]:
         """The commands to list in 帮助 for a caller with `role` (None: not bound)."""
-        return [c for c in self.commands if c.allowed_for(role) or (role is None and not c.roles)]
+        return [c for c in self.commands if c.allowed_for(role) or (role is None and not c.managers_only)]
 
     def _unknown(self, text: str, ctx: Context) -> str:
         head = text.split(" ")[0][:6]

@@ -18,7 +18,7 @@ from handlers.paging import (
 )
 from handlers.router import Context, Handlers, Incoming
 from models import clock
-from models.member import MANAGER_ROLES, Member
+from models.member import Member
 from models.org import community_of
 from models.points import ManualAward, balance, ranking, recent_entries
 from models.wishes import (
@@ -253,7 +253,7 @@ def propose(message: Incoming, ctx: Context) -> str:
 @on.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
             pattern=r"(?:#?(\d{1,12}) ?)?(通过|不通过) ?(.*)",
             usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
-            roles=MANAGER_ROLES, effect=True)
+            managers_only=True, effect=True)
 def review(message: Incoming, ctx: Context) -> str:
     number, verdict, _ = ctx.match.groups()
     approve = verdict == "通过"
@@ -371,7 +371,7 @@ def reject(message: Incoming, ctx: Context) -> str:
 
 
 @on.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
-            usage="撤回 #12 理由", roles=MANAGER_ROLES, effect=True)
+            usage="撤回 #12 理由", managers_only=True, effect=True)
 def withdraw(message: Incoming, ctx: Context) -> str:
     wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
     return f"已撤回心愿 #{wish.id}「{wish.title}」。"
