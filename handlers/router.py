@@ -378,18 +378,43 @@ class Router:
         the text does not fit its pattern) is suspect; the text's first word is then compared with
         the other commands' words, and for a keyword that takes no arguments what follows it too
         ("我的积份": 积分). None: run `cmd` as before."""
-        if not rest:
-            return None
-        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
-        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
-            return None  # "积分 榜": separated on purpose
-        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+        word = self._suspect_word(text, cmd, rest)
+        if not word:
             return None
         head, _, tail = text.partition(" ")
+        best = self._closest_word(cmd, word, head, tail, ctx.role)
+        if best is None:
+            return None
+        candidate, after = best
+        other = self._by_word[candidate]
+        if after:
+            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
+        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
+            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
+        else:
+            shown = candidate
+        typed = head if len(head) <= 12 else head[:12] + "…"
+        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
+
+    def _suspect_word(self, text: str, cmd: Command, rest: str) -> str:
+        """The word of `cmd` that starts `text` when text it cannot take is glued to it ("": none)."""
+        if not rest:
+            return ""
+        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
+        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
+            return ""  # "积分 榜": separated on purpose
+        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+            return ""
+        return word
+
+    def _closest_word(self, cmd: Command, word: str, head: str, tail: str,
+                      role: str | None) -> tuple[str, str] | None:
+        """The other command word (Chinese, visible to `role`) that the typed text is a typo of,
+        the closest and then the longest, and what follows it; None: none is close enough."""
         glued = head[len(word):]
         mine = {word, cmd.keyword, *cmd.aliases}
         best: tuple[int, int, str, str] | None = None  # (distance, -length, word, what follows it)
-        for other in self.visible_commands(ctx.role):
+        for other in self.visible_commands(role):
             if other is cmd:
                 continue
             for candidate in (other.keyword, *other.aliases):
@@ -405,18 +430,7 @@ class Router:
                     if distance <= _typo_allowance(candidate) and (best is None or
                                                                    (distance, -len(candidate)) < best[:2]):
                         best = (distance, -len(candidate), candidate, after)
-        if best is None:
-            return None
-        _, _, candidate, after = best
-        other = self._by_word[candidate]
-        if after:
-            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
-        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
-            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
-        else:
-            shown = candidate
-        typed = head if len(head) <= 12 else head[:12] + "…"
-        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
+        return None if best is None else best[2:]
 
     def visible_commands(self, role: str | None) -> list[Command]:
         """The commands to list in 帮助 for a caller with `role` (None: not bound)."""
