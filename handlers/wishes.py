@@ -9,6 +9,8 @@ from handlers.paging import (
     PAGE,
     REPLY_MAX_BYTES,
     Section,
+    next_page_hint,
+    no_page,
     page_number,
     page_reply,
     short,
@@ -52,10 +54,6 @@ from models.wishes import (
 NUMBER = r"#?(\d{1,12})"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
 MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the latest wishes
-
-
-def _setting(ctx: Context, name: str, default: int) -> int:
-    return int(ctx.settings.get(name, default))
 
 
 def wish_line(wish: Wish) -> str:
@@ -285,12 +283,12 @@ def show(message: Incoming, ctx: Context) -> str:
         return "目前没有待认领的心愿。"
     pages = (total + per_page - 1) // per_page
     if not wishes:
-        return f"没有第 {page} 页，共 {pages} 页。"
+        return no_page(page, pages)
     lines = [f"待认领的心愿（第 {page}/{pages} 页，共 {total} 个）："]
     lines += [wish_line(w) for w in wishes]
     lines.append("发送「心愿 #编号」查看详情，「认领 #编号」认领。")
     if page < pages:
-        lines.append(f"发送「心愿 {page + 1}」看下一页。")
+        lines.append(next_page_hint(f"心愿 {page + 1}"))
     return "\n".join(lines)
 
 
