@@ -330,13 +330,9 @@ class Router:
         if found is None:
             return self._unknown(text, ctx)
         cmd, rest = found
-        suggestion = self._near_miss(text, cmd, rest, ctx)
-        if suggestion:
-            return suggestion
-        if not cmd.allowed_for(ctx.role):
-            if ctx.role is None:
-                return "请先绑定党员身份：" + BIND_HOW
-            return MANAGERS_ONLY.format(keyword=cmd.keyword)
+        refusal = self._near_miss(text, cmd, rest, ctx) or self._refusal(cmd, ctx)
+        if refusal:
+            return refusal
         ctx.rest = rest
         ctx.args = rest.split() if rest else []
         if cmd.pattern is not None:
@@ -346,6 +342,15 @@ class Router:
         if cmd.has_effect(rest):
             self._claim(ctx)
         return cmd.handler(message, ctx)
+
+    @staticmethod
+    def _refusal(cmd: Command, ctx: Context) -> str | None:
+        """Why the caller may not run `cmd` (None: they may)."""
+        if cmd.allowed_for(ctx.role):
+            return None
+        if ctx.role is None:
+            return "请先绑定党员身份：" + BIND_HOW
+        return MANAGERS_ONLY.format(keyword=cmd.keyword)
 
     def _voice(self, message: Incoming, ctx: Context) -> str | None:
         """A voice message is handled as the text WeChat recognised in it, if any."""
