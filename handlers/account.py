@@ -2,18 +2,18 @@
 
 from weakref import WeakKeyDictionary
 
-from handlers.activities import my_progress_line
 from handlers.paging import REPLY_MAX_BYTES, Section, clip, page_reply, short, with_page
+from handlers.presenter import BIND_EXAMPLE, BIND_HOW, HELP_HINT, progress_line
 from handlers.router import Context, Handlers, Incoming, Router
-from models import clock
+from models import authz, clock
 from models.authz import visible_phone
 from models.base import DomainError, Forbidden
 from models.bindings import AmbiguousMember, release_binding
 from models.birthdays import SINCE
 from models.member import bind_openid, unbind_openid
 from models.points import balance
+from models.quota import member_progress, quotas_from_settings
 
-BIND_EXAMPLE = "绑定 张三 13800000000"
 RELEASE_USAGE = "解绑 姓名 [手机号] [原因]"
 # A phone as people type it: digits with spaces, dashes or brackets, maybe "+86" (the text is folded
 # to half-width with single spaces before it is matched). A name has no digits.
@@ -82,7 +82,7 @@ def help_text(router: Router, role: str | None, rest: str) -> str:
     lines = [f"· 帮助 {topic}：{'、'.join(c.keyword for c in commands)}" for topic, commands in topics.items()]
     tail = "发送「帮助 主题」查看各指令的用法，例如：帮助 心愿"
     if role is None:
-        tail += f"\n首次使用请先绑定：发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}"
+        tail += "\n首次使用请先绑定：" + BIND_HOW
     return page_reply(lead + "可用指令（按主题）：", [Section(lines)], 1, with_page("帮助"), tail=tail)
 
 
@@ -111,8 +111,9 @@ def bind(message: Incoming, ctx: Context) -> str:
     name = ctx.match.group("name") or ctx.match.group("name2")
     phone = ctx.match.group("phone") or ctx.match.group("phone2")
     member = bind_openid(ctx.session, message.openid, name.strip(), phone, now=ctx.now, settings=ctx.settings)
-    return (f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n"
-            "发送「帮助」查看可用指令。")
+    return f"绑定成功！{member.name}，欢迎您。
+所属组织：{member.org.full_name}
+" + HELP_HINT
 
 
 @on.command("解绑", summary=f"解绑 — 解除本微信的绑定（书记、管理员：{RELEASE_USAGE}）",
@@ -142,7 +143,7 @@ def release(ctx: Context) -> str:
         example = f"解绑 {short(name, 10)} {exc.candidates[0].phone}"
         return clip(f"{exc.message}\n" + "\n".join(lines) + f"\n例如：{example}", REPLY_MAX_BYTES)
     except Forbidden as exc:
-        if ctx.member is not None and not ctx.member.is_manager:
+        if ctx.member is not None and not authz.is_manager(ctx.member):
             raise DomainError(f"{exc.message}如需解除您自己的绑定，请只发送「解绑」。") from None
         if ctx.member is not None and name == ctx.member.name:
             raise DomainError(f"{exc.message}解除您自己的绑定请只发送「解绑」。") from None
@@ -172,9 +173,10 @@ def me(message: Incoming, ctx: Context) -> str:
     if birthday:
         lines.append(f"政治生日：{clock.month_day(birthday)}（{birthday.year}年{SINCE[field]}）")
     lines.append(f"积分：{balance(ctx.session, m.id)}")
-    progress = my_progress_line(ctx)
-    if progress:
-        lines.append(progress)
+    year = ctx.now.astimezone(ctx.settings.tz).year
+    progress = member_progress(ctx.session, m, year, quotas_from_settings(ctx.settings), ctx.settings)
+    if progress is not None:
+        lines.append(progress_line(year, progress))
     return "\n".join(lines)
 
 

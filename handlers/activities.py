@@ -4,6 +4,7 @@ import re
 from datetime import date, datetime, time, timedelta
 
 from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
+from handlers.presenter import BIND_HOW
 from handlers.router import Context, Handlers, Incoming
 from models import DomainError, authz, clock
 from models.activity import (
@@ -34,8 +35,8 @@ from models.activity import (
 from models.activity import (
     register as register_for,
 )
-from models.member import MANAGER_ROLES, WechatUser
-from models.quota import member_progress, quota_report, quotas_from_settings
+from models.member import WechatUser
+from models.quota import quota_report, quotas_from_settings
 from models.reminders import set_reminders, upcoming_reminders
 from models.text import parse_number
 
@@ -169,7 +170,7 @@ on = Handlers()
 
 @on.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
             pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
-            usage=NEW_USAGE, roles=MANAGER_ROLES, effect=True)
+            usage=NEW_USAGE, managers_only=True, effect=True)
 def new_activity(message: Incoming, ctx: Context) -> str:
     starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
     if ends_at is not None and ends_at <= starts_at:
@@ -238,13 +239,13 @@ def sign_in(message: Incoming, ctx: Context) -> str:
 @on.scene(SCENE_PREFIX)
 def scanned(message: Incoming, ctx: Context) -> str:
     if ctx.member is None:
-        return "请先绑定身份再扫码签到：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
+        return "请先绑定身份再扫码签到：" + BIND_HOW
     result = check_in_by_scene(ctx.session, ctx.member, ctx.rest, now=ctx.now, settings=ctx.settings)
     return _checkin_reply(result, ctx)
 
 
 @on.command("代签", summary="代签 #编号 姓名 — 为无智能手机的党员签到（书记）",
-            pattern=r"#?(?P<n>\d{1,12}) (?P<name>\S+)", usage="代签 #编号 姓名", roles=MANAGER_ROLES,
+            pattern=r"#?(?P<n>\d{1,12}) (?P<name>\S+)", usage="代签 #编号 姓名", managers_only=True,
             effect=True)
 def proxy(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
@@ -269,7 +270,7 @@ def sign_out(message: Incoming, ctx: Context) -> str:
 
 @on.command("出勤", summary="出勤 #编号 [页] — 查看活动出勤（书记）",
             pattern=r"#?(?P<n>\d{1,12})(?: " + PAGE + ")?", usage="出勤 #编号，名单较长时：出勤 #编号 2",
-            roles=MANAGER_ROLES)
+            managers_only=True)
 def show_attendance(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
     report = attendance(ctx.session, activity)
@@ -286,7 +287,7 @@ def show_attendance(message: Incoming, ctx: Context) -> str:
 
 
 @on.command("签到页", summary="签到页 #编号 — 会议室大屏签到页链接（书记）", pattern=r"#?(?P<n>\d{1,12})",
-            usage="签到页 #编号", roles=MANAGER_ROLES)
+            usage="签到页 #编号", managers_only=True)
 def page(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
     return (f"{activity.number}「{activity.title}」签到页（请勿转发，仅在会议室大屏打开）：\n"
@@ -295,7 +296,7 @@ def page(message: Incoming, ctx: Context) -> str:
 
 @on.command("轮换码", summary="轮换码 #编号 [关闭] — 签到码每分钟轮换，防止转发代签（书记）",
             pattern=r"#?(?P<n>\d{1,12})(?: (?P<off>关闭|开启))?", usage="轮换码 #编号 [关闭]",
-            roles=MANAGER_ROLES, effect=True)
+            managers_only=True, effect=True)
 def rotate(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
     on = ctx.match["off"] != "关闭"
@@ -308,7 +309,7 @@ def rotate(message: Incoming, ctx: Context) -> str:
 
 @on.command("活动位置", summary="活动位置 #编号 [半径米] — 以我最近上报的位置作为签到地点（书记）",
             pattern=r"#?(?P<n>\d{1,12})(?: (?P<radius>\d{1,12})米?)?", usage="活动位置 #编号 [半径米]",
-            roles=MANAGER_ROLES, effect=True)
+            managers_only=True, effect=True)
 def venue(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
     user = ctx.session.get(WechatUser, message.openid)
@@ -339,7 +340,7 @@ def reminders(message: Incoming, ctx: Context) -> str:
 
 @on.command("完成情况", summary="完成情况 [年份] [页] — 在职党员年度组织生活和志愿服务完成情况（书记）",
             pattern=r"(?:(?P<year>\d{4})年?)?(?: ?" + PAGE + ")?",
-            usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", roles=MANAGER_ROLES)
+            usage="完成情况、完成情况 2026 或 完成情况 2026 2（第2页）", managers_only=True)
 def quota(message: Incoming, ctx: Context) -> str:
     year = int(ctx.match["year"] or ctx.now.astimezone(ctx.settings.tz).year)
     rows = quota_report(ctx.session, ctx.member.org, year, quotas_from_settings(ctx.settings), ctx.settings)
@@ -351,15 +352,6 @@ def quota(message: Incoming, ctx: Context) -> str:
              f"{r.volunteer}/{r.volunteer_quota}" for r in behind]
     return page_reply(head, [Section(lines, label="未达标（组织生活/志愿服务）：")],
                       page_number(ctx.match["page"]), with_page(f"完成情况 {year}"))
-
-def my_progress_line(ctx: Context) -> str | None:
-    """The line 我的 shows: this year's counts against my quota (None when no quota applies)."""
-    year = ctx.now.astimezone(ctx.settings.tz).year
-    row = member_progress(ctx.session, ctx.member, year, quotas_from_settings(ctx.settings), ctx.settings)
-    if row is None:
-        return None
-    return (f"{year}年组织生活：{row.org_life}/{row.org_life_quota}次；"
-            f"志愿服务：{row.volunteer}/{row.volunteer_quota}次")
 
 
 register = on.register

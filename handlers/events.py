@@ -1,6 +1,6 @@
 """Follow and unfollow, position reports, and the menu's buttons."""
 
-from handlers.account import BIND_EXAMPLE
+from handlers.presenter import BIND_HOW, HELP_HINT
 from handlers.router import Context, Handlers, Incoming
 from models.member import record_location, set_subscribed
 
@@ -20,9 +20,8 @@ for key, text in MENU.items():
 def subscribe(message: Incoming, ctx: Context) -> str:
     set_subscribed(ctx.session, message.openid, True)
     if ctx.member is not None:
-        return f"{ctx.member.name}，欢迎回到连心！发送「帮助」查看可用指令。"
-    return ("欢迎关注连心！这里可以认领微心愿、参加组织生活、接收支部通知。\n"
-            f"请先绑定身份：发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}")
+        return f"{ctx.member.name}，欢迎回到连心！" + HELP_HINT
+    return "欢迎关注连心！这里可以认领微心愿、参加组织生活、接收支部通知。\n请先绑定身份：" + BIND_HOW
 
 
 @on.event("unsubscribe")

@@ -4,7 +4,20 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
+from handlers.paging import (
+    PAGE,
+    REPLY_MAX_BYTES,
+    Section,
+    clip,
+    next_page_hint,
+    no_page,
+    page_number,
+    page_reply,
+    short,
+    size,
+    text_items,
+    with_page,
+)
 from handlers.router import Context, Handlers, Incoming
 from models import DomainError, NotFound, clock
 from models.member import KINDS
@@ -21,7 +34,6 @@ from models.orglife import (
 from models.outbox import inbox_number, inbox_page, mark_all_read
 from models.text import parse_number
 
-MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
 _MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
 _DELETE = re.compile(r"删除 ?#?(\d{1,12})")
@@ -43,7 +55,7 @@ on = Handlers()
 
 @on.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
             "通知 编号 回执 / 再提醒",
-            usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
+            usage=NOTICE_USAGE, managers_only=True, effect="args")
 def notice(message: Incoming, ctx: Context) -> str:
     if not ctx.rest:
         return _notice_help(ctx)
@@ -90,7 +102,7 @@ def inbox(message: Incoming, ctx: Context) -> str:
 @on.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
             usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
                   "组织生活 改期 编号 2026-10-09 15:00",
-            roles=MANAGERS, effect="args")
+            managers_only=True, effect="args")
 def orglife(message: Incoming, ctx: Context) -> str:
     tz = ctx.settings.tz
     rest = ctx.rest
@@ -132,8 +144,6 @@ def orglife(message: Incoming, ctx: Context) -> str:
             f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
             "小时提醒。")
 
-REPLY_BYTES = 2048  # WeChat drops a longer passive reply without a word
-
 
 def _inbox_listing(ctx: Context, page: int) -> str:
     """One page of 消息: each message numbered for this member (1 = the newest), its date and its
@@ -143,7 +153,7 @@ def _inbox_listing(ctx: Context, page: int) -> str:
         return "您还没有消息。"
     pages = (listing.total + INBOX_PAGE_SIZE - 1) // INBOX_PAGE_SIZE
     if not listing.items or page < 1:
-        return f"没有第 {page} 页，共 {pages} 页。发送「消息」从第 1 页看起。"
+        return no_page(page, pages, "消息")
     head = f"您有 {listing.unread} 条未读消息：" if listing.unread else "您的消息（均已读）："
     if pages > 1:
         head += f"（第 {page}/{pages} 页）"
@@ -157,12 +167,12 @@ def _inbox_listing(ctx: Context, page: int) -> str:
     if listing.unread:
         lines.append("全部标为已读：消息 全部已读")
     if page < pages:
-        lines.append(f"发送「消息 第{page + 1}页」看下一页。")
-    return clip("\n".join(lines), REPLY_BYTES)
+        lines.append(next_page_hint(f"消息 第{page + 1}页"))
+    return clip("\n".join(lines), REPLY_MAX_BYTES)
 
 
 def _receipt_text(receipt) -> str:
-    """The receipt as one reply of at most REPLY_BYTES bytes (UTF-8): the counts always, then the
+    """The receipt as one reply of at most REPLY_MAX_BYTES bytes (UTF-8): the counts always, then the
     names of each group, as many as fit."""
     n = receipt.notice
     unknown = sum(len(v) for v in receipt.unknown.values())
@@ -181,7 +191,7 @@ def _receipt_text(receipt) -> str:
     groups += [("未绑定微信（无法送达）", receipt.unbound)]
     groups += [("未读", receipt.unread)] if receipt.unread else []
     lines = list(head)
-    budget = REPLY_BYTES - _size("\n".join(head + tail)) - 1
+    budget = REPLY_MAX_BYTES - size("\n".join(head + tail)) - 1
     for label, names in groups:
         if not names:
             continue
@@ -189,12 +199,8 @@ def _receipt_text(receipt) -> str:
         if line is None:
             break
         lines.append(line)
-        budget -= _size(line) + 1
+        budget -= size(line) + 1
     return "\n".join(lines + tail)
-
-
-def _size(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def _names_line(label: str, names: list[str], budget: int, most: int = 20) -> str | None:
@@ -202,7 +208,7 @@ def _names_line(label: str, names: list[str], budget: int, most: int = 20) -> st
     for count in range(min(most, len(names)), -1, -1):
         more = f" 等{len(names)}人" if count < len(names) else ""
         line = f"{label[:60]}：{'、'.join(names[:count])}{more}"
-        if _size(line) <= budget:
+        if size(line) <= budget:
             return line
     return None
 

@@ -130,25 +130,30 @@ def page_reply(head: str, sections: Sequence[Section], page: int, command: Calla
     head = clip(head, _HEAD_MAX)
     tail = clip(tail, _TAIL_MAX)
     marker_room = size(f"（第 {_LARGEST_PAGE}/{_LARGEST_PAGE} 页）")
-    next_room = size(_next_hint(command, _LARGEST_PAGE)) + 1
+    next_room = size(next_page_hint(command(_LARGEST_PAGE))) + 1
     fixed = size(head) + marker_room + (size(tail) + 1 if tail else 0) + next_room + 1
     budget = max(limit - fixed, 64)
     pages = pages_of(sections, budget)
     count = len(pages)
     if page < 1 or page > count:
-        first = command(1)
-        return f"没有第 {page} 页，共 {count} 页。发送「{first}」从第 1 页看起。"
+        return no_page(page, count, command(1))
     lines = [head + (f"（第 {page}/{count} 页）" if count > 1 else "")]
     lines += [section.piece(items) for section, items in pages[page - 1]]
     if tail:
         lines.append(tail)
     if page < count:
-        lines.append(_next_hint(command, page + 1))
+        lines.append(next_page_hint(command(page + 1)))
     return "\n".join(line for line in lines if line)
 
 
-def _next_hint(command: Callable[[int], str], page: int) -> str:
-    return f"发送「{command(page)}」看下一页。"
+def next_page_hint(text: str) -> str:
+    """The line under a page that is not the last: 「发送「<text>」看下一页。」 (text: the command)."""
+    return f"发送「{text}」看下一页。"
+
+
+def no_page(page: int, count: int, first: str | None = None) -> str:
+    """The answer to a page number beyond the pages, with the command of page 1 when given."""
+    return f"没有第 {page} 页，共 {count} 页。" + (f"发送「{first}」从第 1 页看起。" if first else "")
 
 
 def with_page(command: str) -> Callable[[int], str]:

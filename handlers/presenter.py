@@ -1,7 +1,9 @@
-"""The chatbot's own words for domain errors: the domain's message (the same for every door) and,
-by the error's code, what to send next — a hint only a chat can give."""
+"""The chatbot's presenter: its own words for domain errors — the domain's message (the same for
+every door) and, by the error's code, what to send next, a hint only a chat can give — and the chat
+lines more than one handler module says (a text used by two modules lives here, not in either)."""
 
 from models import DomainError
+from models.quota import QuotaRow
 
 # code (or code and what was not found) → what the chatbot adds; formatted with the error's data.
 CHAT_HINTS = {
@@ -24,3 +26,16 @@ def chat_text(error: DomainError) -> str:
         return error.message + hint.format(**error.data)
     except (KeyError, IndexError):
         return error.message
+
+
+# Lines more than one handler module says -------------------------------------------------------
+HELP_HINT = "发送「帮助」查看可用指令。"
+BIND_EXAMPLE = "绑定 张三 13800000000"
+BIND_HOW = f"发送「绑定 姓名 手机号」，例如：{BIND_EXAMPLE}"  # after 「请先绑定身份：」 and the like
+MANAGERS_ONLY = "「{keyword}」仅限书记、管理员使用。"  # a command only managers may run (authz.is_manager)
+
+
+def progress_line(year: int, row: QuotaRow) -> str:
+    """我的's line: this year's counts against the member's quota."""
+    return (f"{year}年组织生活：{row.org_life}/{row.org_life_quota}次；"
+            f"志愿服务：{row.volunteer}/{row.volunteer_quota}次")

@@ -22,13 +22,13 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 
 from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
-from handlers.presenter import chat_text
-from models import DomainError, Member
+from handlers.presenter import BIND_HOW, HELP_HINT, MANAGERS_ONLY, chat_text
+from models import DomainError, Member, authz
 from models.handled import claim_message, store_refusal, store_reply
 from models.member import member_for_openid, role_for_openid
 from models.org import edit_distance
@@ -39,7 +39,6 @@ _SPACES = re.compile(r"\s+")
 # same rule as every other door's (models/text.py).
 _CONTROL = FORBIDDEN
 _SPOKEN_END = "。！？.!?"  # dropped from the end of a recognised voice message
-HELP_HINT = "发送「帮助」查看可用指令。"
 
 
 def control_hint(text: str) -> str:
@@ -156,7 +155,7 @@ class Command:
     summary: str = ""  # one line for 帮助, e.g. "绑定 姓名 手机号 — 绑定党员身份"
     pattern: re.Pattern | None = None  # what the arguments must look like
     usage: str = ""  # shown when the arguments do not match
-    roles: tuple[str, ...] = ()  # empty: anyone; else only bound members with one of these roles
+    managers_only: bool = False  # only those models/authz.py calls managers (书记, 管理员) may run it
     needs_member: bool = False
     # True: running the command changes something (it is made idempotent by the message's key);
     # "args": only when arguments follow the keyword (组织生活 alone lists, 组织生活 … sets); False: reads.
@@ -174,9 +173,17 @@ class Command:
 
     def allowed_for(self, role: str | None) -> bool:
         """Whether a caller with `role` (None: not bound) may run the command."""
-        if self.roles:
-            return role in self.roles
+        if self.managers_only:
+            return manager_role(role)
         return not self.needs_member or role is not None
+
+
+@cache
+def manager_role(role: str | None) -> bool:
+    """Whether a bound caller with `role` is a manager, as models/authz.py decides: asked of an
+    active member with that role (None: not bound). The router knows the caller by role only, so
+    that 帮助 and the permission check need not load the member (the webhook caches roles)."""
+    return role is not None and authz.is_manager(Member(role=role, active=True))
 
 
 def _form(word: str) -> str:
@@ -211,16 +218,16 @@ class Router:
 
     # Registration -------------------------------------------------------------------------
     def command(self, keyword: str, *, aliases=(), summary="", pattern: str | None = None, usage="",
-                roles=(), needs_member=False, effect: bool | str = False) -> Callable[[Handler], Handler]:
+                managers_only=False, needs_member=False, effect: bool | str = False) -> Callable[[Handler], Handler]:
         """Register a text command under its keyword and aliases; `effect` says whether it changes
-        anything (see Command.effect)."""
+        anything (see Command.effect); `managers_only`: only managers (models/authz.py) may run it."""
         if effect not in (True, False, "args"):
             raise ValueError(f"effect must be True, False or 'args', not {effect!r}")
 
         def decorator(handler: Handler) -> Handler:
             cmd = Command(keyword, handler, tuple(aliases), summary,
                           re.compile(pattern) if pattern is not None else None, usage or keyword,
-                          tuple(roles), needs_member or bool(roles), effect)
+                          managers_only, needs_member or managers_only, effect)
             for word in (keyword, *cmd.aliases):
                 if not word or normalize_text(word) != word or " " in word:
                     raise ValueError(f"invalid command word {word!r}")
@@ -323,13 +330,9 @@ class Router:
         if found is None:
             return self._unknown(text, ctx)
         cmd, rest = found
-        suggestion = self._near_miss(text, cmd, rest, ctx)
-        if suggestion:
-            return suggestion
-        if not cmd.allowed_for(ctx.role):
-            if ctx.role is None:
-                return "请先绑定党员身份：发送「绑定 姓名 手机号」，例如：绑定 张三 13800000000"
-            return f"「{cmd.keyword}」仅限{'、'.join(cmd.roles)}使用。"
+        refusal = self._near_miss(text, cmd, rest, ctx) or self._refusal(cmd, ctx)
+        if refusal:
+            return refusal
         ctx.rest = rest
         ctx.args = rest.split() if rest else []
         if cmd.pattern is not None:
@@ -339,6 +342,15 @@ class Router:
         if cmd.has_effect(rest):
             self._claim(ctx)
         return cmd.handler(message, ctx)
+
+    @staticmethod
+    def _refusal(cmd: Command, ctx: Context) -> str | None:
+        """Why the caller may not run `cmd` (None: they may)."""
+        if cmd.allowed_for(ctx.role):
+            return None
+        if ctx.role is None:
+            return "请先绑定党员身份：" + BIND_HOW
+        return MANAGERS_ONLY.format(keyword=cmd.keyword)
 
     def _voice(self, message: Incoming, ctx: Context) -> str | None:
         """A voice message is handled as the text WeChat recognised in it, if any."""
@@ -371,18 +383,43 @@ class Router:
         the text does not fit its pattern) is suspect; the text's first word is then compared with
         the other commands' words, and for a keyword that takes no arguments what follows it too
         ("我的积份": 积分). None: run `cmd` as before."""
-        if not rest:
-            return None
-        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
-        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
-            return None  # "积分 榜": separated on purpose
-        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+        word = self._suspect_word(text, cmd, rest)
+        if not word:
             return None
         head, _, tail = text.partition(" ")
+        best = self._closest_word(cmd, word, head, tail, ctx.role)
+        if best is None:
+            return None
+        candidate, after = best
+        other = self._by_word[candidate]
+        if after:
+            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
+        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
+            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
+        else:
+            shown = candidate
+        typed = head if len(head) <= 12 else head[:12] + "…"
+        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
+
+    def _suspect_word(self, text: str, cmd: Command, rest: str) -> str:
+        """The word of `cmd` that starts `text` when text it cannot take is glued to it ("": none)."""
+        if not rest:
+            return ""
+        word = next((w for w, _, _ in self._longest_first if text.startswith(w) and self._by_word[w] is cmd), "")
+        if not word or word.isascii() or text[len(word):len(word) + 1] == " ":
+            return ""  # "积分 榜": separated on purpose
+        if cmd.takes_args and (cmd.pattern is None or cmd.pattern.fullmatch(rest)):
+            return ""
+        return word
+
+    def _closest_word(self, cmd: Command, word: str, head: str, tail: str,
+                      role: str | None) -> tuple[str, str] | None:
+        """The other command word (Chinese, visible to `role`) that the typed text is a typo of,
+        the closest and then the longest, and what follows it; None: none is close enough."""
         glued = head[len(word):]
         mine = {word, cmd.keyword, *cmd.aliases}
         best: tuple[int, int, str, str] | None = None  # (distance, -length, word, what follows it)
-        for other in self.visible_commands(ctx.role):
+        for other in self.visible_commands(role):
             if other is cmd:
                 continue
             for candidate in (other.keyword, *other.aliases):
@@ -398,22 +435,11 @@ class Router:
                     if distance <= _typo_allowance(candidate) and (best is None or
                                                                    (distance, -len(candidate)) < best[:2]):
                         best = (distance, -len(candidate), candidate, after)
-        if best is None:
-            return None
-        _, _, candidate, after = best
-        other = self._by_word[candidate]
-        if after:
-            shown = f"{candidate} {after if len(after) <= 30 else after[:30] + '…'}"
-        elif other.takes_args and other.pattern is not None and not other.pattern.fullmatch(""):
-            shown = other.usage  # "活动位置 #编号 [半径米]": the arguments it needs
-        else:
-            shown = candidate
-        typed = head if len(head) <= 12 else head[:12] + "…"
-        return f"没有「{typed}」这个指令，您是不是想发送「{shown}」？"
+        return None if best is None else best[2:]
 
     def visible_commands(self, role: str | None) -> list[Command]:
         """The commands to list in 帮助 for a caller with `role` (None: not bound)."""
-        return [c for c in self.commands if c.allowed_for(role) or (role is None and not c.roles)]
+        return [c for c in self.commands if c.allowed_for(role) or (role is None and not c.managers_only)]
 
     def _unknown(self, text: str, ctx: Context) -> str:
         head = text.split(" ")[0][:6]

@@ -9,6 +9,8 @@ from handlers.paging import (
     PAGE,
     REPLY_MAX_BYTES,
     Section,
+    next_page_hint,
+    no_page,
     page_number,
     page_reply,
     short,
@@ -18,7 +20,7 @@ from handlers.paging import (
 )
 from handlers.router import Context, Handlers, Incoming
 from models import clock
-from models.member import MANAGER_ROLES, Member
+from models.member import Member
 from models.org import community_of
 from models.points import ManualAward, balance, ranking, recent_entries
 from models.wishes import (
@@ -54,10 +56,6 @@ from models.wishes import (
 NUMBER = r"#?(\d{1,12})"  # "#12", "12"; the text is NFKC-folded, so "＃１２" arrives as "#12"
 WITH_TEXT = NUMBER + r" ?(.*)"  # "#12 说明", "#12说明", "#12"
 MY_WISHES_MAX = 100  # 我的心愿 pages through at most this many of the latest wishes
-
-
-def _setting(ctx: Context, name: str, default: int) -> int:
-    return int(ctx.settings.get(name, default))
 
 
 def wish_line(wish: Wish) -> str:
@@ -253,7 +251,7 @@ def propose(message: Incoming, ctx: Context) -> str:
 @on.command("审核", summary="审核 #编号 通过/不通过 理由 — 审核心愿（书记；只有一个待审核时可省略编号）",
             pattern=r"(?:#?(\d{1,12}) ?)?(通过|不通过) ?(.*)",
             usage="审核 #12 通过，或 审核 #12 不通过 理由（只有一个待审核的心愿时可省略编号）",
-            roles=MANAGER_ROLES, effect=True)
+            managers_only=True, effect=True)
 def review(message: Incoming, ctx: Context) -> str:
     number, verdict, _ = ctx.match.groups()
     approve = verdict == "通过"
@@ -285,12 +283,12 @@ def show(message: Incoming, ctx: Context) -> str:
         return "目前没有待认领的心愿。"
     pages = (total + per_page - 1) // per_page
     if not wishes:
-        return f"没有第 {page} 页，共 {pages} 页。"
+        return no_page(page, pages)
     lines = [f"待认领的心愿（第 {page}/{pages} 页，共 {total} 个）："]
     lines += [wish_line(w) for w in wishes]
     lines.append("发送「心愿 #编号」查看详情，「认领 #编号」认领。")
     if page < pages:
-        lines.append(f"发送「心愿 {page + 1}」看下一页。")
+        lines.append(next_page_hint(f"心愿 {page + 1}"))
     return "\n".join(lines)
 
 
@@ -369,7 +367,7 @@ def reject(message: Incoming, ctx: Context) -> str:
 
 
 @on.command("撤回", summary="撤回 #编号 理由 — 撤回心愿（书记）", pattern=WITH_TEXT,
-            usage="撤回 #12 理由", roles=MANAGER_ROLES, effect=True)
+            usage="撤回 #12 理由", managers_only=True, effect=True)
 def withdraw(message: Incoming, ctx: Context) -> str:
     wish = withdraw_wish(ctx.session, ctx.member, int(ctx.match[1]), ctx.text(2), now=ctx.now)
     return f"已撤回心愿 #{wish.id}「{wish.title}」。"

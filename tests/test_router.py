@@ -73,14 +73,16 @@ def test_help_shows_more_to_a_secretary(session, make_member):
     router = Router()
     router.command("帮助", summary="帮助 — 查看")(
         lambda m, c: "\n".join(x.summary for x in c.router.visible_commands(c.role)))
-    router.command("通知", summary="通知 内容 — 发通知", roles=("书记",))(lambda m, c: "sent")
+    router.command("通知", summary="通知 内容 — 发通知", managers_only=True)(lambda m, c: "sent")
     make_member("书记甲", role="书记", openid="o-sec")
+    make_member("管理员丙", role="管理员", openid="o-admin")
     make_member("党员乙", openid="o-mem")
     assert "通知" in say(router, session, "o-sec", "帮助")
     assert "通知" not in say(router, session, "o-mem", "帮助")
-    assert say(router, session, "o-mem", "通知 开会") == "「通知」仅限书记使用。"
+    assert say(router, session, "o-mem", "通知 开会") == "「通知」仅限书记、管理员使用。"
     assert "请先绑定" in say(router, session, "o-nobody", "通知 开会")
     assert say(router, session, "o-sec", "通知 开会") == "sent"
+    assert say(router, session, "o-admin", "通知 开会") == "sent"
 
 
 def test_menu_click_runs_the_mapped_command(session):
@@ -129,3 +131,40 @@ def test_free_text_reaches_the_handler_as_typed(session):
 
     assert say(router, session, "o1", "留言＃１２　今天（周一）下雨，\n活动改期。") == "好"
     assert seen == {"number": "12", "text": "今天（周一）下雨，\n活动改期。", "rest": "#12 今天(周一)下雨, 活动改期。"}
+
+
+def test_no_handler_module_imports_another():
+    """Command modules import only the router, the presenter (shared chat words) and paging (layout)."""
+    import ast
+    from pathlib import Path
+
+    shared = {"handlers.router", "handlers.presenter", "handlers.paging"}
+    folder = Path(__file__).resolve().parent.parent / "handlers"
+    found = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        others = {name for name in imported if name.startswith("handlers") and name not in shared}
+        if f"handlers.{path.stem}" in shared:
+            others -= shared  # the shared modules may use each other (router → presenter)
+        if others:
+            found[path.name] = sorted(others)
+    assert found == {}
+
+
+MANAGER_COMMANDS = {"新活动", "代签", "出勤", "签到页", "轮换码", "活动位置", "完成情况", "审核", "撤回", "通知",
+                    "组织生活"}
+
+
+def test_manager_commands_are_refused_to_members_in_the_same_words(session, make_member):
+    router = build_router()
+    assert {c.keyword for c in router.commands if c.managers_only} == MANAGER_COMMANDS
+    make_member("党员乙", openid="o-mem")
+    for keyword in sorted(MANAGER_COMMANDS):
+        assert say(router, session, "o-mem", f"{keyword} 1") == f"「{keyword}」仅限书记、管理员使用。"
+        assert say(router, session, "o-nobody", f"{keyword} 1").startswith("请先绑定党员身份：")
+    help_text = say(router, session, "o-mem", "帮助 活动")
+    assert "新活动" not in help_text and "报名" in help_text
