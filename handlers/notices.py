@@ -7,7 +7,7 @@ from datetime import datetime
 from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
 from handlers.router import Context, Handlers, Incoming
 from models import DomainError, NotFound, clock
-from models.member import KINDS
+from models.member import KINDS, MANAGER_ROLES
 from models.notices import notice_receipt, publish_notice, remind_unread
 from models.org import Grid, describe_grids, find_grid, grids_for
 from models.orglife import (
@@ -21,7 +21,6 @@ from models.orglife import (
 from models.outbox import inbox_number, inbox_page, mark_all_read
 from models.text import parse_number
 
-MANAGERS = ("书记", "管理员")
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
 _MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
 _DELETE = re.compile(r"删除 ?#?(\d{1,12})")
@@ -43,7 +42,7 @@ on = Handlers()
 
 @on.command("通知", summary="通知 [紧急] [网格 网格名] [党员类别] 内容 — 向本组织及下级发通知；"
             "通知 编号 回执 / 再提醒",
-            usage=NOTICE_USAGE, roles=MANAGERS, effect="args")
+            usage=NOTICE_USAGE, roles=MANAGER_ROLES, effect="args")
 def notice(message: Incoming, ctx: Context) -> str:
     if not ctx.rest:
         return _notice_help(ctx)
@@ -58,11 +57,12 @@ def notice(message: Incoming, ctx: Context) -> str:
     if not body:
         return "请写上通知内容。\n" + _notice_help(ctx)
     body = ctx.original(len(ctx.rest) - len(body))  # as typed: punctuation, paragraphs
-    sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
-                          grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+    published = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
+                               grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+    sent = published.notice
     head = "紧急通知" if audience.urgent else "通知"
     tail = "正在发送（紧急通知在免打扰时段也会送达）" if audience.urgent else "正在发送"
-    return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
+    return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {published.recipients} 人，"
             f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
 
@@ -90,7 +90,7 @@ def inbox(message: Incoming, ctx: Context) -> str:
 @on.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
             usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
                   "组织生活 改期 编号 2026-10-09 15:00",
-            roles=MANAGERS, effect="args")
+            roles=MANAGER_ROLES, effect="args")
 def orglife(message: Incoming, ctx: Context) -> str:
     tz = ctx.settings.tz
     rest = ctx.rest
