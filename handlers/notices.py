@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from handlers.paging import PAGE, Section, clip, page_number, page_reply, short, text_items, with_page
+from handlers.presenter import RULE_EXAMPLES
 from handlers.router import Context, Handlers, Incoming
 from models import DomainError, NotFound, clock
 from models.member import KINDS, MANAGER_ROLES
 from models.notices import notice_receipt, publish_notice, remind_unread
 from models.org import Grid, describe_grids, find_grid, grids_for
 from models.orglife import (
-    RULE_EXAMPLES,
     create_rule,
     delete_rule,
     list_rules,
@@ -124,8 +124,7 @@ def orglife(message: Incoming, ctx: Context) -> str:
         return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
     if rest.startswith(("删除", "改期")):
         return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
-    rule = create_rule(ctx.session, ctx.member, rest,
-                       notice_days=int(ctx.settings.orglife_notice_days))
+    rule = create_rule(ctx.session, ctx.member, rest, settings=ctx.settings)
     upcoming = next_start(ctx.session, rule, ctx.now, tz)
     after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
     return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
