@@ -226,6 +226,14 @@ def assignable(actor: Member, org_name: str, role: str, member_id: int | None = 
     return None
 
 
+def subtree_clause(org: Organization):
+    """A SQL condition on Organization true for `org` and the nodes below it — `within` as a WHERE
+    clause."""
+    home = org.full_name
+    return or_(Organization.full_name == home,
+               Organization.full_name.startswith(home + PATH_SEPARATOR, autoescape=True))
+
+
 def private_clause(actor: Member | None):
     """A SQL condition on Member (joined with its Organization) true exactly for the members whose
     personal data `actor` may see — `can(actor, VIEW_PRIVATE, member)` as a WHERE clause, so that a
