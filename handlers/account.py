@@ -7,7 +7,7 @@ from handlers.activities import my_progress_line
 from handlers.paging import REPLY_MAX_BYTES, Section, clip, page_reply, short, with_page
 from handlers.router import Context, Handlers, Incoming, Router
 from models import clock
-from models.authz import visible_phone
+from models.authz import is_manager, visible_phone
 from models.base import DomainError, Forbidden
 from models.bindings import AmbiguousMember, release_binding
 from models.birthdays import SINCE
@@ -147,7 +147,7 @@ def release(ctx: Context) -> str:
         example = f"解绑 {short(name, 10)} {exc.candidates[0].phone}"
         return clip(f"{exc.message}\n" + "\n".join(lines) + f"\n例如：{example}", REPLY_MAX_BYTES)
     except Forbidden as exc:
-        if ctx.member is not None and not ctx.member.is_manager:
+        if ctx.member is not None and not is_manager(ctx.member):
             raise DomainError(f"{exc.message}如需解除您自己的绑定，请只发送「解绑」。") from None
         if ctx.member is not None and name == ctx.member.name:
             raise DomainError(f"{exc.message}解除您自己的绑定请只发送「解绑」。") from None

@@ -340,24 +340,27 @@ def send_due_orglife(session: Session, now: datetime, *, settings: Settings = DE
     so a second run — or two schedulers at once — queue nothing new. Commits.
     """
     run = OrgLifeRun()
-    tz, notice_time, reminder_hours = settings.tz, settings.orglife_notice_time, settings.orglife_reminder_hours
+    tz = settings.tz
     rules = list(session.scalars(select(OrgLifeRule).where(OrgLifeRule.active.is_(True))
                                  .order_by(OrgLifeRule.id)))
     for rule in rules:
         period = period_of(rule, now.astimezone(tz).date())
         for _ in range(2):  # this period and the next (a notice may fall in the period before)
-            _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run)
+            _send_for(session, rule, period, now, settings, run)
             period = next_period(period)
     session.commit()
     return run
 
 
-def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) -> None:
+def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, settings: Settings,
+              run: OrgLifeRun) -> None:
+    tz = settings.tz
     start = _start(session, rule, period, tz)
     if start is None or start <= now:
         return
-    notice_at = _at(start.astimezone(tz).date() - timedelta(days=rule.notice_days), notice_time, tz)
-    reminder_at = start - timedelta(hours=reminder_hours)
+    notice_day = start.astimezone(tz).date() - timedelta(days=rule.notice_days)
+    notice_at = _at(notice_day, settings.orglife_notice_time, tz)
+    reminder_at = start - timedelta(hours=settings.orglife_reminder_hours)
     if now < notice_at and now < reminder_at:
         return
     occurrence = ensure_occurrence(session, rule, period, start)
