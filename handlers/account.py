@@ -111,9 +111,7 @@ def bind(message: Incoming, ctx: Context) -> str:
     name = ctx.match.group("name") or ctx.match.group("name2")
     phone = ctx.match.group("phone") or ctx.match.group("phone2")
     member = bind_openid(ctx.session, message.openid, name.strip(), phone, now=ctx.now, settings=ctx.settings)
-    return f"绑定成功！{member.name}，欢迎您。
-所属组织：{member.org.full_name}
-" + HELP_HINT
+    return f"绑定成功！{member.name}，欢迎您。\n所属组织：{member.org.full_name}\n" + HELP_HINT
 
 
 @on.command("解绑", summary=f"解绑 — 解除本微信的绑定（书记、管理员：{RELEASE_USAGE}）",

@@ -18,13 +18,13 @@ from handlers.paging import (
     text_items,
     with_page,
 )
+from handlers.presenter import RULE_EXAMPLES
 from handlers.router import Context, Handlers, Incoming
 from models import DomainError, NotFound, clock
 from models.member import KINDS
 from models.notices import notice_receipt, publish_notice, remind_unread
 from models.org import Grid, describe_grids, find_grid, grids_for
 from models.orglife import (
-    RULE_EXAMPLES,
     create_rule,
     delete_rule,
     list_rules,
@@ -70,11 +70,12 @@ def notice(message: Incoming, ctx: Context) -> str:
     if not body:
         return "请写上通知内容。\n" + _notice_help(ctx)
     body = ctx.original(len(ctx.rest) - len(body))  # as typed: punctuation, paragraphs
-    sent = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
-                          grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+    published = publish_notice(ctx.session, ctx.member, body, kinds=audience.kinds or None,
+                               grid_id=audience.grid.id if audience.grid else None, urgent=audience.urgent)
+    sent = published.notice
     head = "紧急通知" if audience.urgent else "通知"
     tail = "正在发送（紧急通知在免打扰时段也会送达）" if audience.urgent else "正在发送"
-    return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {sent.recipient_count} 人，"
+    return (f"{head} #{sent.id} 已发布到{audience.describe(sent.org.name)}，共 {published.recipients} 人，"
             f"{tail}。\n查看回执：通知 {sent.id} 回执")
 
 
@@ -136,8 +137,7 @@ def orglife(message: Incoming, ctx: Context) -> str:
         return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
     if rest.startswith(("删除", "改期")):
         return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
-    rule = create_rule(ctx.session, ctx.member, rest,
-                       notice_days=int(ctx.settings.orglife_notice_days))
+    rule = create_rule(ctx.session, ctx.member, rest, settings=ctx.settings)
     upcoming = next_start(ctx.session, rule, ctx.now, tz)
     after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
     return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"

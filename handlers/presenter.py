@@ -3,7 +3,11 @@ every door) and, by the error's code, what to send next, a hint only a chat can 
 lines more than one handler module says (a text used by two modules lives here, not in either)."""
 
 from models import DomainError
+from models.orglife import RULE_FORMS
 from models.quota import QuotaRow
+
+# 组织生活's examples as the chat writes them: the command, then a rule.
+RULE_EXAMPLES = "；".join(f"组织生活 {form}" for form in RULE_FORMS)
 
 # code (or code and what was not found) → what the chatbot adds; formatted with the error's data.
 CHAT_HINTS = {
@@ -14,6 +18,7 @@ CHAT_HINTS = {
     "domain_error:wish_text": "，例如：许愿 家里水龙头漏水，希望有人帮忙修一下",
     "domain_error:review_reason": "，例如：审核 {number} 不通过 内容不属于微心愿范围",
     "domain_error:return_reason": "，例如：驳回 {number} 水龙头仍在漏水",
+    "domain_error:orglife_rule": f"例如：{RULE_EXAMPLES}",
 }
 
 

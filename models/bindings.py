@@ -15,9 +15,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
 from models import authz, clock
-from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 from models.member import Member, is_valid_mobile, normalize_phone
-from models.org import PATH_SEPARATOR, Organization
+from models.org import Organization
 from models.outbox import enqueue
 
 REASON_MAX = 100  # characters of a reason kept with a release
@@ -63,12 +63,6 @@ def release_source(release_id: int) -> str:
     return f"binding-release:{release_id}"
 
 
-def _subtree(actor: Member):
-    home = actor.org.full_name
-    return (Organization.full_name == home) | Organization.full_name.startswith(home + PATH_SEPARATOR,
-                                                                                autoescape=True)
-
-
 def find_member_to_release(session: Session, actor: Member | None, name: str, phone: str | None = None
                            ) -> Member:
     """The one member named `name` (and with `phone`, if given) whose binding `actor` may free.
@@ -76,14 +70,13 @@ def find_member_to_release(session: Session, actor: Member | None, name: str, ph
     Raises Forbidden for a non-manager, or when the only matches are people the actor is not
     responsible for (themself, a peer secretary); NotFound when nobody in the actor's subtree
     matches; AmbiguousMember (with the candidates) when the name alone names several."""
-    if not authz.is_manager(actor):
-        raise Forbidden(authz.NOT_MANAGER)
+    authz.authorize(actor, authz.LIST_MEMBERS)  # the search runs over the members of their subtree
     name = unicodedata.normalize("NFKC", name or "").strip()
     if not name:
         raise DomainError("请写明要解除绑定的成员姓名。", code="no_name")
     shown = name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
     query = (select(Member).join(Organization, Member.org_id == Organization.id)
-             .where(Member.name == name, Member.active.is_(True), _subtree(actor)))
+             .where(Member.name == name, Member.active.is_(True), authz.subtree_clause(actor.org)))
     if phone is not None:
         phone = normalize_phone(phone)
         if not is_valid_mobile(phone):

@@ -7,6 +7,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from config import DEFAULTS, Settings
 from models.member import PARTY_KINDS, Member
 from models.outbox import enqueue
 
@@ -36,13 +37,15 @@ class BirthdayRun:
     already: int = 0
 
 
-def send_birthday_greetings(session: Session, day: date, *, date_field: str = "join_date") -> BirthdayRun:
+def send_birthday_greetings(session: Session, day: date, *, settings: Settings = DEFAULTS) -> BirthdayRun:
     """Queue a greeting for every party member whose political birthday is `day`, once per member
     and year (the outbox's unique key on source "birthday:<year>" + recipient); commit.
 
-    `date_field` names the member date that counts: join_date (入党日期) or full_member_date (转正日期).
+    BIRTHDAY_DATE_FIELD names the member date that counts: join_date (入党日期) or full_member_date
+    (转正日期).
     """
     run = BirthdayRun()
+    date_field = settings.birthday_date_field
     if date_field not in SINCE:
         raise ValueError(f"political birthdays count from one of {', '.join(SINCE)}, not {date_field!r}")
     column = getattr(Member, date_field)

@@ -7,8 +7,8 @@ from sqlalchemy import ForeignKey, Integer, String, Text, func, or_, select, upd
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
-from models import clock
-from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, now_utc
+from models import authz, clock
+from models.base import Base, DomainError, NotFound, Page, UTCDateTime, now_utc
 from models.member import KINDS, Member
 from models.org import Organization
 from models.outbox import (
@@ -43,7 +43,6 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
     org: Mapped[Organization] = relationship()
-    recipient_count: int = 0  # set by publish_notice for its caller
 
     @property
     def source(self) -> str:
@@ -54,9 +53,13 @@ def notice_source(notice_id: int) -> str:
     return f"notice:{notice_id}"
 
 
-def _require_manager(viewer: Member) -> None:
-    if viewer is None or not viewer.is_manager:
-        raise Forbidden("只有书记或管理员可以发布和查看通知。")
+@dataclass(frozen=True)
+class Published:
+    """What publish_notice did: the notice, and how many it was queued for (not stored: the
+    outbox rows are the record)."""
+
+    notice: Notice
+    recipients: int
 
 
 def is_unbound(openid: str | None, miniapp_openid: str | None) -> bool:
@@ -81,10 +84,10 @@ def audience(session: Session, org: Organization, *, kinds: list[str] | None = N
 
 def publish_notice(session: Session, author: Member, body: str, *, title: str = "",
                    kinds: list[str] | None = None, grid_id: int | None = None, urgent: bool = False,
-                   org_id: int | None = None) -> Notice:
+                   org_id: int | None = None) -> Published:
     """Publish a notice to the author's subtree (or a node within it) and queue it for everyone
     in the audience, in one transaction; commit."""
-    _require_manager(author)
+    authz.authorize(author, authz.PUBLISH_NOTICE)
     title = clean_text(title, "通知标题", MAX_NOTICE_TITLE)
     body = clean_text(body, "通知内容").strip()
     if not body:
@@ -94,12 +97,7 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
     unknown = [k for k in kinds or [] if k not in KINDS]
     if unknown:
         raise DomainError(f"不认识的成员类别：{'、'.join(unknown)}")
-    org = author.org
-    if org_id is not None and org_id != org.id:
-        target = session.get(Organization, org_id) if fits_id(org_id) else None
-        if target is None or not target.is_within(org):
-            raise Forbidden("只能向本组织及下级组织发布通知。")
-        org = target
+    org = authz.authorized_org(session, author, authz.PUBLISH_NOTICE, org_id)
     members = audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id)
     if not members:
         raise DomainError("该范围内没有可通知的成员（不含您本人）。")
@@ -111,32 +109,22 @@ def publish_notice(session: Session, author: Member, body: str, *, title: str = 
     enqueue_many(session, [m.id for m in members], source=notice.source, kind="notice", title=title,
                  body=body, urgent=urgent)
     session.commit()
-    notice.recipient_count = len(members)  # not stored: the outbox rows are the record
-    return notice
+    return Published(notice, len(members))
 
 
-def get_notice(session: Session, notice_id: int, viewer: Member) -> Notice:
-    """Return a notice of the viewer's subtree (secretaries and administrators only)."""
-    _require_manager(viewer)
+def get_notice(session: Session, notice_id: int, viewer: Member, action: str = authz.VIEW_RECEIPT) -> Notice:
+    """Return a notice the viewer may do `action` to (a secretary or admin, the notice in their
+    subtree); one outside it is not found."""
+    authz.authorize(viewer, authz.LIST_NOTICES)
     notice = session.get(Notice, notice_id) if fits_id(notice_id) else None
-    if notice is None or not notice.org.is_within(viewer.org):
+    if notice is None or not authz.can(viewer, action, notice):
         raise NotFound(f"没有编号为 #{notice_id} 的通知。")
     return notice
 
 
-def list_notices(session: Session, viewer: Member, *, limit: int = 20) -> list[Notice]:
-    """Return the latest notices of the viewer's subtree, newest first."""
-    _require_manager(viewer)
-    return list(session.scalars(
-        select(Notice).join(Organization, Notice.org_id == Organization.id)
-        .where(Organization.path.startswith(viewer.org.path))
-        .order_by(Notice.id.desc()).limit(limit)
-    ))
-
-
 def notices_page(session: Session, viewer: Member, *, page: int = 1, per_page: int = 20) -> Page:
     """Return one page of the notices of the viewer's subtree, newest first, with the total."""
-    _require_manager(viewer)
+    authz.authorize(viewer, authz.LIST_NOTICES)
     page = clamp_page(page)
     where = (Notice.org_id == Organization.id, Organization.path.startswith(viewer.org.path))
     total = session.scalar(select(func.count(Notice.id)).join(Organization, where[0]).where(where[1])) or 0
@@ -219,7 +207,7 @@ def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: date
     members bound to no WeChat; return how many; commit. At most once per NOTICE_REMIND_HOURS
     (0: no limit), however many ask at once: a conditional update of the notice decides."""
     now = now or now_utc()
-    notice = get_notice(session, notice_id, viewer)
+    notice = get_notice(session, notice_id, viewer, authz.REMIND_NOTICE)
     query = (
         select(OutboxMessage.member_id, Member.openid, Member.miniapp_openid)
         .join(Member, OutboxMessage.member_id == Member.id)

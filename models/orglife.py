@@ -11,9 +11,10 @@ from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, s
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models import clock
+from config import DEFAULTS, Settings
+from models import authz, clock
 from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, NewActivity, create_activity, reschedule_activity
-from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, now_utc
+from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
 from models.outbox import enqueue, enqueue_many
@@ -22,8 +23,8 @@ from models.text import MAX_RULE, clean_text, fits_id
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
 NTH = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "最后一": -1}
 QUARTER_MONTH = {"首": 1, "第一个": 1, "第二个": 2, "第三个": 3, "末": 3}
-RULE_EXAMPLES = "组织生活 每月第一个周五 15:00 主题党日；组织生活 每月15日 09:30 组织生活日；" \
-                "组织生活 每季度首月10日 14:00 支部党员大会"
+# The forms a rule may take, one example of each (the doors word them for their users).
+RULE_FORMS = ("每月第一个周五 15:00 主题党日", "每月15日 09:30 组织生活日", "每季度首月10日 14:00 支部党员大会")
 _RULE = re.compile(
     r"(?:每月第?(?P<nth>[一二三四五1-5]|最后一)个(?:周|星期)(?P<wd>[一二三四五六日天])"
     r"|每月(?P<day>\d{1,2})[日号]|每月(?P<last>最后一天)"
@@ -46,7 +47,7 @@ class OrgLifeRule(Base):
     quarter_month: Mapped[int | None] = mapped_column(Integer)  # 1–3: month of the quarter
     start_time: Mapped[str] = mapped_column(String(5))  # HH:MM, local time
     title: Mapped[str] = mapped_column(String(100))
-    notice_days: Mapped[int] = mapped_column(Integer, default=3)
+    notice_days: Mapped[int] = mapped_column(Integer)  # ORGLIFE_NOTICE_DAYS unless given
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
@@ -96,7 +97,7 @@ def parse_rule(text: str) -> RuleSpec:
     """Parse "每月第一个周五 15:00 主题党日" (and the other forms) into a rule's fields."""
     match = _RULE.fullmatch((text or "").strip())
     if not match:
-        raise DomainError(f"没看懂这条规则。例如：{RULE_EXAMPLES}")
+        raise DomainError("没看懂这条规则。", data={"what": "orglife_rule", "forms": list(RULE_FORMS)})
     hh, mm = int(match["hh"]), int(match["mm"])
     if hh > 23 or mm > 59:
         raise DomainError("时间不对，请写成 15:00 这样的格式。")
@@ -165,22 +166,15 @@ def scheduled_start(rule: OrgLifeRule, period: str, tz: ZoneInfo) -> datetime | 
 
 
 # Rules: create, list, delete, move ---------------------------------------------------------
-def _require_manager(viewer: Member) -> None:
-    if viewer is None or not viewer.is_manager:
-        raise Forbidden("只有书记或管理员可以设置组织生活。")
-
-
-def create_rule(session: Session, author: Member, text: str, *, notice_days: int = 3,
-                org_id: int | None = None) -> OrgLifeRule:
-    """Add a rule for the author's organization (or one within it); commit."""
-    _require_manager(author)
+def create_rule(session: Session, author: Member, text: str, *, notice_days: int | None = None,
+                org_id: int | None = None, settings: Settings = DEFAULTS) -> OrgLifeRule:
+    """Add a rule for the author's organization (or one within it), its notice going `notice_days`
+    before (ORGLIFE_NOTICE_DAYS unless given); commit."""
+    authz.authorize(author, authz.MANAGE_ORGLIFE)
     spec = parse_rule(clean_text(text, "组织生活规则", MAX_RULE))
-    org = author.org
-    if org_id is not None and org_id != org.id:
-        target = session.get(Organization, org_id) if fits_id(org_id) else None
-        if target is None or not target.is_within(org):
-            raise Forbidden("只能为本组织及下级组织设置组织生活。")
-        org = target
+    org = authz.authorized_org(session, author, authz.MANAGE_ORGLIFE, org_id)
+    if notice_days is None:
+        notice_days = settings.orglife_notice_days
     rule = OrgLifeRule(org_id=org.id, author_id=author.id, spec=spec.spec, kind=spec.kind, nth=spec.nth,
                        weekday=spec.weekday, day=spec.day, quarter_month=spec.quarter_month,
                        start_time=spec.start_time, title=spec.title, notice_days=notice_days)
@@ -191,7 +185,7 @@ def create_rule(session: Session, author: Member, text: str, *, notice_days: int
 
 def list_rules(session: Session, viewer: Member) -> list[OrgLifeRule]:
     """Return the active rules of the viewer's subtree."""
-    _require_manager(viewer)
+    authz.authorize(viewer, authz.MANAGE_ORGLIFE)
     return list(session.scalars(
         select(OrgLifeRule).join(Organization, OrgLifeRule.org_id == Organization.id)
         .where(Organization.path.startswith(viewer.org.path), OrgLifeRule.active.is_(True))
@@ -200,9 +194,10 @@ def list_rules(session: Session, viewer: Member) -> list[OrgLifeRule]:
 
 
 def get_rule(session: Session, rule_id: int, viewer: Member) -> OrgLifeRule:
-    _require_manager(viewer)
+    """Return an active rule of the viewer's subtree; one outside it is not found."""
+    authz.authorize(viewer, authz.MANAGE_ORGLIFE)
     rule = session.get(OrgLifeRule, rule_id) if fits_id(rule_id) else None
-    if rule is None or not rule.active or not rule.org.is_within(viewer.org):
+    if rule is None or not rule.active or not authz.can(viewer, authz.MANAGE_ORGLIFE, rule):
         raise NotFound(f"没有编号为 {rule_id} 的组织生活规则。")
     return rule
 
@@ -336,31 +331,36 @@ class OrgLifeRun:
     occurrences: int = 0
 
 
-def send_due_orglife(session: Session, now: datetime, *, tz: ZoneInfo, notice_time: str = "09:00",
-                     reminder_hours: float = 2) -> OrgLifeRun:
-    """Create the occasions whose notice time has come and queue their notices and reminders.
+def send_due_orglife(session: Session, now: datetime, *, settings: Settings = DEFAULTS) -> OrgLifeRun:
+    """Create the occasions whose notice time has come and queue their notices and reminders: a
+    rule's notice at ORGLIFE_NOTICE_TIME its `notice_days` before, the reminder
+    ORGLIFE_REMINDER_HOURS before the start.
 
     Idempotent: an occasion is unique per rule and period, each message per (source, recipient),
     so a second run — or two schedulers at once — queue nothing new. Commits.
     """
     run = OrgLifeRun()
+    tz = settings.tz
     rules = list(session.scalars(select(OrgLifeRule).where(OrgLifeRule.active.is_(True))
                                  .order_by(OrgLifeRule.id)))
     for rule in rules:
         period = period_of(rule, now.astimezone(tz).date())
         for _ in range(2):  # this period and the next (a notice may fall in the period before)
-            _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run)
+            _send_for(session, rule, period, now, settings, run)
             period = next_period(period)
     session.commit()
     return run
 
 
-def _send_for(session, rule, period, now, tz, notice_time, reminder_hours, run) -> None:
+def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, settings: Settings,
+              run: OrgLifeRun) -> None:
+    tz = settings.tz
     start = _start(session, rule, period, tz)
     if start is None or start <= now:
         return
-    notice_at = _at(start.astimezone(tz).date() - timedelta(days=rule.notice_days), notice_time, tz)
-    reminder_at = start - timedelta(hours=reminder_hours)
+    notice_day = start.astimezone(tz).date() - timedelta(days=rule.notice_days)
+    notice_at = _at(notice_day, settings.orglife_notice_time, tz)
+    reminder_at = start - timedelta(hours=settings.orglife_reminder_hours)
     if now < notice_at and now < reminder_at:
         return
     occurrence = ensure_occurrence(session, rule, period, start)

@@ -15,6 +15,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint, delete, select, upd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from config import Settings
 from models.base import Base, DomainError, UTCDateTime, now_utc
 from models.outbox import INBOX_KINDS, SubscribeGrant, grant_subscription, record_subscription
 
@@ -73,14 +74,14 @@ class SubscribeOutcome:
         return "；".join(parts) + "。"
 
 
-def template_ids(settings) -> dict[str, str]:
+def template_ids(settings: Settings) -> dict[str, str]:
     """The subscribe template ids by kind, from the MINIAPP_TEMPLATE_<KIND> settings (kinds
     without one left out)."""
     ids = {kind: getattr(settings, f"miniapp_template_{kind}").strip() for kind in INBOX_KINDS}
     return {kind: template_id for kind, template_id in ids.items() if template_id}
 
 
-def record_consents(session: Session, member_id: int, kind: str, count: int, settings) -> SubscribeOutcome:
+def record_consents(session: Session, member_id: int, kind: str, count: int, settings: Settings) -> SubscribeOutcome:
     """Record `count` consents for one kind (the older request shape, {"template": kind, "count": n});
     commit."""
     if kind in INBOX_KINDS:
@@ -93,7 +94,7 @@ def record_consents(session: Session, member_id: int, kind: str, count: int, set
     return SubscribeOutcome(items, [])
 
 
-def record_subscribe_answer(session: Session, member_id: int, answer: dict, settings,
+def record_subscribe_answer(session: Session, member_id: int, answer: dict, settings: Settings,
                             now: datetime | None = None) -> SubscribeOutcome:
     """Record what wx.requestSubscribeMessage answered for a member; commit.
 
@@ -148,7 +149,7 @@ def _refuse(session: Session, member_id: int, kind: str, reason: str, template_i
         session.execute(update(SubscribeRefusal).where(*where).values(**values))
 
 
-def subscription_states(session: Session, member_id: int, settings) -> list[SubscriptionState]:
+def subscription_states(session: Session, member_id: int, settings: Settings) -> list[SubscriptionState]:
     """Every kind with its template id, the consents left and the standing refusal."""
     remaining = dict(session.execute(select(SubscribeGrant.kind, SubscribeGrant.remaining).where(
         SubscribeGrant.member_id == member_id)).all())

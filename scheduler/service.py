@@ -95,15 +95,12 @@ class SchedulerService:
 
     def _orglife(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
-            run = send_due_orglife(
-                session, now, tz=self.tz, notice_time=self.settings.orglife_notice_time,
-                reminder_hours=float(self.settings.orglife_reminder_hours))
+            run = send_due_orglife(session, now, settings=self.settings)
         return f"{run.notices} notices, {run.reminders} reminders queued"
 
     def _birthdays(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
-            run = send_birthday_greetings(session, at.astimezone(self.tz).date(),
-                                          date_field=self.settings.birthday_date_field)
+            run = send_birthday_greetings(session, at.astimezone(self.tz).date(), settings=self.settings)
         return f"{run.greeted} greetings queued"
 
     def _wishes(self, now: datetime, at: datetime) -> str:

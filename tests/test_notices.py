@@ -64,19 +64,19 @@ def test_only_managers_send_notices_and_only_of_their_subtree(branch, say, make_
 
 def test_notice_rows_are_unique_per_recipient_and_a_member_cannot_open_anothers(branch, session):
     secretary, members, outsider = branch
-    notice = publish_notice(session, session.merge(secretary), "学习材料已上传", urgent=True)
+    published = publish_notice(session, session.merge(secretary), "学习材料已上传", urgent=True)
     rows = list_inbox(session, members[0].id)
     assert len(rows) == 1 and rows[0].urgent
     with pytest.raises(DomainError):
         open_message(session, members[1].id, rows[0].id)
-    assert notice.recipient_count == 3
+    assert published.recipients == 3 and published.notice.urgent
 
 
 def test_audience_by_kind(branch, session, make_member):
     secretary, members, outsider = branch
     make_member("在职甲", org=BRANCH, kind="在职党员")
-    notice = publish_notice(session, session.merge(secretary), "在职党员报到提醒", kinds=["在职党员"])
-    assert notice.recipient_count == 1
+    published = publish_notice(session, session.merge(secretary), "在职党员报到提醒", kinds=["在职党员"])
+    assert published.recipients == 1 and published.notice.kinds == "在职党员"
     with pytest.raises(DomainError, match="不认识的成员类别"):
         publish_notice(session, session.merge(secretary), "x", kinds=["外星人"])
 

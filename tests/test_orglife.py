@@ -80,7 +80,7 @@ def test_monthly_rule_notice_reminder_and_move(branch, say, make_scheduler, wech
     # Running again, or another scheduler for the same time: nothing new.
     scheduler.run_due(bj(2026, 9, 29, 9, 5))
     make_scheduler().run_due(bj(2026, 9, 29, 9, 30))
-    assert send_due_orglife(session, bj(2026, 9, 29, 10, 0), tz=TZ).notices == 0
+    assert send_due_orglife(session, bj(2026, 9, 29, 10, 0)).notices == 0
     assert len(wechat_api.messages()) == 4
     # 2 hours before: the reminder.
     scheduler.run_due(bj(2026, 10, 2, 13, 0))
@@ -113,7 +113,14 @@ def test_monthly_rule_notice_reminder_and_move(branch, say, make_scheduler, wech
 
 def test_only_secretaries_set_rules_and_bad_input_is_explained(branch, say):
     assert "仅限书记、管理员" in say("o-m0", "组织生活 每月15日 09:30 组织生活日", bj(2026, 9, 1, 9, 0))
-    assert "没看懂这条规则" in say("o-sec", "组织生活 每周一 09:30 学习", bj(2026, 9, 1, 9, 0))
+    # The chat shows the command's examples; the domain's own message names no command.
+    assert say("o-sec", "组织生活 每周一 09:30 学习", bj(2026, 9, 1, 9, 0)) == (
+        "没看懂这条规则。例如：组织生活 每月第一个周五 15:00 主题党日；组织生活 每月15日 09:30 组织生活日；"
+        "组织生活 每季度首月10日 14:00 支部党员大会")
+    with pytest.raises(DomainError) as refused:
+        parse_rule("每周一 09:30 学习")
+    assert refused.value.message == "没看懂这条规则。"
+    assert refused.value.data["forms"][0] == "每月第一个周五 15:00 主题党日"
     assert "没有编号为 9" in say("o-sec", "组织生活 删除 9", bj(2026, 9, 1, 9, 0))
     say("o-sec", "组织生活 每月15日 09:30 组织生活日", bj(2026, 9, 1, 9, 0))
     assert "不能改到已经过去" in say("o-sec", "组织生活 改期 1 2026-08-15 09:30", bj(2026, 9, 1, 9, 0))

@@ -35,9 +35,9 @@ def activities(session) -> list[Activity]:
 def test_the_job_creates_one_activity_per_rule_and_period(branch, session):
     # Three days before at 09:00 the occasion, its activity and the notice; reruns add nothing.
     for _ in range(2):
-        send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
-    send_due_orglife(session, bj(2026, 10, 2, 13, 0), tz=TZ)  # the reminder on the day
-    send_due_orglife(session, bj(2026, 10, 2, 13, 10), tz=TZ)
+        send_due_orglife(session, bj(2026, 9, 29, 9, 5))
+    send_due_orglife(session, bj(2026, 10, 2, 13, 0))  # the reminder on the day
+    send_due_orglife(session, bj(2026, 10, 2, 13, 10))
     [activity] = activities(session)
     assert (activity.kind, activity.title, activity.org.full_name, activity.audience) == \
         ("主题党日", "主题党日", BRANCH, "subtree")
@@ -51,13 +51,13 @@ def test_the_job_creates_one_activity_per_rule_and_period(branch, session):
 
 
 def test_the_next_period_gets_its_own_activity(branch, session):
-    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
-    send_due_orglife(session, bj(2026, 11, 3, 9, 5), tz=TZ)  # 6 November is the first Friday
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5))
+    send_due_orglife(session, bj(2026, 11, 3, 9, 5))  # 6 November is the first Friday
     assert [a.starts_at for a in activities(session)] == [bj(2026, 10, 2, 15, 0), bj(2026, 11, 6, 15, 0)]
 
 
 def test_two_runs_racing_leave_one_activity(branch, session, engine):
-    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5))
     with Session(engine) as s:
         s.execute(OrgLifeOccurrence.__table__.update().values(activity_id=None))
         s.execute(Activity.__table__.delete())
@@ -78,7 +78,7 @@ def test_two_runs_racing_leave_one_activity(branch, session, engine):
 
 
 def test_members_sign_in_to_the_occasion_in_its_window(branch, session, say):
-    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5))
     [activity] = activities(session)
     code = activity.code
     assert "尚未开始签到" in say("o-m0", f"签到 {code}", bj(2026, 10, 2, 14, 0))
@@ -88,7 +88,7 @@ def test_members_sign_in_to_the_occasion_in_its_window(branch, session, say):
 
 
 def test_moving_the_occurrence_moves_the_activity(branch, session, say):
-    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5))
     [activity] = activities(session)
     length = activity.ends_at - activity.starts_at
     reply = say("o-sec", "组织生活 改期 1 2026-10-09 15:00", bj(2026, 9, 30, 10, 0))
@@ -107,7 +107,7 @@ def test_moving_before_the_job_ran_creates_the_activity_at_the_new_time(branch, 
     [activity] = activities(session)
     assert activity.starts_at == bj(2026, 10, 9, 15, 0)
     for _ in range(2):
-        send_due_orglife(session, bj(2026, 10, 6, 9, 5), tz=TZ)
+        send_due_orglife(session, bj(2026, 10, 6, 9, 5))
     assert [a.id for a in activities(session)] == [activity.id]
     notice = session.scalars(select(OutboxMessage.body).where(OutboxMessage.source == "orglife:1:2026-10:notice")
                              ).first()
@@ -127,7 +127,7 @@ def test_a_past_occasion_gets_no_activity(branch, session):
 def test_an_org_life_activity_gets_no_second_set_of_reminders(branch, session):
     from models.reminders import queue_activity_reminders
 
-    send_due_orglife(session, bj(2026, 9, 29, 9, 5), tz=TZ)
+    send_due_orglife(session, bj(2026, 9, 29, 9, 5))
     # 24 hours and 1 hour before: the activity reminder rounds would be due, but the org-life rule
     # already sends its own reminder on the day.
     assert queue_activity_reminders(session, bj(2026, 10, 1, 15, 5)) == 0

@@ -52,10 +52,27 @@ class NoticeSchema(ma.Schema):
     created_at = LocalDateTime(required=True)
 
 
+class _Created:
+    """A models.notices.Published seen as its notice with a recipient_count."""
+
+    def __init__(self, published):
+        self.recipient_count = published.recipients
+        self._notice = published.notice
+
+    def __getattr__(self, name):
+        return getattr(self._notice, name)
+
+
 class NoticeCreatedSchema(NoticeSchema):
+    """A published notice (models.notices.Published): the notice's fields, how many it went to."""
+
     recipient_count = fields.Integer(required=True, metadata={"description": "收件人数"})
     message = fields.Function(lambda n: presenter.notice_published(n, n.recipient_count), required=True,
                               metadata={"type": "string"})
+
+    @ma.pre_dump
+    def _of_published(self, published, **kwargs):
+        return _Created(published)
 
 
 NoticePageSchema = page_schema(NoticeSchema, "NoticePage")

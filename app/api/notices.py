@@ -140,10 +140,8 @@ def rules():
 @blp.doc(operationId="createRule", responses=errors(400, 401, 403, 404, 422))
 def add_rule(args):
     """设置组织生活规则，如「每月第一个周五 15:00 主题党日」「每季度首月10日 14:00 支部党员大会」。"""
-    notice_days = args["notice_days"]
-    if notice_days is None:
-        notice_days = int(current_settings().orglife_notice_days)
-    return create_rule(db.session, current_member(), args["rule"], notice_days=notice_days, org_id=args["org_id"])
+    return create_rule(db.session, current_member(), args["rule"], notice_days=args["notice_days"],
+                       org_id=args["org_id"], settings=current_settings())
 
 
 @blp.route("/admin/rules/<int:rule_id>", methods=["DELETE"])
