@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache, cached_property
+from functools import cached_property
 
 from sqlalchemy.orm import Session
 
@@ -178,12 +178,11 @@ class Command:
         return not self.needs_member or role is not None
 
 
-@cache
 def manager_role(role: str | None) -> bool:
-    """Whether a bound caller with `role` is a manager, as models/authz.py decides: asked of an
-    active member with that role (None: not bound). The router knows the caller by role only, so
-    that 帮助 and the permission check need not load the member (the webhook caches roles)."""
-    return role is not None and authz.is_manager(Member(role=role, active=True))
+    """Whether a bound caller with `role` is a manager, as models/authz.py decides (None: not bound).
+    The router knows the caller by role only, so that 帮助 and the permission check need not load
+    the member (the webhook caches roles)."""
+    return authz.is_manager_role(role)
 
 
 def _form(word: str) -> str:

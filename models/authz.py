@@ -69,8 +69,13 @@ def within(org_name: str, ancestor_name: str) -> bool:
     return org_name == ancestor_name or org_name.startswith(ancestor_name + PATH_SEPARATOR)
 
 
+def is_manager_role(role: str | None) -> bool:
+    """Whether a role is a manager's (书记, 管理员): what an active member with it may manage."""
+    return role in MANAGER_ROLES
+
+
 def is_manager(actor: Member | None) -> bool:
-    return actor is not None and actor.active and actor.role in MANAGER_ROLES
+    return actor is not None and actor.active and is_manager_role(actor.role)
 
 
 def responsible(actor: Member | None, org_name: str, role: str, member_id: int | None = None) -> bool:

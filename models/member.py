@@ -64,10 +64,6 @@ class Member(Base):
     org: Mapped[Organization] = relationship()
     grid: Mapped[Grid | None] = relationship(foreign_keys=[grid_id])
 
-    @property
-    def is_manager(self) -> bool:
-        return self.role in MANAGER_ROLES
-
     def heads_grid(self, grid_id: int | None) -> bool:
         """Whether this member is the (active) head of the grid `grid_id`."""
         return bool(self.grid_head and self.active and grid_id is not None and self.grid_id == grid_id)

@@ -13,6 +13,7 @@ from models.activity import METHODS, VOLUNTEER, Activity, CheckIn, attendance
 from models.member import Member
 from models.org import Organization
 from models.sheets import append_row, new_sheet, to_bytes
+from models.text import fits_id
 
 
 @dataclass
@@ -131,7 +132,7 @@ def report_org(session: Session, actor: Member | None, org_id: int | None = None
 
     org = actor.org if actor is not None and org_id is None else None
     if org_id is not None:
-        org = session.get(Organization, org_id) if org_id <= 2**31 - 1 else None
+        org = session.get(Organization, org_id) if fits_id(org_id) else None
         if org is None:
             raise NotFound("没有这个组织。")
     authz.authorize(actor, authz.LIST_MEMBERS, org)

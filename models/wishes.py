@@ -46,6 +46,7 @@ from models.text import (
     check_int,
     clamp_page,
     clean_text,
+    fits_id,
 )
 
 CATEGORIES = ("生活用品", "维修", "陪伴探访", "学习用品", "就医出行", "其他")
@@ -59,7 +60,6 @@ WITHDRAWABLE = (PENDING, OPEN, CLAIMED, FULFILLED)
 # States anyone may see; the others only those involved (authz.VIEW_WISH).
 PUBLIC = (OPEN, CLAIMED, FULFILLED, DONE)
 MAX_PHOTOS = 9
-MAX_ID = 2**31 - 1  # ids beyond what the databases' integer columns hold are simply not found
 
 # Words in a wish's text → its category, when none is given. A wish that asks someone to do
 # something is a service (the first three; tutoring counts as 陪伴探访), whatever things it
@@ -187,7 +187,7 @@ _SOFT_ENDS = "，,、；;：:. "
 
 def get_wish(session: Session, wish_id: int) -> Wish:
     """Return the wish, freshly read, or raise NotFound."""
-    wish = session.get(Wish, wish_id, populate_existing=True) if 0 < wish_id <= MAX_ID else None
+    wish = session.get(Wish, wish_id, populate_existing=True) if fits_id(wish_id) else None
     if wish is None:
         raise NotFound(f"未找到心愿 #{wish_id}。", data={"what": "wish"})
     return wish
@@ -328,7 +328,7 @@ def post_wish(session: Session, actor: Member, draft: NewWish, *, now: datetime 
     if person.member_id is not None:
         person, grid_id = _beneficiary_member(session, actor, person, grid_id)
     if grid_id is not None:
-        grid = session.get(Grid, grid_id) if 0 < grid_id <= MAX_ID else None
+        grid = session.get(Grid, grid_id) if fits_id(grid_id) else None
         if grid is None or grid.org_id != community_of(org).id:
             raise DomainError("该网格不属于心愿所在的社区。", code="invalid_grid", status=422)
     draft = replace(draft, org_id=org.id, grid_id=grid_id, points=points, beneficiary=person)
@@ -365,7 +365,7 @@ def _beneficiary_member(session: Session, actor: Member, person: Beneficiary,
     """The beneficiary completed from their member record (name, phone), and the wish's grid (theirs
     unless one is given); they must be someone `actor` publishes for."""
     member_id = person.member_id
-    beneficiary = session.get(Member, member_id) if 0 < member_id <= MAX_ID else None
+    beneficiary = session.get(Member, member_id) if fits_id(member_id) else None
     if beneficiary is None:
         raise NotFound("未找到受助人。")
     authz.authorize(actor, authz.PUBLISH_WISH, beneficiary)
@@ -417,7 +417,7 @@ def create_wish(session: Session, actor: Member, draft: NewWish, *, now: datetim
 
 
 def _org(session: Session, org_id: int) -> Organization:
-    org = session.get(Organization, org_id) if 0 < org_id <= MAX_ID else None
+    org = session.get(Organization, org_id) if fits_id(org_id) else None
     if org is None:
         raise NotFound("未找到该组织。")
     return org
