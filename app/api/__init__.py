@@ -4,7 +4,6 @@ The OpenAPI 3 document is generated from the code (flask-smorest) and served at
 /api/v1/openapi.json, with a docs page at /api/v1/docs.
 """
 
-from functools import partial
 
 import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
@@ -15,7 +14,7 @@ from werkzeug.routing import IntegerConverter
 
 from app.api import errors
 from app.api.schemas import ErrorSchema
-from app.fastpath import hook_limiter_to, is_limiter_hook
+from app.fastpath import hook_limiter_to
 from models.text import MAX_INT
 
 PREFIX = "/api/v1"
@@ -106,9 +105,6 @@ def init_app(app: Flask) -> None:
     hook_limiter_to(app, limiter, [b.name for b in blueprints])  # off the webhook's path (app/fastpath.py)
     app.extensions["api"] = api
 
-
-# The limiter's hooks, as the limiter's own test asks after them (app/fastpath.py moves them).
-_is_limiter_hook = partial(is_limiter_hook, limiter)
 
 
 def register_errorhandlers(app: Flask) -> None:
