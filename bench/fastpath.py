@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ("", "direct", "skip", "roles", "limiter")
+VARIANTS = ("", "direct", "resp", "skip", "roles", "limiter")
 TOKEN = "benchtoken"
 OPENID = "o-bench-secretary"
 

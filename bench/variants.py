@@ -4,11 +4,21 @@
 undoes the named tricks; the production code has no switch for them.
 """
 
+import redis
 
 import app.api
 from app import create_app as _create_app
+from app import fastpath
 
-TRICKS = ("direct", "skip", "roles", "limiter")
+TRICKS = ("direct", "resp", "skip", "roles", "limiter")
+
+
+_PACKER = redis.Connection()  # never connected: only its packer is used
+
+
+def _redis_py_encode(commands) -> bytes:
+    """redis-py's own packer, as a pool connection would pack the commands."""
+    return b"".join(_PACKER.pack_commands(commands))
 
 
 def create_app(without: str = ""):
@@ -16,6 +26,8 @@ def create_app(without: str = ""):
     unknown = set(names) - set(TRICKS)
     if unknown:
         raise SystemExit(f"unknown tricks {sorted(unknown)}; known: {', '.join(TRICKS)}")
+    if "resp" in names:
+        fastpath.encode = _redis_py_encode
     if "limiter" in names:
         app.api.hook_limiter_to = lambda *args: None
     flask_app = _create_app()

@@ -5,7 +5,7 @@ requests, each with its own MsgId, so every request runs the whole path: signatu
 XML checks, parse, Redis de-duplication, the router (one member lookup), reply rendering.
 
     .venv/bin/python bench/webhook.py [--seconds 10] [--rounds 3] [--connections 32] [--workers 2]
-                                      [--without direct,skip,roles,limiter]
+                                      [--without direct,resp,skip,roles,limiter]
 
 `--without` runs the webhook without some of its speed tricks (app/fastpath.py; bench/variants.py).
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--without", default="", metavar="TRICK,…",
                         help="run the webhook without these speed tricks of app/fastpath.py: "
-                             "direct, skip, roles, limiter (see bench/variants.py)")
+                             "direct, resp, skip, roles, limiter (see bench/variants.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
