@@ -13,8 +13,9 @@ figures as sizes, not to the µs: all tricks 616 µs a message.
 1. `ReplyPathRedis`, direct (`--without direct`: +196 µs, +32%): the webhook's Redis calls on a
    connection of each thread's own, the commands of a round trip packed into one write, instead of
    checking a connection out of redis-py's pool and building a pipeline for each round trip.
-2. The RESP encoder `encode` (`--without resp`: +7 µs, +1%): byte for byte redis-py's packing (its
-   hiredis packer, when installed, is nearly as fast; without hiredis the gap is wider).
+2. The RESP encoder `encode` (`--without resp`: +7 µs, +1% on the busy machine; on the quiet one,
+   454 µs a message with it, 491 µs with redis-py's `pack_commands` in its place, +8%): byte for
+   byte redis-py's packing, without its per-argument type dispatch.
 3. `CLIENT REPLY SKIP` (`--without skip`: no CPU, one Redis round trip of wall time): the reply's
    cache write (and a role looked up) goes out without waiting for Redis's answers, so a message
    waits for one round trip, not two; a sync worker is blocked while it waits. Checked on first
