@@ -10,7 +10,7 @@ from functools import partial
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, selectinload
 
 from config import DEFAULTS, Settings
 from models import authz
@@ -79,6 +79,7 @@ def list_members(
     items = session.scalars(
         query.order_by(Organization.full_name, Member.name, Member.id)
         .offset((page - 1) * per_page).limit(per_page)
+        .options(contains_eager(Member.org), selectinload(Member.grid))  # no query per row
     ).all()
     return Page(list(items), total, page, per_page)
 

@@ -15,7 +15,8 @@ from datetime import date
 import fakeredis
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import create_app
@@ -388,3 +389,31 @@ def org_id(engine, name: str) -> int:
     """The id of the organization named by a path of names."""
     with Session(engine) as s:
         return get_org_by_full_name(s, name).id
+
+
+class StatementCount:
+    """The SQL statements run while it is open, on any engine (the app's and the test's)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement)
+
+    def __enter__(self) -> "StatementCount":
+        event.listen(Engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        event.remove(Engine, "before_cursor_execute", self._record)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_statements():
+    """`with count_statements() as counted: …`, then `counted.count`: the statements a request ran,
+    so a test can assert that a list's cost does not grow with the rows it returns (no N+1)."""
+    return StatementCount

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models import authz
 from models.activity.audience import in_audience, seen_by_clause
@@ -47,7 +47,8 @@ def activities_for(session: Session, member: Member, now: datetime, *, upcoming:
     else:
         stmt = stmt.order_by(Activity.starts_at.desc(), Activity.id.desc())
     page = clamp_page(page)
-    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
+    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)
+                                 .options(selectinload(Activity.org))))  # no query per row
     return Page(items, total, page, per_page)
 
 
