@@ -39,6 +39,9 @@ COMMUNITY = f"{STREET}/东湖社区党委"
 BRANCH = f"{COMMUNITY}/东湖社区第一党支部"
 GROUP = f"{BRANCH}/第一党小组"
 SECOND_BRANCH = f"{COMMUNITY}/东湖社区第二党支部"
+# How long a race's threads wait for each other at the start line (threading.Barrier): one that
+# never arrives (no database connection left) breaks the barrier and fails the test, never hangs it.
+RACE_START_TIMEOUT = 60
 OTHER_BRANCH = f"{STREET}/西湖社区党总支/西湖社区党支部"
 
 

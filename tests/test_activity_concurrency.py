@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from models import Activity, CheckIn, DomainError, Member, PointEntry, Registration
 from models.activity import NewActivity, cancel_registration, check_in_by_code, check_out, create_activity, register
 from models.org import ensure_org_path
-from tests.conftest import BRANCH
+from tests.conftest import BRANCH, RACE_START_TIMEOUT
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
@@ -26,7 +26,7 @@ def _members(session, count, prefix):
 
 
 def _run_all(count, target):
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, timeout=RACE_START_TIMEOUT)
     errors = []
 
     def run(i):

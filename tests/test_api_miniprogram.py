@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import SubscribeGrant, SubscribeRefusal
-from tests.conftest import BRANCH
+from tests.conftest import BRANCH, RACE_START_TIMEOUT
 
 SUBS = "/api/v1/me/subscriptions"
 TEMPLATES = {"MINIAPP_TEMPLATE_NOTICE": "tmpl-notice-8Hk2", "MINIAPP_TEMPLATE_WISH": "tmpl-wish-Q1x9",
@@ -140,7 +140,7 @@ def test_subscriptions_need_a_login_and_a_bound_member(api_client, api_login):
 def test_concurrent_answers_count_every_accept_and_keep_one_refusal(api_app, api_login, make_member, engine):
     member = make_member()
     headers = api_login(member)
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=RACE_START_TIMEOUT)
     statuses = []
 
     def answer(n):

@@ -9,6 +9,7 @@ from config import DEFAULTS
 from handlers import Incoming, build_router
 from models import Member, WechatUser, now_utc
 from models.member import bind_openid, mask_phone, normalize_phone
+from tests.conftest import RACE_START_TIMEOUT
 
 
 def say(session, openid, text, now=None, **settings):
@@ -105,7 +106,7 @@ def test_mask_phone():
 
 
 def _race(engine, openids, name, phone):
-    barrier = threading.Barrier(len(openids))
+    barrier = threading.Barrier(len(openids), timeout=RACE_START_TIMEOUT)
     results = {}
 
     def attempt(openid):

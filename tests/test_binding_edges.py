@@ -17,7 +17,7 @@ from models import Member, OutboxMessage, WechatUser
 from models import authz as az
 from models.base import DomainError
 from models.bindings import BindingRelease, release_binding, release_source
-from tests.conftest import APP_ID, GROUP, STREET, TOKEN, flask_poster
+from tests.conftest import APP_ID, GROUP, RACE_START_TIMEOUT, STREET, TOKEN, flask_poster
 
 
 @pytest.fixture
@@ -229,7 +229,7 @@ def test_managers_freeing_one_binding_at_once_free_it_once(race_engine, engine, 
         s.get(Member, people["zhao"].id).openid = "o-taken"
         s.commit()
     count = 18
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, timeout=RACE_START_TIMEOUT)
     results, lock = [], threading.Lock()
 
     def attempt(i):

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from app.simulator import Simulator, requests_poster
 from models import HandledMessage, Notice, OutboxMessage, WechatUser, Wish
-from tests.conftest import TOKEN, flask_poster
+from tests.conftest import RACE_START_TIMEOUT, TOKEN, flask_poster
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_concurrent_deliveries_run_once(live_app, redis_process, branch, session
 
     def burst(kind, openid, text, msg_id, n=6):
         fields = sim.text_fields(openid, text, msg_id=msg_id)
-        barrier = threading.Barrier(n)
+        barrier = threading.Barrier(n, timeout=RACE_START_TIMEOUT)
 
         def deliver():
             barrier.wait()

@@ -16,7 +16,7 @@ from app.simulator import Simulator
 from models import DomainError, Member, Notice, OutboxMessage
 from models.notices import remind_unread
 from models.outbox import enqueue
-from tests.conftest import APP_ID, OTHER_BRANCH, TOKEN, flask_poster
+from tests.conftest import APP_ID, OTHER_BRANCH, RACE_START_TIMEOUT, TOKEN, flask_poster
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
 TEMPLATE = "/cgi-bin/message/template/send"
@@ -218,7 +218,7 @@ def test_the_window_is_a_setting_and_zero_lifts_it(app_factory, people, clock, e
 def test_many_reminds_at_once_send_one_reminder(wx, people, race_engine, settings):
     say(wx, "o-sec", "通知 周五下午清扫楼道")
     threads = 20
-    barrier = threading.Barrier(threads)
+    barrier = threading.Barrier(threads, timeout=RACE_START_TIMEOUT)
 
     def press(_):
         with Session(race_engine, expire_on_commit=False) as s:

@@ -20,7 +20,7 @@ from models import CheckIn, DomainError, Member, WechatUser
 from models.activity import NO_ACTIVITY, CheckInAttempt, NewActivity, check_in_by_code, create_activity
 from models.base import now_utc
 from models.member import bind_openid
-from tests.conftest import BRANCH, Person
+from tests.conftest import BRANCH, RACE_START_TIMEOUT, Person
 from tests.test_api_auth import assert_error
 
 AWARDS = "/api/v1/admin/points/awards"
@@ -111,7 +111,7 @@ START = datetime(2026, 12, 4, 7, 0, tzinfo=UTC)
 
 def _race(count, attempt):
     """Run `attempt(i)` in `count` threads released at once; return the error codes (or "ok")."""
-    barrier = threading.Barrier(count)
+    barrier = threading.Barrier(count, timeout=RACE_START_TIMEOUT)
     results, lock = [], threading.Lock()
 
     def run(i):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from models.outbox import OutboxMessage, enqueue, enqueue_many, grant_subscription
 from scheduler.sender import RateLimiter, custom_window_commands
 from scheduler.wechat_api import official_account_client
+from tests.conftest import RACE_START_TIMEOUT
 
 TEMPLATE = "/cgi-bin/message/template/send"
 SUBSCRIBE = "/cgi-bin/message/subscribe/send"
@@ -182,7 +183,7 @@ def test_eight_clients_with_an_empty_cache_fetch_one_token(wechat_api, settings,
     wechat_api.latency = 0.05
     try:
         clients = [official_account_client(settings, store) for _ in range(8)]
-        barrier = threading.Barrier(8)
+        barrier = threading.Barrier(8, timeout=RACE_START_TIMEOUT)
         tokens = []
 
         def use(client):

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 
 from app.simulator import Simulator, build_xml, requests_poster, sign
 from models import Wish
-from tests.conftest import AES_KEY, APP_ID, TOKEN, flask_poster
+from tests.conftest import AES_KEY, APP_ID, RACE_START_TIMEOUT, TOKEN, flask_poster
 
 OLD_KEY = "B" * 43
 
@@ -204,7 +204,7 @@ def test_concurrent_bodies_on_one_query_string_one_wins(app_factory, make_member
         params = signed(nonce="shared")
         bodies = [wx.signed_request(wx.text_fields(f"o-{n}", "帮助", msg_id=n))[1] for n in range(8)]
         statuses = []
-        barrier = threading.Barrier(len(bodies))
+        barrier = threading.Barrier(len(bodies), timeout=RACE_START_TIMEOUT)
 
         def deliver(body):
             barrier.wait()

@@ -32,7 +32,7 @@ from models.wishes import (
     sentence,
 )
 from scheduler.wish_jobs import release_overdue_wishes
-from tests.conftest import COMMUNITY, Person
+from tests.conftest import COMMUNITY, RACE_START_TIMEOUT, Person
 
 DOUBLED = re.compile(r"[。，！？；、：][。，]")
 
@@ -201,7 +201,7 @@ def test_concurrent_bare_confirms_credit_once(database_url, cast, session):
         posted = grid_wish(session, cast)
         claim_wish(session, session.get(Member, cast["wang"].id), posted.id, now=now_utc())
         fulfil_wish(session, session.get(Member, cast["wang"].id), posted.id, "修好了", now=now_utc())
-        barrier = threading.Barrier(len(ids))
+        barrier = threading.Barrier(len(ids), timeout=RACE_START_TIMEOUT)
 
         def one(member_id):
             with Session(race, expire_on_commit=False) as s:

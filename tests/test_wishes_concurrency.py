@@ -17,7 +17,7 @@ from models import DomainError, Member, PointEntry
 from models.org import ensure_org_path
 from models.points import balance
 from models.wishes import CLAIMED, DONE, NewWish, Wish, WishEvent, claim_wish, confirm_wish, fulfil_wish, post_wish
-from tests.conftest import BRANCH
+from tests.conftest import BRANCH, RACE_START_TIMEOUT
 
 NOW = datetime(2026, 5, 4, 2, 0, tzinfo=UTC)
 
@@ -34,7 +34,7 @@ def _members(engine, count, role="党员", prefix="认领人"):
 
 def _race(engine, ids, action):
     """Run `action(session, member)` for every member id at once; return what each got."""
-    barrier = threading.Barrier(len(ids))
+    barrier = threading.Barrier(len(ids), timeout=RACE_START_TIMEOUT)
 
     def one(member_id):
         with Session(engine, expire_on_commit=False) as s:
@@ -79,7 +79,7 @@ def test_one_person_racing_for_many_wishes_stays_within_the_limit(race_engine, s
     manager = session.get(Member, secretary)
     wishes = [post_wish(session, manager, NewWish(f"心愿{i}"), now=NOW).id for i in range(12)]
 
-    barrier = threading.Barrier(len(wishes))
+    barrier = threading.Barrier(len(wishes), timeout=RACE_START_TIMEOUT)
 
     def one(wish_id):
         with Session(race_engine) as s:
