@@ -172,17 +172,12 @@ class Command:
         return self.effect is True or (self.effect == "args" and bool(rest))
 
     def allowed_for(self, role: str | None) -> bool:
-        """Whether a caller with `role` (None: not bound) may run the command."""
+        """Whether a caller with `role` (None: not bound) may run the command. The router knows the
+        caller by role only, so that 帮助 and this check need not load the member (the webhook
+        caches roles); models/authz.py says which roles manage."""
         if self.managers_only:
-            return manager_role(role)
+            return authz.is_manager_role(role)
         return not self.needs_member or role is not None
-
-
-def manager_role(role: str | None) -> bool:
-    """Whether a bound caller with `role` is a manager, as models/authz.py decides (None: not bound).
-    The router knows the caller by role only, so that 帮助 and the permission check need not load
-    the member (the webhook caches roles)."""
-    return authz.is_manager_role(role)
 
 
 def _form(word: str) -> str:
