@@ -476,7 +476,7 @@ def export_members(session: Session, members: Iterable[Member], *, viewer: Membe
     With a `viewer`, each row holds what the viewer's API listing shows: the phone masked and the
     dates left empty for those whose personal data they may not see (a re-import leaves such rows
     as they are). Without one (the operator's CLI), everything in full."""
-    book, sheet = new_sheet("党员名册", COLUMNS)
+    book, sheet = new_sheet("党员名册", COLUMNS, widths=(10, 14, 48, 10, 12, 12, 8, 10, 8))
     for m in members:
         private = viewer is None or authz.can(viewer, authz.VIEW_PRIVATE, m)
         append_row(sheet, [
@@ -485,8 +485,6 @@ def export_members(session: Session, members: Iterable[Member], *, viewer: Membe
             m.full_member_date.isoformat() if m.full_member_date and private else "",
             m.role, m.grid.name if m.grid else "", "是" if m.grid_head else "否",
         ])
-    for column, width in zip("ABCDEFGHI", (10, 14, 48, 10, 12, 12, 8, 10, 8), strict=True):
-        sheet.column_dimensions[column].width = width
     return to_bytes(book)
 
 

@@ -1,18 +1,24 @@
-"""The one way every export writes a spreadsheet row: user text can never become a formula.
+"""The one way every export writes a spreadsheet: streamed row by row, user text never a formula.
 
 A cell whose text begins with `=`, `+`, `-`, `@`, a tab or a carriage return is read by Excel,
 WPS and LibreOffice as a formula (OWASP, "CSV injection"): `=HYPERLINK("http://…","点我领取")`
 typed as a wish would be a live link in the secretary's export. Such text is written as a text
 cell (type `s`, with Excel's quote prefix), never as a formula; characters a worksheet cannot
 hold (control characters) are dropped. Numbers, dates and booleans are written as they are.
+
+Workbooks are openpyxl's write-only kind: each row goes to a temporary file as it is appended, so an
+export of 50,000 members holds one row in memory, not a worksheet of cell objects. Set column widths
+(`sheet.column_dimensions`) before the first row.
 """
 
 import io
 from collections.abc import Iterable
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -27,23 +33,28 @@ def is_risky(value) -> bool:
     return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
 
 
-def append_row(sheet: Worksheet, values: Iterable) -> None:
+def append_row(sheet: WriteOnlyWorksheet, values: Iterable) -> None:
     """Append one row; every string is stored as text, whatever it begins with."""
-    row = [clean_text(v) if isinstance(v, str) else v for v in values]
-    sheet.append(row)
-    number = sheet.max_row
-    for column, value in enumerate(row, 1):
-        if is_risky(value):
-            cell = sheet.cell(row=number, column=column)
-            cell.data_type = "s"  # openpyxl typed it as a formula ("f") on assignment
-            cell.quotePrefix = True  # and Excel keeps it text when the cell is edited
+    sheet.append([_cell(sheet, clean_text(v)) if isinstance(v, str) else v for v in values])
 
 
-def new_sheet(title: str, header: Iterable[str] | None = None) -> tuple[Workbook, Worksheet]:
-    """A workbook with one sheet named `title`, its first row `header` (when given)."""
-    book = Workbook()
-    sheet = book.active
-    sheet.title = clean_text(title)[:31]
+def _cell(sheet: WriteOnlyWorksheet, text: str):
+    if not is_risky(text):
+        return text
+    cell = WriteOnlyCell(sheet, value=text)
+    cell.data_type = "s"  # openpyxl would type it as a formula ("f")
+    cell.quotePrefix = True  # and Excel keeps it text when the cell is edited
+    return cell
+
+
+def new_sheet(title: str, header: Iterable[str] | None = None,
+              widths: Iterable[float] = ()) -> tuple[Workbook, WriteOnlyWorksheet]:
+    """A write-only workbook with one sheet named `title`, its columns `widths` wide (from A), its
+    first row `header` (when given)."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(clean_text(title)[:31])
+    for number, width in enumerate(widths, 1):
+        sheet.column_dimensions[get_column_letter(number)].width = width
     if header is not None:
         append_row(sheet, header)
     return book, sheet
