@@ -7,12 +7,12 @@ from pathlib import Path
 import redis
 from dotenv import load_dotenv
 from flask import Flask, jsonify
-from flask.sessions import SessionInterface
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api
-from app.extensions import db, engine_options, get_redis, init_redis, migrate, warn_once
+from app.console.sessions import Sessions
+from app.extensions import bootstrap, csrf, db, engine_options, get_redis, init_redis, migrate, warn_once
 from config import FIELDS, load_config
 from handlers import build_router
 
@@ -24,7 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config is None:
         load_dotenv()  # a .env file next to where the app runs, if any; the environment wins
     app = Flask(__name__, instance_relative_config=True)
-    app.session_interface = NoCookieSessions()
+    app.session_interface = Sessions()
     app.json.ensure_ascii = False  # JSON answers keep Chinese readable, not \uXXXX
     install_settings(app, test_config or {})
     configure_logging(app)
@@ -46,17 +46,6 @@ def install_settings(app: Flask, overrides: dict) -> None:
     app.config.update(SECRET_KEY=settings.secret_key, SQLALCHEMY_DATABASE_URI=settings.database_url)
 
 
-class NoCookieSessions(SessionInterface):
-    """Lianxin keeps no cookie sessions (the webhook is signed, the API takes tokens), so no
-    request pays for opening one."""
-
-    def open_session(self, app, request):
-        return self.make_null_session(app)
-
-    def save_session(self, app, session, response) -> None:
-        pass
-
-
 def configure_logging(app: Flask) -> None:
     settings = app.extensions["settings"]
     logging.basicConfig(level=settings.log_level,
@@ -72,6 +61,11 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     init_redis(app)
+    # CSRF tokens are checked by the console's forms only (the webhook is signed, the API takes
+    # tokens); Bootstrap is served from its Python package, never from a CDN.
+    app.config.update(WTF_CSRF_CHECK_DEFAULT=False, BOOTSTRAP_SERVE_LOCAL=True)
+    csrf.init_app(app)
+    bootstrap.init_app(app)
     if settings.trusted_proxies:
         # Behind nginx: the client's address comes from X-Forwarded-For (per-address rate limits).
         hops = int(settings.trusted_proxies)
@@ -79,11 +73,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import checkin_page, home, wechat
+    from app import checkin_page, console, home, wechat
 
     app.register_blueprint(wechat.bp)
     api.init_app(app)  # /api/v1, its OpenAPI document and docs page, its rate limits
     app.register_blueprint(checkin_page.bp)
+    app.register_blueprint(console.bp)  # /console, the secretaries' pages
     app.register_blueprint(home.bp)  # GET / and the Chinese 404 page
 
 

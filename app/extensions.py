@@ -6,8 +6,10 @@ import logging
 import fakeredis
 import redis
 from flask import Flask, current_app
+from flask_bootstrap import Bootstrap5
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -19,6 +21,8 @@ from models import Base
 # extension shares its metadata so that Flask-Migrate and create_all see every table.
 db = SQLAlchemy(metadata=Base.metadata)
 migrate = Migrate()
+csrf = CSRFProtect()
+bootstrap = Bootstrap5()
 log = logging.getLogger(__name__)
 _warned: set[str] = set()  # the start-up warnings already given in this process
 

@@ -163,6 +163,12 @@ MANAGE_ACTIVITY = _rule("activity.manage", (ORG,), manages, "只有本组织的�
                         not_manager=None)
 ACTIVITY_ACTIONS = (MANAGE_ACTIVITY,)
 
+# The console -----------------------------------------------------------------------------------------
+# Use the secretary's console (target: the actor's own node): a secretary or admin; each page then
+# asks the action it shows.
+USE_CONSOLE = _rule("console.use", (ORG,), manages, "您没有连心管理后台的权限。",
+                    not_manager="连心管理后台仅限书记和管理员使用，您没有访问权限。")
+
 
 def activity_manager_clause(actor: Member | None):
     """A SQL condition on Organization true exactly for the organizations whose activities `actor`

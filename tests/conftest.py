@@ -420,3 +420,15 @@ def count_statements():
     """`with count_statements() as counted: …`, then `counted.count`: the statements a request ran,
     so a test can assert that a list's cost does not grow with the rows it returns (no N+1)."""
     return StatementCount
+
+
+@pytest.fixture
+def console_login():
+    """`console_login(client, member)`: `client` (a Flask test client) is signed in to the console
+    as `member`, as a finished login would leave it. The flows of signing in have their own tests."""
+
+    def login(test_client, member: Member) -> None:
+        with test_client.session_transaction(path="/console/") as console_session:
+            console_session["member_id"] = member.id
+
+    return login

@@ -105,6 +105,7 @@ MATRIX = {
     az.MANAGE_ORGLIFE: (ORGS + RULES, ORGLIFE_OF),
     # Activities (also asked as SQL: test_activity_actions_matrix)
     az.MANAGE_ACTIVITY: (ORGS, SUBTREE),
+    az.USE_CONSOLE: (ORGS, SUBTREE),
 }
 
 
