@@ -21,13 +21,17 @@ from models.activity import (
     check_out,
     checked_in_count,
     create_activity,
+    decide_leave,
+    find_requester,
     get_activity,
     get_managed_activity,
     get_visible_activity,
     hours_text,
+    pending_leaves,
     proxy_check_in,
     registration_of,
     registration_text,
+    request_leave,
     set_rotating,
     set_venue,
     upcoming_for,
@@ -224,6 +228,39 @@ def cancel(message: Incoming, ctx: Context) -> str:
     activity = get_activity(ctx.session, _number(ctx))
     cancel_registration(ctx.session, activity, ctx.member, ctx.now, ctx.settings)
     return f"已取消活动 {activity.number}「{activity.title}」的报名。"
+
+
+@on.command("请假", summary="请假 #编号 理由 — 不能参加时向书记请假",
+            pattern=r"#?(?P<n>\d{1,12}) (?P<reason>.+)", usage="请假 #编号 理由，例如：请假 #3 在外地出差",
+            needs_member=True, effect=True)
+def ask_leave(message: Incoming, ctx: Context) -> str:
+    activity = get_activity(ctx.session, _number(ctx))
+    leave = request_leave(ctx.session, activity, ctx.member, ctx.match["reason"], ctx.now, ctx.settings)
+    return (f"已提交请假：{activity.number}「{activity.title}」，理由：{leave.reason}。"
+            "书记审批后会通知您，批准前请仍按时参加。")
+
+
+VERDICTS = {"同意": True, "批准": True, "不同意": False, "不批准": False}
+
+
+@on.command("批假", summary="批假 #编号 [姓名 同意|不同意] — 查看或审批请假（书记）",
+            pattern=r"#?(?P<n>\d{1,12})(?: " + PAGE + r"| (?P<name>\S+) (?P<verdict>同意|批准|不同意|不批准))?",
+            usage="批假 #编号 查看待批请假；批假 #编号 姓名 同意（或 不同意）", managers_only=True, effect=True)
+def decide(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    if ctx.match["name"] is None:
+        waiting = pending_leaves(ctx.session, activity)
+        if not waiting:
+            return f"{activity.number}「{activity.title}」没有待审批的请假。"
+        lines = [f"{leave.member.name}：{leave.reason}" for leave in waiting]
+        return page_reply(f"{activity.number}「{activity.title}」待审批的请假（{len(waiting)}）：",
+                          [Section(lines)], page_number(ctx.match["page"]), with_page(f"批假 {activity.number}"),
+                          tail=f"发送「批假 {activity.number} 姓名 同意」或「… 不同意」。")
+    leave = find_requester(ctx.session, activity, ctx.match["name"])
+    approve = VERDICTS[ctx.match["verdict"]]
+    decide_leave(ctx.session, activity, ctx.member, leave.member_id, approve, ctx.now, ctx.settings)
+    verdict = "同意" if approve else "不同意"
+    return f"已{verdict}{leave.member.name}对{activity.number}「{activity.title}」的请假，已通知本人。"
 
 
 @on.command("签到", summary="签到 签到码 — 活动签到（也可扫描现场二维码）",

@@ -13,7 +13,16 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
 from models import authz, clock
-from models.activity import KIND_ALIASES, KINDS, VOLUNTEER, Activity, NewActivity, create_activity, reschedule_activity
+from models.activity import (
+    KIND_ALIASES,
+    KINDS,
+    VOLUNTEER,
+    Activity,
+    NewActivity,
+    approved_member_ids,
+    create_activity,
+    reschedule_activity,
+)
 from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
@@ -382,8 +391,10 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
     if due_reminder and occurrence.reminder_sent_at is None:
         if _mark(session, occurrence, "reminder_sent_at", now):
             moves = f":m{occurrence.moves}" if occurrence.moves else ""
+            on_leave = set(session.scalars(approved_member_ids(session, occurrence.activity_id)))
             run.reminders += enqueue_many(
-                session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:reminder{moves}",
+                session, [m.id for m in members if m.id not in on_leave],
+                source=f"orglife:{rule.id}:{period}:reminder{moves}",
                 kind="reminder", title=f"{rule.title}提醒",
                 body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}",
                 data=_fields_of(occurrence, start))

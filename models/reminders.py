@@ -11,6 +11,7 @@ from models.activity import (
     REGISTERED,
     Activity,
     ReminderSetting,
+    approved_member_ids,
     expected_members,
     in_audience,
     registration_of,
@@ -77,8 +78,9 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Settings
         starts = clock.day_time(activity.starts_at, settings.tz)
         body = (f"活动提醒：{activity.number}「{activity.title}」将于 {starts} 开始"
                 f"{place}。请准时参加，现场扫码或发送「签到 签到码」签到。")
+        on_leave = set(session.scalars(approved_member_ids(session, activity.id)))
         for member in expected_members(session, activity):
-            if member.id in muted:
+            if member.id in muted or member.id in on_leave:
                 continue
             if enqueue(session, source=source, kind="reminder", title=f"{activity.kind}提醒", body=body,
                        member_id=member.id, openid=member.openid,

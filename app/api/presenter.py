@@ -70,6 +70,14 @@ def activity_created(activity) -> str:
     return f"活动已发布！{_named(activity)}签到码 {activity.code}{rotating}"
 
 
+def leave_requested(activity) -> str:
+    return f"已提交活动 {_named(activity)}的请假，书记审批后会通知您。"
+
+
+def leave_decided(activity, leave) -> str:
+    return f"{leave.member.name}在活动 {_named(activity)}的请假：{leave.status_name}，已通知本人。"
+
+
 def activity_cancelled(activity) -> str:
     return f"活动 {_named(activity)}已取消。"
 

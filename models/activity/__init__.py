@@ -40,6 +40,16 @@ from models.activity.checkin import (
     rotating_code,
     scene_for,
 )
+from models.activity.leave import (
+    LeaveRequest,
+    approved_member_ids,
+    decide_leave,
+    find_requester,
+    leave_of,
+    leaves_of,
+    pending_leaves,
+    request_leave,
+)
 from models.activity.listing import (
     ActivityStatus,
     activities_for,
@@ -90,8 +100,10 @@ __all__ = [
     "AUDIENCES", "CANCELLED", "KINDS", "KIND_ALIASES", "METHODS", "NO_ACTIVITY", "REGISTERED", "SCENE_PREFIX",
     "VOLUNTEER", "WAITING",
     "Activity", "ActivityStatus", "Attendance", "CheckIn", "CheckInAttempt", "CheckInResult", "NewActivity",
-    "Registration", "ReminderSetting", "SignIn",
-    "activities_for", "activity_by_token", "activity_status", "attendance", "audience_filter", "audience_query",
+    "LeaveRequest", "Registration", "ReminderSetting", "SignIn",
+    "activities_for", "activity_by_token", "approved_member_ids", "decide_leave", "find_requester",
+    "leave_of", "leaves_of", "pending_leaves", "request_leave",
+    "activity_status", "attendance", "audience_filter", "audience_query",
     "cancel_activity", "cancel_registration", "check_in", "check_in_by_code", "check_in_by_scene", "check_out",
     "checked_in_count", "code_is_valid", "create_activity", "current_code", "distance_m", "existing_checkin",
     "expected_count", "expected_members", "find_by_code", "get_activity", "get_managed_activity",
