@@ -45,6 +45,10 @@ class Settings:
     wish_fulfil_days: int = 14
     wish_remind_days: int = 2
     wish_photo_minutes: int = 10
+    # Photos sent within this many minutes of writing a meeting record (会议记录) are attached to it.
+    record_photo_minutes: int = 10
+    # A sign-in later than this many minutes after the start is marked 迟到 in attendance.
+    late_grace_minutes: int = 5
     wish_page_size: int = 5
     # Largest photo the API accepts for a wish (bytes); photos are kept in WISH_PHOTO_DIR
     # (default: wish_photos/ in the instance folder).

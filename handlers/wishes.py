@@ -20,7 +20,6 @@ from handlers.paging import (
 )
 from handlers.router import Context, Handlers, Incoming
 from models import clock
-from models.member import Member
 from models.org import community_of
 from models.points import ManualAward, balance, ranking, recent_entries
 from models.wishes import (
@@ -33,7 +32,6 @@ from models.wishes import (
     Sole,
     Waiting,
     Wish,
-    attach_photo,
     beneficiary_of,
     claim_wish,
     confirm_sole,
@@ -396,18 +394,6 @@ def board(message: Incoming, ctx: Context) -> str:
         lines.append(f"【{label}】")
         lines += [f"{r.place}. {short(r.name, 12)} {r.points}" for r in ranks] or ["暂无"]
     return "\n".join(lines)
-
-
-@on.media("image")
-def photo(message: Incoming, ctx: Context) -> str:
-    member: Member | None = ctx.member
-    minutes = ctx.settings.wish_photo_minutes
-    wish = attach_photo(ctx.session, member, message.media_id, now=ctx.now,
-                        settings=ctx.settings) if member else None
-    if wish is None:
-        return (f"已收到图片。如需作为心愿完成凭证，请先发送「完成 #编号 说明」，"
-                f"再在{minutes}分钟内发送照片。")
-    return f"照片已附在心愿 #{wish.id}「{wish.title}」上，共 {len(wish.photos)} 张。"
 
 
 register = on.register

@@ -10,13 +10,15 @@ from models.org import Grid, Organization
 from models.orglife import OrgLifeOccurrence, OrgLifeRule
 from models.outbox import OutboxMessage, SubscribeGrant
 from models.points import ManualAward, PointEntry
+from models.records import MeetingRecord, RecordPhoto
 from models.subscriptions import SubscribeRefusal
 from models.wishes import Wish, WishEvent, WishPhoto
 
 __all__ = [
-    "Activity", "Base", "BindingRelease", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member",
-    "MiniappUser",
+    "Activity", "Base", "BindingRelease", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "MeetingRecord",
+    "Member", "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
-    "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish", "WishEvent",
+    "RecordPhoto", "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish",
+    "WishEvent",
     "WishPhoto", "HandledMessage", "now_utc",
 ]

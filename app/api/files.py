@@ -1,4 +1,4 @@
-"""Files over the API: .xlsx downloads (documented and answered one way) and the cap on an upload."""
+"""Files over the API: .xlsx and .docx downloads (documented and answered one way) and the cap on an upload."""
 
 import functools
 from collections.abc import Callable
@@ -7,18 +7,20 @@ from urllib.parse import quote
 from flask import Response, request
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 FORM_OVERHEAD = 64 * 1024  # a multipart body's boundaries and headers around the file
 
 
-def xlsx_doc(description: str) -> dict:
-    """The OpenAPI `responses` of an .xlsx download: `@blp.doc(**xlsx_doc("…"))`."""
+def xlsx_doc(description: str, mimetype: str = XLSX) -> dict:
+    """The OpenAPI `responses` of an .xlsx (or other `mimetype`) download: `@blp.doc(**xlsx_doc("…"))`."""
     return {"responses": {"200": {"description": description,
-                                  "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}}}}}
+                                  "content": {mimetype: {"schema": {"type": "string", "format": "binary"}}}}}}
 
 
-def xlsx_response(data: bytes, ascii_name: str, chinese_name: str) -> Response:
-    """An .xlsx download, named in ASCII for old clients and in Chinese (RFC 5987) for the others."""
-    return Response(data, mimetype=XLSX, headers={
+def xlsx_response(data: bytes, ascii_name: str, chinese_name: str, mimetype: str = XLSX) -> Response:
+    """An .xlsx (or other `mimetype`) download, named in ASCII for old clients and in Chinese
+    (RFC 5987) for the others."""
+    return Response(data, mimetype=mimetype, headers={
         "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(chinese_name)}",
     })
 
