@@ -156,7 +156,7 @@ def test_no_handler_module_imports_another():
 
 
 MANAGER_COMMANDS = {"新活动", "代签", "出勤", "签到页", "轮换码", "活动位置", "完成情况", "审核", "撤回", "通知",
-                    "组织生活", "批假"}
+                    "组织生活", "批假", "会议记录"}
 
 
 def test_manager_commands_are_refused_to_members_in_the_same_words(session, make_member):
