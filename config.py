@@ -120,6 +120,12 @@ class Settings:
     # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
     # hours (0: no limit); the refusal says when the next one is allowed.
     notice_remind_hours: int = 12
+    # Each branch's required rhythm of 三会一课 and 主题党日 (activity kind=月 or 季度), checked on
+    # RHYTHM_CHECK_DAY of each month (a note to the branch secretary about what is neither held nor
+    # scheduled), and the weights of the quarterly ranking of branches (季排名).
+    orglife_rhythm: str = "支部党员大会=季度,支委会=月,党小组会=月,党课=季度,主题党日=月"
+    rhythm_check_day: int = 20
+    ranking_weights: str = "held=40,attendance=25,records=15,wishes=10,notices=10"
 
     database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
     redis_url: str = ""  # empty: an in-process stand-in (one process only)
@@ -191,6 +197,8 @@ class Settings:
     secret_key_generated: bool = False
     template_field_maps: Mapping[str, tuple[tuple[str, str, str], ...]] = field(
         default_factory=lambda: MappingProxyType({}))
+    rhythm: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # kind → month/quarter
+    weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # of RANKING_WEIGHTS
 
     @property
     def tz(self) -> ZoneInfo:
@@ -207,7 +215,7 @@ class Settings:
 
 
 # What the environment may set: every field but the derived ones.
-_DERIVED = ("secret_key_generated", "template_field_maps")
+_DERIVED = ("secret_key_generated", "template_field_maps", "rhythm", "weights")
 FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name not in _DERIVED}
 
 
@@ -272,9 +280,37 @@ def _checked(settings: Settings) -> Settings:
         for prefix in ("WECHAT_TEMPLATE", "MINIAPP_TEMPLATE") for kind in TEMPLATE_KINDS
         for name in (f"{prefix}_{kind.upper()}_FIELDS",)
     })
+    if not 1 <= settings.rhythm_check_day <= 28:
+        raise ConfigError(f"RHYTHM_CHECK_DAY={settings.rhythm_check_day} must be a day from 1 to 28")
     return dataclasses.replace(
         settings, birthday_date_field=field_name, wechat_api_base=settings.wechat_api_base.rstrip("/"),
-        template_field_maps=maps)
+        template_field_maps=maps, rhythm=_pairs("ORGLIFE_RHYTHM", settings.orglife_rhythm, RHYTHM_PERIODS),
+        weights=_pairs("RANKING_WEIGHTS", settings.ranking_weights, None))
+
+
+RHYTHM_PERIODS = {"月": "month", "季度": "quarter"}
+RANKING_PARTS = ("held", "attendance", "records", "wishes", "notices")
+
+
+def _pairs(name: str, raw: str, periods: Mapping[str, str] | None) -> Mapping[str, str | float]:
+    """Parse "a=x,b=y" into a read-only mapping: ORGLIFE_RHYTHM's periods (月/季度) or, without
+    `periods`, RANKING_WEIGHTS' numbers (of the parts in RANKING_PARTS); raise ConfigError."""
+    pairs: dict = {}
+    for part in filter(None, (p.strip() for p in raw.replace("，", ",").split(","))):
+        key, _, value = (x.strip() for x in part.partition("="))
+        if periods is not None:
+            if not key or value not in periods:
+                raise ConfigError(f"{name}: {part!r} is not kind=月 or kind=季度")
+            pairs[key] = periods[value]
+            continue
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if key not in RANKING_PARTS or weight < 0:
+            raise ConfigError(f"{name}: {part!r} is not part=weight with a part of {', '.join(RANKING_PARTS)}")
+        pairs[key] = weight
+    return MappingProxyType(pairs)
 
 
 def parse_template_fields(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:

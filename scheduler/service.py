@@ -22,6 +22,7 @@ from models.base import now_utc
 from models.birthdays import send_birthday_greetings
 from models.handled import purge_handled
 from models.orglife import send_due_orglife
+from models.rhythm import send_rhythm_notes
 from scheduler.activity_jobs import activity_reminders, prepare_sign_in_qr_codes
 from scheduler.locks import RedisLock
 from scheduler.sender import Sender
@@ -77,6 +78,8 @@ class SchedulerService:
         return [
             # Every quarter of an hour: the notices and reminders whose time has come.
             Job("orglife", CronTrigger(minute="*/15", timezone=self.tz), self._orglife),
+            # Daily from RHYTHM_CHECK_DAY: branches told of the required meetings neither held nor scheduled.
+            Job("rhythm", CronTrigger(hour=9, minute=30, timezone=self.tz), self._rhythm),
             # Daily: political birthdays (the run time's local date is the day greeted).
             Job("birthdays", CronTrigger(hour=int(birthday_h), minute=int(birthday_m), timezone=self.tz),
                 self._birthdays),
@@ -97,6 +100,10 @@ class SchedulerService:
         with self.session_factory() as session:
             run = send_due_orglife(session, now, settings=self.settings)
         return f"{run.notices} notices, {run.reminders} reminders queued"
+
+    def _rhythm(self, now: datetime, at: datetime) -> str:
+        with self.session_factory() as session:
+            return f"{send_rhythm_notes(session, now, self.settings)} rhythm notes queued"
 
     def _birthdays(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
