@@ -49,6 +49,10 @@ class Settings:
     record_photo_minutes: int = 10
     # A sign-in later than this many minutes after the start is marked 迟到 in attendance.
     late_grace_minutes: int = 5
+    # After an occasion, a note to each member absent without leave: for organizational life (1: on)
+    # and for volunteer services (0: off).
+    absence_note_orglife: int = 1
+    absence_note_volunteer: int = 0
     wish_page_size: int = 5
     # Largest photo the API accepts for a wish (bytes); photos are kept in WISH_PHOTO_DIR
     # (default: wish_photos/ in the instance folder).

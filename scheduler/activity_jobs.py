@@ -13,7 +13,14 @@ from wechatpy import WeChatClient
 
 from config import Settings
 from models.activity import Activity, qr_expire_seconds, remember_qr, scene_for
+from models.activity.leave import queue_absence_notes
 from models.reminders import queue_activity_reminders
+
+
+def absence_notes(session_factory: Callable[[], Session], now: datetime, settings: Settings) -> int:
+    """Queue the notes to members absent without leave from the occasions that ended in the last day."""
+    with session_factory() as session:
+        return queue_absence_notes(session, now, settings)
 
 
 def activity_reminders(session_factory: Callable[[], Session], now: datetime, settings: Settings) -> int:

@@ -23,7 +23,7 @@ from models.birthdays import send_birthday_greetings
 from models.handled import purge_handled
 from models.orglife import send_due_orglife
 from models.rhythm import send_rhythm_notes
-from scheduler.activity_jobs import activity_reminders, prepare_sign_in_qr_codes
+from scheduler.activity_jobs import absence_notes, activity_reminders, prepare_sign_in_qr_codes
 from scheduler.locks import RedisLock
 from scheduler.sender import Sender
 from scheduler.wechat_api import official_account_client
@@ -87,6 +87,8 @@ class SchedulerService:
             Job("wishes", CronTrigger(minute=5, timezone=self.tz), self._wishes),
             # Activities: reminders 24 h and 1 h before; WeChat sign-in QR codes made ahead of time.
             Job("activity_reminders", CronTrigger(minute="*/5", timezone=self.tz), self._activity_reminders),
+            # Half-hourly: a note to each member absent without leave from an occasion just ended.
+            Job("absence_notes", CronTrigger(minute="20,50", timezone=self.tz), self._absence_notes),
             Job("activity_qr_codes", CronTrigger(minute="*/30", timezone=self.tz), self._activity_qr_codes,
                 catch_up=False),
             # Hourly: forget the handled-message keys older than a day (WeChat retries within seconds).
@@ -118,6 +120,9 @@ class SchedulerService:
 
     def _activity_reminders(self, now: datetime, at: datetime) -> str:
         return f"{activity_reminders(self.session_factory, now, self.settings)} reminders queued"
+
+    def _absence_notes(self, now: datetime, at: datetime) -> str:
+        return f"{absence_notes(self.session_factory, now, self.settings)} absence notes queued"
 
     def _activity_qr_codes(self, now: datetime, at: datetime) -> str:
         if not self.settings.wechat_app_secret:

@@ -160,3 +160,25 @@ def test_two_secretaries_deciding_at_once_decide_once(race_engine, make_member):
         results = s.scalars(select(OutboxMessage.id).where(
             OutboxMessage.member_id == member.id, OutboxMessage.title == "请假结果")).all()
         assert len(results) == 1
+
+
+def test_after_the_occasion_the_absent_without_leave_get_a_note(session, say, branch, make_scheduler):
+    activity = _activity(session, branch["sec"])
+    service = _activity(session, branch["sec"], kind="志愿服务", title="清扫楼道", audience="open")
+    say("o-zhang", f"请假 #{activity.id} 出差", NOW)
+    say("o-sec", f"批假 #{activity.id} 张三 同意", NOW)
+    check_in(session, activity, session.get(Member, branch["li"].id),
+             SignIn(method="proxy", proxy_by=session.get(Member, branch["sec"].id)), now=START)
+    after = START + timedelta(hours=3)
+    make_scheduler().run_due(after)
+    make_scheduler().run_due(after + timedelta(hours=1))  # a rerun adds nothing
+    notes = session.execute(select(OutboxMessage.member_id, OutboxMessage.source).where(
+        OutboxMessage.title == "缺席提醒")).all()
+    assert notes == [(branch["sec"].id, f"activity:{activity.id}:absent")]  # not 张三 (leave), not 李四
+    assert service.id not in {int(source.split(":")[1]) for _, source in notes}  # volunteers: off by default
+    body = session.scalars(select(OutboxMessage.body).where(OutboxMessage.title == "缺席提醒")).one()
+    assert "也没有请假" in body and "学习党章" in body
+    make_scheduler(ABSENCE_NOTE_VOLUNTEER=1).run_due(after + timedelta(hours=2))
+    told = set(session.scalars(select(OutboxMessage.member_id).where(
+        OutboxMessage.source == f"activity:{service.id}:absent")))
+    assert branch["zhang"].id in told and branch["other"].id not in told  # the community's, not another's

@@ -1,15 +1,16 @@
 """Leave (请假): a member who cannot come to an occasion asks before it starts; a secretary of the
 activity's organization approves or refuses; the member is told either way. Approved leave stops
-that member's reminders for the occasion and counts as 请假, not 缺席, in the attendance.
+that member's reminders for the occasion and counts as 请假, not 缺席, in the attendance. After the
+occasion, a member absent without leave gets a short note (`queue_absence_notes`).
 
 One request per member and activity (a unique row): asking again while it waits changes the
 reason; after a refusal it waits again. A decision is a conditional update of a waiting request,
 so two secretaries deciding at once decide once.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, select, update
+from sqlalchemy import ForeignKey, String, UniqueConstraint, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from config import DEFAULTS, Settings
@@ -146,3 +147,36 @@ def find_requester(session: Session, activity: Activity, name: str) -> LeaveRequ
         raise DomainError(f"活动 {activity.number} 有 {len(rows)} 位名叫 {name} 的成员请假，请在管理后台或小程序处理。",
                           code="ambiguous_name")
     return rows[0]
+
+
+# After the occasion -------------------------------------------------------------------------------
+def queue_absence_notes(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
+    """For every occasion that ended in the last day, a short note in the inbox of each member it was
+    for who neither signed in nor had leave approved — for organizational life when
+    ABSENCE_NOTE_ORGLIFE is on (the default), for volunteer services when ABSENCE_NOTE_VOLUNTEER is
+    (off by default). Once per occasion and member (the outbox's unique source). Commit."""
+    from models.activity.audience import expected_members
+    from models.activity.tables import VOLUNTEER, CheckIn
+
+    kinds = []
+    if settings.absence_note_orglife:
+        kinds.append(Activity.kind != VOLUNTEER)
+    if settings.absence_note_volunteer:
+        kinds.append(Activity.kind == VOLUNTEER)
+    if not kinds:
+        return 0
+    ended = session.scalars(select(Activity).where(
+        Activity.cancelled.is_(False), Activity.ends_at <= now, Activity.ends_at > now - timedelta(days=1),
+        or_(*kinds)).order_by(Activity.ends_at, Activity.id)).all()
+    queued = 0
+    for activity in ended:
+        excused = set(session.scalars(select(CheckIn.member_id).where(CheckIn.activity_id == activity.id)
+                                      .union(approved_member_ids(session, activity.id))))
+        body = (f"您未参加{clock.day_time(activity.starts_at, settings.tz)}的{activity.number}「{activity.title}」"
+                "，也没有请假。如有特殊情况，请向书记说明。")
+        for member in expected_members(session, activity):
+            if member.id not in excused:
+                queued += enqueue(session, source=f"activity:{activity.id}:absent", kind="activity",
+                                  title="缺席提醒", body=body, member_id=member.id)
+        session.commit()
+    return queued
