@@ -250,3 +250,11 @@ def _too_soon(notice: Notice, hours: float, settings: Settings) -> DomainError:
         f"通知 #{notice.id} 已于 {clock.day_time(last, settings.tz)} 再提醒过，每 {every} 小时最多再提醒一次；"
         f"下次可在 {clock.day_time(last + timedelta(hours=hours), settings.tz)} 之后。",
         code="remind_too_soon")
+
+
+def recipient_count(session: Session, author: Member, *, kinds: list[str] | None = None,
+                    grid_id: int | None = None, org_id: int | None = None) -> int:
+    """How many members `publish_notice` with these arguments would queue the notice for (the
+    console's preview before sending); refused as publish_notice refuses."""
+    org = authz.authorized_org(session, author, authz.PUBLISH_NOTICE, org_id)
+    return len(audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id))
