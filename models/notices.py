@@ -258,3 +258,11 @@ def recipient_count(session: Session, author: Member, *, kinds: list[str] | None
     console's preview before sending); refused as publish_notice refuses."""
     org = authz.authorized_org(session, author, authz.PUBLISH_NOTICE, org_id)
     return len(audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id))
+
+
+def next_remind_at(notice: Notice, settings: Settings = DEFAULTS) -> datetime | None:
+    """When `remind_unread` will next be allowed for the notice (None: now)."""
+    hours = settings.notice_remind_hours
+    if hours <= 0 or notice.reminded_at is None:
+        return None
+    return notice.reminded_at + timedelta(hours=hours)
