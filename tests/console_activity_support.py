@@ -26,13 +26,15 @@ def post_form(client, path: str, data: dict, **kwargs):
     return client.post(path, data={"csrf_token": csrf_token(client), **data}, **kwargs)
 
 
-def session_cookie(client, app) -> tuple[str, str]:
-    """The (name, value) of the test client's console session cookie (after console_login and a page)."""
+def session_cookie(client, app) -> tuple[str, str, str]:
+    """The (name, value, path) of the test client's console session cookie (after console_login and
+    a page), to be set in the browser exactly as the app sets it."""
     client.get("/console/activities")
     name = app.config.get("SESSION_COOKIE_NAME", "session")
-    cookie = client.get_cookie(name, path="/console") or client.get_cookie(name)
+    path = app.config.get("SESSION_COOKIE_PATH") or app.config.get("APPLICATION_ROOT") or "/"
+    cookie = client.get_cookie(name, path=path)
     assert cookie is not None, "the test client has no session cookie"
-    return name, cookie.value
+    return name, cookie.value, path
 
 
 @contextmanager
@@ -48,13 +50,13 @@ def live_server(app):
         thread.join()
 
 
-def signed_in_tab(browser: Browser, base_url: str, cookie: tuple[str, str], path: str) -> str:
+def signed_in_tab(browser: Browser, base_url: str, cookie: tuple[str, str, str], path: str) -> str:
     """A tab of `browser` carrying the console session cookie, opened at `path`."""
     tab = browser.open("about:blank")
     browser.send("Network.enable", {}, tab)
-    name, value = cookie
-    ok = browser.send("Network.setCookie", {"name": name, "value": value, "url": f"{base_url}/console/",
-                                             "path": "/console", "httpOnly": True}, tab)
+    name, value, cookie_path = cookie
+    ok = browser.send("Network.setCookie", {"name": name, "value": value, "url": f"{base_url}{cookie_path}",
+                                             "path": cookie_path, "httpOnly": True}, tab)
     assert ok.get("success", True)
     navigate(browser, tab, f"{base_url}{path}")
     return tab
