@@ -204,3 +204,65 @@ def test_signed_out_pages_go_to_login_and_posts_are_refused(client, people):
     assert client.get("/console/activities").status_code == 302
     assert client.get("/console/quota").status_code == 302
     assert client.post("/console/activities/new", data={}).status_code in (400, 403)
+
+
+def test_two_cancellations_at_once_cancel_and_tell_once(race_engine, people):
+    """Two managers cancel the same activity at the same moment: one cancels, the other finds no
+    activity; the registered member is told once, and the reminders are withdrawn."""
+    import threading
+
+    from models.activity import NewActivity, cancel_activity_report, create_activity
+    from models.base import NotFound
+    from tests.conftest import RACE_START_TIMEOUT
+
+    with Session(race_engine, expire_on_commit=False) as s:
+        activity = create_activity(s, s.get(Member, people["sec"].id), NewActivity(
+            kind="主题党日", title="同时取消", starts_at=now_utc() + timedelta(days=2), registration=True))
+        register(s, activity, s.get(Member, people["wang"].id), now_utc())
+    assert queue_reminders(race_engine, activity.id) == 1
+    barrier = threading.Barrier(2, timeout=RACE_START_TIMEOUT)
+    outcomes = []
+
+    def cancel(reason):
+        with Session(race_engine, expire_on_commit=False) as s:
+            mine = s.get(Activity, activity.id)
+            barrier.wait()
+            try:
+                outcomes.append(cancel_activity_report(s, mine, reason=reason, by=s.get(Member, people["sec"].id)))
+            except NotFound:
+                outcomes.append(None)
+
+    threads = [threading.Thread(target=cancel, args=(f"原因{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done = [o for o in outcomes if o is not None]
+    assert len(outcomes) == 2 and len(done) == 1 and done[0].told == 1 and done[0].withdrawn == 1
+    with Session(race_engine) as s:
+        told = s.scalars(select(OutboxMessage).where(OutboxMessage.source == f"activity:{activity.id}:cancelled")).all()
+        assert [m.member_id for m in told] == [people["wang"].id]
+    assert reminder_rows(race_engine, activity.id) == []
+
+
+def test_the_activities_list_costs_the_same_for_2_and_for_8_activities(client, engine, people, console_login,
+                                                                      count_statements):
+    from models.activity import NewActivity, create_activity
+
+    console_login(client, people["sec"])
+
+    def publish(count):
+        with Session(engine) as s:
+            for n in range(count):
+                create_activity(s, s.get(Member, people["sec"].id), NewActivity(
+                    kind="主题党日", title=f"党日{n}", starts_at=now_utc() + timedelta(days=n + 1)))
+
+    publish(2)
+    client.get("/console/activities")
+    with count_statements() as few:
+        assert client.get("/console/activities").status_code == 200
+    publish(6)
+    with count_statements() as many:
+        page = client.get("/console/activities").get_data(as_text=True)
+    assert "共 8 个活动" in page
+    assert many.count == few.count, many.statements
