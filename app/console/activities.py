@@ -119,7 +119,7 @@ def new_activity():
 
 @bp.route("/activities/<int:activity_id>/edit", methods=["GET", "POST"])
 @login_required
-def edit(activity_id: int):
+def activity_edit(activity_id: int):
     try:
         activity = get_managed_activity(db.session, activity_id, current_manager())
     except DomainError as error:
@@ -144,7 +144,7 @@ def edit(activity_id: int):
 
 @bp.post("/activities/<int:activity_id>/cancel")
 @login_required
-def cancel(activity_id: int):
+def activity_cancel(activity_id: int):
     try:
         activity = get_managed_activity(db.session, activity_id, current_manager())
         done = cancel_activity_report(db.session, activity, reason=request.form.get("reason", ""),
@@ -180,7 +180,7 @@ def activity(activity_id: int):
 
 @bp.get("/activities/<int:activity_id>/attendance.xlsx")
 @login_required
-def attendance_export(activity_id: int):
+def activity_attendance_xlsx(activity_id: int):
     try:
         found = get_managed_activity(db.session, activity_id, current_manager())
     except DomainError as error:
@@ -198,7 +198,7 @@ def _year() -> int:
 
 @bp.get("/quota")
 @login_required
-def quota():
+def activities_quota():
     settings = current_settings()
     year = _year()
     try:
@@ -214,7 +214,7 @@ def quota():
 
 @bp.get("/quota.xlsx")
 @login_required
-def quota_export():
+def activities_quota_xlsx():
     settings = current_settings()
     year = _year()
     try:

@@ -117,13 +117,13 @@ def send_notice():
         db.session.rollback()
         return _compose(draft, status=400, error=error.message)
     flash(f"通知 #{published.notice.id} 已发送给 {published.recipients} 人。", "success")
-    return redirect(url_for("console.notice", notice_id=published.notice.id))
+    return redirect(url_for("console.notice_page", notice_id=published.notice.id))
 
 
 # Receipts and reminders --------------------------------------------------------------------------
 @bp.get("/notices/<int:notice_id>")
 @login_required
-def notice(notice_id: int):
+def notice_page(notice_id: int):
     settings = current_settings()
     try:
         receipt = notice_receipt(db.session, notice_id, current_manager())
@@ -138,7 +138,7 @@ def notice(notice_id: int):
 
 @bp.post("/notices/<int:notice_id>/remind")
 @login_required
-def remind(notice_id: int):
+def notice_remind(notice_id: int):
     try:
         count = remind_unread(db.session, notice_id, current_manager(), now=now_utc(), settings=current_settings())
     except DomainError as error:
@@ -148,4 +148,4 @@ def remind(notice_id: int):
         flash(error.message, "warning")
     else:
         flash(f"已再次提醒 {count} 位未读成员。", "success")
-    return redirect(url_for("console.notice", notice_id=notice_id))
+    return redirect(url_for("console.notice_page", notice_id=notice_id))
