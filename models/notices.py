@@ -250,3 +250,19 @@ def _too_soon(notice: Notice, hours: float, settings: Settings) -> DomainError:
         f"通知 #{notice.id} 已于 {clock.day_time(last, settings.tz)} 再提醒过，每 {every} 小时最多再提醒一次；"
         f"下次可在 {clock.day_time(last + timedelta(hours=hours), settings.tz)} 之后。",
         code="remind_too_soon")
+
+
+def recipient_count(session: Session, author: Member, *, kinds: list[str] | None = None,
+                    grid_id: int | None = None, org_id: int | None = None) -> int:
+    """How many members `publish_notice` with these arguments would queue the notice for (the
+    console's preview before sending); refused as publish_notice refuses."""
+    org = authz.authorized_org(session, author, authz.PUBLISH_NOTICE, org_id)
+    return len(audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id))
+
+
+def next_remind_at(notice: Notice, settings: Settings = DEFAULTS) -> datetime | None:
+    """When `remind_unread` will next be allowed for the notice (None: now)."""
+    hours = settings.notice_remind_hours
+    if hours <= 0 or notice.reminded_at is None:
+        return None
+    return notice.reminded_at + timedelta(hours=hours)

@@ -4,15 +4,26 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from config import DEFAULTS, Settings
-from models import authz
-from models.activity.tables import AUDIENCES, KIND_ALIASES, KINDS, VOLUNTEER, Activity
+from models import authz, clock
+from models.activity.audience import expected_members
+from models.activity.tables import (
+    AUDIENCES,
+    KIND_ALIASES,
+    KINDS,
+    REGISTERED,
+    VOLUNTEER,
+    WAITING,
+    Activity,
+    Registration,
+)
 from models.base import DomainError, Forbidden, NotFound, now_utc
 from models.member import Member
 from models.org import Organization
+from models.outbox import PENDING, OutboxMessage, enqueue_many
 from models.text import MAX_CAPACITY, MAX_CODE, MAX_PLACE, MAX_POINTS, bad_character, check_int, clean_text, fits_id
 
 
@@ -171,8 +182,126 @@ def set_rotating(session: Session, activity: Activity, on: bool) -> Activity:
     return activity
 
 
-def cancel_activity(session: Session, activity: Activity) -> Activity:
-    activity.cancelled = True
+# Changes and cancellation ------------------------------------------------------------------------
+MAX_REASON = 200
+
+
+def reminder_source_pattern(activity_id: int) -> str:
+    """The LIKE pattern of an activity's reminder rows in the outbox (models/reminders.py names them
+    "activity:<id>:reminder:<hours>h")."""
+    return f"activity:{activity_id}:reminder:%"
+
+
+def withdraw_reminders(session: Session, activity: Activity) -> int:
+    """Delete the activity's reminders still waiting in the outbox (in the caller's transaction);
+    return how many. Only rows no sender has claimed yet: a conditional DELETE, so a reminder being
+    sent at this moment is left to its sender, and one sent stays in the inbox as sent."""
+    return session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.source.like(reminder_source_pattern(activity.id)), OutboxMessage.status == PENDING)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def counting_on(session: Session, activity: Activity) -> list[int]:
+    """Who counts on the activity taking place: with registration, the registered and the waiting;
+    without, everyone it is for (the members its reminders go to)."""
+    if activity.registration:
+        return list(session.scalars(
+            select(Registration.member_id)
+            .where(Registration.activity_id == activity.id, Registration.status.in_((REGISTERED, WAITING)))
+            .order_by(Registration.member_id)))
+    return [m.id for m in expected_members(session, activity)]
+
+
+def _tell(session: Session, activity: Activity, recipients: list[int], *, source: str, title: str,
+          body: str) -> int:
+    return enqueue_many(session, recipients, source=source, kind="activity", title=title, body=body,
+                        data={"starts_at": activity.starts_at, "place": activity.place})
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What cancel_activity did: the activity, how many were told, how many reminders withdrawn."""
+
+    activity: Activity
+    told: int
+    withdrawn: int
+
+
+def cancel_activity(session: Session, activity: Activity, *, reason: str = "", by: Member | None = None,
+                    now: datetime | None = None, settings: Settings = DEFAULTS) -> Activity:
+    """Cancel an activity, in one transaction: everyone who counts on it (`counting_on`, but the
+    canceller) is told through the outbox, with the reason if given, and its reminders not yet sent
+    are withdrawn; commit. The cancellation is a conditional update: cancelled twice at once, it is
+    cancelled and told once (a second attempt finds no activity)."""
+    return cancel_activity_report(session, activity, reason=reason, by=by, now=now, settings=settings).activity
+
+
+def cancel_activity_report(session: Session, activity: Activity, *, reason: str = "", by: Member | None = None,
+                           now: datetime | None = None, settings: Settings = DEFAULTS) -> Cancelled:
+    """cancel_activity, answering how many were told and how many reminders were withdrawn."""
+    reason = clean_text(reason or "", "取消原因", MAX_REASON).strip()
+    taken = session.execute(
+        update(Activity).where(Activity.id == activity.id, Activity.cancelled.is_(False))
+        .values(cancelled=True).execution_options(synchronize_session=False)
+    ).rowcount
+    if taken != 1:
+        session.rollback()
+        raise NotFound(f"没有编号为 #{activity.id} 的活动。")
+    withdrawn = withdraw_reminders(session, activity)
+    recipients = [m for m in counting_on(session, activity) if by is None or m != by.id]
+    why = f"取消原因：{reason}。" if reason else ""
+    when = clock.weekday_time(activity.starts_at, settings.tz)
+    where = f"，{activity.place}" if activity.place else ""
+    body = f"活动取消：{activity.number}「{activity.title}」（原定 {when}{where}）已取消，不必前往。{why}"
+    told = _tell(session, activity, recipients, source=f"activity:{activity.id}:cancelled",
+                 title=f"{activity.kind}取消", body=body)
     session.commit()
-    return activity
+    session.refresh(activity)
+    return Cancelled(activity, told, withdrawn)
+
+
+@dataclass(frozen=True)
+class ActivityChanges:
+    """A secretary's edit of an activity: its title, place, start and end (None: unchanged)."""
+
+    title: str | None = None
+    place: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+def edit_activity(session: Session, activity: Activity, changes: ActivityChanges, *, by: Member | None = None,
+                  now: datetime | None = None, settings: Settings = DEFAULTS) -> int:
+    """Change an activity's title, place or times; commit; return how many were told. A new time or
+    place is told to everyone who counts on it (but the editor); a new start withdraws the reminders
+    not yet sent, so that they are queued again for the new time."""
+    now = now or now_utc()
+    title = activity.title if changes.title is None else clean_text(changes.title, "活动标题").strip()
+    if not title or len(title) > 100:
+        raise DomainError("请填写活动标题（100字以内）。", code="bad_title")
+    place = activity.place if changes.place is None else clean_text(changes.place, "活动地点", MAX_PLACE).strip()
+    starts_at = changes.starts_at or activity.starts_at
+    ends_at = changes.ends_at or (starts_at + (activity.ends_at - activity.starts_at))
+    moved = starts_at != activity.starts_at or ends_at != activity.ends_at
+    if moved:
+        _checked_times(NewActivity(kind=activity.kind, title=title, starts_at=starts_at, ends_at=ends_at), now,
+                       settings)
+    relocated = place != activity.place
+    activity.title, activity.place = title, place
+    told = 0
+    if moved or relocated:
+        if starts_at != activity.starts_at:
+            withdraw_reminders(session, activity)
+            activity.reminded = ""
+        activity.starts_at, activity.ends_at = starts_at, ends_at
+        recipients = [m for m in counting_on(session, activity) if by is None or m != by.id]
+        where = f"，地点：{place}" if place else ""
+        body = (f"活动变更：{activity.number}「{title}」改为 {clock.weekday_time(starts_at, settings.tz)} 开始"
+                f"{where}。请按新的时间和地点参加。")
+        told = _tell(session, activity, recipients, source=f"activity:{activity.id}:changed:{now:%Y%m%d%H%M%S%f}",
+                     title=f"{activity.kind}变更", body=body)
+    session.commit()
+    return told
 
