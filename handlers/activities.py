@@ -1,20 +1,23 @@
 """新活动, 活动, 报名, 取消报名, 签到 (and the sign-in QR scene), 代签, 签退, 出勤, 签到页, 轮换码, 活动位置, 提醒."""
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 
 from handlers.paging import PAGE, Section, page_number, page_reply, short, with_page
 from handlers.presenter import BIND_HOW
 from handlers.router import Context, Handlers, Incoming
-from models import DomainError, authz, clock
+from handlers.when import parse_when
+from models import authz, clock
 from models.activity import (
     AUDIENCES,
     KINDS,
     REGISTERED,
     SCENE_PREFIX,
     Activity,
+    ActivityChanges,
     NewActivity,
     attendance,
+    cancel_activity_report,
     cancel_registration,
     check_in_by_code,
     check_in_by_scene,
@@ -22,6 +25,7 @@ from models.activity import (
     checked_in_count,
     create_activity,
     decide_leave,
+    edit_activity,
     find_requester,
     get_activity,
     get_managed_activity,
@@ -46,59 +50,13 @@ from models.text import parse_number
 
 NEW_USAGE = ("新活动 类型 标题 日期 时间 [地点]，例如：新活动 主题党日 学习二十大精神 12月4日 15:00 社区会议室\n"
              f"类型：{'、'.join(KINDS)}；时间可写 15:00-17:00；地点后可加：名额30、报名、全体、开放、积分10、轮换码")
-_RELATIVE = {"今天": 0, "明天": 1, "后天": 2}
 LIST_MAX = 100  # 活动 pages through at most this many upcoming activities
+# A title with spaces is written in 「」 or quotes: 新活动 主题党日 「学习 党章」 12月4日 15:00.
+QUOTED = r"「[^」]+」|“[^”]+”|\"[^\"]+\""
 
 
-def parse_date(text: str, today: date) -> date:
-    """Read a date as people write it: 2026-12-04, 2026/12/4, 2026年12月4日, 12月4日, 12-04, 明天, 周五."""
-    text = text.strip()
-    if text in _RELATIVE:
-        return today + timedelta(days=_RELATIVE[text])
-    found = re.fullmatch(r"(下)?(?:周|星期|礼拜)([一二三四五六日天])", text)
-    if found:
-        if found[1]:  # 下周五: the Friday of next week
-            return today + timedelta(days=7 - today.weekday() + clock.WEEKDAY_NUMBERS[found[2]])
-        return today + timedelta(days=(clock.WEEKDAY_NUMBERS[found[2]] - today.weekday()) % 7)
-    found = re.fullmatch(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?", text)
-    with_year = found is not None
-    if found:
-        year, month, day = (int(g) for g in found.groups())
-    else:
-        found = re.fullmatch(r"(\d{1,2})[-/.月](\d{1,2})[日号]?", text)
-        if found is None:
-            raise DomainError(f"日期「{text}」看不懂，可以写：2026-12-04、12月4日、明天、周五。", code="bad_date")
-        year, month, day = today.year, int(found[1]), int(found[2])
-    try:
-        result = date(year, month, day)
-    except ValueError:
-        raise DomainError(f"日期「{text}」不存在。", code="bad_date") from None
-    if not with_year and result < today:
-        result = result.replace(year=today.year + 1)  # "1月5日" written in December means next year
-    return result
-
-
-def parse_time(text: str) -> tuple[time, time | None]:
-    """Read "15:00", "15点", "15:00-17:00"."""
-    found = re.fullmatch(r"(\d{1,2})(?:[:点](\d{2})?)?(?:[-~至到](\d{1,2})(?:[:点](\d{2})?)?)?", text.strip())
-    if found is None:
-        raise DomainError(f"时间「{text}」看不懂，例如：15:00 或 15:00-17:00。", code="bad_time")
-    try:
-        start = time(int(found[1]), int(found[2] or 0))
-        end = time(int(found[3]), int(found[4] or 0)) if found[3] else None
-    except ValueError:
-        raise DomainError(f"时间「{text}」不存在。", code="bad_time") from None
-    return start, end
-
-
-def parse_when(date_text: str, time_text: str, now: datetime, settings) -> tuple[datetime, datetime | None]:
-    """Return the aware start (and end, if given) of local date and time texts."""
-    zone = settings.tz
-    day = parse_date(date_text, now.astimezone(zone).date())
-    start, end = parse_time(time_text)
-    starts_at = datetime.combine(day, start, tzinfo=zone)
-    ends_at = datetime.combine(day, end, tzinfo=zone) if end else None
-    return starts_at, ends_at
+def unquote(text: str) -> str:
+    return text[1:-1].strip() if re.fullmatch(QUOTED, text) else text
 
 
 def _options(rest: str) -> tuple[str, dict]:
@@ -173,7 +131,7 @@ on = Handlers()
 
 
 @on.command("新活动", aliases=("发布活动",), summary="新活动 类型 标题 日期 时间 [地点] — 发布活动（书记）",
-            pattern=r"(?P<kind>\S+) (?P<title>\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
+            pattern=r"(?P<kind>\S+) (?P<title>" + QUOTED + r"|\S+) (?P<date>\S+) (?P<time>\S+)(?: (?P<rest>.+))?",
             usage=NEW_USAGE, managers_only=True, effect=True)
 def new_activity(message: Incoming, ctx: Context) -> str:
     starts_at, ends_at = parse_when(ctx.match["date"], ctx.match["time"], ctx.now, ctx.settings)
@@ -181,7 +139,8 @@ def new_activity(message: Incoming, ctx: Context) -> str:
         ends_at += timedelta(days=1)
     place, options = _options(ctx.match["rest"])
     activity = create_activity(
-        ctx.session, ctx.member, NewActivity(kind=ctx.match["kind"], title=ctx.match["title"], starts_at=starts_at,
+        ctx.session, ctx.member, NewActivity(kind=ctx.match["kind"], title=unquote(ctx.match["title"]),
+                                             starts_at=starts_at,
                                              ends_at=ends_at, place=place, **options),
         now=ctx.now, settings=ctx.settings,
     )
@@ -194,6 +153,42 @@ def new_activity(message: Incoming, ctx: Context) -> str:
     lines.append(f"签到码 {activity.code}{rotating}")
     lines.append(f"签到页（会议室大屏打开）：{page_link(activity, ctx)}")
     return "\n".join(lines)
+
+
+@on.command("取消活动", summary="取消活动 #编号 [原因] — 取消活动，通知报名者并撤回未发的提醒（书记）",
+            pattern=r"#?(?P<n>\d{1,12})(?: (?P<reason>.+))?", usage="取消活动 #编号 原因，例如：取消活动 #3 暴雨改期",
+            managers_only=True, effect=True)
+def cancel_one(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    done = cancel_activity_report(ctx.session, activity, reason=ctx.match["reason"] or "", by=ctx.member,
+                                  now=ctx.now, settings=ctx.settings)
+    return (f"已取消活动 {activity.number}「{activity.title}」，已通知 {done.told} 人，"
+            f"撤回未发送的提醒 {done.withdrawn} 条。")
+
+
+EDIT_USAGE = ("修改活动 #编号 时间 日期 时间、修改活动 #编号 地点 新地点 或 修改活动 #编号 标题 新标题，"
+              "例如：修改活动 #3 时间 12月11日 下午3点")
+
+
+@on.command("修改活动", summary="修改活动 #编号 时间|地点|标题 新内容 — 修改活动并通知参加者（书记）",
+            pattern=r"#?(?P<n>\d{1,12}) (?P<what>时间|地点|标题) (?P<value>.+)", usage=EDIT_USAGE,
+            managers_only=True, effect=True)
+def edit(message: Incoming, ctx: Context) -> str:
+    activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
+    what, value = ctx.match["what"], ctx.match["value"].strip()
+    if what == "时间":
+        words = value.split()
+        if len(words) != 2:
+            return f"请写日期和时间，例如：修改活动 {activity.number} 时间 12月11日 下午3点"
+        starts_at, ends_at = parse_when(words[0], words[1], ctx.now, ctx.settings)
+        changes = ActivityChanges(starts_at=starts_at, ends_at=ends_at)
+    elif what == "地点":
+        changes = ActivityChanges(place=value)
+    else:
+        changes = ActivityChanges(title=unquote(value))
+    told = edit_activity(ctx.session, activity, changes, by=ctx.member, now=ctx.now, settings=ctx.settings)
+    notice = f"已通知 {told} 人。" if told else ""
+    return f"已修改活动：\n{describe(activity, ctx)}\n{notice}".rstrip()
 
 
 @on.command("活动", summary="活动 [#编号] — 查看近期活动或某个活动（活动 第2页 翻页）",

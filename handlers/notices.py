@@ -2,7 +2,6 @@
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from handlers.paging import (
     PAGE,
@@ -18,9 +17,11 @@ from handlers.paging import (
     text_items,
     with_page,
 )
-from handlers.presenter import RULE_EXAMPLES
+from handlers.presenter import MANAGERS_ONLY, RULE_EXAMPLES
 from handlers.router import Context, Handlers, Incoming
-from models import DomainError, NotFound, clock
+from handlers.when import parse_when
+from models import DomainError, NotFound, authz, clock
+from models.activity import upcoming_for
 from models.member import KINDS
 from models.notices import notice_receipt, publish_notice, remind_unread
 from models.org import Grid, describe_grids, find_grid, grids_for
@@ -35,7 +36,8 @@ from models.outbox import inbox_number, inbox_page, mark_all_read
 from models.text import parse_number
 
 _NOTICE_OP = re.compile(r"#?(\d+) ?(回执|再提醒)")
-_MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\d{4})-(\d{1,2})-(\d{1,2}) (\d{1,2}):(\d{2})")
+_MOVE = re.compile(r"改期 ?#?(\d{1,12}) (\S+) (\S+)")
+MOVE_EXAMPLE = "组织生活 改期 编号 12月11日 下午3点"
 _DELETE = re.compile(r"删除 ?#?(\d{1,12})")
 _LIST_PAGE = re.compile(PAGE)  # 组织生活 2, 组织生活 第2页: a page of the list
 INBOX_PAGE_SIZE = 10  # 消息 lists this many messages a page
@@ -100,49 +102,70 @@ def inbox(message: Incoming, ctx: Context) -> str:
     return _inbox_listing(ctx, page_number(ctx.match["list"] or ctx.match["listed"]))
 
 
-@on.command("组织生活", summary="组织生活 — 查看/设置本支部组织生活（每月、每季度）",
-            usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；"
-                  "组织生活 改期 编号 2026-10-09 15:00",
-            managers_only=True, effect="args")
+@on.command("组织生活", summary="组织生活 — 查看本支部近期组织生活；书记：查看/设置安排（每月、每季度）",
+            usage=f"组织生活；{RULE_EXAMPLES}；组织生活 删除 编号；{MOVE_EXAMPLE}",
+            needs_member=True, effect="args")
 def orglife(message: Incoming, ctx: Context) -> str:
-    tz = ctx.settings.tz
     rest = ctx.rest
     listing = _LIST_PAGE.fullmatch(rest)
+    page = page_number(listing["page"] if listing else None)
+    if not authz.can(ctx.member, authz.MANAGE_ORGLIFE):
+        if rest and not listing:
+            return MANAGERS_ONLY.format(keyword="组织生活 设置")
+        return _coming_occasions(ctx, page)
     if not rest or listing:
-        rules = list_rules(ctx.session, ctx.member)
-        if not rules:
-            return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
-        lines = []
-        for rule in rules:
-            upcoming = next_start(ctx.session, rule, ctx.now, tz)
-            after = f"，下次：{clock.weekday_time(upcoming, tz)}" if upcoming else ""
-            lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
-                         f"（{short(rule.org.name, 20)}）{after}")
-        return page_reply("组织生活安排：", [Section(lines)], page_number(listing["page"] if listing else None),
-                          with_page("组织生活"),
-                          tail="删除：组织生活 删除 编号；改期：组织生活 改期 编号 2026-10-09 15:00")
+        return _rules_listing(ctx, page)
     deleting = _DELETE.fullmatch(rest)
     if deleting:
         rule = delete_rule(ctx.session, int(deleting[1]), ctx.member)
         return f"已删除组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。"
     moving = _MOVE.fullmatch(rest)
     if moving:
-        rule_id, y, mo, d, hh, mm = (int(x) for x in moving.groups())
-        try:
-            new_start = datetime(y, mo, d, hh, mm, tzinfo=tz)
-        except ValueError:
-            raise DomainError("日期或时间不对，例如：组织生活 改期 1 2026-10-09 15:00") from None
-        occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
-        when = clock.weekday_time(new_start, tz)
-        return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {when}。"
+        return _move(ctx, int(moving[1]), moving[2], moving[3])
     if rest.startswith(("删除", "改期")):
-        return "用法：组织生活 删除 编号；组织生活 改期 编号 2026-10-09 15:00"
+        return f"用法：组织生活 删除 编号；{MOVE_EXAMPLE}"
+    tz = ctx.settings.tz
     rule = create_rule(ctx.session, ctx.member, rest, settings=ctx.settings)
     upcoming = next_start(ctx.session, rule, ctx.now, tz)
     after = f"下次：{clock.weekday_time(upcoming, tz)}。" if upcoming else ""
     return (f"已设置组织生活 {rule.id}：{rule.spec} {rule.start_time} {rule.title}。{after}"
             f"将提前{rule.notice_days}天通知党员，当天提前{ctx.settings.orglife_reminder_hours}"
             "小时提醒。")
+
+
+def _coming_occasions(ctx: Context, page: int) -> str:
+    """A member's 组织生活: the coming organizational-life occasions they are expected at."""
+    tz = ctx.settings.tz
+    coming = [a for a in upcoming_for(ctx.session, ctx.member, ctx.now, limit=50) if not a.is_volunteer]
+    if not coming:
+        return "近期没有需要您参加的组织生活。"
+    lines = [f"{clock.weekday_time(a.starts_at, tz)} {a.kind}「{short(a.title, 20)}」{a.number}"
+             + (f"，地点：{short(a.place, 20)}" if a.place else "") for a in coming]
+    return page_reply("近期组织生活：", [Section(lines)], page, with_page("组织生活"),
+                      tail="不能参加请发送「请假 #编号 理由」。")
+
+
+def _rules_listing(ctx: Context, page: int) -> str:
+    tz = ctx.settings.tz
+    rules = list_rules(ctx.session, ctx.member)
+    if not rules:
+        return f"尚未设置组织生活。例如：{RULE_EXAMPLES}"
+    lines = []
+    for rule in rules:
+        upcoming = next_start(ctx.session, rule, ctx.now, tz)
+        after = f"，下次：{clock.weekday_time(upcoming, tz)}" if upcoming else ""
+        place = f"，地点：{short(rule.place, 20)}" if rule.place else ""
+        lines.append(f"{rule.id}. {rule.spec} {rule.start_time} {rule.title}"
+                     f"（{short(rule.org.name, 20)}）{place}{after}")
+    return page_reply("组织生活安排：", [Section(lines)], page, with_page("组织生活"),
+                      tail=f"删除：组织生活 删除 编号；改期：{MOVE_EXAMPLE}")
+
+
+def _move(ctx: Context, rule_id: int, date_text: str, time_text: str) -> str:
+    tz = ctx.settings.tz
+    new_start, _ = parse_when(date_text, time_text, ctx.now, ctx.settings)
+    occurrence = move_occurrence(ctx.session, rule_id, ctx.member, new_start, now=ctx.now, tz=tz)
+    return f"已将「{occurrence.rule.title}」{occurrence.period} 的安排改到 {clock.weekday_time(new_start, tz)}。"
 
 
 def _inbox_listing(ctx: Context, page: int) -> str:

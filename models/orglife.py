@@ -27,7 +27,7 @@ from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
 from models.outbox import enqueue, enqueue_many
-from models.text import MAX_RULE, clean_text, fits_id
+from models.text import MAX_PLACE, MAX_RULE, clean_text, fits_id
 
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
 NTH = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "最后一": -1}
@@ -56,6 +56,7 @@ class OrgLifeRule(Base):
     quarter_month: Mapped[int | None] = mapped_column(Integer)  # 1–3: month of the quarter
     start_time: Mapped[str] = mapped_column(String(5))  # HH:MM, local time
     title: Mapped[str] = mapped_column(String(100))
+    place: Mapped[str] = mapped_column(String(MAX_PLACE), default="")  # 地点, given to its occasions
     notice_days: Mapped[int] = mapped_column(Integer)  # ORGLIFE_NOTICE_DAYS unless given
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
@@ -100,6 +101,12 @@ class RuleSpec:
     weekday: int | None = None
     day: int | None = None
     quarter_month: int | None = None
+    place: str = ""
+
+
+# A rule's place, after its title: "每月第一个周五 15:00 主题党日 地点:社区会议室" (full-width colons
+# arrive folded to ":").
+_PLACE = re.compile(r"\s*地点[:：]\s*(?P<place>.+)$")
 
 
 def parse_rule(text: str) -> RuleSpec:
@@ -111,20 +118,23 @@ def parse_rule(text: str) -> RuleSpec:
     if hh > 23 or mm > 59:
         raise DomainError("时间不对，请写成 15:00 这样的格式。")
     start = f"{hh:02d}:{mm:02d}"
-    title = (match["title"] or "组织生活").strip()[:50]
+    title, place = match["title"] or "", ""
+    if found := _PLACE.search(title):
+        title, place = title[:found.start()], found["place"].strip()[:MAX_PLACE]
+    title = (title.strip() or "组织生活")[:50]
     spec = text.strip()[: match.start("hh")].strip()
     if match["nth"]:
         weekday = clock.WEEKDAY_NUMBERS[match["wd"]]
-        return RuleSpec(spec, MONTHLY_WEEKDAY, start, title, nth=NTH[match["nth"]], weekday=weekday)
+        return RuleSpec(spec, MONTHLY_WEEKDAY, start, title, nth=NTH[match["nth"]], weekday=weekday, place=place)
     if match["last"]:
-        return RuleSpec(spec, MONTHLY_DAY, start, title, day=31)
+        return RuleSpec(spec, MONTHLY_DAY, start, title, day=31, place=place)
     day = int(match["day"] or match["qday"])
     if not 1 <= day <= 31:
         raise DomainError("日期应在1日到31日之间。")
     if match["qm"]:
         return RuleSpec(spec, QUARTERLY_DAY, start, title, day=day,
-                        quarter_month=QUARTER_MONTH[match["qm"]])
-    return RuleSpec(spec, MONTHLY_DAY, start, title, day=day)
+                        quarter_month=QUARTER_MONTH[match["qm"]], place=place)
+    return RuleSpec(spec, MONTHLY_DAY, start, title, day=day, place=place)
 
 
 def period_of(rule: OrgLifeRule, day: date) -> str:
@@ -186,7 +196,7 @@ def create_rule(session: Session, author: Member, text: str, *, notice_days: int
         notice_days = settings.orglife_notice_days
     rule = OrgLifeRule(org_id=org.id, author_id=author.id, spec=spec.spec, kind=spec.kind, nth=spec.nth,
                        weekday=spec.weekday, day=spec.day, quarter_month=spec.quarter_month,
-                       start_time=spec.start_time, title=spec.title, notice_days=notice_days)
+                       start_time=spec.start_time, title=spec.title, place=spec.place, notice_days=notice_days)
     session.add(rule)
     session.commit()
     return rule
@@ -278,7 +288,8 @@ def ensure_activity(session: Session, occurrence: OrgLifeOccurrence, now: dateti
         return None
     rule = occurrence.rule
     activity = create_activity(session, None, NewActivity(kind=activity_kind(rule), title=rule.title,
-                               starts_at=occurrence.starts_at, org=rule.org, audience="subtree"), now=now)
+                               starts_at=occurrence.starts_at, org=rule.org, audience="subtree",
+                               place=rule.place), now=now)
     linked = session.execute(
         update(OrgLifeOccurrence)
         .where(OrgLifeOccurrence.id == occurrence.id, OrgLifeOccurrence.activity_id.is_(None))
@@ -385,7 +396,7 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
             run.notices += enqueue_many(
                 session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:notice",
                 kind="notice", title=f"{rule.title}通知",
-                body=f"{when}举行{rule.title}，请{rule.org.name}全体党员准时参加。{sign_in}",
+                body=f"{when}举行{rule.title}{_place(rule)}，请{rule.org.name}全体党员准时参加。{sign_in}",
                 data=_fields_of(occurrence, start))
             run.occurrences += 1
     if due_reminder and occurrence.reminder_sent_at is None:
@@ -396,8 +407,12 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
                 session, [m.id for m in members if m.id not in on_leave],
                 source=f"orglife:{rule.id}:{period}:reminder{moves}",
                 kind="reminder", title=f"{rule.title}提醒",
-                body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}，请准时参加。{sign_in}",
+                body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}{_place(rule)}，请准时参加。{sign_in}",
                 data=_fields_of(occurrence, start))
+
+
+def _place(rule: OrgLifeRule) -> str:
+    return f"（地点：{rule.place}）" if rule.place else ""
 
 
 def _fields_of(occurrence: OrgLifeOccurrence, start: datetime) -> dict:

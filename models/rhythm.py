@@ -195,13 +195,14 @@ def rhythm_table(session: Session, actor: Member, org: Organization, year: int, 
 
 # The note on RHYTHM_CHECK_DAY ---------------------------------------------------------------------
 def send_rhythm_notes(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
-    """From RHYTHM_CHECK_DAY to the month's end, tell each branch's secretaries which required meetings
-    of the month (and, in a quarter's last month, of the quarter) are neither held nor scheduled;
-    once per branch and month (the outbox's unique source). Return the notes queued; commit."""
+    """On RHYTHM_CHECK_DAY (local date), tell each branch's secretaries which required meetings of
+    the month (and, in a quarter's last month, of the quarter) are neither held nor scheduled; once
+    per branch and month (the outbox's unique source), however often the job runs that day. Return
+    the notes queued; commit."""
     from models.wishes import secretaries_for  # the nearest secretaries of an organization
 
     today = now.astimezone(settings.tz).date()
-    if today.day < settings.rhythm_check_day:
+    if today.day != settings.rhythm_check_day:
         return 0
     roots = session.scalars(select(Organization).where(Organization.parent_id.is_(None))).all()
     period = Period(today.year, today.month, 1)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from config import DEFAULTS
 from handlers import Incoming, build_router
-from handlers.activities import parse_date
+from handlers.when import parse_date
 from models import Activity, CheckIn, DomainError, Member, OutboxMessage, PointEntry, Registration, WechatUser
 from models.activity import (
     NewActivity,

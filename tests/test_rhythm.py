@@ -76,7 +76,7 @@ def test_the_table_tells_held_scheduled_and_due(session, district, settings):
     assert october == {"支委会": "missed", "党小组会": "missed", "主题党日": "missed"}
 
 
-def test_the_note_goes_from_the_check_day_once_per_branch_and_month(session, district, make_scheduler):
+def test_the_note_goes_on_the_check_day_once_per_branch_and_month(session, district, make_scheduler):
     _hold(session, district["sec"], "支委会", _at(5))
     _hold(session, district["sec"], "党小组会", _at(7))
     scheduler = make_scheduler()
@@ -84,7 +84,8 @@ def test_the_note_goes_from_the_check_day_once_per_branch_and_month(session, dis
     notes = select(OutboxMessage).where(OutboxMessage.source.startswith("rhythm:")).order_by(OutboxMessage.id)
     assert session.scalars(notes).all() == []
     scheduler.run_due(datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
-    scheduler.run_due(datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
+    scheduler.run_due(datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
+    make_scheduler().run_due(datetime(2026, 11, 20, 9, 0, tzinfo=UTC))  # another scheduler, the same day
     make_scheduler().run_due(datetime(2026, 11, 22, 2, 0, tzinfo=UTC))
     sent = session.scalars(notes).all()
     assert {(m.member_id, m.source.rsplit(":", 1)[1]) for m in sent} == {

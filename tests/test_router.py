@@ -134,11 +134,12 @@ def test_free_text_reaches_the_handler_as_typed(session):
 
 
 def test_no_handler_module_imports_another():
-    """Command modules import only the router, the presenter (shared chat words) and paging (layout)."""
+    """Command modules import only the router, the presenter (shared chat words), paging (layout) and
+    when (date and time words)."""
     import ast
     from pathlib import Path
 
-    shared = {"handlers.router", "handlers.presenter", "handlers.paging"}
+    shared = {"handlers.router", "handlers.presenter", "handlers.paging", "handlers.when"}
     folder = Path(__file__).resolve().parent.parent / "handlers"
     found = {}
     for path in sorted(folder.glob("*.py")):
@@ -156,7 +157,7 @@ def test_no_handler_module_imports_another():
 
 
 MANAGER_COMMANDS = {"新活动", "代签", "出勤", "签到页", "轮换码", "活动位置", "完成情况", "审核", "撤回", "通知",
-                    "组织生活", "批假", "会议记录"}
+                    "批假", "会议记录", "取消活动", "修改活动"}
 
 
 def test_manager_commands_are_refused_to_members_in_the_same_words(session, make_member):
