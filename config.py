@@ -70,6 +70,9 @@ class Settings:
     checkin_location_max_age: int = 1800
     # 签退 is accepted until this many minutes after a volunteer service ends.
     checkout_grace_minutes: int = 120
+    # A volunteer service shorter than this (from the later of start and sign-in to the earlier of end
+    # and sign-out) earns neither hours nor points.
+    service_min_minutes: int = 15
     # Length of an activity created without an end time (minutes).
     activity_default_minutes: int = 120
     # Points of a volunteer service when its creator gives none.

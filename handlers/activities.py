@@ -36,6 +36,7 @@ from models.activity import (
     registration_of,
     registration_text,
     request_leave,
+    served_minutes,
     set_rotating,
     set_venue,
     upcoming_for,
@@ -293,8 +294,13 @@ def proxy(message: Incoming, ctx: Context) -> str:
 def sign_out(message: Incoming, ctx: Context) -> str:
     activity = get_activity(ctx.session, _number(ctx))
     checkin = check_out(ctx.session, activity, ctx.member, now=ctx.now, settings=ctx.settings)
-    lines = [f"签退成功！{activity.number}「{activity.title}」",
-             f"服务时长：{hours_text(checkin.service_minutes)}"]
+    lines = [f"签退成功！{activity.number}「{activity.title}」"]
+    served = served_minutes(activity, checkin.checked_in_at, checkin.checked_out_at)
+    if served < ctx.settings.service_min_minutes:
+        lines.append(f"服务时长 {hours_text(served)}，不足 {ctx.settings.service_min_minutes} 分钟"
+                     "（从活动开始或签到起算，到活动结束或签退为止），不计服务时长和积分。")
+        return "\n".join(lines)
+    lines.append(f"服务时长：{hours_text(checkin.service_minutes)}")
     if activity.points:
         lines.append(f"获得积分：{activity.points}分")
     return "\n".join(lines)

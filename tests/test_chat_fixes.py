@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from handlers.when import parse_time
-from models import Activity, Member, OutboxMessage
+from models import Activity, CheckIn, Member, OutboxMessage, PointEntry
 from models.activity import NewActivity, create_activity, register
 from models.orglife import send_due_orglife
 
@@ -81,3 +81,34 @@ def test_members_see_their_coming_occasions_and_rules_carry_a_place(session, say
 
     moved = say("o-sec", "组织生活 改期 1 12月11日 下午3点", bj(2026, 12, 1, 10, 0))
     assert "改到" in moved and "12月11日" in moved
+
+
+def test_proxy_sign_in_follows_the_rules_of_signing_in_oneself(session, say, people, make_member):
+    secretary = session.get(Member, people["sec"].id)
+    make_member("李四", openid="o-li")
+    activity = create_activity(session, secretary, NewActivity(kind="主题党日", title="学习",
+                               starts_at=bj(2026, 12, 1, 10, 20), registration=True), now=NOW)
+    register(session, activity, session.get(Member, people["zhang"].id), NOW)
+    assert "李四尚未报名" in say("o-sec", f"代签 #{activity.id} 李四", NOW)
+    assert "已为「张三」代签" in say("o-sec", f"代签 #{activity.id} 张三", NOW)
+    assert "张三已签到" in say("o-sec", f"代签 #{activity.id} 张三", NOW)
+
+
+def test_a_service_below_the_minimum_earns_neither_hours_nor_points(session, say, people):
+    secretary = session.get(Member, people["sec"].id)
+    service = create_activity(session, secretary, NewActivity(
+        kind="志愿服务", title="清扫楼道", starts_at=bj(2026, 12, 1, 9, 0), ends_at=bj(2026, 12, 1, 11, 0),
+        points=5, audience="open"), now=bj(2026, 11, 30, 9, 0))
+    say("o-sec", f"代签 #{service.id} 张三", bj(2026, 12, 1, 10, 50))  # signed in late
+    reply = say("o-zhang", f"签退 #{service.id}", bj(2026, 12, 1, 11, 30))  # after the end: 10 minutes
+    assert "服务时长 10分钟，不足 15 分钟" in reply and "不计服务时长和积分" in reply
+    checkin = session.scalars(select(CheckIn).where(CheckIn.activity_id == service.id)).one()
+    assert checkin.service_minutes == 0
+    assert session.scalars(select(PointEntry).where(PointEntry.member_id == people["zhang"].id)).all() == []
+
+    other = create_activity(session, secretary, NewActivity(
+        kind="志愿服务", title="陪老人买菜", starts_at=bj(2026, 12, 2, 9, 0), ends_at=bj(2026, 12, 2, 11, 0),
+        points=5, audience="open"), now=bj(2026, 11, 30, 9, 0))
+    say("o-sec", f"代签 #{other.id} 张三", bj(2026, 12, 2, 8, 40))  # early: counted from the start
+    reply = say("o-zhang", f"签退 #{other.id}", bj(2026, 12, 2, 10, 0))
+    assert "服务时长：1小时0分钟" in reply and "获得积分：5分" in reply

@@ -54,6 +54,7 @@ from models.activity import (
     period_bounds,
     proxy_check_in_member,
     registration_text,
+    served_minutes,
 )
 from models.activity import register as register_for
 from models.base import NotFound, Page
@@ -147,10 +148,13 @@ def checkin(args, activity_id):
 def checkout(activity_id):
     """志愿服务签退：记录服务时长（不超过活动时长），积分只记一次。"""
     activity = get_activity(db.session, activity_id)
-    done = check_out(db.session, activity, current_member(), now=now_utc(), settings=current_settings())
+    settings = current_settings()
+    done = check_out(db.session, activity, current_member(), now=now_utc(), settings=settings)
+    served = served_minutes(activity, done.checked_in_at, done.checked_out_at)
+    short = settings.service_min_minutes if served < settings.service_min_minutes else None
     return {"activity_id": activity.id, "checked_out_at": done.checked_out_at,
-            "service_minutes": done.service_minutes or 0, "points": activity.points,
-            "message": presenter.checked_out(activity, hours_text(done.service_minutes))}
+            "service_minutes": done.service_minutes or 0, "points": activity.points if short is None else 0,
+            "message": presenter.checked_out(activity, hours_text(served), short)}
 
 
 @blp.route("/me/quota", methods=["GET"])

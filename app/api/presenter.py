@@ -57,8 +57,11 @@ def proxy_checked_in(activity, checkin, count: int, tz) -> str:
             f"（{clock.day_time(checkin.checked_in_at, tz)}，记录为代签）。当前已签到：{count}人")
 
 
-def checked_out(activity, hours: str) -> str:
-    """`hours`: the service time in words (models.activity.hours_text)."""
+def checked_out(activity, hours: str, short_of: int | None = None) -> str:
+    """`hours`: the service time in words (models.activity.hours_text); `short_of`: the minimum it
+    fell below (SERVICE_MIN_MINUTES), when it did."""
+    if short_of is not None:
+        return f"签退成功！服务时长 {hours}，不足 {short_of} 分钟，不计服务时长和积分。"
     message = f"签退成功！服务时长：{hours}"
     if activity.points:
         message += f"，获得积分：{activity.points}分"

@@ -39,6 +39,7 @@ from models.activity.checkin import (
     reserve_attempt,
     rotating_code,
     scene_for,
+    served_minutes,
 )
 from models.activity.leave import (
     LeaveRequest,
@@ -115,6 +116,7 @@ __all__ = [
     "get_visible_activity", "hours_text", "in_audience", "may_see", "minute_index", "normalize_kind",
     "period_attendance", "period_bounds", "proxy_check_in", "proxy_check_in_member", "qr_expire_seconds",
     "register", "registration_of", "registration_text", "release_attempts", "remember_qr", "reschedule_activity",
-    "reserve_attempt", "rotating_code", "scene_for", "seen_by_clause", "set_rotating", "set_venue", "upcoming_for",
+    "reserve_attempt", "rotating_code", "scene_for", "seen_by_clause", "served_minutes", "set_rotating",
+    "set_venue", "upcoming_for",
     "waiting_ahead",
 ]

@@ -116,8 +116,8 @@ def check_in(session: Session, activity: Activity, member: Member, how: SignIn, 
     venue radius; a repeat answers with the first sign-in. Commits."""
     if how.method not in METHODS:
         raise ValueError(f"unknown sign-in method {how.method!r}")
-    _check_window(session, activity, member, now, settings)
     proxy = how.method == "proxy"
+    _check_window(session, activity, member, now, settings, proxy)
     if proxy:
         if how.proxy_by is None or not authz.can(how.proxy_by, authz.MANAGE_ACTIVITY, activity.org):
             raise Forbidden("只有本组织的书记或管理员可以代签。")
@@ -125,7 +125,9 @@ def check_in(session: Session, activity: Activity, member: Member, how: SignIn, 
         _check_code(session, activity, member, how.code, now, settings)
     if not in_audience(session, activity, member):
         raise Forbidden(f"活动 {activity.number} 仅限{AUDIENCES[activity.audience]}签到。")
-    if activity.registration and not _is_registered(session, activity.id, member.id) and not proxy:
+    if activity.registration and not _is_registered(session, activity.id, member.id):
+        if proxy:  # 代签 follows the rules of signing in oneself
+            raise Forbidden(f"活动 {activity.number} 需报名参加，{member.name}尚未报名或仍在候补名单上，不能代签。")
         raise Forbidden(f"活动 {activity.number} 需报名参加，您尚未报名或仍在候补名单上。")
     distance = None if proxy else _venue_distance(session, activity, member, how.position, now, settings)
     # The unique (activity, member) constraint decides: of any number of simultaneous sign-ins,
@@ -139,17 +141,18 @@ def check_in(session: Session, activity: Activity, member: Member, how: SignIn, 
     checkin = existing_checkin(session, activity.id, member.id)
     if not inserted:
         # The same member signed in from another request a moment ago (two taps, a scan and a code).
-        raise _already(checkin, settings)
+        raise _already(checkin, settings, member.name if proxy else None)
     return CheckInResult(checkin, True, activity, checked_in_count(session, activity.id))
 
 
-def _check_window(session: Session, activity: Activity, member: Member, now: datetime, settings: Settings) -> None:
+def _check_window(session: Session, activity: Activity, member: Member, now: datetime, settings: Settings,
+                  proxy: bool = False) -> None:
     """Sign-in is open: the activity stands, the member has not signed in, it is the right time."""
     if activity.cancelled:
         raise DomainError(f"活动 {activity.number} 已取消。", code="cancelled")
     earlier = existing_checkin(session, activity.id, member.id)
     if earlier is not None:
-        raise _already(earlier, settings)
+        raise _already(earlier, settings, member.name if proxy else None)
     opens = activity.starts_at - timedelta(minutes=settings.checkin_opens_minutes)
     if now < opens:
         raise DomainError(f"活动 {activity.number}「{activity.title}」尚未开始签到，签到时间为"
@@ -194,8 +197,10 @@ def existing_checkin(session: Session, activity_id: int, member_id: int) -> Chec
         CheckIn.activity_id == activity_id, CheckIn.member_id == member_id)).first()
 
 
-def _already(checkin: CheckIn, settings) -> DomainError:
-    return DomainError(f"您已签到（{clock.day_time(checkin.checked_in_at, settings.tz)}），无需重复签到。",
+def _already(checkin: CheckIn, settings, name: str | None = None) -> DomainError:
+    """The answer to a second sign-in; a proxy sign-in of someone already signed in names them."""
+    who = f"{name}已签到" if name else "您已签到"
+    return DomainError(f"{who}（{clock.day_time(checkin.checked_in_at, settings.tz)}），无需重复签到。",
                        code="already_checked_in", status=409)
 
 
@@ -332,8 +337,8 @@ def proxy_check_in(session: Session, activity: Activity, secretary: Member, name
 # Sign-out ----------------------------------------------------------------------------------------
 def check_out(session: Session, activity: Activity, member: Member, *, now: datetime,
               settings: Settings = DEFAULTS) -> CheckIn:
-    """签退 of a volunteer service: record the service time, capped by the activity's own span,
-    and credit the activity's points once. Commits."""
+    """签退 of a volunteer service: record the service time (`served_minutes`), and credit the
+    activity's points once — neither when the time is below SERVICE_MIN_MINUTES. Commits."""
     if not activity.is_volunteer:
         raise DomainError(f"活动 {activity.number} 不是志愿服务，无需签退。", code="not_volunteer")
     checkin = existing_checkin(session, activity.id, member.id)
@@ -345,14 +350,14 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
     grace = timedelta(minutes=settings.checkout_grace_minutes)
     if now > activity.ends_at + grace:
         raise DomainError(f"活动 {activity.number} 已结束较久，无法签退，请联系书记补录。", code="too_late")
-    start = max(checkin.checked_in_at, activity.starts_at)
-    end = min(now, activity.ends_at)
-    minutes = max(0, int((end - start).total_seconds() // 60))
+    served = served_minutes(activity, checkin.checked_in_at, now)
+    counted = served >= settings.service_min_minutes
+    minutes = served if counted else 0
     done = session.execute(
         update(CheckIn).where(CheckIn.id == checkin.id, CheckIn.checked_out_at.is_(None))
         .values(checked_out_at=now, service_minutes=minutes).execution_options(synchronize_session=False)
     ).rowcount
-    if done and activity.points > 0:
+    if done and counted and activity.points > 0:
         # Through the ledger, in this transaction: the ledger's unique key credits a source once.
         credit(session, member_id=member.id, amount=activity.points,
                reason=f"志愿服务 {activity.number} {activity.title}", source="activity",
@@ -362,6 +367,15 @@ def check_out(session: Session, activity: Activity, member: Member, *, now: date
     if not done:
         raise DomainError(f"您已签退，服务时长 {hours_text(checkin.service_minutes)}。", code="already_checked_out")
     return checkin
+
+
+def served_minutes(activity: Activity, checked_in_at: datetime, checked_out_at: datetime) -> int:
+    """A volunteer's service time: from the later of the start and the sign-in to the earlier of
+    the end and the sign-out, in whole minutes. Below SERVICE_MIN_MINUTES it earns neither hours nor
+    points (recorded as 0)."""
+    start = max(checked_in_at, activity.starts_at)
+    end = min(checked_out_at, activity.ends_at)
+    return max(0, int((end - start).total_seconds() // 60))
 
 
 def hours_text(minutes: int | None) -> str:
