@@ -116,6 +116,19 @@ class Settings:
     # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
     # hours (0: no limit); the refusal says when the next one is allowed.
     notice_remind_hours: int = 12
+    # Background jobs: an API import of more rows than this, or an export of a subtree with more
+    # members (or rows) than this, runs as a job (202 with the job to poll) instead of in the request.
+    job_inline_rows: int = 2000
+    # Hours a finished job's result (the file, the report) is kept before it is deleted.
+    job_result_hours: int = 24
+    # A running job's lease (seconds): its worker renews it while it works; a job whose lease ran
+    # out (the worker died) is taken up again by another worker.
+    job_lease_seconds: int = 300
+    # Tries of one job (each take-up after a crash or an error counts) before it is marked failed.
+    job_max_attempts: int = 3
+    # The scheduler process looks for queued jobs this often (seconds) and runs that many at once.
+    job_poll_interval: int = 5
+    job_workers: int = 2
 
     database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
     redis_url: str = ""  # empty: an in-process stand-in (one process only)
