@@ -18,11 +18,12 @@ from config import DEFAULTS, Settings
 from models import authz, directory, wishes
 from models.activity import period_attendance, period_bounds
 from models.base import DomainError, NotFound
-from models.jobs import Job, Output, Tracker, enqueue, get_job
+from models.jobs import DONE, Job, Output, Tracker, enqueue, get_job, stored_result
 from models.member import Member
 from models.org import NewGrid, Organization
 from models.quota import period_attendance_xlsx, quota_report, quota_xlsx, quotas_from_settings
 from models.roster import ImportReport, RosterFileError, RowError, export_members, import_members, read_roster
+from models.text import fits_id
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 REPORT = "application/json"
@@ -48,6 +49,14 @@ def report_from_json(data: bytes) -> ImportReport:
     values["errors"] = [RowError(**error) for error in values["errors"]]
     values["new_grids"] = [NewGrid(**grid) for grid in values["new_grids"]]
     return ImportReport(**values)
+
+
+def import_report(session: Session, job: Job) -> ImportReport | None:
+    """The report of a done import job (None: another kind, or not done)."""
+    if job.kind != IMPORT or job.status != DONE:
+        return None
+    data = stored_result(session, job)
+    return report_from_json(data) if data is not None else None
 
 
 # What the workers do -------------------------------------------------------------------------------
@@ -173,3 +182,17 @@ def visible_job(session: Session, actor: Member | None, job_id: int) -> Job:
     if not authz.can(actor, authz.VIEW_JOB, job):
         raise NotFound("未找到该任务。")
     return job
+
+
+def roster_rows(actor: Member | None, data: bytes, filename: str, settings: Settings = DEFAULTS) -> int:
+    """The rows of a roster file the actor may import (refused first, like the import itself)."""
+    authz.authorize(actor, authz.IMPORT_MEMBERS)
+    return len(read_roster(data, filename, settings))
+
+
+def named_org(session: Session, actor: Member | None, org_id: int | None) -> Organization | None:
+    """The organization `org_id` names (None: the actor's own; None too for an unknown id, left to
+    the domain function to refuse in its words)."""
+    if org_id is None:
+        return actor.org if actor is not None else None
+    return session.get(Organization, org_id) if fits_id(org_id) else None

@@ -168,11 +168,15 @@ def all_jobs(session: Session, *, limit: int = 50) -> list[Job]:
     return list(session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
+def stored_result(session: Session, job: Job) -> bytes | None:
+    return session.scalar(select(Job.result).where(Job.id == job.id))
+
+
 def result_of(session: Session, job: Job) -> bytes:
     """The result a done job keeps (loaded only when asked: it may be megabytes)."""
     if job.status != DONE or job.result_name is None:
         raise NotFound("该任务没有可下载的文件。")
-    data = session.scalar(select(Job.result).where(Job.id == job.id))
+    data = stored_result(session, job)
     if data is None:
         raise NotFound("该任务的结果已过期删除，请重新发起。")
     return data
