@@ -317,6 +317,7 @@ def jobs_work(once: bool, threads: int | None) -> None:
 @click.option("--limit", type=int, default=20, show_default=True)
 def jobs_list(limit: int) -> None:
     """The latest background jobs: status, progress, who asked."""
+    from models import clock
     from models.job_kinds import KINDS
     from models.jobs import all_jobs
 
@@ -327,7 +328,7 @@ def jobs_list(limit: int) -> None:
         who = job.requested_by.name if job.requested_by is not None else "命令行"
         rows = f"{job.done}/{job.total}" if job.total is not None else str(job.done)
         click.echo(f"#{job.id} {label} {job.status_text} {job.percent}%（{rows} 行，第 {job.attempts} 次）"
-                   f" {who} {job.created_at.astimezone(tz):%Y-%m-%d %H:%M}" + (f" {job.error}" if job.error else ""))
+                   f" {who} {clock.stamp(job.created_at, tz)}" + (f" {job.error}" if job.error else ""))
     if not found:
         click.echo("没有后台任务。")
 
