@@ -129,6 +129,9 @@ class Settings:
     # The scheduler process looks for queued jobs this often (seconds) and runs that many at once.
     job_poll_interval: int = 5
     job_workers: int = 2
+    # PostgreSQL: how long one statement of a job's work may run (seconds); the requests keep
+    # DB_STATEMENT_TIMEOUT, short for the reply path.
+    job_statement_timeout: int = 600
 
     database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
     redis_url: str = ""  # empty: an in-process stand-in (one process only)

@@ -41,10 +41,11 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
 
 from config import DEFAULTS, Settings
 from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
@@ -165,7 +166,8 @@ def recent_jobs(session: Session, member: Member, *, limit: int = 20) -> list[Jo
 
 def all_jobs(session: Session, *, limit: int = 50) -> list[Job]:
     """Every job, the latest first (the operator's list)."""
-    return list(session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+    return list(session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+                                .options(selectinload(Job.requested_by))))
 
 
 def stored_result(session: Session, job: Job) -> bytes | None:
@@ -368,6 +370,8 @@ def run_claimed(engine: Engine, job: Job, worker: str, work: Work, settings: Set
 def _attempt(engine: Engine, token: Token, work: Work, tracker: Tracker, settings: Settings) -> str:
     with engine.connect() as conn:
         outer = conn.begin()
+        if conn.dialect.name == "postgresql":  # a job may run statements longer than a request's
+            conn.execute(text(f"SET LOCAL statement_timeout = {int(settings.job_statement_timeout) * 1000}"))
         # The work's own commits do not end this transaction (rollback_only): its finish joins it.
         with Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False) as session:
             try:

@@ -20,9 +20,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from config import load_config
-from models import Member, now_utc
+from models import Member, jobs, now_utc
 from models import job_kinds as kinds
-from models import jobs
 from models.jobs import Job, claim, enqueue, finish, run_claimed
 from scheduler.background import BackgroundWorkers
 from tests.conftest import BRANCH, RACE_START_TIMEOUT
@@ -168,6 +167,19 @@ def test_a_background_import_with_bad_rows_is_done_with_its_errors_and_writes_no
     job = big_client.get(url, headers=headers).get_json()
     assert job["status"] == "done" and job["report"]["ok"] is False
     assert [e["row"] for e in job["report"]["errors"]] == [12]
+    assert members_with(engine, "1390") == 0
+
+
+def test_a_background_dry_run_reports_and_writes_nothing(big_client, big_app, api_login, people, engine):
+    headers = api_login(people["sec"], client=big_client)
+    response = big_client.post("/api/v1/admin/members/import?dry_run=1", headers=headers,
+                               data={"file": (io.BytesIO(roster(12)), "roster.csv")},
+                               content_type="multipart/form-data")
+    assert response.status_code == 202
+    workers(engine, big_app).run_all()
+    job = big_client.get(response.get_json()["url"], headers=headers).get_json()
+    assert job["status"] == "done" and job["report"]["dry_run"] is True and job["report"]["created"] == 12
+    assert job["report"]["summary"].endswith("（试运行，未写入）")
     assert members_with(engine, "1390") == 0
 
 
