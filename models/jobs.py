@@ -90,7 +90,7 @@ class Job(Base):
     org: Mapped[Organization | None] = relationship()
 
     # The claim's search: the oldest queued (or running) job.
-    __table_args__ = (Index("ix_jobs_status_created_at", "status", "created_at"),)
+    __table_args__ = (Index("ix_jobs_status_created_at", "status", "created_at", "id"),)
 
     @property
     def percent(self) -> int:
@@ -185,8 +185,13 @@ def result_of(session: Session, job: Job) -> bytes:
 
 
 # Claiming -----------------------------------------------------------------------------------------
-def _claimable(now: datetime):
-    return or_(Job.status == QUEUED, and_(Job.status == RUNNING, Job.lease_until < now))
+def _claimable(now: datetime, settings: Settings):
+    """Queued, or running with its lease run out (its worker died) and tries left."""
+    return or_(Job.status == QUEUED, _abandoned(now, settings))
+
+
+def _abandoned(now: datetime, settings: Settings):
+    return and_(Job.status == RUNNING, Job.lease_until < now, Job.attempts < int(settings.job_max_attempts))
 
 
 def give_up_abandoned(session: Session, now: datetime, settings: Settings = DEFAULTS) -> int:
@@ -201,6 +206,19 @@ def give_up_abandoned(session: Session, now: datetime, settings: Settings = DEFA
     return count
 
 
+def _pick(session: Session, now: datetime, settings: Settings, lock: bool) -> int | None:
+    """The job to take: the oldest whose worker died, else the oldest queued — two searches, each
+    an index range (ix_jobs_status_created_at), however long the queue (an OR would sort it all).
+    `lock`: PostgreSQL's FOR UPDATE SKIP LOCKED, past the rows other claims hold."""
+    order = (Job.created_at, Job.id)
+    for query in (select(Job.id).where(_abandoned(now, settings)).order_by(*order).limit(1),
+                  select(Job.id).where(Job.status == QUEUED).order_by(*order).limit(1)):
+        job_id = session.scalar(query.with_for_update(skip_locked=True) if lock else query)
+        if job_id is not None:
+            return job_id
+    return None
+
+
 def claim(session: Session, worker: str, *, now: datetime | None = None, settings: Settings = DEFAULTS
           ) -> Job | None:
     """Take the oldest job that is queued, or running with its lease run out; count the attempt and
@@ -208,32 +226,22 @@ def claim(session: Session, worker: str, *, now: datetime | None = None, setting
     now = now or now_utc()
     give_up_abandoned(session, now, settings)
     lease = now + timedelta(seconds=float(settings.job_lease_seconds))
-    taken = {"status": RUNNING, "locked_by": worker, "lease_until": lease, "attempts": Job.attempts + 1,
-             "started_at": func.coalesce(Job.started_at, now), "error": None}
-    if session.get_bind().dialect.name == "postgresql":
-        job_id = session.scalar(select(Job.id).where(_claimable(now)).order_by(Job.created_at, Job.id).limit(1)
-                                .with_for_update(skip_locked=True))
+    taken = update(Job).values(status=RUNNING, locked_by=worker, lease_until=lease, attempts=Job.attempts + 1,
+                               started_at=func.coalesce(Job.started_at, now), error=None)
+    taken = taken.execution_options(synchronize_session=False)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for _ in range(1 if postgres else 5):
+        job_id = _pick(session, now, settings, lock=postgres)
         if job_id is None:
             session.rollback()
             return None
-        session.execute(update(Job).where(Job.id == job_id).values(**taken)
-                        .execution_options(synchronize_session=False))
+        # PostgreSQL: the row is locked. SQLite (one writer at a time): the UPDATE checks it again.
+        claimed = session.execute(taken.where(Job.id == job_id, _claimable(now, settings))).rowcount
         session.commit()
-    else:
-        # SQLite has one writer at a time: the UPDATE re-checks that the job is still claimable.
-        for _ in range(5):
-            job_id = session.scalar(select(Job.id).where(_claimable(now)).order_by(Job.created_at, Job.id).limit(1))
-            if job_id is None:
-                session.rollback()
-                return None
-            claimed = session.execute(update(Job).where(Job.id == job_id, _claimable(now)).values(**taken)
-                                      .execution_options(synchronize_session=False)).rowcount
-            session.commit()
-            if claimed:
-                break
-        else:
-            return None
-    return session.scalars(select(Job).where(Job.id == job_id).execution_options(populate_existing=True)).one()
+        if claimed:
+            return session.scalars(select(Job).where(Job.id == job_id)
+                                   .execution_options(populate_existing=True)).one()
+    return None
 
 
 # Progress and the lease ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def upgrade():
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_jobs_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_jobs_requested_by_id'), ['requested_by_id'], unique=False)
-        batch_op.create_index('ix_jobs_status_created_at', ['status', 'created_at'], unique=False)
+        batch_op.create_index('ix_jobs_status_created_at', ['status', 'created_at', 'id'], unique=False)
 
 
 
