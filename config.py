@@ -133,6 +133,22 @@ class Settings:
     orglife_rhythm: str = "支部党员大会=季度,支委会=月,党小组会=月,党课=季度,主题党日=月"
     rhythm_check_day: int = 20
     ranking_weights: str = "held=40,attendance=25,records=15,wishes=10,notices=10"
+    # Background jobs: an API import of more rows than this, or an export of a subtree with more
+    # members (or rows) than this, runs as a job (202 with the job to poll) instead of in the request.
+    job_inline_rows: int = 2000
+    # Hours a finished job's result (the file, the report) is kept before it is deleted.
+    job_result_hours: int = 24
+    # A running job's lease (seconds): its worker renews it while it works; a job whose lease ran
+    # out (the worker died) is taken up again by another worker.
+    job_lease_seconds: int = 300
+    # Tries of one job (each take-up after a crash or an error counts) before it is marked failed.
+    job_max_attempts: int = 3
+    # The scheduler process looks for queued jobs this often (seconds) and runs that many at once.
+    job_poll_interval: int = 5
+    job_workers: int = 2
+    # PostgreSQL: how long one statement of a job's work may run (seconds); the requests keep
+    # DB_STATEMENT_TIMEOUT, short for the reply path.
+    job_statement_timeout: int = 600
 
     database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
     redis_url: str = ""  # empty: an in-process stand-in (one process only)

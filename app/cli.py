@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ members_cli = AppGroup("members", help="Import and export the member roster.")
 wechat_cli = AppGroup("wechat", help="Talk to the chatbot as WeChat would.")
 demo_cli = AppGroup("demo", help="Demo data.")
 scheduler_cli = AppGroup("scheduler", help="Scheduled jobs and the outbox sender.")
+jobs_cli = AppGroup("jobs", help="Background jobs: large imports and exports.")
 
 
 @members_cli.command("import")
@@ -41,8 +43,8 @@ def import_command(path: Path, dry_run: bool, create_orgs: bool) -> None:
         records = read_roster(path.read_bytes(), path.name, current_settings())
     except RosterFileError as exc:
         raise click.ClickException(str(exc)) from None
-    with click.progressbar(length=len(records), label="导入", file=sys.stderr) as bar:
-        report = import_members(db.session, records, dry_run=dry_run, progress=bar.update,
+    with _progress_bar(len(records), "导入") as progress:
+        report = import_members(db.session, records, dry_run=dry_run, progress=progress,
                                 create_orgs=create_orgs)
     for error in report.errors:
         click.echo(f"第 {error.row} 行：{error.reason}")
@@ -60,6 +62,16 @@ def import_command(path: Path, dry_run: bool, create_orgs: bool) -> None:
         click.echo("如确需新建这些名称的组织或网格，请加 --create-orgs 重新导入。")
     if not report.ok:
         raise SystemExit(1)
+
+
+@contextmanager
+def _progress_bar(length: int, label: str):
+    """A progress callback: a bar on the terminal (stderr), nothing when it is not one (a pipe, a log)."""
+    if not sys.stderr.isatty():
+        yield lambda rows: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 @members_cli.command("export")
@@ -272,6 +284,55 @@ def scheduler_run_due(now_text: str) -> None:
         click.echo(line)
 
 
+def _background_workers(threads: int | None = None):
+    from sqlalchemy.orm import sessionmaker
+
+    from scheduler.background import BackgroundWorkers
+
+    factory = sessionmaker(bind=db.engine, expire_on_commit=False)
+    return BackgroundWorkers(factory, current_settings(), name=f"cli-{os.getpid()}", threads=threads)
+
+
+@jobs_cli.command("work")
+@click.option("--once", is_flag=True, help="Run the jobs queued now, one after another, then return.")
+@click.option("--threads", type=int, default=None, help="Jobs run at once (default: JOB_WORKERS).")
+def jobs_work(once: bool, threads: int | None) -> None:
+    """Run background jobs: queued ones, and those whose worker died (after their lease)."""
+    workers = _background_workers(threads)
+    if once:
+        click.echo(f"已完成 {workers.run_all()} 个后台任务。")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"后台任务执行器 {workers.name} 已启动（{workers.threads} 个线程，Ctrl-C 停止）。")
+    while not stop.is_set():
+        workers.tick()
+        stop.wait(float(current_settings().job_poll_interval))
+    workers.shutdown()
+    click.echo("后台任务执行器已停止。")
+
+
+@jobs_cli.command("list")
+@click.option("--limit", type=int, default=20, show_default=True)
+def jobs_list(limit: int) -> None:
+    """The latest background jobs: status, progress, who asked."""
+    from models import clock
+    from models.job_kinds import KINDS
+    from models.jobs import all_jobs
+
+    tz = current_settings().tz
+    found = all_jobs(db.session, limit=limit)
+    for job in found:
+        label = KINDS[job.kind].label if job.kind in KINDS else job.kind
+        who = job.requested_by.name if job.requested_by is not None else "命令行"
+        rows = f"{job.done}/{job.total}" if job.total is not None else str(job.done)
+        click.echo(f"#{job.id} {label} {job.status_text} {job.percent}%（{rows} 行，第 {job.attempts} 次）"
+                   f" {who} {clock.stamp(job.created_at, tz)}" + (f" {job.error}" if job.error else ""))
+    if not found:
+        click.echo("没有后台任务。")
+
+
 def register(app: Flask) -> None:
-    for group in (members_cli, wechat_cli, demo_cli, scheduler_cli):
+    for group in (members_cli, wechat_cli, demo_cli, scheduler_cli, jobs_cli):
         app.cli.add_command(group)

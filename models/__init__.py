@@ -4,6 +4,7 @@ from models.activity import Activity, CheckIn, Registration, ReminderSetting
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
 from models.bindings import BindingRelease
 from models.handled import HandledMessage
+from models.jobs import Job
 from models.member import Member, MiniappUser, WechatUser
 from models.notices import Notice
 from models.org import Grid, Organization
@@ -19,6 +20,5 @@ __all__ = [
     "Member", "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
     "RecordPhoto", "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish",
-    "WishEvent",
-    "WishPhoto", "HandledMessage", "now_utc",
+    "WishEvent", "WishPhoto", "HandledMessage", "Job", "now_utc",
 ]

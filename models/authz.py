@@ -309,6 +309,24 @@ NOTICE_ACTIONS = (PUBLISH_NOTICE, LIST_NOTICES, VIEW_RECEIPT, REMIND_NOTICE)
 ORGLIFE_ACTIONS = (MANAGE_ORGLIFE,)
 
 
+# Background jobs ------------------------------------------------------------------------------------
+# Start a job on a subtree (a large import, an export; target: an Organization, None: the actor's
+# own): its secretaries and admins — the job's own action (member.import, wish.export …) is asked
+# too. See a job's progress and download its result (target: a Job): the member who asked, while
+# the job's subtree is still theirs; nobody else (a result holds what its asker may see).
+JOB = "Job"
+
+
+def _own_job(actor: Member, job) -> bool:
+    return job.requested_by_id == actor.id and job.org is not None and manages(actor, job)
+
+
+START_JOB = _rule("job.start", (ORG,), manages, "只能为本组织及下级组织发起后台任务。",
+                  "只有书记或管理员可以发起后台任务。")
+VIEW_JOB = _rule("job.view", (JOB,), _own_job, "您无权查看该任务。", not_manager=None)
+JOB_ACTIONS = (START_JOB, VIEW_JOB)
+
+
 # Asking ---------------------------------------------------------------------------------------------
 def _rule_of(action: str) -> Rule:
     try:

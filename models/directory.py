@@ -4,6 +4,7 @@ Every operation takes the acting member and checks it with models.authz first.
 """
 
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
@@ -184,15 +185,16 @@ def _edit_grid(session: Session, member: Member, org: Organization, changes: dic
 
 def import_roster(
     session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
-    create_orgs: bool = False, settings: Settings = DEFAULTS,
+    create_orgs: bool = False, settings: Settings = DEFAULTS, progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a roster file into the actor's subtree (all rows or none); see models.roster.
 
-    `settings`: ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS bound the file."""
+    `settings`: ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS bound the file; `progress(rows)` is told the
+    rows done (a background job's progress)."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
     records = read_roster(data, filename, settings)
 
-    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs,
+    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs, progress=progress,
                           check_row=partial(authz.import_row_problem, actor))
 
 

@@ -24,6 +24,7 @@ from models.handled import purge_handled
 from models.orglife import send_due_orglife
 from models.rhythm import send_rhythm_notes
 from scheduler.activity_jobs import absence_notes, activity_reminders, prepare_sign_in_qr_codes
+from scheduler.background import BackgroundWorkers
 from scheduler.locks import RedisLock
 from scheduler.sender import Sender
 from scheduler.wechat_api import official_account_client
@@ -63,6 +64,7 @@ class SchedulerService:
         self.ttl = float(settings.scheduler_leader_ttl)
         self.lock = RedisLock(store, LEADER_KEY, self.ttl, owner=self.name)
         self.sender = sender or Sender(session_factory, store, settings, name=f"{self.name}-sender")
+        self.background = BackgroundWorkers(session_factory, settings, name=f"{self.name}-jobs")
         self.jobs = self.build_jobs()
         self.is_leader = False
         self._scheduler: BackgroundScheduler | None = None
@@ -93,6 +95,9 @@ class SchedulerService:
                 catch_up=False),
             # Hourly: forget the handled-message keys older than a day (WeChat retries within seconds).
             Job("handled_messages", CronTrigger(minute=50, timezone=self.tz), self._purge_handled),
+            # Background jobs (imports, exports): handed to the worker threads, never run in this one.
+            Job("background", IntervalTrigger(seconds=int(cfg.job_poll_interval), timezone=self.tz),
+                self._background, catch_up=False),
             # The outbox, last: what the jobs above queued goes out in the same run.
             Job("outbox", IntervalTrigger(seconds=int(cfg.scheduler_drain_interval),
                                           timezone=self.tz), self._drain, catch_up=False),
@@ -133,6 +138,9 @@ class SchedulerService:
     def _purge_handled(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:
             return f"{purge_handled(session, now)} handled-message keys purged"
+
+    def _background(self, now: datetime, at: datetime) -> str:
+        return self.background.tick()
 
     def _drain(self, now: datetime, at: datetime, *, live: bool = False) -> str:
         stats = self.sender.drain(None if live else now)
@@ -247,6 +255,7 @@ class SchedulerService:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self.background.shutdown()
         if self.is_leader:
             self.lock.release()
             self.is_leader = False

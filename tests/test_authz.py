@@ -6,6 +6,7 @@ import pytest
 from models import Member, Organization
 from models import authz as az
 from models.base import Forbidden
+from models.jobs import Job
 from models.notices import Notice
 from models.org import get_org_by_full_name
 from models.orglife import MONTHLY_DAY, OrgLifeRule
@@ -35,6 +36,9 @@ MEMBERS = ("admin", "sec", "co_sec", "member", "group_member", "volunteer", "oth
 ORGS = ("street", "east", "branch", "group", "other", "own")  # own: no target, the actor's own node
 NOTICES = ("notice_east", "notice_branch", "notice_group", "notice_other")
 RULES = ("rule_branch", "rule_other")
+# Background jobs: asked by the secretary for their branch, by the admin for the street, by the
+# secretary for a branch not theirs (moved since), and by the operator's CLI (nobody, no subtree).
+JOBS = ("job_sec", "job_admin", "job_sec_other", "job_cli")
 ACTORS = (*MEMBERS, "none")
 
 
@@ -46,7 +50,11 @@ def targets(people, orgs, session):
     for key in ("branch", "other"):
         made[f"rule_{key}"] = OrgLifeRule(org_id=orgs[key].id, spec="每月15日", kind=MONTHLY_DAY, day=15,
                                           start_time="09:30", title="组织生活日", notice_days=3)
-    session.add_all(made[key] for key in NOTICES + RULES)
+    for key, asker, org in (("job_sec", "sec", "branch"), ("job_admin", "admin", "street"),
+                            ("job_sec_other", "sec", "other")):
+        made[key] = Job(kind="members.export", requested_by_id=people[asker].id, org_id=orgs[org].id)
+    made["job_cli"] = Job(kind="members.export")
+    session.add_all(made[key] for key in NOTICES + RULES + JOBS)
     session.flush()
     return dict(made, **{key: people[key] for key in MEMBERS})
 
@@ -106,6 +114,9 @@ MATRIX = {
     # Activities (also asked as SQL: test_activity_actions_matrix)
     az.MANAGE_ACTIVITY: (ORGS, SUBTREE),
     az.USE_CONSOLE: (ORGS, SUBTREE),
+    # Background jobs: started by the managers of a subtree, seen only by who asked, within it.
+    az.START_JOB: (ORGS, SUBTREE),
+    az.VIEW_JOB: (JOBS, {"sec": {"job_sec"}, "admin": {"job_admin"}}),
 }
 
 

@@ -92,14 +92,14 @@ def init_app(app: Flask) -> None:
     # Before the API's routes are added: their `<int:…>` ids are bounded (and documented so).
     app.url_map.converters["int"] = BoundedIntConverter
 
-    from app.api import activities, admin, leave, me, notices, public, records, rhythm, session, wishes
+    from app.api import activities, admin, jobs, leave, me, notices, public, records, rhythm, session, wishes
     from app.api.auth import BEARER_SCHEME
 
     api = Api(app, spec_kwargs={"servers": [{"url": "/"}]})
     api.spec.components.security_scheme(BEARER_SCHEME, {"type": "http", "scheme": "bearer"})
 
     blueprints = (session.blp, me.blp, admin.blp, wishes.blp, wishes.points_blp, activities.blp,
-                  activities.admin_blp, leave.blp, records.blp, rhythm.blp, notices.blp, public.blp)
+                  activities.admin_blp, leave.blp, records.blp, rhythm.blp, notices.blp, jobs.blp, public.blp)
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
     hook_limiter_to(app, limiter, [b.name for b in blueprints])  # off the webhook's path (app/fastpath.py)

@@ -33,8 +33,9 @@ from app.api.activity_schemas import (
 from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.files import xlsx_doc, xlsx_response
+from app.api.jobs import BACKGROUND, STARTED, started
 from app.extensions import current_settings, db
-from models import now_utc
+from models import authz, job_kinds, now_utc
 from models.activity import (
     METHODS,
     REGISTERED,
@@ -263,26 +264,52 @@ def quota(args):
             "total": listing.total, "page": page, "per_page": per_page, "pages": listing.pages}
 
 
+class QuotaExportQuerySchema(ReportQuerySchema):
+    background = BACKGROUND["background"]
+
+
+class PeriodExportQuerySchema(PeriodQuerySchema):
+    background = BACKGROUND["background"]
+
+
+def _in_background(args, org: Organization) -> bool:
+    """Whether a subtree's report leaves the request: asked for, or more members than JOB_INLINE_ROWS."""
+    return args["background"] or job_kinds.too_big(job_kinds.members_in(db.session, org), current_settings())
+
+
 @admin_blp.route("/reports/quota.xlsx", methods=["GET"])
-@admin_blp.arguments(ReportQuerySchema, location="query")
+@admin_blp.arguments(QuotaExportQuerySchema, location="query")
 @admin_blp.doc(**xlsx_doc("年度完成情况 .xlsx"))
+@admin_blp.alt_response(202, **STARTED)
 @admin_blp.doc(operationId="exportQuotaReport", responses=errors(401, 403, 404, 422))
 def quota_export(args):
-    """导出年度完成情况（.xlsx，未达标者在前）。"""
-    org = report_org(db.session, current_member(), args["org"])
+    """导出年度完成情况（.xlsx，未达标者在前）；成员超过 JOB_INLINE_ROWS 人（或 `background=1`）时转入后台，
+    返回 202 和任务。"""
+    member = current_member()
+    org = report_org(db.session, member, args["org"])
     year = _year(args)
+    if _in_background(args, org):
+        return started(job_kinds.start(db.session, member, job_kinds.QUOTA_EXPORT, org, action=authz.LIST_MEMBERS,
+                                       params={"year": year}))
     rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
     return xlsx_response(quota_xlsx(rows, year), f"quota-{year}.xlsx", f"{year}年度完成情况.xlsx")
 
 
 @admin_blp.route("/reports/attendance.xlsx", methods=["GET"])
-@admin_blp.arguments(PeriodQuerySchema, location="query")
+@admin_blp.arguments(PeriodExportQuerySchema, location="query")
 @admin_blp.doc(**xlsx_doc("一段时间内各活动出勤汇总 .xlsx"))
+@admin_blp.alt_response(202, **STARTED)
 @admin_blp.doc(operationId="exportAttendanceReport", responses=errors(400, 401, 403, 404, 422))
 def period_export(args):
-    """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）。"""
-    org = report_org(db.session, current_member(), args["org"])
+    """导出一段时间（按开始日期，含首尾两天）内管理范围各活动的出勤汇总（.xlsx）；成员超过 JOB_INLINE_ROWS 人
+    （或 `background=1`）时转入后台，返回 202 和任务。"""
+    member = current_member()
+    org = report_org(db.session, member, args["org"])
     start, end = period_bounds(args["from_"], args["to"], current_settings().tz)
+    if _in_background(args, org):
+        return started(job_kinds.start(db.session, member, job_kinds.ATTENDANCE_EXPORT, org,
+                                       action=authz.LIST_MEMBERS,
+                                       params={"from": args["from_"].isoformat(), "to": args["to"].isoformat()}))
     rows = period_attendance(db.session, org, start, end)
     return xlsx_response(period_attendance_xlsx(rows, current_settings()), "attendance.xlsx",
                  f"活动出勤汇总-{args['from_']:%Y%m%d}-{args['to']:%Y%m%d}.xlsx")

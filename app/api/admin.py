@@ -7,6 +7,7 @@ from app.api.auth import Blueprint, current_member
 from app.api.docs import errors
 from app.api.errors import ApiError
 from app.api.files import limit_body, xlsx_doc, xlsx_response
+from app.api.jobs import BACKGROUND, STARTED, started
 from app.api.schemas import (
     ImportFileSchema,
     ImportQuerySchema,
@@ -16,9 +17,10 @@ from app.api.schemas import (
     MemberSchema,
     MemberUpdateSchema,
     OrgNodeSchema,
+    Query,
 )
 from app.extensions import current_settings, db
-from models import directory
+from models import authz, directory, job_kinds
 
 blp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin", description="成员管理（书记、管理员）")
 
@@ -57,25 +59,43 @@ def update_member(changes, member_id):
 @blp.arguments(ImportQuerySchema, location="query")
 @blp.arguments(ImportFileSchema, location="files")
 @blp.response(200, ImportReportSchema)
+@blp.alt_response(202, **STARTED)
 @blp.doc(operationId="importMembers", responses=errors(400, 401, 403, 413, 422))
 def import_members(query, files):
     """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
-    `create_orgs=1` 在名称与已有组织或网格只差一两个字时仍然新建。"""
+    `create_orgs=1` 在名称与已有组织或网格只差一两个字时仍然新建。超过 JOB_INLINE_ROWS 行的名册转入后台导入：
+    返回 202 和任务，导入报告在任务完成后给出。"""
     upload = files["file"]
-    data = upload.read(int(current_settings().api_max_upload) + 1)
-    if len(data) > current_settings().api_max_upload:
+    settings = current_settings()
+    data = upload.read(int(settings.api_max_upload) + 1)
+    if len(data) > settings.api_max_upload:
         raise ApiError(413, "too_large", "文件过大。")
-    return directory.import_roster(db.session, current_member(), data, upload.filename or "",
-                                   dry_run=query["dry_run"], create_orgs=query["create_orgs"],
-                                   settings=current_settings())
+    actor, name = current_member(), upload.filename or ""
+    rows = job_kinds.roster_rows(actor, data, name, settings)
+    if job_kinds.too_big(rows, settings):
+        return started(job_kinds.start_import(db.session, actor, data, name, rows=rows, dry_run=query["dry_run"],
+                                              create_orgs=query["create_orgs"]))
+    return directory.import_roster(db.session, actor, data, name, dry_run=query["dry_run"],
+                                   create_orgs=query["create_orgs"], settings=settings)
+
+
+class ExportMembersQuerySchema(Query):
+    background = BACKGROUND["background"]
 
 
 @blp.route("/members/export", methods=["GET"])
+@blp.arguments(ExportMembersQuerySchema, location="query")
 @blp.doc(**xlsx_doc("管理范围内成员的 .xlsx 名册"))
-@blp.doc(operationId="exportMembers", responses=errors(401, 403))
-def export_members():
-    """导出管理范围内的成员名册（.xlsx，列与导入相同）。"""
-    data = directory.export_roster(db.session, current_member())
+@blp.alt_response(202, **STARTED)
+@blp.doc(operationId="exportMembers", responses=errors(401, 403, 422))
+def export_members(args):
+    """导出管理范围内的成员名册（.xlsx，列与导入相同）；成员超过 JOB_INLINE_ROWS 人（或 `background=1`）时转入后台，
+    返回 202 和任务。"""
+    actor = current_member()
+    if args["background"] or job_kinds.too_big(job_kinds.members_in(db.session, actor.org), current_settings()):
+        return started(job_kinds.start(db.session, actor, job_kinds.MEMBERS_EXPORT, actor.org,
+                                       action=authz.EXPORT_MEMBERS))
+    data = directory.export_roster(db.session, actor)
     return xlsx_response(data, "members.xlsx", "名册.xlsx")
 
 

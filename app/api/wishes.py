@@ -15,6 +15,7 @@ from app.api.auth import Blueprint, current_member, current_viewer
 from app.api.docs import errors
 from app.api.errors import ApiError
 from app.api.files import limit_body, xlsx_doc, xlsx_response
+from app.api.jobs import BACKGROUND, STARTED, started
 from app.api.wish_schemas import (
     AwardDecisionSchema,
     AwardQuerySchema,
@@ -35,7 +36,7 @@ from app.api.wish_schemas import (
     WishQuerySchema,
 )
 from app.extensions import current_settings, db
-from models import points, wishes
+from models import authz, job_kinds, points, wishes
 
 blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
 points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
@@ -212,14 +213,24 @@ def my_wishes(args):
     return {"items": wishes.my_wishes(db.session, current_member(), limit=args["limit"])}
 
 
+class WishExportQuerySchema(ExportQuerySchema):
+    background = BACKGROUND["background"]
+
+
 @blp.route("/admin/wishes/export", methods=["GET"])
-@blp.arguments(ExportQuerySchema, location="query")
+@blp.arguments(WishExportQuerySchema, location="query")
 @blp.doc(**xlsx_doc("管理范围内心愿的 .xlsx（状态、认领人、时间、积分）"))
+@blp.alt_response(202, **STARTED)
 @blp.doc(operationId="exportWishes", responses=errors(401, 403, 404, 422))
 def export(args):
-    """导出管理范围内的心愿（.xlsx）。"""
-    data = wishes.export_wishes(db.session, current_member(), org_id=args["org"], status=args["status"],
-                                settings=current_settings())
+    """导出管理范围内的心愿（.xlsx）；超过 JOB_INLINE_ROWS 个（或 `background=1`）时转入后台，返回 202 和任务。"""
+    actor, settings = current_member(), current_settings()
+    org = job_kinds.named_org(db.session, actor, args["org"])
+    if org is not None and (args["background"] or job_kinds.too_big(
+            job_kinds.wishes_in(db.session, org, args["status"]), settings)):
+        return started(job_kinds.start(db.session, actor, job_kinds.WISHES_EXPORT, org, action=authz.EXPORT_WISHES,
+                                       params={"status": args["status"]}))
+    data = wishes.export_wishes(db.session, actor, org_id=args["org"], status=args["status"], settings=settings)
     return xlsx_response(data, "wishes.xlsx", "微心愿.xlsx")
 
 
