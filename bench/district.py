@@ -25,7 +25,8 @@ its result downloaded. Per-branch and per-page rows whose 50k/5k ratio passes 1.
 
 The URL names a PostgreSQL server and a database to connect to (default BENCH_DATABASE_URL, else
 postgresql://postgres@127.0.0.1:5432/test_district); the district databases are made beside it,
-named bench_district_<size> and bench_district_import, and dropped at the end (--keep keeps them).
+named bench_district_<size> and bench_district_import (--db-prefix), and dropped at the end (--keep
+keeps them).
 Redis: --redis-url (default BENCH_REDIS_URL, else redis://127.0.0.1:6379/9), flushed for each size.
 """
 
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +68,7 @@ class Row:
     cpu: dict[int, float | None] = field(default_factory=dict)  # of the app's process (not the database's)
     statements: dict[int, int | None] = field(default_factory=dict)
     rss: dict[int, float | None] = field(default_factory=dict)
+    over: dict[int, float] = field(default_factory=dict)  # stopped after this many seconds
     notes: dict[int, str] = field(default_factory=dict)
 
 
@@ -131,32 +134,52 @@ def child_env(url: str, redis_url: str, **extra) -> dict:
                 WECHAT_TOKEN="benchtoken", WECHAT_AES_KEY="", **extra)
 
 
-def run_cli(work: Path, url: str, redis_url: str, *args: str) -> dict:
+def run_child(command: list[str], env: dict, timeout: float) -> tuple[int | None, str, str]:
+    """Run a child (in a session of its own, so that a job worker it starts goes with it); kill it
+    after `timeout` seconds (returncode None)."""
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+        return process.returncode, stdout, stderr
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        return None, stdout, stderr
+
+
+def run_cli(work: Path, url: str, redis_url: str, *args: str, timeout: float) -> dict:
     """A flask command in a process of its own: wall time, statements, peak RSS, its last line."""
     out = work / f"cli-{time.monotonic_ns()}.json"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, PROBE, "cli", str(out), "--", *args], cwd=ROOT,
-                          env=child_env(url, redis_url), capture_output=True, text=True)
+    code, stdout, stderr = run_child([sys.executable, PROBE, "cli", str(out), "--", *args],
+                                     child_env(url, redis_url), timeout)
+    if code is None:
+        return {"wall": None, "over": timeout, "exit": None, "last": f"stopped after {timeout:.0f} s"}
     wall = time.perf_counter() - started
     result = json.loads(out.read_text()) if out.exists() else {}
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    result.update(wall=wall, exit=done.returncode, last=lines[-1] if lines else done.stderr.strip()[-300:])
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    result.update(wall=wall, exit=code, last=lines[-1] if lines else stderr.strip()[-300:])
     return result
 
 
 def run_api(work: Path, url: str, redis_url: str, tasks: list[dict], args) -> dict:
+    """Measure `tasks` in a probe process; what it finished within --row-timeout (it writes its
+    results after each task), `stopped` naming the time when it was killed."""
     spec = work / f"spec-{time.monotonic_ns()}.json"
     out = spec.with_suffix(".out.json")
     spec.write_text(json.dumps({"database_url": url, "redis_url": redis_url, "tasks": tasks,
                                 "job_timeout": args.job_timeout,
                                 "job_worker": args.job_worker.split() if args.job_worker else None},
                                ensure_ascii=False))
-    done = subprocess.run([sys.executable, PROBE, "api", str(spec), str(out)], cwd=ROOT,
-                          env=child_env(url, redis_url), capture_output=True, text=True)
-    if done.returncode != 0 or not out.exists():
-        print(f"  probe failed ({done.returncode}): {done.stderr.strip()[-1500:]}", file=sys.stderr)
-        return {}
-    return json.loads(out.read_text())
+    code, _stdout, stderr = run_child([sys.executable, PROBE, "api", str(spec), str(out)],
+                                      child_env(url, redis_url), args.row_timeout)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if code is None:
+        results["stopped"] = args.row_timeout
+    elif code != 0:
+        print(f"  probe failed ({code}): {stderr.strip()[-1500:]}", file=sys.stderr)
+    return results
 
 
 # gunicorn --------------------------------------------------------------------------------------
@@ -190,7 +213,7 @@ def start_gunicorn(url: str, redis_url: str, fake_base: str, args) -> tuple[subp
 def api_import(work: Path, server: Server, roster: Path, street_rows: Path, redis_url: str, fake_base: str,
                args) -> dict:
     """POST the whole district's roster as the street's 管理员 to a gunicorn; follow a 202's job."""
-    url = server.fresh("bench_district_import")
+    url = server.fresh(f"{args.db_prefix}_import")
     create_schema(url)
     seed_managers(url, street_rows)
     process, base = start_gunicorn(url, redis_url, fake_base, args)
@@ -202,14 +225,15 @@ def api_import(work: Path, server: Server, roster: Path, street_rows: Path, redi
         started = time.perf_counter()
         try:
             answer = http.post(f"{base}/api/v1/admin/members/import",
-                               files={"file": (roster.name, roster.read_bytes(), XLSX)}, timeout=900)
+                               files={"file": (roster.name, roster.read_bytes(), XLSX)}, timeout=args.row_timeout)
             status, note = answer.status_code, ""
         except requests.RequestException as exc:
             answer, status, note = None, None, f"no answer ({type(exc).__name__})"
         result: dict = {"statements": None}
         if answer is not None and answer.status_code == 202:
             worker, state = follow_http_job(http, base, answer, work, url, redis_url, fake_base, args)
-            note = f"202 → job {state.get('status')}"
+            report = state.get("report") if isinstance(state.get("report"), dict) else {}
+            note = f"202 → job {state.get('status')}" + (f" ({report.get('created')} created)" if report else "")
             if worker:
                 result["statements"] = worker.get("statements")
         seconds = time.perf_counter() - started
@@ -248,14 +272,22 @@ def follow_http_job(http, base: str, answer, work: Path, url: str, redis_url: st
     command = args.job_worker.split() if args.job_worker else ["jobs", "work", "--once"]
     env = child_env(url, redis_url, WECHAT_API_BASE=fake_base)
     deadline, worker, stats, state = time.monotonic() + args.job_timeout, None, [], {}
+
+    def collect(process) -> None:
+        if process is not None and Path(process.out).exists():
+            stats.append(json.loads(Path(process.out).read_text()))
+            Path(process.out).unlink()
+
     while time.monotonic() < deadline:
         state = http.get(base + path, timeout=30).json()
         state = state.get("job") if isinstance(state.get("job"), dict) else state
         if str(state.get("status", "")).lower() in ("done", "failed", "succeeded", "finished", "error"):
             break
         if worker is None or worker.poll() is not None:
-            if worker is not None and Path(worker.out).exists():
-                stats.append(json.loads(Path(worker.out).read_text()))
+            collect(worker)
+            if worker is not None and (worker.returncode != 0 or len(stats) >= 20):
+                state = {**state, "status": f"not run (the job worker exited {worker.returncode})"}
+                break
             out = work / f"worker-{time.monotonic_ns()}.json"
             worker = subprocess.Popen([sys.executable, PROBE, "cli", str(out), "--", *command], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -267,8 +299,7 @@ def follow_http_job(http, base: str, answer, work: Path, url: str, redis_url: st
         except subprocess.TimeoutExpired:
             worker.terminate()
             worker.wait()
-        if Path(worker.out).exists():
-            stats.append(json.loads(Path(worker.out).read_text()))
+        collect(worker)
     total = {"statements": sum(s.get("statements", 0) for s in stats)} if stats else None
     return total, state
 
@@ -326,7 +357,7 @@ def measure_size(size: int, server: Server, work: Path, redis_url: str, fake_bas
     store = redis.Redis.from_url(redis_url)
     store.flushdb()
     store.close()
-    url = server.fresh(f"bench_district_{size}")
+    url = server.fresh(f"{args.db_prefix}_{size}")
     meta, roster_rows = build(url, size, args.seed)
     counts = meta["counts"]
     print(f"  built in {meta['build_seconds']:.1f} s: {counts['organizations']} organizations, "
@@ -344,7 +375,10 @@ def measure_size(size: int, server: Server, work: Path, redis_url: str, fake_bas
             r = results.get(task["name"])
             row = ROWS[task["name"]]
             if r is None:
-                row.notes[size] = "failed"
+                if results.get("stopped"):
+                    row.over[size] = results["stopped"]
+                row.notes[size] = f"stopped after {results['stopped']:.0f} s" if results.get("stopped") else "failed"
+                print(f"  {row.what}: {row.notes[size]}", flush=True)
                 continue
             row.time[size], row.statements[size], row.cpu[size] = r["seconds"], r.get("statements"), r.get("cpu")
             if group != "rest":
@@ -355,16 +389,24 @@ def measure_size(size: int, server: Server, work: Path, redis_url: str, fake_bas
     if not args.keep:
         server.drop_all()
 
-    imports = server.fresh("bench_district_import")
+    imports = server.fresh(f"{args.db_prefix}_import")
     create_schema(imports)
     for key, label in (("cli_import", "新增"), ("cli_reimport", "无变化")):
-        r = run_cli(work, imports, redis_url, "members", "import", str(roster))
         row = ROWS[key]
+        if key == "cli_reimport" and size in ROWS["cli_import"].over:
+            row.notes[size] = "not run: the import was stopped"
+            continue
+        r = run_cli(work, imports, redis_url, "members", "import", str(roster), timeout=args.row_timeout)
+        if r.get("over"):
+            row.over[size], row.notes[size] = r["over"], r["last"]
+            print(f"  {row.what}: {r['last']}", flush=True)
+            continue
         row.time[size], row.statements[size], row.rss[size] = r["wall"], r.get("statements"), r.get("peak_rss_mib")
         row.cpu[size] = r.get("cpu")
         row.notes[size] = ("" if r["exit"] == 0 and label in r["last"] else f"exit {r['exit']}: ") + \
             f"command {r.get('seconds', 0):.1f} s of it; " + r["last"][-60:]
-        print(f"  {row.what}: {r['wall']:.1f} s, {r.get('statements')} statements  {row.notes[size]}", flush=True)
+        print(f"  {row.what}: {r['wall']:.1f} s (CPU {r.get('cpu', 0):.1f} s), {r.get('statements')} statements  "
+              f"{row.notes[size]}", flush=True)
     r = api_import(work, server, roster, street_rows, redis_url, fake_base, args)
     row = ROWS["api_import"]
     row.time[size], row.statements[size], row.notes[size] = r.get("seconds"), r.get("statements"), r["note"]
@@ -395,7 +437,8 @@ def print_table(sizes: list[int]) -> None:
     print(f"|---|---|{'---|' * len(sizes)}---|---|")
     for row in ROWS.values():
         mark = " (per branch/page)" if row.scoped else ""
-        lines = [("time", {s: shown_time(row.time.get(s)) for s in sizes}, ratio(row.time, sizes, row.scoped))]
+        times = {s: f"> {row.over[s]:.0f} s" if s in row.over else shown_time(row.time.get(s)) for s in sizes}
+        lines = [("time", times, ratio(row.time, sizes, row.scoped))]
         if any(row.cpu.get(s) is not None for s in sizes):
             lines.append(("CPU (app)", {s: shown_time(row.cpu.get(s)) for s in sizes},
                           ratio(row.cpu, sizes, row.scoped)))
@@ -442,10 +485,16 @@ def main() -> None:
     parser.add_argument("--gunicorn-timeout", type=int, default=10, help="gunicorn's worker timeout (seconds)")
     parser.add_argument("--job-worker", default="",
                         help="the flask command that runs background jobs (default: jobs work --once)")
-    parser.add_argument("--job-timeout", type=float, default=900, help="longest wait for a background job (s)")
+    parser.add_argument("--job-timeout", type=float, default=None,
+                        help="longest wait for a background job (seconds; default: --row-timeout)")
+    parser.add_argument("--row-timeout", type=float, default=300,
+                        help="stop a measuring process (a CLI import, an API probe) after this many seconds")
     parser.add_argument("--keep", action="store_true", help="keep the district databases")
+    parser.add_argument("--db-prefix", default="bench_district",
+                        help="names of the databases made: PREFIX_<size>, PREFIX_import")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    args.job_timeout = args.job_timeout or args.row_timeout
 
     from app.fake_wechat import FakeWeChat
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 TOKEN = "benchtoken"
 JOB_DONE = {"done", "succeeded", "success", "finished", "completed"}
 JOB_FAILED = {"failed", "error", "cancelled", "expired"}
+MAX_WORKER_RUNS = 20  # `jobs work --once` runs started for one job before giving up
 
 
 class Counter:
@@ -134,7 +135,7 @@ class Probe:
         job = body.get("job") if isinstance(body.get("job"), dict) else body
         url = body.get("url") or answer.headers.get("Location") or f"/api/v1/jobs/{job.get('id') or job.get('job_id')}"
         deadline = time.monotonic() + float(self.spec.get("job_timeout", 900))
-        worker, state = None, {}
+        worker, state, spawned = None, {}, 0
         try:
             while time.monotonic() < deadline:
                 state = self.client.get(url, headers=headers).get_json(silent=True) or {}
@@ -143,7 +144,9 @@ class Probe:
                 if status in JOB_DONE or status in JOB_FAILED:
                     break
                 if worker is None or worker.poll() is not None:
-                    worker = self.start_worker(worker)
+                    if worker is not None and (worker.returncode != 0 or spawned >= MAX_WORKER_RUNS):
+                        return {"job": f"not run: the job worker exited {worker.returncode}", "job_state": state}
+                    worker, spawned = self.start_worker(worker), spawned + 1
                 time.sleep(0.05)
             else:
                 return {"job": "timed out", "job_state": state}
@@ -153,10 +156,11 @@ class Probe:
         if str(state.get("status", "")).lower() in JOB_FAILED:
             result["error"] = str(state.get("error"))[:300]
             return result
-        link = next((state[k] for k in ("download_url", "file_url", "download", "result_url") if state.get(k)),
-                    f"{url.rstrip('/')}/file")
-        download = self.client.get(link, headers=headers)
-        result.update(download_status=download.status_code, bytes=len(download.get_data()))
+        keys = [k for k in ("download_url", "file_url", "download", "result_url") if k in state]
+        link = state[keys[0]] if keys else f"{url.rstrip('/')}/file"
+        if link:  # an import's job has no file (its report is in the job)
+            download = self.client.get(link, headers=headers)
+            result.update(download_status=download.status_code, bytes=len(download.get_data()))
         return result
 
     def start_worker(self, previous):
@@ -273,7 +277,8 @@ def run_api(spec_path: str, out: str) -> None:
         probe.headers(who)
     for task in spec["tasks"]:
         results[task["name"]] = probe.measure(task)
-    results["peak_rss_mib"] = peak_rss_mib()
+        results["peak_rss_mib"] = peak_rss_mib()
+        Path(out).write_text(json.dumps(results, ensure_ascii=False, default=str))  # kept if stopped later
     probe.fake.stop()
     Path(out).write_text(json.dumps(results, ensure_ascii=False, default=str))
 
