@@ -18,10 +18,13 @@ gunicorn, each in a process of its own (bench/district_probe.py) so that its pea
 - notice receipt of that notice (API), the outbox sender's claim of 100 rows among the pending
   ones, the activity list of a member and the wishes page (API).
 
-Time is the median of 5 runs for what takes under a second, of 3 under 3 s, else one run;
-statements are counted with a `before_cursor_execute` listener (those of a background job's worker
-included). An answer 202 (the work went to a background job) is followed until the job is done and
-its result downloaded. Per-branch and per-page rows whose 50k/5k ratio passes 1.5 are marked ✗.
+Time is the wall clock, the median of 5 runs for what takes under a second, of 3 under 3 s, else
+one run; beside it the CPU time of the app's process (not the database's), steadier on a busy
+machine. Statements are counted with a `before_cursor_execute` listener (those of a background
+job's worker included). An answer 202 (the work went to a background job) is followed until the job
+is done and its result downloaded, a worker (`flask jobs work --once`, or --job-worker) running it
+meanwhile. A measuring process still busy after --row-timeout seconds (default 300) is stopped and
+its row shows "> 300 s". Per-branch and per-page rows whose 50k/5k ratio passes 1.5 are marked ✗.
 
 The URL names a PostgreSQL server and a database to connect to (default BENCH_DATABASE_URL, else
 postgresql://postgres@127.0.0.1:5432/test_district); the district databases are made beside it,
