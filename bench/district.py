@@ -355,6 +355,54 @@ def note_for(key: str, r: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def measure_api(size: int, meta: dict, url: str, work: Path, redis_url: str, args) -> None:
+    """The API and chatbot rows, each group of tasks in a probe process."""
+    for group, tasks in api_tasks(meta).items():
+        tasks = [t for t in tasks if t["name"] in args.only]
+        if not tasks:
+            continue
+        results = run_api(work, url, redis_url, tasks, args)
+        for task in tasks:
+            r = results.get(task["name"])
+            row = ROWS[task["name"]]
+            if r is None:
+                if results.get("stopped"):
+                    row.over[size] = results["stopped"]
+                row.notes[size] = f"stopped after {results['stopped']:.0f} s" if results.get("stopped") else "failed"
+                print(f"  {row.what}: {row.notes[size]}", flush=True)
+                continue
+            row.time[size], row.statements[size], row.cpu[size] = r["seconds"], r.get("statements"), r.get("cpu")
+            if group != "rest":
+                row.rss[size] = max(results.get("peak_rss_mib", 0), r.get("worker_peak_rss_mib", 0))
+            row.notes[size] = note_for(task["name"], r)
+            print(f"  {row.what}: {r['seconds']:.3f} s (CPU {r.get('cpu', 0):.3f} s), {r.get('statements')} "
+                  f"statements  {row.notes[size]}", flush=True)
+
+
+def measure_cli_imports(size: int, server: Server, work: Path, roster: Path, redis_url: str, args) -> None:
+    """`flask members import` of the whole roster into an empty database, then again (unchanged)."""
+    imports = server.fresh(f"{args.db_prefix}_import")
+    create_schema(imports)
+    for key, label in (("cli_import", "新增"), ("cli_reimport", "无变化")):
+        row = ROWS[key]
+        if key not in args.only:
+            continue
+        if key == "cli_reimport" and size in ROWS["cli_import"].over:
+            row.notes[size] = "not run: the import was stopped"
+            continue
+        r = run_cli(work, imports, redis_url, "members", "import", str(roster), timeout=args.row_timeout)
+        if r.get("over"):
+            row.over[size], row.notes[size] = r["over"], r["last"]
+            print(f"  {row.what}: {r['last']}", flush=True)
+            continue
+        row.time[size], row.statements[size], row.rss[size] = r["wall"], r.get("statements"), r.get("peak_rss_mib")
+        row.cpu[size] = r.get("cpu")
+        row.notes[size] = ("" if r["exit"] == 0 and label in r["last"] else f"exit {r['exit']}: ") + \
+            f"command {r.get('seconds', 0):.1f} s of it; " + r["last"][-60:]
+        print(f"  {row.what}: {r['wall']:.1f} s (CPU {r.get('cpu', 0):.1f} s), {r.get('statements')} statements  "
+              f"{row.notes[size]}", flush=True)
+
+
 def measure_size(size: int, server: Server, work: Path, redis_url: str, fake_base: str, args) -> None:
     print(f"\n== {size:,} members", flush=True)
     store = redis.Redis.from_url(redis_url)
@@ -372,44 +420,15 @@ def measure_size(size: int, server: Server, work: Path, redis_url: str, fake_bas
     write_roster(str(street_rows), [r for r in roster_rows if r[2].count("/") == 0])
     print(f"  roster file {roster.stat().st_size / 1024:.0f} KiB", flush=True)
 
-    for group, tasks in api_tasks(meta).items():
-        results = run_api(work, url, redis_url, tasks, args)
-        for task in tasks:
-            r = results.get(task["name"])
-            row = ROWS[task["name"]]
-            if r is None:
-                if results.get("stopped"):
-                    row.over[size] = results["stopped"]
-                row.notes[size] = f"stopped after {results['stopped']:.0f} s" if results.get("stopped") else "failed"
-                print(f"  {row.what}: {row.notes[size]}", flush=True)
-                continue
-            row.time[size], row.statements[size], row.cpu[size] = r["seconds"], r.get("statements"), r.get("cpu")
-            if group != "rest":
-                row.rss[size] = max(results.get("peak_rss_mib", 0), r.get("worker_peak_rss_mib", 0))
-            row.notes[size] = note_for(task["name"], r)
-            print(f"  {row.what}: {r['seconds']:.3f} s (CPU {r.get('cpu', 0):.3f} s), {r.get('statements')} "
-                  f"statements  {row.notes[size]}", flush=True)
+    measure_api(size, meta, url, work, redis_url, args)
     if not args.keep:
         server.drop_all()
 
-    imports = server.fresh(f"{args.db_prefix}_import")
-    create_schema(imports)
-    for key, label in (("cli_import", "新增"), ("cli_reimport", "无变化")):
-        row = ROWS[key]
-        if key == "cli_reimport" and size in ROWS["cli_import"].over:
-            row.notes[size] = "not run: the import was stopped"
-            continue
-        r = run_cli(work, imports, redis_url, "members", "import", str(roster), timeout=args.row_timeout)
-        if r.get("over"):
-            row.over[size], row.notes[size] = r["over"], r["last"]
-            print(f"  {row.what}: {r['last']}", flush=True)
-            continue
-        row.time[size], row.statements[size], row.rss[size] = r["wall"], r.get("statements"), r.get("peak_rss_mib")
-        row.cpu[size] = r.get("cpu")
-        row.notes[size] = ("" if r["exit"] == 0 and label in r["last"] else f"exit {r['exit']}: ") + \
-            f"command {r.get('seconds', 0):.1f} s of it; " + r["last"][-60:]
-        print(f"  {row.what}: {r['wall']:.1f} s (CPU {r.get('cpu', 0):.1f} s), {r.get('statements')} statements  "
-              f"{row.notes[size]}", flush=True)
+    if not {"cli_import", "cli_reimport", "api_import"} & args.only:
+        return
+    measure_cli_imports(size, server, work, roster, redis_url, args)
+    if "api_import" not in args.only:
+        return
     r = api_import(work, server, roster, street_rows, redis_url, fake_base, args)
     row = ROWS["api_import"]
     row.time[size], row.statements[size], row.notes[size] = r.get("seconds"), r.get("statements"), r["note"]
@@ -438,7 +457,9 @@ def print_table(sizes: list[int]) -> None:
     head = f"{names[-1]}/{names[0]}"
     print(f"\n| what | | {' | '.join(names)} | {head} | notes ({names[-1]}) |")
     print(f"|---|---|{'---|' * len(sizes)}---|---|")
-    for row in ROWS.values():
+    for key, row in ROWS.items():
+        if not (row.time or row.over or row.notes) and key:
+            continue
         mark = " (per branch/page)" if row.scoped else ""
         times = {s: f"> {row.over[s]:.0f} s" if s in row.over else shown_time(row.time.get(s)) for s in sizes}
         lines = [("time", times, ratio(row.time, sizes, row.scoped))]
@@ -492,12 +513,17 @@ def main() -> None:
                         help="longest wait for a background job (seconds; default: --row-timeout)")
     parser.add_argument("--row-timeout", type=float, default=300,
                         help="stop a measuring process (a CLI import, an API probe) after this many seconds")
+    parser.add_argument("--only", default="", metavar="ROW,…",
+                        help=f"measure only these rows: {', '.join(ROWS)} (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the district databases")
     parser.add_argument("--db-prefix", default="bench_district",
                         help="names of the databases made: PREFIX_<size>, PREFIX_import")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     args.job_timeout = args.job_timeout or args.row_timeout
+    args.only = set(args.only.split(",")) - {""} or set(ROWS)
+    if args.only - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(args.only - set(ROWS)))}")
 
     from app.fake_wechat import FakeWeChat
 

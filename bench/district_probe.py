@@ -45,15 +45,25 @@ class Counter:
         self.count += 1
 
 
+def _status(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (MiB). VmHWM, not getrusage's ru_maxrss: on Linux a child inherits
+    its parent's ru_maxrss at fork, so the builder's memory would show as the child's."""
+    peak = _status("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _status("VmRSS") or 0.0
 
 
 # A flask command --------------------------------------------------------------------------------
