@@ -107,6 +107,7 @@ class Dashboard:
     wishes: dict[str, int] = field(default_factory=dict)  # 待审核, 待认领, 已认领, 已逾期, 待确认
     notices: list[NoticeFigure] = field(default_factory=list)
     quota: QuotaFigure | None = None
+    orgs: list[Organization] = field(default_factory=list, repr=False)  # the subtree's, loaded once
 
     @property
     def unbound_total(self) -> int:
@@ -141,9 +142,9 @@ class _Tree:
 
     def __init__(self, session: Session, org: Organization):
         scope = community_of(org) if org.level > 2 else org
-        self.nodes = {row.id: _Node(row.id, row.name, row.path, row.parent_id, row.level) for row in session.execute(
-            select(Organization.id, Organization.name, Organization.path, Organization.parent_id, Organization.level)
-            .where(Organization.path.startswith(scope.path)))}
+        # Loaded whole, and held: a member's `org` shown on the page is then found in the session.
+        self.orgs = list(session.scalars(select(Organization).where(Organization.path.startswith(scope.path))))
+        self.nodes = {o.id: _Node(o.id, o.name, o.path, o.parent_id, o.level) for o in self.orgs}
         party = case((Member.kind.in_(PARTY_KINDS), 1), else_=0)
         bound = case((and_(Member.openid.is_(None), Member.miniapp_openid.is_(None)), 0), else_=1)
         for org_id, active, party_count, bound_count in session.execute(
@@ -293,7 +294,7 @@ def dashboard(session: Session, actor: Member | None, *, now: datetime | None = 
     now = now or now_utc()
     org = actor.org
     tree = _Tree(session, org)
-    board = Dashboard(org, now)
+    board = Dashboard(org, now, orgs=tree.orgs)
     inside = tree.below(org.path)
     board.members, board.bound = sum(n.active for n in inside), sum(n.bound for n in inside)
     board.unbound = list(session.scalars(

@@ -131,7 +131,7 @@ def test_import_preview_flags_a_near_duplicate_and_needs_the_tick(client, consol
     assert "王志强" in updated and "在职党员" in updated and "离退休党员" in updated  # old → new
     upload = re.search(r'name="token" value="([^"]+)"', page)[1]
     with Session(engine) as s:
-        assert s.scalars(select(Member).where(Member.phone == "13900000101")).first() is None  # a preview writes nothing
+        assert s.scalars(select(Member).where(Member.phone == "13900000101")).first() is None  # nothing written
 
     refused = client.post("/console/members/import/apply", data={"csrf_token": token, "token": upload})
     assert refused.status_code == 422 and "未导入任何数据" in refused.get_data(as_text=True)
