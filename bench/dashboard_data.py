@@ -53,77 +53,88 @@ def build_community(session: Session, members: int, *, branches: int = 10, seed:
     return secretary
 
 
+class _Year:
+    """The rows of a year of work, gathered before one bulk insert per table."""
+
+    def __init__(self, session: Session, now: datetime, seed: int):
+        self.rng = random.Random(seed)
+        self.now = now
+        self.orgs = list(session.scalars(select(Organization)))
+        members = session.execute(select(Member.id, Member.org_id, Member.kind, Member.openid)).all()
+        self.by_org: dict[int, list] = {}
+        for m in members:
+            self.by_org.setdefault(m.org_id, []).append(m)
+        self.poster = members[0].id
+        self.activities, self.checkins, self.wishes, self.notices, self.outbox = [], [], [], [], []
+        self.activity_id = session.scalar(select(Activity.id).order_by(Activity.id.desc()).limit(1)) or 0
+        self.notice_id = session.scalar(select(Notice.id).order_by(Notice.id.desc()).limit(1)) or 0
+
+    def below(self, org: Organization) -> list:
+        return [m for o in self.orgs if o.path.startswith(org.path) for m in self.by_org.get(o.id, [])]
+
+    def activity(self, org: Organization, month: datetime) -> None:
+        self.activity_id += 1
+        volunteer = org.level == 2
+        name = "志愿服务" if volunteer else "主题党日"
+        self.activities.append({
+            "id": self.activity_id, "kind": name, "title": f"{month.month}月{name}", "org_id": org.id,
+            "audience": "open" if volunteer else "branch", "starts_at": month,
+            "ends_at": month + timedelta(hours=2), "code": f"{self.activity_id:06d}",
+            "token": f"bench-{self.activity_id}", "secret": "s" * 32, "registration": False, "registered_count": 0,
+            "points": 0, "rotating": False, "reminded": "", "cancelled": False, "place": ""})
+        pool = self.below(org) if volunteer else [m for m in self.by_org.get(org.id, []) if m.kind != "群众"]
+        share = 0.25 if volunteer else self.rng.uniform(0.55, 0.9)
+        self.checkins += [{"activity_id": self.activity_id, "member_id": m.id, "checked_in_at": month,
+                           "method": "code"} for m in pool if self.rng.random() < share]
+
+    def wishes_of(self, org: Organization, month: datetime, recent: bool) -> None:
+        for w in range(self.rng.randint(3, 8)):
+            status = [DONE, DONE, DONE, OPEN, CLAIMED, FULFILLED, PENDING][self.rng.randrange(7)] if recent else DONE
+            created = min(month + timedelta(days=w), self.now)
+            late = status == CLAIMED and w % 2
+            self.wishes.append({
+                "title": f"心愿{len(self.wishes) + 1}", "org_id": org.id, "points": 5, "status": status,
+                "poster_id": self.poster, "created_at": created, "updated_at": created, "category": "其他",
+                "details": "", "claim_count": 0, "fulfil_note": "",
+                "fulfil_by": self.now + timedelta(days=-1 if late else 5),
+                "completed_at": min(created + timedelta(days=6), self.now) if status == DONE else None,
+                "beneficiary_name": "", "beneficiary_address": "", "beneficiary_phone": ""})
+
+    def notice(self, org: Organization, month: datetime) -> None:
+        self.notice_id += 1
+        title, body = f"{month.month}月工作通知", "请按时参加本月主题党日。"
+        self.notices.append({"id": self.notice_id, "org_id": org.id, "author_id": self.poster, "title": title,
+                             "body": body, "urgent": False, "kinds": "", "reminders": 0, "created_at": month})
+        for m in self.below(org):
+            read = month + timedelta(hours=3) if m.openid and self.rng.random() < 0.8 else None
+            self.outbox.append({
+                "source": notice_source(self.notice_id), "recipient": m.openid or f"member:{m.id}",
+                "openid": m.openid, "member_id": m.id, "kind": "notice", "title": title, "body": body,
+                "status": SENT, "attempts": 1, "created_at": month, "sent_at": month, "read_at": read,
+                "urgent": False, "refusals": ""})
+
+
 def add_year_of_activity(session: Session, now: datetime, *, seed: int = 1) -> None:
     """Twelve months up to `now` of activities, sign-ins, wishes and notices for every branch and
     community in the database (members as they are); commit."""
-    rng = random.Random(seed)
-    orgs = list(session.scalars(select(Organization)))
-    members = session.execute(select(Member.id, Member.org_id, Member.kind, Member.openid)).all()
-    by_org: dict[int, list] = {}
-    for m in members:
-        by_org.setdefault(m.org_id, []).append(m)
-    communities = [o for o in orgs if o.level == 2]
-    branches = [o for o in orgs if o.level == 3]
-    poster = members[0].id
-    activities, checkins, wishes, notices, outbox = [], [], [], [], []
-    activity_id = (session.scalar(select(Activity.id).order_by(Activity.id.desc()).limit(1)) or 0)
-    notice_id = (session.scalar(select(Notice.id).order_by(Notice.id.desc()).limit(1)) or 0)
+    year = _Year(session, now, seed)
+    communities = [o for o in year.orgs if o.level == 2]
+    branches = [o for o in year.orgs if o.level == 3]
     for back in range(12):
-        year, number = divmod(now.year * 12 + now.month - 1 - back, 12)
-        month = datetime(year, number + 1, 8, 7, 0, tzinfo=UTC)
-        if month > now:
-            month = now - timedelta(hours=2)
+        number, month_index = divmod(now.year * 12 + now.month - 1 - back, 12)
+        month = min(datetime(number, month_index + 1, 8, 7, 0, tzinfo=UTC), now - timedelta(hours=2))
         for org in branches + communities:
-            activity_id += 1
-            volunteer = org.level == 2
-            activities.append({
-                "id": activity_id, "kind": "志愿服务" if volunteer else "主题党日",
-                "title": f"{month.month}月{'志愿服务' if volunteer else '主题党日'}", "org_id": org.id,
-                "audience": "open" if volunteer else "branch", "starts_at": month, "ends_at": month + timedelta(hours=2),
-                "code": f"{activity_id:06d}", "token": f"bench-{activity_id}", "secret": "s" * 32,
-                "registration": False, "registered_count": 0, "points": 0, "rotating": False, "reminded": "",
-                "cancelled": False, "place": ""})
-            pool = [m for o in orgs if o.path.startswith(org.path) for m in by_org.get(o.id, [])] if volunteer \
-                else [m for m in by_org.get(org.id, []) if m.kind != "群众"]
-            share = 0.25 if volunteer else rng.uniform(0.55, 0.9)
-            for m in pool:
-                if rng.random() < share:
-                    checkins.append({"activity_id": activity_id, "member_id": m.id, "checked_in_at": month,
-                                     "method": "code"})
+            year.activity(org, month)
         for org in communities:
-            for w in range(rng.randint(3, 8)):
-                status = [DONE, DONE, DONE, OPEN, CLAIMED, FULFILLED, PENDING][rng.randrange(7)] if back < 2 else DONE
-                created = month + timedelta(days=w)
-                wishes.append({"title": f"心愿{len(wishes) + 1}", "org_id": org.id, "points": 5, "status": status,
-                               "poster_id": poster, "created_at": min(created, now), "updated_at": min(created, now),
-                               "category": "其他", "details": "", "claim_count": 0,
-                               "fulfil_by": now - timedelta(days=1) if status == CLAIMED and w % 2 else
-                               now + timedelta(days=5),
-                               "completed_at": min(created + timedelta(days=6), now) if status == DONE else None,
-                               "beneficiary_name": "", "beneficiary_address": "", "beneficiary_phone": "",
-                               "fulfil_note": ""})
-            notice_id += 1
-            notices.append({"id": notice_id, "org_id": org.id, "author_id": poster, "title": f"{month.month}月工作通知",
-                            "body": "请按时参加本月主题党日。", "urgent": False, "kinds": "", "reminders": 0,
-                            "created_at": month})
-            for o in orgs:
-                if not o.path.startswith(org.path):
-                    continue
-                for m in by_org.get(o.id, []):
-                    outbox.append({"source": notice_source(notice_id), "recipient": m.openid or f"member:{m.id}",
-                                   "openid": m.openid, "member_id": m.id, "kind": "notice",
-                                   "title": f"{month.month}月工作通知", "body": "请按时参加本月主题党日。",
-                                   "status": SENT, "attempts": 1, "created_at": month, "sent_at": month,
-                                   "read_at": month + timedelta(hours=3) if m.openid and rng.random() < 0.8 else None,
-                                   "urgent": False, "refusals": ""})
-    _bulk(session, Activity, activities)
-    _bulk(session, CheckIn, checkins)
-    _bulk(session, Wish, wishes)
-    _bulk(session, Notice, notices)
-    _bulk(session, OutboxMessage, outbox)
+            year.wishes_of(org, month, back < 2)
+            year.notice(org, month)
+    for table, rows in ((Activity, year.activities), (CheckIn, year.checkins), (Wish, year.wishes),
+                        (Notice, year.notices), (OutboxMessage, year.outbox)):
+        _bulk(session, table, rows)
     if session.get_bind().dialect.name == "postgresql":  # the ids were given: move the sequences past them
         for table in ("activities", "notices"):
-            session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+            session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                 f"(SELECT max(id) FROM {table}))"))
     session.commit()
 
 
