@@ -259,7 +259,8 @@ def _notices(session: Session, org: Organization) -> list[NoticeFigure]:
     """The latest notices of the subtree with how many were sent and read: two statements."""
     notices = list(session.scalars(
         select(Notice).join(Organization, Notice.org_id == Organization.id)
-        .where(Organization.path.startswith(org.path)).order_by(Notice.id.desc()).limit(NOTICES_SHOWN)
+        .where(Organization.path.startswith(org.path)).order_by(Notice.created_at.desc(), Notice.id.desc())
+        .limit(NOTICES_SHOWN)
     ))
     figures = {notice_source(n.id): NoticeFigure(n) for n in notices}
     if figures:

@@ -7,7 +7,7 @@ RED, GREY, GREEN, BLUE = "#c62828", "#9e9e9e", "#2e7d32", "#1565c0"
 # Drawn narrow and scaled up: on a 360 px phone the words stay near their size (about 13 px), on
 # the desktop the chart grows to the CSS max-width.
 WIDTH, HEIGHT = 420, 230
-LEFT, RIGHT, TOP, BOTTOM = 40, 6, 36, 30  # margins: axis labels, legend, month names
+LEFT, RIGHT, TOP, BOTTOM = 46, 6, 36, 30  # margins: axis labels, legend, month names
 
 
 def _svg(title: str, body: list[str], height: int = HEIGHT) -> Markup:
