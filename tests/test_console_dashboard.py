@@ -1,6 +1,7 @@
 """The dashboard's figures on a small district, the comparison of communities, and the statements
 of the page: they do not grow with the members."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,3 +196,17 @@ def test_the_page_statements_do_not_grow_with_members(client, console_login, eng
     print("dashboard statements (20, 200 members):", counts)
     assert counts[0] == counts[1], counts
     assert counts[0] < 30
+
+
+def test_the_navigation_links_only_the_pages_that_exist(app, client, console_login, people):
+    from app.console.layout import SECTIONS
+
+    console_login(client, people["sec"])
+    nav = client.get("/console/").get_data(as_text=True).split('id="console-nav"')[1].split("</ul>")[0]
+    shown = re.findall(r'<a class="nav-link[^"]*" href="([^"]+)"', nav)
+    with app.test_request_context():
+        from flask import url_for
+
+        existing = [url_for(endpoint) for endpoint, _ in SECTIONS if endpoint in app.view_functions]
+    assert shown == existing and {"/console/", "/console/members"} <= set(shown)
+    assert 'aria-current="page"' in nav.split('href="/console/"')[1].split("</a>")[0]  # 首页 is the page shown
