@@ -61,6 +61,8 @@ class Settings:
     api_token_ttl: int = 7 * 24 * 3600
     # Largest roster file accepted by the import endpoint (bytes).
     api_max_upload: int = 5 * 1024 * 1024
+    # Console: how long an uploaded roster is kept between its preview and its import (seconds).
+    console_import_ttl: int = 1800
     # Reverse proxies (nginx) in front of the app whose X-Forwarded-For is trusted; 0: none. The
     # per-address rate limits need the client's address, not the proxy's.
     trusted_proxies: int = 0

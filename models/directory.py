@@ -33,6 +33,14 @@ class OrgNode:
     children: list["OrgNode"] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class MemberFilters:
+    """Filters of a member listing besides organization, kind and search."""
+
+    grid_id: int | None = None  # only that grid's members
+    bound: bool | None = None  # True: bound to WeChat (Official Account or mini-program); False: to neither
+
+
 def _member(session: Session, member_id: int) -> Member:
     member = session.get(Member, member_id) if fits_id(member_id) else None
     if member is None:
@@ -58,8 +66,10 @@ def list_members(
     q: str | None = None,
     page: int = 1,
     per_page: int = 20,
+    more: "MemberFilters | None" = None,
 ) -> Page:
-    """Return a page of the members of a subtree the actor manages (default: the actor's own)."""
+    """Return a page of the members of a subtree the actor manages (default: the actor's own);
+    `more` narrows it further (the console's filters)."""
     q = clean_text(q, "搜索内容", MAX_QUERY)
     page = clamp_page(page)
     org = _org(session, org_id, actor)
@@ -67,6 +77,11 @@ def list_members(
     query = select(Member).join(Member.org).where(Organization.path.startswith(org.path))
     if kind:
         query = query.where(Member.kind == kind)
+    if more is not None and more.grid_id is not None:
+        query = query.where(Member.grid_id == more.grid_id)
+    if more is not None and more.bound is not None:
+        unbound = and_(Member.openid.is_(None), Member.miniapp_openid.is_(None))
+        query = query.where(~unbound if more.bound else unbound)
     if q:
         text = unicodedata.normalize("NFKC", q).strip()
         digits = normalize_phone(text)

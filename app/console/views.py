@@ -1,15 +1,9 @@
-"""The console's pages."""
+"""The console's sign-in pages (the dashboard is app/console/dashboard.py)."""
 
 from flask import redirect, render_template, url_for
 
 from app.console import bp
-from app.console.auth import current_manager, login_required, sign_out
-
-
-@bp.get("/")
-@login_required
-def dashboard():
-    return render_template("console/dashboard.html", manager=current_manager())
+from app.console.auth import current_manager, sign_out
 
 
 @bp.get("/login")
