@@ -9,19 +9,21 @@ from datetime import date, datetime
 from pathlib import Path
 
 from openpyxl import load_workbook
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, insert, select, update
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from config import DEFAULTS, Settings
 from models import authz
 from models.member import FIELDS, KINDS, Member, dates_in_order, mask_phone, normalize_phone
 from models.org import (
+    Grid,
     NewGrid,
     Organization,
     OrgPlan,
+    chunked,
     community_path,
-    ensure_grid,
-    ensure_org_path,
+    ensure_grids,
+    ensure_org_paths,
     plan_orgs,
     split_org_path,
 )
@@ -36,6 +38,10 @@ _YES, _NO = ("是", "y", "yes", "true", "1", "√"), ("否", "n", "no", "false",
 # A phone as an export masks it for a viewer not responsible for the member: such a row is skipped.
 MASKED_PHONE = re.compile(r"1\d{2}\*{4}\d{4}")
 _DATE = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
+# Rows an import writes in one statement (and reports to `progress` at once); rows an export reads
+# at a time.
+IMPORT_BATCH = 2000
+EXPORT_BATCH = 1000
 
 
 # RowError.code of a row whose organization or grid would be created although its name differs from
@@ -217,7 +223,7 @@ def _kind(value: str) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     number: int
     name: str
@@ -339,15 +345,18 @@ def _plan(session: Session, rows: list[_Row]) -> OrgPlan:
 def _typo_errors(rows: list[_Row], plan: OrgPlan) -> list[RowError]:
     """The rows naming an organization or grid that looks like a misspelling of another."""
     errors = []
+    org_typos: dict[str, tuple[str, str] | None] = {}  # by organization path: rows share a few
     for row in rows:
         problems, code = [], ""
-        typo = plan.org_typo(row.org_path)
+        if row.org_path not in org_typos:
+            org_typos[row.org_path] = plan.org_typo(row.org_path)
+        typo = org_typos[row.org_path]
         if typo is not None:
             mistyped, meant = typo
             problems.append(f"组织「{mistyped}」不存在，与「{meant}」只差一两个字，是否写错了？")
             code = ORG_TYPO
-        grid = NewGrid(community_path(row.org_path), row.grid)
-        if row.grid and grid in plan.grid_typos:
+        grid = NewGrid(community_path(row.org_path), row.grid) if row.grid and plan.grid_typos else None
+        if grid is not None and grid in plan.grid_typos:
             problems.append(f"网格「{row.grid}」不存在，与{split_org_path(grid.org)[-1]}的"
                             f"「{plan.grid_typos[grid]}」只差一两个字，是否写错了？")
             code = code or GRID_TYPO
@@ -356,9 +365,45 @@ def _typo_errors(rows: list[_Row], plan: OrgPlan) -> list[RowError]:
     return errors
 
 
-def _differs(member: Member, row: _Row) -> bool:
-    current = (member.name, member.kind, member.join_date, member.role, member.org.full_name,
-               member.grid.name if member.grid else "")
+@dataclass(slots=True)
+class _Current:
+    """What an import compares of an existing member (read as plain rows, not as ORM objects)."""
+
+    id: int
+    name: str
+    kind: str
+    join_date: date | None
+    role: str
+    org_path: str
+    grid: str
+    grid_head: bool
+    full_member_date: date | None
+
+
+def _existing(session: Session, phones: Iterable[str]) -> dict[str, _Current]:
+    """The members already rostered with these phones, by phone (a query per IN_CHUNK phones)."""
+    found = {}
+    query = (select(Member.phone, Member.id, Member.name, Member.kind, Member.join_date, Member.role,
+                    Organization.full_name, Grid.name, Member.grid_head, Member.full_member_date)
+             .join(Organization, Member.org_id == Organization.id).outerjoin(Grid, Member.grid_id == Grid.id))
+    for chunk in chunked(phones):
+        for phone, *values in session.execute(query.where(Member.phone.in_(chunk))):
+            values[6] = values[6] or ""
+            found[phone] = _Current(*values)
+    return found
+
+
+def _members(session: Session, ids: Iterable[int]) -> dict[int, Member]:
+    """These members as ORM objects with their organization (a query per IN_CHUNK ids)."""
+    found = {}
+    for chunk in chunked(ids):
+        found.update((m.id, m) for m in session.scalars(
+            select(Member).where(Member.id.in_(chunk)).options(joinedload(Member.org))))
+    return found
+
+
+def _differs(member: _Current, row: _Row) -> bool:
+    current = (member.name, member.kind, member.join_date, member.role, member.org_path, member.grid)
     if row.grid_head is not None and bool(member.grid_head) != row.grid_head:
         return True
     if row.has_full_member_date and member.full_member_date != row.full_member_date:
@@ -385,29 +430,32 @@ def import_members(
 
     `check_row(org_path, role, existing_member)` may refuse a row that would create or change a
     member (e.g. outside the importer's subtree) by returning the reason.
+
+    `progress(n)` is called as rows are counted and written, n rows at a time (IMPORT_BATCH at
+    most): the n add up to the valid rows. The cost does not grow with the rows but by batches:
+    organizations and grids are looked up and created once, members read IN_CHUNK phones a query
+    and written IMPORT_BATCH rows a statement.
     """
     today = today or date.today()
-    rows, errors, hidden = _validate(records, today)
-    report = ImportReport(total=len(rows) + len(errors) + hidden, errors=errors, dry_run=dry_run,
-                          unchanged=hidden)
-    plan = _plan(session, rows)
-    typos = {} if create_orgs else {error.row: error for error in _typo_errors(rows, plan)}
-    existing = {
-        m.phone: m
-        for m in session.scalars(select(Member).where(Member.phone.in_([r.phone for r in rows])))
-    }
-    if check_row is not None:
-        refused = _refuse(rows, existing, plan, typos, check_row)
-        errors += refused
-        if refused:  # what the refused rows name is not reported (it may lie outside the subtree)
-            numbers = {error.row for error in refused}
-            plan = _plan(session, [row for row in rows if row.number not in numbers])
-    errors += typos.values()
-    errors.sort(key=lambda error: error.row)
-    report.new_orgs, report.new_grids = plan.orgs, plan.grids
-    if errors:
-        return report
-    _write(session, rows, existing, report, progress)
+    with session.no_autoflush:
+        rows, errors, hidden = _validate(records, today)
+        report = ImportReport(total=len(rows) + len(errors) + hidden, errors=errors, dry_run=dry_run,
+                              unchanged=hidden)
+        plan = _plan(session, rows)
+        typos = {} if create_orgs else {error.row: error for error in _typo_errors(rows, plan)}
+        existing = _existing(session, [r.phone for r in rows])
+        if check_row is not None:
+            refused = _refuse(session, rows, existing, plan, typos, check_row)
+            errors += refused
+            if refused:  # what the refused rows name is not reported (it may lie outside the subtree)
+                numbers = {error.row for error in refused}
+                plan = _plan(session, [row for row in rows if row.number not in numbers])
+        errors += typos.values()
+        errors.sort(key=lambda error: error.row)
+        report.new_orgs, report.new_grids = plan.orgs, plan.grids
+        if errors:
+            return report
+        _write(session, rows, existing, report, progress)
     if dry_run:
         session.rollback()
     else:
@@ -415,15 +463,17 @@ def import_members(
     return report
 
 
-def _refuse(rows: list[_Row], existing: dict[str, Member], plan: OrgPlan, typos: dict[int, RowError],
-            check_row: Callable[[str, str, Member | None], str | None]) -> list[RowError]:
+def _refuse(session: Session, rows: list[_Row], existing: dict[str, _Current], plan: OrgPlan,
+            typos: dict[int, RowError], check_row: Callable[[str, str, Member | None], str | None]
+            ) -> list[RowError]:
     """The rows `check_row` refuses. A likely typo (in `typos`, by row number) of a refused row is
     told instead only when what was probably meant is the importer's to use: else it is dropped."""
     errors = []
-    for row in rows:
-        member = existing.get(row.phone)
-        if member is not None and not _differs(member, row):
-            continue  # an unchanged row changes nothing, whoever imports it
+    changing = [row for row in rows if row.phone not in existing or _differs(existing[row.phone], row)]
+    members = _members(session, [existing[row.phone].id for row in changing if row.phone in existing])
+    for row in changing:  # an unchanged row changes nothing, whoever imports it
+        current = existing.get(row.phone)
+        member = members[current.id] if current is not None else None
         problem = check_row(row.org_path, row.role, member)
         if problem and row.number in typos:
             # Names outside the importer's subtree are not theirs to learn.
@@ -435,47 +485,79 @@ def _refuse(rows: list[_Row], existing: dict[str, Member], plan: OrgPlan, typos:
     return errors
 
 
-def _write(session: Session, rows: list[_Row], existing: dict[str, Member], report: ImportReport,
+def _write(session: Session, rows: list[_Row], existing: dict[str, _Current], report: ImportReport,
            progress: Callable[[int], None] | None) -> None:
     """Count the created, updated and unchanged rows in `report`; unless it is a dry run, create
-    and update the members (no commit)."""
-    orgs: dict[str, Organization] = {}
-    for row in rows:
-        member = existing.get(row.phone)
-        changed = member is None or _differs(member, row)
-        if member is None:
-            report.created += 1
-        elif changed:
-            report.updated += 1
-        else:
-            report.unchanged += 1
+    and update the members (no commit), IMPORT_BATCH rows a statement."""
+    changed = [row for row in rows if row.phone not in existing or _differs(existing[row.phone], row)]
+    report.created = sum(1 for row in changed if row.phone not in existing)
+    report.updated = len(changed) - report.created
+    report.unchanged += len(rows) - len(changed)
+    if report.dry_run:
+        for batch in chunked(rows, IMPORT_BATCH):
+            if progress:
+                progress(len(batch))
+        return
+    orgs = ensure_org_paths(session, dict.fromkeys(row.org_path for row in changed))
+    grids = ensure_grids(session, [(orgs[community_path(row.org_path)].id, row.grid) for row in changed if row.grid])
+    updated: set[int] = set()
+    for batch in chunked(rows, IMPORT_BATCH):
+        creates, updates = [], []
+        for row in batch:
+            current = existing.get(row.phone)
+            if current is not None and not _differs(current, row):
+                continue
+            values = _values(row, current, orgs[row.org_path].id,
+                             grids[(orgs[community_path(row.org_path)].id, row.grid)] if row.grid else None)
+            if current is None:
+                creates.append(values)
+            else:
+                updates.append(values)
+                updated.add(current.id)
+        if creates:
+            session.execute(insert(Member), creates)
+        if updates:
+            session.execute(update(Member), updates)
         if progress:
-            progress(1)
-        if report.dry_run or not changed:
-            continue
-        org = orgs.get(row.org_path) or ensure_org_path(session, row.org_path)
-        orgs[row.org_path] = org
-        values = dict(name=row.name, kind=row.kind, join_date=row.join_date, role=row.role, org_id=org.id,
-                      grid_id=ensure_grid(session, org, row.grid).id if row.grid else None)
-        if row.has_full_member_date:
-            values["full_member_date"] = row.full_member_date
-        if row.grid_head is not None:
-            values["grid_head"] = row.grid_head
-        elif not row.grid:
-            values["grid_head"] = False  # no grid, no grid head
-        if member is None:
-            session.add(Member(phone=row.phone, **values))
-        else:
-            for key, value in values.items():
-                setattr(member, key, value)
+            progress(len(batch))
+    _expire(session, updated)
+
+
+def _values(row: _Row, current: _Current | None, org_id: int, grid_id: int | None) -> dict:
+    """The columns a row writes: every row the same keys (one executemany), the current value kept
+    where the roster has no column for it."""
+    if row.grid_head is not None:
+        grid_head = row.grid_head
+    else:
+        grid_head = bool(current.grid_head) if current is not None and row.grid else False  # no grid, no head
+    if row.has_full_member_date or current is None:
+        full_member_date = row.full_member_date
+    else:
+        full_member_date = current.full_member_date
+    values = dict(name=row.name, kind=row.kind, join_date=row.join_date, role=row.role, org_id=org_id,
+                  grid_id=grid_id, grid_head=grid_head, full_member_date=full_member_date)
+    if current is None:
+        values["phone"] = row.phone
+    else:
+        values["id"] = current.id
+    return values
+
+
+def _expire(session: Session, ids: set[int]) -> None:
+    """Expire the members of the session updated behind its back, so they are read again."""
+    if ids:
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, Member) and obj.id in ids:
+                session.expire(obj)
 
 
 def export_members(session: Session, members: Iterable[Member], *, viewer: Member | None = None) -> bytes:
-    """Return an .xlsx of the members, with the same columns the import reads.
+    """Return an .xlsx of the members, with the same columns the import reads, written a row at a time.
 
     With a `viewer`, each row holds what the viewer's API listing shows: the phone masked and the
     dates left empty for those whose personal data they may not see (a re-import leaves such rows
-    as they are). Without one (the operator's CLI), everything in full."""
+    as they are). Without one (the operator's CLI), everything in full. The members' `org` and
+    `grid` should be loaded with them (see members_in_subtree): nothing is queried per row."""
     book, sheet = new_sheet("党员名册", COLUMNS, widths=(10, 14, 48, 10, 12, 12, 8, 10, 8))
     for m in members:
         private = viewer is None or authz.can(viewer, authz.VIEW_PRIVATE, m)
@@ -488,9 +570,29 @@ def export_members(session: Session, members: Iterable[Member], *, viewer: Membe
     return to_bytes(book)
 
 
-def members_in_subtree(session: Session, org: Organization | None = None) -> list[Member]:
-    """Return the members of `org`'s subtree (all when None), ordered by organization and name."""
-    query = select(Member).join(Member.org).order_by(Organization.full_name, Member.name)
+class MemberStream:
+    """The members a query selects, read EXPORT_BATCH at a time with their organization and grid
+    each time it is iterated (memory stays flat however many there are); `len` counts them in SQL."""
+
+    def __init__(self, session: Session, query: Select) -> None:
+        self.session, self.query = session, query
+        self._count: int | None = None
+
+    def __iter__(self) -> Iterator[Member]:
+        query = self.query.options(contains_eager(Member.org), joinedload(Member.grid))
+        return iter(self.session.scalars(query.execution_options(yield_per=EXPORT_BATCH)))
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = self.session.scalar(
+                select(func.count()).select_from(self.query.order_by(None).subquery())) or 0
+        return self._count
+
+
+def members_in_subtree(session: Session, org: Organization | None = None) -> MemberStream:
+    """The members of `org`'s subtree (all when None), ordered by organization and name, streamed
+    with their organization and grid (see MemberStream)."""
+    query = select(Member).join(Member.org).order_by(Organization.full_name, Member.name, Member.id)
     if org is not None:
         query = query.where(Organization.path.startswith(org.path))
-    return list(session.scalars(query))
+    return MemberStream(session, query)
