@@ -127,14 +127,16 @@ def ensure_org_paths(session: Session, full_names: Iterable[str]) -> dict[str, O
         if key not in nodes:
             levels.setdefault(len(names), []).append(names)
     for depth in sorted(levels):
-        parents = [nodes[PATH_SEPARATOR.join(names[:-1])] if depth > 1 else None for names in levels[depth]]
+        parents = {PATH_SEPARATOR.join(names): nodes[PATH_SEPARATOR.join(names[:-1])] if depth > 1 else None
+                   for names in levels[depth]}
+        # The rows in the order given; no sort_by_parameter_order (SQLite would insert them one by one).
         created = session.scalars(
-            insert(Organization).returning(Organization, sort_by_parameter_order=True),
-            [{"name": names[-1], "full_name": PATH_SEPARATOR.join(names), "level": depth,
-              "parent_id": parent.id if parent else None, "path": ""}
-             for names, parent in zip(levels[depth], parents, strict=True)],
+            insert(Organization).returning(Organization).execution_options(render_nulls=True),
+            [{"name": split_org_path(key)[-1], "full_name": key, "level": depth,
+              "parent_id": parent.id if parent else None, "path": ""} for key, parent in parents.items()],
         ).all()
-        for node, parent in zip(created, parents, strict=True):
+        for node in sorted(created, key=lambda node: node.id):
+            parent = parents[node.full_name]
             node.path = (parent.path if parent else PATH_SEPARATOR) + f"{node.id}{PATH_SEPARATOR}"
             nodes[node.full_name] = node
         session.flush()  # the paths, in one executemany
@@ -152,7 +154,7 @@ def ensure_grids(session: Session, grids: Iterable[tuple[int, str]]) -> dict[tup
     missing = [{"org_id": org_id, "name": name} for org_id, name in wanted if (org_id, name) not in ids]
     if missing:
         ids.update(((org_id, name), grid_id) for grid_id, org_id, name in session.execute(
-            insert(Grid).returning(Grid.id, Grid.org_id, Grid.name, sort_by_parameter_order=True), missing))
+            insert(Grid).returning(Grid.id, Grid.org_id, Grid.name), missing))
     return ids
 
 
