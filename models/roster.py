@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
@@ -20,6 +21,7 @@ from config import DEFAULTS, Settings
 from models import authz
 from models.member import FIELDS, KINDS, Member, dates_in_order, mask_phone, normalize_phone
 from models.org import (
+    PATH_SEPARATOR,
     Grid,
     NewGrid,
     Organization,
@@ -476,7 +478,7 @@ def _read_row(number: int, record: dict, seen: dict[str, int], today: date, prob
             problems.append(FIELDS["phone"].row_reason("duplicate", seen[phone]))
         else:
             seen[phone] = number
-    org_path = "/".join(split_org_path(_text(record.get("所属组织"))))
+    org_path = _org_path(_text(record.get("所属组织")))
     check("org", org_path)
     kind = _kind(_text(record.get("党员类别")))
     check("kind", kind)
@@ -494,6 +496,12 @@ def _read_row(number: int, record: dict, seen: dict[str, int], today: date, prob
     grid_head = _read_grid_head(record, grid, today, problems)
     return _Row(number, name, phone, org_path, kind, join_date, role, grid, grid_head,
                 full_member_date, FULL_MEMBER_DATE in record)
+
+
+@lru_cache(maxsize=4096)
+def _org_path(text: str) -> str:
+    """The organization path as stored (rows name a few organizations many times over)."""
+    return PATH_SEPARATOR.join(split_org_path(text))
 
 
 def _read_date(record: dict, key: str, today: date, problems: list[str]) -> date | None:
@@ -688,7 +696,8 @@ def _write(session: Session, rows: list[_Row], existing: dict[str, _Current], re
                 progress(len(batch))
         return
     orgs = ensure_org_paths(session, dict.fromkeys(row.org_path for row in changed))
-    grids = ensure_grids(session, [(orgs[community_path(row.org_path)].id, row.grid) for row in changed if row.grid])
+    community = {path: orgs[community_path(path)].id for path in dict.fromkeys(row.org_path for row in changed)}
+    grids = ensure_grids(session, [(community[row.org_path], row.grid) for row in changed if row.grid])
     updated: set[int] = set()
     for batch in chunked(rows, IMPORT_BATCH):
         creates, updates = [], []
@@ -697,7 +706,7 @@ def _write(session: Session, rows: list[_Row], existing: dict[str, _Current], re
             if current is not None and not _differs(current, row):
                 continue
             values = _values(row, current, orgs[row.org_path].id,
-                             grids[(orgs[community_path(row.org_path)].id, row.grid)] if row.grid else None)
+                             grids[(community[row.org_path], row.grid)] if row.grid else None)
             if current is None:
                 creates.append(values)
             else:
