@@ -1,10 +1,10 @@
 """The organization tree (街道党工委 → 社区党委/党总支 → 党支部 → 党小组) and its grids."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, or_, select
+from sqlalchemy import ForeignKey, String, UniqueConstraint, insert, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import Base, NotFound, UTCDateTime, now_utc
@@ -14,6 +14,8 @@ LEVEL_NAMES = {1: "街道党工委", 2: "社区党委", 3: "党支部", 4: "党�
 PATH_SEPARATOR = "/"
 # A chatbot reply has room for this many grid names in a hint.
 _LISTED_GRIDS = 30
+# The most values bound in one IN list: SQLite allows 32,766 parameters in a statement.
+IN_CHUNK = 5000
 # Characters that tell siblings apart on purpose ("第一/第二党支部", "东湖/西湖社区", "A/B区"): two
 # names that differ only in these are two organizations, not a typo.
 _DISTINGUISHING = set("0123456789零〇一二三四五六七八九十百千两甲乙丙丁戊己庚辛东西南北中上下前后左右内外新老大小") \
@@ -86,6 +88,74 @@ def ensure_org_path(session: Session, full_name: str) -> Organization:
             session.flush()
         parent = node
     return parent
+
+
+def chunked(items: Iterable, size: int = IN_CHUNK) -> Iterator[list]:
+    """`items` in lists of at most `size` (for IN lists and batches of rows)."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def orgs_by_full_name(session: Session, full_names: Iterable[str]) -> dict[str, Organization]:
+    """The existing nodes among these full names (a query per IN_CHUNK names)."""
+    found: dict[str, Organization] = {}
+    for names in chunked(dict.fromkeys(full_names)):
+        found.update((o.full_name, o) for o in
+                     session.scalars(select(Organization).where(Organization.full_name.in_(names))))
+    return found
+
+
+def ensure_org_paths(session: Session, full_names: Iterable[str]) -> dict[str, Organization]:
+    """The nodes named by these paths of names, by full name (their ancestors too), creating the
+    missing ones parents first: one INSERT and one UPDATE (of the paths) per level of new nodes,
+    however many there are (flushes, no commit). New nodes are numbered in the order the paths name
+    them, as ensure_org_path one path after the other would."""
+    wanted: dict[str, list[str]] = {}  # full name → its names, as first named
+    for full_name in full_names:
+        names = split_org_path(full_name)
+        for depth in range(1, len(names) + 1):
+            wanted.setdefault(PATH_SEPARATOR.join(names[:depth]), names[:depth])
+    nodes = orgs_by_full_name(session, wanted)
+    levels: dict[int, list[list[str]]] = {}
+    for key, names in wanted.items():
+        if key not in nodes:
+            levels.setdefault(len(names), []).append(names)
+    for depth in sorted(levels):
+        parents = {PATH_SEPARATOR.join(names): nodes[PATH_SEPARATOR.join(names[:-1])] if depth > 1 else None
+                   for names in levels[depth]}
+        # The rows in the order given; no sort_by_parameter_order (SQLite would insert them one by one).
+        created = session.scalars(
+            insert(Organization).returning(Organization).execution_options(render_nulls=True),
+            [{"name": split_org_path(key)[-1], "full_name": key, "level": depth,
+              "parent_id": parent.id if parent else None, "path": ""} for key, parent in parents.items()],
+        ).all()
+        for node in sorted(created, key=lambda node: node.id):
+            parent = parents[node.full_name]
+            node.path = (parent.path if parent else PATH_SEPARATOR) + f"{node.id}{PATH_SEPARATOR}"
+            nodes[node.full_name] = node
+        session.flush()  # the paths, in one executemany
+    return nodes
+
+
+def ensure_grids(session: Session, grids: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The ids of these grids, by (community id, name), creating the missing ones in one INSERT
+    (in the order given); a query per IN_CHUNK communities for the existing ones (no commit)."""
+    wanted = dict.fromkeys(grids)
+    ids: dict[tuple[int, str], int] = {}
+    for communities in chunked(dict.fromkeys(org_id for org_id, _ in wanted)):
+        ids.update(((org_id, name), grid_id) for grid_id, org_id, name in session.execute(
+            select(Grid.id, Grid.org_id, Grid.name).where(Grid.org_id.in_(communities))))
+    missing = [{"org_id": org_id, "name": name} for org_id, name in wanted if (org_id, name) not in ids]
+    if missing:
+        ids.update(((org_id, name), grid_id) for grid_id, org_id, name in session.execute(
+            insert(Grid).returning(Grid.id, Grid.org_id, Grid.name), missing))
+    return ids
 
 
 def community_of(org: Organization) -> Organization:
@@ -237,7 +307,8 @@ def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str,
     """Plan the organizations and grids an import of rows with these organization paths and
     (organization path, grid name) pairs would create, without writing anything; a new name that
     differs by a character or two from a sibling (existing, or new and used by more rows) is
-    recorded as a likely typo."""
+    recorded as a likely typo. A few queries and a pass over the rows, whatever their number: names
+    are compared only among the siblings of a parent."""
     uses: dict[str, int] = {}
     for path in paths:
         key = PATH_SEPARATOR.join(split_org_path(path))
@@ -245,11 +316,26 @@ def plan_orgs(session: Session, paths: Iterable[str], grids: Iterable[tuple[str,
             uses[key] = uses.get(key, 0) + 1
     prefixes = {PATH_SEPARATOR.join(names[:depth]) for names in map(split_org_path, uses)
                 for depth in range(1, len(names) + 1)}
-    known = {o.full_name: o for o in session.scalars(select(Organization).where(Organization.full_name.in_(prefixes)))}
+    known = orgs_by_full_name(session, prefixes)
     plan = OrgPlan(orgs=sorted(prefixes - set(known)))
     _plan_org_typos(session, plan, uses, known)
     _plan_grids(session, plan, grids, known)
     return plan
+
+
+def _children_names(session: Session, parents: Iterable[Organization | None]) -> dict[int | None, list[str]]:
+    """The names of the existing children of each of `parents` (None: the roots), by parent id, sorted."""
+    ids = {parent.id if parent else None for parent in parents}
+    children: dict[int | None, list[str]] = {parent_id: [] for parent_id in ids}
+    if None in ids:
+        children[None] = list(session.scalars(
+            select(Organization.name).where(Organization.parent_id.is_(None)).order_by(Organization.name)))
+    for chunk in chunked(sorted(parent_id for parent_id in ids if parent_id is not None)):
+        for parent_id, name in session.execute(select(Organization.parent_id, Organization.name)
+                                               .where(Organization.parent_id.in_(chunk))
+                                               .order_by(Organization.parent_id, Organization.name)):
+            children[parent_id].append(name)
+    return children
 
 
 def _plan_org_typos(session: Session, plan: OrgPlan, uses: dict[str, int], known: dict[str, Organization]) -> None:
@@ -263,11 +349,10 @@ def _plan_org_typos(session: Session, plan: OrgPlan, uses: dict[str, int], known
         if depth:
             siblings = tops.setdefault(PATH_SEPARATOR.join(names[:depth - 1]), {})
             siblings[names[depth - 1]] = siblings.get(names[depth - 1], 0) + count
+    children = _children_names(session, [known.get(parent_name) for parent_name in tops])
     for parent_name, new in tops.items():
         parent = known.get(parent_name)
-        existing = session.scalars(select(Organization.name).where(
-            Organization.parent_id == parent.id if parent else Organization.parent_id.is_(None)
-        ).order_by(Organization.name)).all()
+        existing = children[parent.id if parent else None]
         order = list(new)  # as the rows first name them
         for name in order:
             meant = _likely_meant(name, existing, new, order)
@@ -287,11 +372,17 @@ def _plan_grids(session: Session, plan: OrgPlan, grids: Iterable[tuple[str, str]
     by_community: dict[str, list[NewGrid]] = {}
     for grid in grid_uses:
         by_community.setdefault(grid.org, []).append(grid)
+    ids = [known[community].id for community in by_community if community in known]
+    existing_grids: dict[int, list[str]] = {org_id: [] for org_id in ids}
+    for chunk in chunked(ids):
+        for org_id, name in session.execute(select(Grid.org_id, Grid.name).where(Grid.org_id.in_(chunk))
+                                            .order_by(Grid.org_id, Grid.name)):
+            existing_grids[org_id].append(name)
     for community, wanted in by_community.items():
         node = known.get(community)
-        existing = session.scalars(select(Grid.name).where(Grid.org_id == node.id).order_by(Grid.name)).all() \
-            if node else []
-        new = {g.name: grid_uses[g] for g in wanted if g.name not in existing}
+        existing = existing_grids[node.id] if node else []
+        taken = set(existing)
+        new = {g.name: grid_uses[g] for g in wanted if g.name not in taken}
         order = [g.name for g in wanted if g.name in new]
         plan.grids += [NewGrid(community, name) for name in order]
         for name in order:
