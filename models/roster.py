@@ -2,18 +2,14 @@
 
 import csv
 import io
-import posixpath
 import re
-import xml.etree.ElementTree as ET
-import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, from_excel, from_ISO8601
+from openpyxl import load_workbook
 from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
@@ -107,212 +103,27 @@ def _blank(values) -> bool:
 
 
 def _xlsx_rows(data: bytes, max_columns: int) -> Iterator[tuple]:
-    """The header row (at most `max_columns` + 1 cells), then the data rows cut to the header's
-    columns (a missing row or cell is None), of the workbook's active sheet, read as a stream.
+    """The header row, then the data rows, read in streaming mode and cut to the header's columns.
 
     The sheet's own dimension is ignored: a file claiming `A1:XFD5000` would otherwise have every
-    row padded to 16,384 cells."""
+    row padded to 16,384 cells. (openpyxl reads with defusedxml: no entity is ever expanded.)"""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        sheet, strings, styles = _workbook(archive)
-    except Exception as exc:  # a damaged file fails in many ways
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
         raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
     try:
-        with archive.open(sheet) as stream:
-            rows = _sheet_rows(stream, strings, styles)
-            first = next(rows, None)
-            # The first row of the sheet is the header: a sheet beginning lower down has none.
-            header = _row_values(first[1] if first and (first[0] or 1) == 1 else {}, max_columns + 1)
+        sheet = book.active
+        sheet.reset_dimensions()  # trust the cells, not the claimed size
+        try:
+            header = next(sheet.iter_rows(min_row=1, max_row=1, max_col=max_columns + 1, values_only=True), ())
             yield header
             width = len(_trim(header))
             if width:
-                yield from _numbered(rows, width)
-    except RosterFileError:
-        raise
-    except Exception as exc:
-        raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
+                yield from sheet.iter_rows(min_row=2, max_col=width, values_only=True)
+        except Exception as exc:
+            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
     finally:
-        archive.close()
-
-
-# Reading .xlsx ------------------------------------------------------------------------------------
-# openpyxl's reader, with defusedxml installed, handles every XML element in Python (a 50,000-row
-# roster took 25 s to read). The parts are read here as streams by the standard library's C parser,
-# with what openpyxl's read-only, data-only mode gives (shared and inline strings, numbers, dates by
-# the cell's number format, booleans, the cached value of a formula); a part holding a DTD is refused,
-# so no entity can be declared (what defusedxml guards against) and none is ever fetched.
-_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_RELATION = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
-_PACKAGE_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
-_ROW, _CELL, _VALUE, _INLINE = f"{_MAIN}row", f"{_MAIN}c", f"{_MAIN}v", f"{_MAIN}is"
-_TEXT, _RUN = f"{_MAIN}t", f"{_MAIN}r"
-_DTD = re.compile(rb"<!DOCTYPE|<!ENTITY")
-_READ_CHUNK = 1 << 16
-
-
-def _events(stream, events: tuple[str, ...] = ("end",)) -> Iterator[tuple[str, ET.Element]]:
-    parser = ET.XMLPullParser(events)
-    tail = b""
-    while chunk := stream.read(_READ_CHUNK):
-        if _DTD.search(tail + chunk):
-            raise ValueError("a spreadsheet part with a DTD")
-        tail = chunk[-16:]
-        parser.feed(chunk)
-        yield from parser.read_events()
-    parser.close()
-    yield from parser.read_events()
-
-
-def _relations(archive: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
-    """Relationship id → (type, path in the archive) of a part ("" for the package)."""
-    folder, _, name = part.rpartition("/")
-    path = f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
-    found: dict[str, tuple[str, str]] = {}
-    if path not in archive.NameToInfo:
-        return found
-    with archive.open(path) as stream:
-        for _, element in _events(stream):
-            if element.tag == _PACKAGE_REL and element.get("TargetMode") != "External":
-                target = element.get("Target", "")
-                target = target[1:] if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
-                found[element.get("Id", "")] = (element.get("Type", ""), target)
-    return found
-
-
-@dataclass
-class _Styles:
-    dates: set[int] = field(default_factory=set)  # the cell styles showing a date
-    durations: set[int] = field(default_factory=set)
-    epoch: datetime = WINDOWS_EPOCH
-
-
-def _workbook(archive: zipfile.ZipFile) -> tuple[str, list[str], _Styles]:
-    """The path of the active sheet, the shared strings, and what tells a date cell."""
-    book = next((target for kind, target in _relations(archive, "").values() if kind.endswith("/officeDocument")),
-                "xl/workbook.xml")
-    sheets, active, styles = [], None, _Styles()
-    with archive.open(book) as stream:
-        for _, element in _events(stream):
-            if element.tag == f"{_MAIN}sheet":
-                sheets.append(element.get(_RELATION))
-            elif element.tag == f"{_MAIN}workbookView" and active is None:
-                active = int(element.get("activeTab") or 0)
-            elif element.tag == f"{_MAIN}workbookPr" and element.get("date1904") in ("1", "true"):
-                styles.epoch = MAC_EPOCH
-    relations = _relations(archive, book)
-    sheet = relations[sheets[active or 0]][1]
-    strings_part = next((t for kind, t in relations.values() if kind.endswith("/sharedStrings")), None)
-    styles_part = next((t for kind, t in relations.values() if kind.endswith("/styles")), "xl/styles.xml")
-    strings = []
-    if strings_part in archive.NameToInfo:
-        with archive.open(strings_part) as stream:
-            for _, element in _events(stream):
-                if element.tag == f"{_MAIN}si":
-                    strings.append(_content(element).replace("x005F_", ""))  # as openpyxl reads them
-                    element.clear()
-    if styles_part in archive.NameToInfo:
-        _read_styles(archive, styles_part, styles)
-    return sheet, strings, styles
-
-
-def _read_styles(archive: zipfile.ZipFile, part: str, styles: _Styles) -> None:
-    custom, formats, in_cell_styles = {}, [], False
-    with archive.open(part) as stream:
-        for event, element in _events(stream, ("start", "end")):
-            if element.tag == f"{_MAIN}cellXfs":
-                in_cell_styles = event == "start"
-            elif event == "end" and element.tag == f"{_MAIN}numFmt":
-                custom[int(element.get("numFmtId", -1))] = element.get("formatCode")
-            elif event == "end" and in_cell_styles and element.tag == f"{_MAIN}xf":
-                formats.append(int(element.get("numFmtId") or 0))
-    for index, number_format in enumerate(formats):
-        code = custom.get(number_format, BUILTIN_FORMATS.get(number_format))
-        if is_date_format(code):
-            styles.dates.add(index)
-        if is_timedelta_format(code):
-            styles.durations.add(index)
-
-
-def _content(element: ET.Element) -> str:
-    """The text of a string item (`si`, `is`): its plain text and its runs, not its phonetic hints."""
-    parts = []
-    for child in element:
-        if child.tag == _TEXT:
-            parts.append(child.text or "")
-        elif child.tag == _RUN:
-            parts.extend(t.text or "" for t in child.iter(_TEXT))
-    return "".join(parts)
-
-
-def _sheet_rows(stream, strings: list[str], styles: _Styles) -> Iterator[tuple[int, dict[int, object]]]:
-    """(row number, {column number: value}) of each row the sheet holds, as it is read."""
-    columns: dict[str, int] = {}  # "AB" → 28
-    for _, element in _events(stream):
-        if element.tag != _ROW:
-            continue
-        cells, column = {}, 0
-        for cell in element:
-            reference = cell.get("r")
-            if reference:
-                letters = reference.rstrip("0123456789")
-                column = columns.get(letters) or columns.setdefault(letters, _column_number(letters))
-            else:
-                column += 1
-            value = _cell_value(cell, strings, styles)
-            if value is not None:
-                cells[column] = value
-        yield int(element.get("r") or 0), cells
-        element.clear()  # what is read is let go: memory stays flat
-
-
-def _column_number(letters: str) -> int:
-    number = 0
-    for letter in letters:
-        number = number * 26 + ord(letter) - 64
-    return number
-
-
-def _cell_value(cell: ET.Element, strings: list[str], styles: _Styles):
-    kind = cell.get("t", "n")
-    if kind == "inlineStr":
-        inline = cell.find(_INLINE)
-        return _content(inline) if inline is not None else None
-    value = cell.findtext(_VALUE) or None
-    if value is None:
-        return None
-    if kind == "s":
-        return strings[int(value)]
-    if kind == "n":
-        number = float(value) if "." in value or "E" in value or "e" in value else int(value)
-        style = int(cell.get("s") or 0)
-        if style in styles.dates:
-            try:
-                return from_excel(number, styles.epoch, timedelta=style in styles.durations)
-            except (OverflowError, ValueError):
-                return "#VALUE!"
-        return number
-    if kind == "b":
-        return bool(int(value))
-    if kind == "d":
-        return from_ISO8601(value)
-    return value  # "str" (a formula's text), "e" (an error such as #N/A)
-
-
-def _row_values(cells: dict[int, object], width: int) -> tuple:
-    return tuple(cells.get(column) for column in range(1, width + 1))
-
-
-def _numbered(rows: Iterator[tuple[int, dict[int, object]]], width: int) -> Iterator[tuple]:
-    """The rows from row 2 on, cut or padded to `width`; a row the sheet leaves out comes as empty."""
-    expected, empty = 2, (None,) * width
-    for number, cells in rows:
-        number = number or expected  # a row without its number follows the one before
-        if number < expected:
-            continue
-        for _ in range(expected, number):
-            yield empty
-        expected = number + 1
-        yield _row_values(cells, width)
+        book.close()
 
 
 def _csv_rows(data: bytes) -> Iterator[list]:
