@@ -354,3 +354,99 @@ def test_an_activitys_attendance_costs_the_same_for_few_and_many_attendees(api_c
     proxies = [a["proxy_by"] for a in body["attendees"] if a["proxy_by"] is not None]
     assert len(proxies) == 3 and len(set(proxies)) == 2
     assert len(_sheet(many[1][1])) == 4 + 25 + 7  # the title, time, blank and header rows, then everyone
+
+
+def test_the_wishes_export_costs_the_same_for_2_and_for_14_wishes(api_client, api_login, make_member, town, engine,
+                                                                  count_statements):
+    from models.org import ensure_grid
+    from models.wishes import CLAIMED, OPEN, Wish
+
+    secretary = api_login(make_member("刘书记", "13900000001", org=COMMUNITY, role="书记"))
+
+    def wishes(n: int, start: int) -> None:
+        orgs = (BRANCH, GROUP, SECOND_BRANCH)
+        posters = town.members(BRANCH, n)
+        claimers = town.members(OTHER_BRANCH, n, kind="群众")
+        with Session(engine) as s:
+            for i in range(n):
+                org = ensure_org_path(s, orgs[i % 3])
+                grid = ensure_grid(s, org, f"网格{start + i}")
+                s.add(Wish(title=f"修水龙头{start + i}", org_id=org.id, grid_id=grid.id,
+                           points=5, status=CLAIMED if i % 2 else OPEN, poster_id=posters[i],
+                           claimer_id=claimers[i] if i % 2 else None, beneficiary_name="李奶奶",
+                           beneficiary_phone="13800000000", beneficiary_address="东湖路1号"))
+            s.commit()
+
+    wishes(2, 0)
+    few, many, before, after = _same_cost(api_client, secretary, "/api/v1/admin/wishes/export", count_statements,
+                                          lambda: wishes(12, 2))
+    rows = _sheet(after)[1:]
+    assert len(_sheet(before)) == 1 + 2 and len(rows) == 14
+    assert len({r[5] for r in rows}) == 14 and len({r[10] for r in rows}) == 14  # a grid, a poster each
+    assert len({r[12] for r in rows if r[12]}) == 7 and {r[4] for r in rows} == {BRANCH, GROUP, SECOND_BRANCH}
+    assert many.count == few.count, many.statements
+
+
+def test_my_progress_costs_the_same_for_2_and_for_24_sign_ins(api_client, api_login, make_member, town,
+                                                               count_statements):
+    me = make_member("王志强", "13900000003", org=BRANCH, kind="在职党员")
+    headers = api_login(me)
+    _year_of_branch_life(town, [me.id], months=(1, 2))
+    few, many, before, after = _same_cost(api_client, headers, "/api/v1/me/quota?year=2026", count_statements,
+                                          lambda: _year_of_branch_life(town, [me.id], months=range(3, 13)))
+    assert before.get_json()["progress"]["org_life"] == 1 and after.get_json()["progress"]["org_life"] == 6
+    assert after.get_json()["progress"]["volunteer"] == 12
+    assert many.count == few.count, many.statements
+
+
+def test_the_ranking_costs_the_same_for_2_and_for_12_members(api_client, api_login, make_member, town, engine,
+                                                             count_statements):
+    from models.points import PointEntry
+
+    viewer = api_login(make_member("王志强", "13900000003", org=BRANCH))
+
+    def earn(org: str, n: int, base: int) -> None:
+        with Session(engine) as s:
+            s.add_all(PointEntry(member_id=m, amount=base + i, reason="志愿服务", source="activity", source_id=str(m))
+                      for i, m in enumerate(town.members(org, n)))
+            s.commit()
+
+    earn(BRANCH, 2, 1)
+    path = f"/api/v1/points/ranking?period=all&org={town.org(COMMUNITY)}"
+    few, many, before, after = _same_cost(api_client, viewer, path, count_statements,
+                                          lambda: (earn(GROUP, 5, 10), earn(SECOND_BRANCH, 5, 20),
+                                                   earn(OTHER_BRANCH, 3, 100)))  # another community: not ranked
+    points = [r["points"] for r in after.get_json()["ranks"]]
+    assert len(before.get_json()["ranks"]) == 2 and points == [24, 23, 22, 21, 20, 14, 13, 12, 11, 10]
+    assert many.count == few.count, many.statements
+
+
+def test_the_reminders_list_costs_the_same_for_6_and_for_18_activities(session, town, engine, count_statements):
+    from models.reminders import upcoming_reminders
+
+    me = town.members(COMMUNITY, 1, role="书记")[0]
+    now = when(3, 1)
+
+    def coming(day: int) -> set[int]:
+        """An activity of each kind the secretary lists: those they will be reminded of, returned."""
+        start = when(3, day)
+        invited = {town.activity(COMMUNITY, start=start), town.activity(STREET, audience="subtree", start=start),
+                   town.activity(BRANCH, audience="open", start=start)}
+        town.activity(BRANCH, start=start)  # listed because they manage it, but not for them
+        registered = town.activity(COMMUNITY, audience="open", registration=True, start=start)
+        town.register(registered, [me])
+        town.activity(COMMUNITY, audience="open", registration=True, start=start)  # not registered
+        return invited | {registered}
+
+    def listed() -> tuple[set[int], int]:
+        with Session(engine) as s, count_statements() as counted:
+            enabled, rows = upcoming_reminders(s, s.get(Member, me), now)
+        assert enabled
+        return {a.id for a, _ in rows}, counted.count
+
+    first = coming(2)
+    few, few_count = listed()
+    later = coming(3) | coming(4)
+    many, many_count = listed()
+    assert len(first) == 4 and few == first and many == first | later
+    assert many_count == few_count
