@@ -450,3 +450,45 @@ def test_the_reminders_list_costs_the_same_for_6_and_for_18_activities(session, 
     many, many_count = listed()
     assert len(first) == 4 and few == first and many == first | later
     assert many_count == few_count
+
+
+def test_the_chats_reports_cost_the_same_for_few_and_many_rows(session, say, town, count_statements):
+    """出勤, 完成情况, 积分榜 and 提醒 in the chat: the same domain reports, worded; no query per line."""
+    from models.points import PointEntry
+
+    secretary = town.members(BRANCH, 1, role="书记", openid="o-sec")[0]
+    now = when(3, 1)
+    today = town.activity(BRANCH, start=when(3, 2))
+    registered = town.activity(BRANCH, audience="open", registration=True, start=when(3, 3))
+    town.register(registered, [secretary])
+
+    def grow(n: int) -> None:
+        crowd = town.members(BRANCH, n) + town.members(GROUP, n)
+        town.sign_in(today, crowd[::2] + town.members(OTHER_BRANCH, n))
+        town.sign_in(today, town.members(GROUP, 1), proxy_by=town.members(COMMUNITY, 1, role="书记")[0])
+        _year_of_branch_life(town, crowd, months=(1, 2))
+        session.add_all(PointEntry(member_id=m, amount=1 + i, reason="志愿服务", source="activity", source_id="1")
+                        for i, m in enumerate(crowd))
+        session.commit()
+        for day in (4, 5):
+            town.activity(BRANCH, start=when(3, day))
+            town.register(town.activity(BRANCH, audience="open", registration=True, start=when(3, day)), [secretary])
+
+    def replies() -> list[tuple[str, int]]:
+        answered = []
+        for text in (f"出勤 #{today}", "完成情况 2026", "积分榜", "提醒"):
+            session.expunge_all()  # nothing loaded by an earlier message
+            with count_statements() as counted:
+                answered.append((say("o-sec", text, now), counted.count))
+        return answered
+
+    grow(2)
+    few = replies()
+    grow(8)
+    many = replies()
+    assert [n for _, n in many] == [n for _, n in few], many
+    attendance, quota, board, reminders = (reply for reply, _ in many)
+    assert "出勤：12/23" in attendance and "范围外签到" in attendance and "其中代签" in attendance
+    assert "完成情况：0/23人已达标" in quota and quota.count("（在职党员）") == 23
+    assert board.count("1. 成员") == 2 and board.endswith(" 7")  # both boards: ten lines each
+    assert f"#{today}「" in reminders and f"#{registered}「" in reminders and reminders.count("提醒时间") >= 6
