@@ -754,7 +754,8 @@ def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
         community = community_of(viewer.org)
         order.insert(0, case((Organization.path.startswith(community.path), 0), else_=1))
     page = clamp_page(page)
-    wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
+                             .options(selectinload(Wish.org))).all()  # each line names its organization
     return list(wishes), total
 
 
@@ -816,7 +817,8 @@ def _first(session: Session, query, limit: int) -> tuple[list[Wish], int]:
     counted only when there are more than fit, so "exactly one" is what one statement saw (a
     concurrent confirmation between a count and a read cannot leave an empty list with a count of 1)."""
     fetch = max(limit, 2)
-    rows = list(session.scalars(query.limit(fetch)))
+    # A waiting line names the poster (to review) or the claimer (to confirm): loaded for all rows at once.
+    rows = list(session.scalars(query.limit(fetch).options(selectinload(Wish.poster), selectinload(Wish.claimer))))
     if len(rows) < fetch:
         return rows[:limit], len(rows)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -880,7 +882,7 @@ def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
     """Return the wishes `member` claims, claimed and completed, or proposed, latest first."""
     return list(session.scalars(
         select(Wish).where(or_(Wish.claimer_id == member.id, Wish.poster_id == member.id))
-        .order_by(Wish.updated_at.desc(), Wish.id.desc()).limit(limit)
+        .order_by(Wish.updated_at.desc(), Wish.id.desc()).limit(limit).options(*LISTED)  # the API shows them all
     ))
 
 

@@ -492,3 +492,53 @@ def test_the_chats_reports_cost_the_same_for_few_and_many_rows(session, say, tow
     assert "完成情况：0/23人已达标" in quota and quota.count("（在职党员）") == 23
     assert board.count("1. 成员") == 2 and board.endswith(" 7")  # both boards: ten lines each
     assert f"#{today}「" in reminders and f"#{registered}「" in reminders and reminders.count("提醒时间") >= 6
+
+
+def test_the_chats_wish_lists_and_my_wishes_cost_the_same_for_few_and_many_wishes(session, say, api_client, api_login,
+                                                                                  make_member, town, engine,
+                                                                                  count_statements):
+    """心愿 (each line names its organization), 待办 (the poster to review, the claimer to confirm),
+    我的心愿, and the API's /me/wishes (organization, grid, poster, claimer, photos)."""
+    from models.org import ensure_grid
+    from models.wishes import FULFILLED, OPEN, PENDING, Wish
+
+    secretary = make_member("刘书记", "13900000001", org=COMMUNITY, role="书记", openid="o-sec")
+    headers = api_login(secretary)
+    orgs = (BRANCH, GROUP, SECOND_BRANCH, COMMUNITY, GROUP2)
+
+    def wishes(n: int) -> None:
+        people = [town.members(orgs[i % len(orgs)], 1) + town.members(OTHER_BRANCH, 1) for i in range(n)]
+        with Session(engine) as s:
+            for i, (poster, claimer) in enumerate(people):
+                org = ensure_org_path(s, orgs[i % len(orgs)])
+                grid = ensure_grid(s, org, f"网格{next(town.phones)}")
+                for status in (OPEN, PENDING, FULFILLED):
+                    s.add(Wish(title=f"修水龙头{next(town.phones)}", org_id=org.id, grid_id=grid.id, points=5,
+                               status=status, poster_id=poster, claimer_id=claimer if status == FULFILLED else None,
+                               fulfilled_at=when(3)))
+                s.add(Wish(title=f"陪老人看病{next(town.phones)}", org_id=org.id, grid_id=grid.id, points=5,
+                           status=FULFILLED, poster_id=secretary.id, claimer_id=claimer, fulfilled_at=when(3)))
+            s.commit()
+
+    def measure() -> list[tuple[str, int]]:
+        done = []
+        for text in ("心愿", "待办", "我的心愿"):
+            session.expunge_all()
+            with count_statements() as counted:
+                done.append((say("o-sec", text, when(3, 5)), counted.count, counted.statements))
+        api_client.get("/api/v1/me/wishes?limit=50", headers=headers)
+        with count_statements() as counted:
+            response = api_client.get("/api/v1/me/wishes?limit=50", headers=headers)
+        done.append((response.get_json(), counted.count, counted.statements))
+        return done
+
+    wishes(11)  # more than 待办 lists: it counts them then (see models.wishes._first)
+    few = measure()
+    wishes(5)
+    many = measure()
+    assert [n for _, n, _ in many] == [n for _, n, _ in few], (few[3][2], many[3][2])
+    listing, todo, mine, api = (reply for reply, _, _ in many)
+    assert listing.count("积分）") == 5 and all(name.split("/")[-1] in listing for name in orgs)
+    assert "待审核的心愿（16 个）" in todo and "待确认的心愿（32 个）" in todo
+    assert mine.count("（提交·") == 16 and len(api["items"]) == 16
+    assert len({w["grid"] for w in api["items"]}) == 16 and len({w["claimer"]["name"] for w in api["items"]}) == 16
