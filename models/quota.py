@@ -53,9 +53,9 @@ def _positive(value):
 
 
 def _quota_select(org: Organization, year: int, quotas: Mapping[str, tuple[int, int]], settings: Settings):
-    """(Member, shortfall) for each active member of `org`'s subtree whose kind has a quota, with the
-    year's counts as `org_life` and `volunteer`: the subtree first (members of the subtree's
-    organizations, by ix_members_org_id), then their sign-ins at the year's activities, grouped."""
+    """(Member, org_life, volunteer, shortfall) for each active member of `org`'s subtree whose kind
+    has a quota: the subtree first (members of the subtree's organizations, by ix_members_org_id),
+    then only their sign-ins at the year's activities, grouped by member (ix_activity_checkins_member_id)."""
     start, end = clock.year_bounds(year, settings.tz)
     members = (Member.active.is_(True), Member.kind.in_(list(quotas)),
                Member.org_id.in_(select(Organization.id).where(Organization.path.startswith(org.path))))
