@@ -4,16 +4,17 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session, joinedload
 
 from config import DEFAULTS, Settings
 from models import clock
 from models.activity import METHODS, VOLUNTEER, Activity, CheckIn, attendance
+from models.base import Page
 from models.member import Member
 from models.org import Organization
 from models.sheets import append_row, new_sheet, to_bytes
-from models.text import fits_id
+from models.text import clamp_page, fits_id
 
 
 @dataclass
@@ -47,25 +48,69 @@ def quotas_from_settings(settings: Settings) -> dict[str, tuple[int, int]]:
     return quotas
 
 
+def _positive(value):
+    return case((value > 0, value), else_=0)
+
+
+def _quota_select(org: Organization, year: int, quotas: Mapping[str, tuple[int, int]], settings: Settings):
+    """(Member, org_life, volunteer, shortfall) for each active member of `org`'s subtree whose kind
+    has a quota: the subtree first (members of the subtree's organizations, by ix_members_org_id),
+    then only their sign-ins at the year's activities, grouped by member (ix_activity_checkins_member_id)."""
+    start, end = clock.year_bounds(year, settings.tz)
+    members = (Member.active.is_(True), Member.kind.in_(list(quotas)),
+               Member.org_id.in_(select(Organization.id).where(Organization.path.startswith(org.path))))
+    counts = (
+        select(CheckIn.member_id.label("member_id"),
+               func.count(case((Activity.kind != VOLUNTEER, 1))).label("org_life"),
+               func.count(case((Activity.kind == VOLUNTEER, 1))).label("volunteer"))
+        .join(Activity, Activity.id == CheckIn.activity_id)
+        .where(CheckIn.member_id.in_(select(Member.id).where(*members)), Activity.cancelled.is_(False),
+               Activity.starts_at >= start, Activity.starts_at < end)
+        .group_by(CheckIn.member_id)
+    ).subquery()
+    org_life = func.coalesce(counts.c.org_life, 0)
+    volunteer = func.coalesce(counts.c.volunteer, 0)
+    org_life_quota = case({kind: q[0] for kind, q in quotas.items()}, value=Member.kind, else_=0)
+    volunteer_quota = case({kind: q[1] for kind, q in quotas.items()}, value=Member.kind, else_=0)
+    shortfall = (_positive(org_life_quota - org_life) + _positive(volunteer_quota - volunteer)).label("shortfall")
+    return (select(Member, org_life.label("org_life"), volunteer.label("volunteer"), shortfall)
+            .outerjoin(counts, counts.c.member_id == Member.id).where(*members))
+
+
+def _rows(session: Session, stmt, quotas: Mapping[str, tuple[int, int]]) -> list[QuotaRow]:
+    shortfall = stmt.selected_columns.shortfall
+    stmt = stmt.order_by(shortfall.desc(), Member.id).options(joinedload(Member.org))
+    return [QuotaRow(m, org_life, volunteer, *quotas[m.kind]) for m, org_life, volunteer, _ in session.execute(stmt)]
+
+
 def quota_report(session: Session, org: Organization, year: int, quotas: Mapping[str, tuple[int, int]],
                  settings: Settings = DEFAULTS) -> list[QuotaRow]:
-    """Each member of the subtree whose kind has a quota, with the year's counts; the most behind first."""
-    start, end = clock.year_bounds(year, settings.tz)
-    members = session.scalars(
-        select(Member).join(Organization, Member.org_id == Organization.id)
-        .where(Member.active.is_(True), Organization.path.startswith(org.path), Member.kind.in_(list(quotas)))
-        .order_by(Member.id)
-    ).all()
-    counts = session.execute(
-        select(CheckIn.member_id, Activity.kind == VOLUNTEER, func.count(CheckIn.id))
-        .join(Activity, Activity.id == CheckIn.activity_id)
-        .where(Activity.cancelled.is_(False), Activity.starts_at >= start, Activity.starts_at < end)
-        .group_by(CheckIn.member_id, Activity.kind == VOLUNTEER)
-    ).all()
-    tally: dict[tuple[int, bool], int] = {(m, bool(v)): n for m, v, n in counts}
-    rows = [QuotaRow(m, tally.get((m.id, False), 0), tally.get((m.id, True), 0), *quotas[m.kind]) for m in members]
-    rows.sort(key=lambda r: (-r.shortfall, r.member.id))
-    return rows
+    """Each member of the subtree whose kind has a quota, with the year's counts; the most behind first.
+
+    One statement: counted and sorted in SQL, each member's organization in the same statement."""
+    if not quotas:
+        return []
+    return _rows(session, _quota_select(org, year, quotas, settings), quotas)
+
+
+@dataclass
+class QuotaPage(Page):
+    behind: int = 0  # members of the whole report (not only of this page) below their quota
+
+
+def quota_page(session: Session, org: Organization, year: int, quotas: Mapping[str, tuple[int, int]],
+               settings: Settings = DEFAULTS, *, page: int = 1, per_page: int = 50) -> QuotaPage:
+    """One page of `quota_report`, paged in SQL, with the report's total and how many are behind:
+    two statements, whatever the size of the subtree."""
+    page = clamp_page(page)
+    if not quotas:
+        return QuotaPage([], 0, page, per_page, 0)
+    stmt = _quota_select(org, year, quotas, settings)
+    inner = stmt.subquery()
+    total, behind = session.execute(
+        select(func.count(), func.count(case((inner.c.shortfall > 0, 1))))).one()
+    items = _rows(session, stmt.limit(per_page).offset((page - 1) * per_page), quotas)
+    return QuotaPage(items, total, page, per_page, behind)
 
 
 HEADERS = ("姓名", "类别", "所属组织", "组织生活次数", "组织生活应达", "志愿服务次数", "志愿服务应达", "差额",

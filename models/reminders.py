@@ -10,15 +10,16 @@ from models import clock
 from models.activity import (
     REGISTERED,
     Activity,
+    Registration,
     ReminderSetting,
     approved_member_ids,
     expected_members,
-    in_audience,
-    registration_of,
+    seen_by_clause,
     upcoming_for,
 )
 from models.base import insert_ignore
 from models.member import Member
+from models.org import Organization
 from models.orglife import OrgLifeOccurrence
 from models.outbox import enqueue
 
@@ -93,17 +94,28 @@ def queue_activity_reminders(session: Session, now: datetime, settings: Settings
 
 def upcoming_reminders(session: Session, member: Member, now: datetime, settings: Settings = DEFAULTS,
                        days: int = 7) -> tuple[bool, list[tuple[Activity, list[datetime]]]]:
-    """Whether the member's reminders are on, and the coming activities with their reminder times."""
+    """Whether the member's reminders are on, and the coming activities with their reminder times.
+
+    A constant number of statements: the member's registrations and audiences among the listed
+    activities are each read in one statement, not one per activity."""
     enabled = reminders_enabled(session, member.id)
+    coming = [a for a in upcoming_for(session, member, now, limit=20)
+              if now < a.starts_at <= now + timedelta(days=days)]
+    registered = [a.id for a in coming if a.registration]
+    open_ = [a.id for a in coming if not a.registration]
+    reminded = set()
+    if registered:
+        reminded |= set(session.scalars(
+            select(Registration.activity_id).where(Registration.activity_id.in_(registered),
+                                                   Registration.member_id == member.id,
+                                                   Registration.status == REGISTERED)))
+    if open_:  # the listing also holds the activities the member manages without being invited
+        reminded |= set(session.scalars(
+            select(Activity.id).join(Organization, Activity.org_id == Organization.id)
+            .where(Activity.id.in_(open_), seen_by_clause(member))))
     rows = []
-    for activity in upcoming_for(session, member, now, limit=20):
-        if activity.starts_at > now + timedelta(days=days) or activity.starts_at <= now:
-            continue
-        if activity.registration:
-            reg = registration_of(session, activity.id, member.id)
-            if reg is None or reg.status != REGISTERED:
-                continue
-        elif not in_audience(session, activity, member):
+    for activity in coming:
+        if activity.id not in reminded:
             continue
         times = [activity.starts_at - timedelta(hours=h) for h in reminder_leads(settings)]
         rows.append((activity, [t for t in times if t > now]))

@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, relationship, selectinload
+from sqlalchemy.orm import Mapped, Session, aliased, joinedload, mapped_column, relationship, selectinload
 
 from config import DEFAULTS, Settings
 from models import authz, clock
@@ -754,7 +754,8 @@ def list_open_wishes(session: Session, viewer: Member | None, *, page: int = 1,
         community = community_of(viewer.org)
         order.insert(0, case((Organization.path.startswith(community.path), 0), else_=1))
     page = clamp_page(page)
-    wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)).all()
+    wishes = session.scalars(query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
+                             .options(selectinload(Wish.org))).all()  # each line names its organization
     return list(wishes), total
 
 
@@ -816,7 +817,8 @@ def _first(session: Session, query, limit: int) -> tuple[list[Wish], int]:
     counted only when there are more than fit, so "exactly one" is what one statement saw (a
     concurrent confirmation between a count and a read cannot leave an empty list with a count of 1)."""
     fetch = max(limit, 2)
-    rows = list(session.scalars(query.limit(fetch)))
+    # A waiting line names the poster (to review) or the claimer (to confirm): loaded for all rows at once.
+    rows = list(session.scalars(query.limit(fetch).options(selectinload(Wish.poster), selectinload(Wish.claimer))))
     if len(rows) < fetch:
         return rows[:limit], len(rows)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -880,7 +882,7 @@ def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
     """Return the wishes `member` claims, claimed and completed, or proposed, latest first."""
     return list(session.scalars(
         select(Wish).where(or_(Wish.claimer_id == member.id, Wish.poster_id == member.id))
-        .order_by(Wish.updated_at.desc(), Wish.id.desc()).limit(limit)
+        .order_by(Wish.updated_at.desc(), Wish.id.desc()).limit(limit).options(*LISTED)  # the API shows them all
     ))
 
 
@@ -892,6 +894,12 @@ def wish_history(session: Session, wish_id: int) -> list[WishEvent]:
 
 EXPORT_COLUMNS = ("编号", "标题", "类别", "状态", "组织", "网格", "受助人", "地址", "电话", "积分", "发布人",
                   "发布时间", "认领人", "认领时间", "完成期限", "完成时间", "确认时间")
+
+
+# What an exported row shows besides the wish, in the wishes' own statement (many-to-one: joined, so the
+# export is one statement however many rows it has).
+EXPORTED = (joinedload(Wish.org), joinedload(Wish.grid), joinedload(Wish.poster), joinedload(Wish.claimer))
+EXPORT_BATCH = 1000
 
 
 def export_wishes(session: Session, actor: Member, *, org: Organization | None = None,
@@ -907,12 +915,12 @@ def export_wishes(session: Session, actor: Member, *, org: Organization | None =
     def when(moment: datetime | None) -> str:
         return clock.stamp(moment, settings.tz)  # empty for no moment
 
-    query = (select(Wish).join(Organization, Organization.id == Wish.org_id)
-             .where(Organization.path.startswith(org.path)).order_by(Wish.id))
+    query = (select(Wish).where(Wish.org_id.in_(select(Organization.id).where(Organization.path.startswith(org.path))))
+             .order_by(Wish.id).options(*EXPORTED).execution_options(yield_per=EXPORT_BATCH))
     if status:
         query = query.where(Wish.status == status)
     book, sheet = new_sheet("微心愿", EXPORT_COLUMNS)
-    for w in session.scalars(query):
+    for w in session.scalars(query):  # streamed: EXPORT_BATCH wishes in memory at a time
         shown = beneficiary_of(w, actor)  # exactly what the actor's API view shows
         # Formula-like text and control characters are handled by the one writer (models.sheets).
         append_row(sheet, [

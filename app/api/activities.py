@@ -58,12 +58,13 @@ from models.activity import (
     served_minutes,
 )
 from models.activity import register as register_for
-from models.base import NotFound, Page
+from models.base import NotFound
 from models.org import Organization
 from models.quota import (
     attendance_xlsx,
     member_progress,
     period_attendance_xlsx,
+    quota_page,
     quota_report,
     quota_xlsx,
     quotas_from_settings,
@@ -257,11 +258,10 @@ def quota(args):
     """年度完成情况：管理范围内每名党员的组织生活、志愿服务次数与要求，未达标者在前（分页）。"""
     org = report_org(db.session, current_member(), args["org"])
     year = _year(args)
-    rows = quota_report(db.session, org, year, quotas_from_settings(current_settings()), current_settings())
-    page, per_page = args["page"], args["per_page"]
-    listing = Page(rows[(page - 1) * per_page:page * per_page], len(rows), page, per_page)
-    return {"year": year, "behind": sum(1 for r in rows if r.behind), "items": listing.items,
-            "total": listing.total, "page": page, "per_page": per_page, "pages": listing.pages}
+    listing = quota_page(db.session, org, year, quotas_from_settings(current_settings()), current_settings(),
+                         page=args["page"], per_page=args["per_page"])
+    return {"year": year, "behind": listing.behind, "items": listing.items, "total": listing.total,
+            "page": args["page"], "per_page": listing.per_page, "pages": listing.pages}
 
 
 class QuotaExportQuerySchema(ReportQuerySchema):
