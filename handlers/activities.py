@@ -311,14 +311,16 @@ def sign_out(message: Incoming, ctx: Context) -> str:
             managers_only=True)
 def show_attendance(message: Incoming, ctx: Context) -> str:
     activity = get_managed_activity(ctx.session, _number(ctx), ctx.member)
-    report = attendance(ctx.session, activity)
+    report = attendance(ctx.session, activity, ctx.settings)
     expected_ids = {m.id for m in report.expected}
-    came = sum(1 for c in report.present if c.member_id in expected_ids)
-    head = f"{activity.number}「{activity.title}」出勤：{came}/{len(report.expected)}"
+    head = (f"{activity.number}「{activity.title}」出勤：应到 {len(report.expected)}，实到 {report.came}，"
+            f"请假 {len(report.on_leave)}，缺席 {len(report.absent)}")
     sections = [
+        Section([c.member.name for c in report.present if c.member_id in report.late], label="迟到：", sep="、"),
         Section([c.member.name for c in report.present if c.method == "proxy"], label="其中代签：", sep="、"),
         Section([c.member.name for c in report.present if c.member_id not in expected_ids],
                 label="范围外签到：", sep="、"),
+        Section([m.name for m in report.on_leave], label="请假：", sep="、"),
         Section([m.name for m in report.absent], label="缺席：", sep="、", empty="无"),
     ]
     return page_reply(head, sections, page_number(ctx.match["page"]), with_page(f"出勤 {activity.number}"))

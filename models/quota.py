@@ -128,15 +128,20 @@ def quota_xlsx(rows: list[QuotaRow], year: int) -> bytes:
 
 def attendance_xlsx(session: Session, activity: Activity, settings: Settings = DEFAULTS) -> bytes:
     """One activity's attendance as an Excel workbook."""
-    report = attendance(session, activity)
+    report = attendance(session, activity, settings)
     book, sheet = new_sheet("出勤")
     append_row(sheet, ["活动", f"{activity.number} {activity.kind} {activity.title}"])
     append_row(sheet, ["时间", clock.day_time(activity.starts_at, settings.tz)])
+    append_row(sheet, ["应到", len(report.expected), "实到", report.came, "请假", len(report.on_leave),
+                       "缺席", len(report.absent)])
     append_row(sheet, [])
     append_row(sheet, ["姓名", "类别", "状态", "签到时间", "签到方式", "服务时长（分钟）"])
     for c in report.present:
-        append_row(sheet, [c.member.name, c.member.kind, "已签到", clock.day_time(c.checked_in_at, settings.tz),
+        state = "迟到" if c.member_id in report.late else "已签到"
+        append_row(sheet, [c.member.name, c.member.kind, state, clock.day_time(c.checked_in_at, settings.tz),
                            METHODS[c.method], c.service_minutes])
+    for m in report.on_leave:
+        append_row(sheet, [m.name, m.kind, "请假", "", "", None])
     for m in report.absent:
         append_row(sheet, [m.name, m.kind, "缺席", "", "", None])
     return to_bytes(book)

@@ -18,8 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selecti
 
 from config import DEFAULTS, Settings
 from models import authz, clock
-from models.activity import VOLUNTEER, Activity, CheckIn, attendance
-from models.activity.leave import APPROVED, LeaveRequest
+from models.activity import VOLUNTEER, Activity, attendance
 from models.base import Base, DomainError, UTCDateTime, insert_ignore
 from models.member import Member
 from models.org import Organization
@@ -150,28 +149,16 @@ def record_book(session: Session, actor: Member, org: Organization, year: int, n
     ids = [a.id for a in activities]
     records = {r.activity_id: r for r in session.scalars(
         select(MeetingRecord).where(MeetingRecord.activity_id.in_(ids)).options(selectinload(MeetingRecord.photos)))}
-    leaves: dict[int, set[int]] = {}
-    for activity_id, member_id in session.execute(select(LeaveRequest.activity_id, LeaveRequest.member_id).where(
-            LeaveRequest.activity_id.in_(ids), LeaveRequest.status == APPROVED)):
-        leaves.setdefault(activity_id, set()).add(member_id)
-    return [_entry(session, activity, leaves.get(activity.id, set()), records.get(activity.id), settings)
+    return [_entry(session, activity, records.get(activity.id), settings)
             for activity in activities]
 
 
-def _entry(session: Session, activity: Activity, on_leave: set[int], record: MeetingRecord | None,
-           settings: Settings) -> BookEntry:
-    report = attendance(session, activity)
-    grace = timedelta(minutes=settings.late_grace_minutes)
-    came = {c.member_id for c in report.present}
+def _entry(session: Session, activity: Activity, record: MeetingRecord | None, settings: Settings) -> BookEntry:
+    report = attendance(session, activity, settings)
     return BookEntry(
         activity, [m.name for m in report.expected], [c.member.name for c in report.present],
-        [m.name for m in report.expected if m.id in on_leave and m.id not in came],
-        [m.name for m in report.absent if m.id not in on_leave],
-        [c.member.name for c in report.present if _late(c, activity, grace)], record)
-
-
-def _late(checkin: CheckIn, activity: Activity, grace: timedelta) -> bool:
-    return checkin.checked_in_at > activity.starts_at + grace
+        [m.name for m in report.on_leave], [m.name for m in report.absent],
+        [c.member.name for c in report.present if c.member_id in report.late], record)
 
 
 def _names(names: list[str]) -> str:

@@ -282,11 +282,12 @@ def test_attendance_lists_the_absent(session, router, secretary, make_member):
     say(router, session, "o-zhang", f"签到 {activity.code}", START)
     say(router, session, "o-sec", f"代签 #{activity.id} 李四", START)
     reply = say(router, session, "o-sec", f"出勤 #{activity.id}", START)
-    assert "出勤：2/4" in reply  # the secretary is a party member of the branch too
+    assert "出勤：应到 4，实到 2，请假 0，缺席 2" in reply  # the secretary is a party member of the branch too
     assert "缺席：书记甲、王五" in reply and "代签：李四" in reply
     book = load_workbook(io.BytesIO(attendance_xlsx(session, activity)))
     rows = list(book.active.iter_rows(values_only=True))
-    assert ("张三", "直管党员", "已签到") == rows[4][:3]
+    assert ("张三", "直管党员", "已签到") == rows[5][:3]
+    assert rows[2][:8] == ("应到", 4, "实到", 2, "请假", 0, "缺席", 2)
     assert {r[0] for r in rows if r[2] == "缺席"} == {"书记甲", "王五"}
     assert "仅限" in say(router, session, "o-zhang", f"出勤 #{activity.id}")
 

@@ -320,8 +320,8 @@ def test_proxy_sign_in_and_attendance(api_client, as_, new, people, clock):
     assert response.status_code == 200 and response.mimetype == XLSX
     sheet = load_workbook(io.BytesIO(response.data)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[3][:4] == ("姓名", "类别", "状态", "签到时间")
-    assert {r[0] for r in rows[4:]} == {"赵秀英", "王志强", "李红梅"}
+    assert rows[2][:2] == ("应到", 3) and rows[4][:4] == ("姓名", "类别", "状态", "签到时间")
+    assert {r[0] for r in rows[5:]} == {"赵秀英", "王志强", "李红梅"}
     assert_error(api_client.get(attendance + ".xlsx", headers=as_("other_sec")), 403, "forbidden")
 
 

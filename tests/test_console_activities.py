@@ -155,9 +155,9 @@ def test_attendance_page_names_late_and_proxy_sign_ins(client, engine, people, c
     export = client.get(f"/console/activities/{activity_id}/attendance.xlsx")
     assert export.status_code == 200 and export.mimetype == XLSX
     rows = list(load_workbook(io.BytesIO(export.data)).active.iter_rows(values_only=True))
-    assert rows[3][:3] == ("姓名", "类别", "状态")
-    assert {(r[0], r[2]) for r in rows[4:]} == {("王志强", "已签到"), ("赵秀英", "已签到"), ("李红梅", "缺席")}
-    assert "代签" in {r[4] for r in rows[4:]}
+    assert rows[4][:3] == ("姓名", "类别", "状态")
+    assert {(r[0], r[2]) for r in rows[5:]} == {("王志强", "已签到"), ("赵秀英", "迟到"), ("李红梅", "缺席")}
+    assert "代签" in {r[4] for r in rows[5:]}
 
 
 def test_quota_report_and_its_export(client, engine, people, console_login):

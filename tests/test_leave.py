@@ -65,6 +65,9 @@ def test_a_member_asks_leave_by_chat_and_the_secretary_approves_it(session, say,
     assert len(_messages(session, branch["zhang"], "请假结果")) == 1
     assert "没有待审批的请假" in say("o-sec", f"批假 #{activity.id}", NOW)
     assert "已获批准" in say("o-zhang", f"请假 #{activity.id} 又有事", NOW)
+    attendance = say("o-sec", f"出勤 #{activity.id}", NOW)
+    assert "应到 3，实到 0，请假 1，缺席 2" in attendance and "请假：张三" in attendance
+    assert "张三" not in attendance.split("缺席：")[1]
 
 
 def test_a_refused_leave_can_be_asked_again(session, say, branch):

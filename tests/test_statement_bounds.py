@@ -285,6 +285,7 @@ def _every_audience(town: Town, month: int = 3) -> dict[str, int]:
 
 def test_period_attendance_counts_what_each_activitys_attendance_counts(session, town):
     from models.activity import attendance, expected_count, expected_members, period_attendance
+    from models.activity.reports import counts_signed_in_only
 
     made = _every_audience(town)
     town.activity(BRANCH, start=when(5))  # outside the period
@@ -293,15 +294,19 @@ def test_period_attendance_counts_what_each_activitys_attendance_counts(session,
     assert {a.id for a, _, _ in rows} == set(made.values()) - {made["cancelled@branch"]}
     for activity, present, expected in rows:
         report = attendance(session, activity)
-        assert (present, expected) == (len(report.present), expected_count(session, activity)), activity.title
-        assert expected == len(expected_members(session, activity)), activity.title
+        assert (present, expected) == (len(report.present), len(report.expected)), activity.title
+        if counts_signed_in_only(activity):  # open to volunteers: counted against those who came
+            assert expected == present, activity.title
+        else:
+            assert expected == expected_count(session, activity) == len(expected_members(session, activity))
     counts = {a.id: (present, expected) for a, present, expected in rows}
     # The branch: its own 3 party members and its 党小组's 2; the street's subtree: every active party
-    # member (3 + 2 + 2 + 1 + 2 + 1); an open activity of a branch: its whole community, volunteers too.
+    # member (3 + 2 + 2 + 1 + 2 + 1); an activity open to volunteers: those who came.
     assert counts[made["branch@branch"]] == (3 + 2 + 1, 5)  # three of it, two outsiders, one by proxy
     assert counts[made["subtree@street"]][1] == 11
-    assert counts[made["open@group"]][1] == counts[made["open@community"]][1] == 3 + 1 + 2 + 2 + 1 + 1
-    assert counts[made["open@other"]][1] == 2 and counts[made["branch@community"]][1] == 1
+    for key in ("open@group", "open@community", "open@other"):
+        assert counts[made[key]][0] == counts[made[key]][1]
+    assert counts[made["branch@community"]][1] == 1
     assert counts[made["registration@branch"]][1] == 3
     branch = get_org_by_full_name(session, BRANCH)
     assert {a.id for a, _, _ in period_attendance(session, branch, when(3, 1), when(4, 1))} == {
@@ -353,7 +358,7 @@ def test_an_activitys_attendance_costs_the_same_for_few_and_many_attendees(api_c
     assert len(body["absent"]) == 7
     proxies = [a["proxy_by"] for a in body["attendees"] if a["proxy_by"] is not None]
     assert len(proxies) == 3 and len(set(proxies)) == 2
-    assert len(_sheet(many[1][1])) == 4 + 25 + 7  # the title, time, blank and header rows, then everyone
+    assert len(_sheet(many[1][1])) == 5 + 25 + 7  # the title, time, counts, blank and header rows, then everyone
 
 
 def test_the_wishes_export_costs_the_same_for_2_and_for_14_wishes(api_client, api_login, make_member, town, engine,
@@ -488,7 +493,7 @@ def test_the_chats_reports_cost_the_same_for_few_and_many_rows(session, say, tow
     many = replies()
     assert [n for _, n in many] == [n for _, n in few], many
     attendance, quota, board, reminders = (reply for reply, _ in many)
-    assert "出勤：12/23" in attendance and "范围外签到" in attendance and "其中代签" in attendance
+    assert "出勤：应到 23，实到 12" in attendance and "范围外签到" in attendance and "其中代签" in attendance
     assert "完成情况：0/23人已达标" in quota and quota.count("（在职党员）") == 23
     assert board.count("1. 成员") == 2 and board.endswith(" 7")  # both boards: ten lines each
     assert f"#{today}「" in reminders and f"#{registered}「" in reminders and reminders.count("提醒时间") >= 6

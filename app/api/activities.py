@@ -211,18 +211,19 @@ def cancel(activity_id):
 @admin_blp.response(200, AttendanceSchema)
 @admin_blp.doc(operationId="getAttendance", responses=errors(401, 403, 404))
 def show_attendance(activity_id):
-    """出勤：签到名单（含代签、范围外签到）、应到人数和缺席名单。"""
-    report = attendance(db.session, get_managed_activity(db.session, activity_id, current_member()))
+    """出勤：应到、实到、请假、缺席人数和名单（含代签、迟到、范围外签到）。"""
+    report = attendance(db.session, get_managed_activity(db.session, activity_id, current_member()),
+                        current_settings())
     expected_ids = {m.id for m in report.expected}
     attendees = [{
         "member_id": c.member_id, "name": c.member.name, "kind": c.member.kind, "checked_in_at": c.checked_in_at,
         "method": c.method, "method_text": METHODS[c.method],
         "proxy_by": c.proxy_by.name if c.proxy_by is not None else None,
         "expected": c.member_id in expected_ids, "checked_out_at": c.checked_out_at,
-        "service_minutes": c.service_minutes,
+        "service_minutes": c.service_minutes, "late": c.member_id in report.late,
     } for c in report.present]
     return {"activity": report.activity, "expected": len(report.expected),
-            "present": sum(1 for a in attendees if a["expected"]), "attendees": attendees,
+            "present": report.came, "attendees": attendees, "on_leave": report.on_leave,
             "absent": report.absent}
 
 

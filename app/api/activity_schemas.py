@@ -186,6 +186,7 @@ class AttendeeSchema(ma.Schema):
     expected = fields.Boolean(required=True, metadata={"description": "在应到名单内"})
     checked_out_at = LocalDateTime(required=True, allow_none=True)
     service_minutes = fields.Integer(required=True, allow_none=True)
+    late = fields.Boolean(required=True, metadata={"description": "迟到：开始后超过 LATE_GRACE_MINUTES 才签到"})
 
 
 class AbsentSchema(ma.Schema):
@@ -197,9 +198,10 @@ class AbsentSchema(ma.Schema):
 class AttendanceSchema(ma.Schema):
     activity = fields.Nested(ActivitySchema, required=True)
     expected = fields.Integer(required=True, metadata={"description": "应到人数"})
-    present = fields.Integer(required=True, metadata={"description": "应到者中已签到人数"})
+    present = fields.Integer(required=True, metadata={"description": "实到：应到者中已签到人数"})
     attendees = fields.List(fields.Nested(AttendeeSchema), required=True)
-    absent = fields.List(fields.Nested(AbsentSchema), required=True)
+    on_leave = fields.List(fields.Nested(AbsentSchema), required=True, metadata={"description": "请假（已准假）"})
+    absent = fields.List(fields.Nested(AbsentSchema), required=True, metadata={"description": "缺席（未请假）"})
 
 
 class YearQuerySchema(Query):

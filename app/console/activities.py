@@ -165,11 +165,11 @@ def activity(activity_id: int):
         found = get_managed_activity(db.session, activity_id, current_manager())
     except DomainError as error:
         return refused(error)
-    report = attendance(db.session, found)
+    report = attendance(db.session, found, current_settings())
     expected_ids = {m.id for m in report.expected}
-    rows = [{"checkin": c, "late": c.checked_in_at > found.starts_at, "expected": c.member_id in expected_ids,
+    rows = [{"checkin": c, "late": c.member_id in report.late, "expected": c.member_id in expected_ids,
              "method": METHODS.get(c.method, c.method)} for c in report.present]
-    present = sum(1 for r in rows if r["expected"])
+    present = report.came
     return render_template("console/activities_detail.html", manager=current_manager(), activity=found,
                            report=report, rows=rows, present=present, late=sum(1 for r in rows if r["late"]),
                            proxies=sum(1 for c in report.present if c.proxy_by_id is not None),

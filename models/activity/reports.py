@@ -1,15 +1,17 @@
 """Attendance reports."""
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from config import DEFAULTS, Settings
 from models import clock
 from models.activity.audience import expected_counts, expected_members
+from models.activity.leave import approved_member_ids
 from models.activity.tables import Activity, CheckIn
 from models.base import DomainError
 from models.member import Member
@@ -19,18 +21,35 @@ from models.org import Organization
 # Attendance --------------------------------------------------------------------------------------
 @dataclass
 class Attendance:
+    """应到 (expected), 实到 (present), 请假 (on leave: approved, not signed in), 缺席 (absent), 迟到 (late)."""
+
     activity: Activity
     expected: list[Member]
     present: list[CheckIn]  # in sign-in order; may include people outside the expected list
-    absent: list[Member]
+    absent: list[Member]  # expected, not signed in, no approved leave
+    on_leave: list[Member] = field(default_factory=list)
+    late: set[int] = field(default_factory=set)  # members signed in after the start and LATE_GRACE_MINUTES
+
+    @property
+    def came(self) -> int:
+        """实到: the expected who signed in."""
+        expected = {m.id for m in self.expected}
+        return sum(1 for c in self.present if c.member_id in expected)
 
 
-def attendance(session: Session, activity: Activity) -> Attendance:
-    """Who signed in, who was expected, who is absent: at most three statements, whatever the numbers.
+def counts_signed_in_only(activity: Activity) -> bool:
+    """An activity open to volunteers without registration expects those who came, not everyone in the
+    community: its attendance counts against the signed in."""
+    return activity.audience == "open" and not activity.registration
+
+
+def attendance(session: Session, activity: Activity, settings: Settings = DEFAULTS) -> Attendance:
+    """Who signed in, who was expected, who is on leave or absent, who came late: at most four
+    statements, whatever the numbers.
 
     The expected members are read first; a sign-in's member and proxy are then in the session when
     expected, and all the others are read in one more statement, never one per row."""
-    expected = expected_members(session, activity)
+    expected = [] if counts_signed_in_only(activity) else expected_members(session, activity)
     present = list(session.scalars(select(CheckIn).where(CheckIn.activity_id == activity.id)
                                    .order_by(CheckIn.checked_in_at, CheckIn.id)))
     people = {m.id: m for m in expected}
@@ -41,8 +60,15 @@ def attendance(session: Session, activity: Activity) -> Attendance:
     for c in present:  # loaded, as a joinedload would have
         set_committed_value(c, "member", people.get(c.member_id))
         set_committed_value(c, "proxy_by", people.get(c.proxy_by_id) if c.proxy_by_id is not None else None)
+    if counts_signed_in_only(activity):
+        expected = [c.member for c in present]
     came = {c.member_id for c in present}
-    return Attendance(activity, expected, present, [m for m in expected if m.id not in came])
+    excused = set(session.scalars(approved_member_ids(session, activity.id))) - came
+    grace = activity.starts_at + timedelta(minutes=settings.late_grace_minutes)
+    return Attendance(activity, expected, present,
+                      [m for m in expected if m.id not in came and m.id not in excused],
+                      [m for m in expected if m.id in excused],
+                      {c.member_id for c in present if c.checked_in_at > grace})
 
 
 def period_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -71,4 +97,5 @@ def period_attendance(session: Session, org: Organization, start, end) -> list[t
         .group_by(CheckIn.activity_id)
     ).all())
     expected = expected_counts(session, activities)
-    return [(a, present.get(a.id, 0), expected[a.id]) for a in activities]
+    return [(a, present.get(a.id, 0), present.get(a.id, 0) if counts_signed_in_only(a) else expected[a.id])
+            for a in activities]
