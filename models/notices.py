@@ -277,24 +277,50 @@ def notice_receipt(session: Session, notice_id: int, viewer: Member, *, page: in
     receipt.counts["delivered"] = receipt.count("delivered") + receipt.count("confirmed")
     if not receipt.total:
         return receipt
-    first, last = (page - 1) * per_page, page * per_page
-    ranked = select(
-        rows,
-        func.row_number().over(partition_by=(rows.c.grp, rows.c.reason), order_by=rows.c.member_id)
-        .label("in_group"),
-        func.row_number().over(partition_by=rows.c.is_read, order_by=rows.c.member_id).label("in_read"),
-    ).subquery()
-    named = session.execute(select(ranked).where(or_(
-        and_(ranked.c.grp.in_(NAMED_GROUPS), ranked.c.in_group > first, ranked.c.in_group <= last),
-        and_(ranked.c.in_read > first, ranked.c.in_read <= last),
-    )).order_by(ranked.c.member_id)).all()
-    for row in named:
-        if row.grp in NAMED_GROUPS and first < row.in_group <= last:
-            names = getattr(receipt, row.grp)
-            (names.setdefault(row.reason, []) if isinstance(names, dict) else names).append(row.name)
-        if first < row.in_read <= last:
-            (receipt.read if row.is_read else receipt.unread).append(row.name)
+    _name_page(session, receipt, rows)
     return receipt
+
+
+def _lists(receipt: Receipt) -> list[tuple[str, str | None]]:
+    """The name lists a receipt fills, as (attribute, reason): every non-empty group that lists
+    names (one list per reason of those that have reasons), the read and the unread."""
+    keys = []
+    for grp in NAMED_GROUPS:
+        if receipt.count(grp):
+            reasons = receipt.reasons.get(grp)
+            keys += [(grp, reason) for reason in sorted(reasons)] if reasons else [(grp, None)]
+    return keys + [("read", None), ("unread", None)]
+
+
+def _in_list(columns, grp: str, reason: str | None):
+    """Whether a row of `_receipt_rows` (its `columns`) is in the list (grp, reason), in SQL."""
+    if grp in ("read", "unread"):
+        return columns.is_read == (1 if grp == "read" else 0)
+    return and_(columns.grp == grp, columns.reason == reason) if reason is not None else columns.grp == grp
+
+
+def _name_page(session: Session, receipt: Receipt, rows) -> None:
+    """Fill in one page of names of each list: one statement, one window in member order that keeps a
+    running count of every list (no sort by group: each row is numbered in its lists as it comes)."""
+    keys = _lists(receipt)
+    running = [func.sum(case((_in_list(rows.c, grp, reason), 1), else_=0))
+               .over(order_by=rows.c.member_id, rows=(None, 0)).label(f"n{i}")
+               for i, (grp, reason) in enumerate(keys)]
+    numbered = select(rows, *running).subquery()
+    first, last = (receipt.page - 1) * receipt.per_page, receipt.page * receipt.per_page
+    in_page = [and_(_in_list(numbered.c, grp, reason), numbered.c[f"n{i}"] > first, numbered.c[f"n{i}"] <= last)
+               for i, (grp, reason) in enumerate(keys)]
+    named = session.execute(select(numbered).where(or_(*in_page)).order_by(numbered.c.member_id)).mappings()
+    for row in named:
+        for i, (grp, reason) in enumerate(keys):
+            if not first < row[f"n{i}"] <= last:
+                continue
+            if grp in ("read", "unread"):
+                if (grp == "read") == bool(row["is_read"]):
+                    getattr(receipt, grp).append(row["name"])
+            elif row["grp"] == grp and (reason is None or row["reason"] == reason):
+                names = getattr(receipt, grp)
+                (names.setdefault(reason, []) if reason is not None else names).append(row["name"])
 
 
 def remind_unread(session: Session, notice_id: int, viewer: Member, *, now: datetime | None = None,
