@@ -10,7 +10,8 @@ WeChat), the street's secretary publishing to all of them. Printed per size:
 - 通知 (chatbot): the whole reply path of `通知 …` to the street, and the outbox rows it queued;
 - 回执 (chatbot) and the API's receipt (`notice_receipt(...).as_dict()` as JSON, the default page);
 - claim: the sender's claim of one batch (OUTBOX_BATCH) with every delivery pending, median of 5,
-  at noon and in the quiet hours (nothing urgent pending), with PostgreSQL's plan of the claim.
+  at noon and in the quiet hours (nothing urgent pending); the claim's locking SELECT alone; and
+  PostgreSQL's plan of it (the statistics as autovacuum left them before the notice: few pending).
 It measures whatever code is on the path: run it from an older checkout to compare.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import fakeredis  # noqa: E402
-from sqlalchemy import create_engine, event, func, insert, select, text, update  # noqa: E402
+from sqlalchemy import create_engine, event, func, insert, or_, select, text, update  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from config import load_config  # noqa: E402
@@ -93,6 +94,23 @@ def claim_times(engine, sender: Sender, now: datetime, rounds: int = 5) -> tuple
     return statistics.median(times), taken
 
 
+def lock_times(engine, settings, rounds: int = 5) -> float:
+    """Median seconds of the claim's locking SELECT alone (the sender's query, as of noon)."""
+    query = (select(OutboxMessage.id).where(OutboxMessage.status == PENDING, or_(
+        OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= NOON))
+        .order_by(OutboxMessage.id).limit(settings.outbox_batch).with_for_update(skip_locked=True))
+    times = []
+    for _ in range(rounds):
+        with Session(engine) as session:
+            if engine.dialect.name == "postgresql" and hasattr(sender_module, "CLAIM_SETTING"):
+                session.execute(text(sender_module.CLAIM_SETTING))
+            started = time.perf_counter()
+            session.scalars(query).all()
+            times.append(time.perf_counter() - started)
+            session.rollback()
+    return statistics.median(times)
+
+
 def claim_plan(engine, sender: Sender, now: datetime) -> str:
     if engine.dialect.name != "postgresql" or not hasattr(sender, "claim_query"):
         return ""
@@ -125,10 +143,11 @@ def run_size(engine, members: int, settings) -> dict:
                     fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True), settings)
     claim_s, claimed = claim_times(engine, sender, NOON)
     quiet_s, quiet_claimed = claim_times(engine, sender, NIGHT)
+    lock_s = lock_times(engine, settings)
     return {"members": members, "queued": queued, "publish": (publish_s, publish_n), "reply": str(reply),
             "chat_receipt": (chat_s, chat_n, len(str(receipt_reply).encode())),
             "api_receipt": (api_s, api_n, len(payload.encode())),
-            "claim": (claim_s, claimed), "quiet_claim": (quiet_s, quiet_claimed),
+            "claim": (claim_s, claimed), "lock": lock_s, "quiet_claim": (quiet_s, quiet_claimed),
             "plan": claim_plan(engine, sender, NOON)}
 
 
@@ -143,19 +162,19 @@ def main() -> None:
     results = [run_size(engine, int(size), settings) for size in args.sizes.split(",")]
     print(f"database {engine.dialect.name}; OUTBOX_BATCH {settings.outbox_batch}")
     print(f"{'members':>8} | {'通知 (chatbot)':>22} | {'回执 (chatbot)':>22} | {'receipt (API)':>26} | "
-          f"{'claim, noon':>14} | {'claim, quiet hours':>18}")
+          f"{'claim, noon':>14} | {'its SELECT':>10} | {'claim, quiet hours':>18}")
     for r in results:
         (ps, pn), (cs, cn, cb), (as_, an, ab) = r["publish"], r["chat_receipt"], r["api_receipt"]
         print(f"{r['members']:>8} | {ps * 1000:8.0f} ms {pn:4d} stmts | {cs * 1000:8.0f} ms {cn:4d} stmts "
               f"| {as_ * 1000:7.0f} ms {an:3d} st {ab:8,d} B | {r['claim'][0] * 1000:7.1f} ms {r['claim'][1]:3d} "
-              f"| {r['quiet_claim'][0] * 1000:8.1f} ms {r['quiet_claim'][1]:3d}")
+              f"| {r['lock'] * 1000:7.2f} ms | {r['quiet_claim'][0] * 1000:8.1f} ms {r['quiet_claim'][1]:3d}")
         print(f"{'':>8}   queued {r['queued']} rows; chatbot receipt {cb} bytes; reply: {r['reply'][:60]}…")
     if len(results) > 1:
         first, last = results[0], results[-1]
         print(f"ratio {last['members']}/{first['members']}: 通知 {last['publish'][0] / first['publish'][0]:.1f}x, "
               f"回执 {last['chat_receipt'][0] / first['chat_receipt'][0]:.1f}x, "
               f"receipt {last['api_receipt'][0] / first['api_receipt'][0]:.1f}x, "
-              f"claim {last['claim'][0] / first['claim'][0]:.1f}x")
+              f"claim {last['claim'][0] / first['claim'][0]:.1f}x (its SELECT {last['lock'] / first['lock']:.1f}x)")
     for r in results:
         if r["plan"]:
             print(f"\nclaim plan at {r['queued']} pending:\n{r['plan']}")

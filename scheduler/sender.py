@@ -349,9 +349,12 @@ class Sender:
             # UPDATE SKIP LOCKED) PostgreSQL may rescan the subquery and mark far more than n rows.)
             locked = list(session.scalars(candidates.with_for_update(skip_locked=True)))
             target = OutboxMessage.id.in_(locked) if locked else None
+            # What this call claims is among the rows it locked: read them by primary key.
+            claimed_now = [OutboxMessage.id.in_(locked)]
         else:
             # SQLite: one UPDATE is one atomic write; nothing else can claim in between.
             target = OutboxMessage.id.in_(candidates.scalar_subquery())
+            claimed_now = []
         if target is not None:
             # `status = pending` again: a row is claimed by one sender only, on any database.
             session.execute(
@@ -370,7 +373,7 @@ class Sender:
             .outerjoin(Member, Member.id == OutboxMessage.member_id)
             .outerjoin(WechatUser, WechatUser.openid == Member.openid)
             .where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED,
-                   OutboxMessage.id.not_in(held))
+                   OutboxMessage.id.not_in(held), *claimed_now)
             .order_by(OutboxMessage.id)
         ).all()
         grants = set()
