@@ -187,7 +187,7 @@ def enqueue_select(session: Session, member_ids: Select, *, source: str, kind: s
     """Queue one message for every member whose id `member_ids` (a one-column SELECT) yields, in
     the caller's transaction, as ONE `INSERT … SELECT … ON CONFLICT (source, recipient) DO NOTHING`
     (a notice to 50,000 is one statement, not 50,000 rows through Python); return how many were
-    new. The rows are what `enqueue_many` writes, in the order of `member_ids`."""
+    new. The rows are what `enqueue_many` writes, in member id order."""
     table = OutboxMessage.__table__
     postgres = session.get_bind().dialect.name == "postgresql"
     ids = member_ids.subquery()
