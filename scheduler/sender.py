@@ -347,19 +347,22 @@ class Sender:
             session.execute(text(CLAIM_SETTING))
             # Lock the batch first, then mark it. (As one UPDATE … WHERE id IN (SELECT … LIMIT n FOR
             # UPDATE SKIP LOCKED) PostgreSQL may rescan the subquery and mark far more than n rows.)
+            # The rows are this transaction's: FOR UPDATE rechecked `status = pending` on their
+            # latest version and no one else can change them before the commit, so they are marked
+            # by primary key alone (with the status in the WHERE too, stale statistics would make
+            # the planner walk every pending row to find them). And read back by primary key.
             locked = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-            target = OutboxMessage.id.in_(locked) if locked else None
-            # What this call claims is among the rows it locked: read them by primary key.
+            target = [OutboxMessage.id.in_(locked)] if locked else None
             claimed_now = [OutboxMessage.id.in_(locked)]
         else:
-            # SQLite: one UPDATE is one atomic write; nothing else can claim in between.
-            target = OutboxMessage.id.in_(candidates.scalar_subquery())
+            # SQLite: one UPDATE is one atomic write; nothing else can claim in between. `status =
+            # pending` again: a row is claimed by one sender only.
+            target = [OutboxMessage.id.in_(candidates.scalar_subquery()), OutboxMessage.status == PENDING]
             claimed_now = []
         if target is not None:
-            # `status = pending` again: a row is claimed by one sender only, on any database.
             session.execute(
                 update(OutboxMessage)
-                .where(target, OutboxMessage.status == PENDING)
+                .where(*target)
                 .values(status=CLAIMED, claimed_by=token, claimed_at=now)
                 .execution_options(synchronize_session=False)
             )
