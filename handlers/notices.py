@@ -65,7 +65,7 @@ def notice(message: Incoming, ctx: Context) -> str:
     if op:
         number = parse_number(op[1])
         if op[2] == "回执":
-            return _receipt_text(notice_receipt(ctx.session, number, ctx.member))
+            return _receipt_text(notice_receipt(ctx.session, number, ctx.member, per_page=RECEIPT_NAMES))
         count = remind_unread(ctx.session, number, ctx.member, now=ctx.now, settings=ctx.settings)
         return f"已向 {count} 位未读成员再次发送通知 #{number}。"
     audience, body = _parse_audience(ctx)
@@ -194,31 +194,34 @@ def _inbox_listing(ctx: Context, page: int) -> str:
     return clip("\n".join(lines), REPLY_MAX_BYTES)
 
 
+RECEIPT_NAMES = 20  # names the receipt reply lists of each group, at most
+
+
 def _receipt_text(receipt) -> str:
     """The receipt as one reply of at most REPLY_MAX_BYTES bytes (UTF-8): the counts always, then the
-    names of each group, as many as fit."""
-    n = receipt.notice
-    unknown = sum(len(v) for v in receipt.unknown.values())
+    first names of each group, as many as fit."""
+    n, count = receipt.notice, receipt.count
     head = [f"通知 #{n.id}「{n.title}」回执：",
-            f"应发 {receipt.total} 人，已送达 {len(receipt.delivered)}，待发送 {len(receipt.pending)}，"
-            f"失败 {sum(len(v) for v in receipt.failed.values())}"
-            + (f"，未绑定 {len(receipt.unbound)}" if receipt.unbound else "")
-            + f"；已读 {len(receipt.read)}，"
-            f"未读 {len(receipt.unread)}。"]
-    if receipt.refused or unknown:
-        head.append(f"用户拒收 {len(receipt.refused)}，状态未知 {unknown}（未收到微信答复，未自动重发）。")
-    tail = [f"再提醒未读成员：通知 {n.id} 再提醒"] if receipt.unread else []
-    groups = [("用户拒收", receipt.refused)]
-    groups += [(f"状态未知（{reason}）", names) for reason, names in receipt.unknown.items()]
-    groups += [(f"失败（{reason}）", names) for reason, names in receipt.failed.items()]
-    groups += [("未绑定微信（无法送达）", receipt.unbound)]
-    groups += [("未读", receipt.unread)] if receipt.unread else []
+            f"应发 {receipt.total} 人，已送达 {count('delivered')}，待发送 {count('pending')}，"
+            f"失败 {count('failed')}"
+            + (f"，未绑定 {count('unbound')}" if count("unbound") else "")
+            + f"；已读 {count('read')}，未读 {count('unread')}。"]
+    if count("refused") or count("unknown"):
+        head.append(f"用户拒收 {count('refused')}，状态未知 {count('unknown')}（未收到微信答复，未自动重发）。")
+    tail = [f"再提醒未读成员：通知 {n.id} 再提醒"] if count("unread") else []
+    groups = [("用户拒收", receipt.refused, count("refused"))]
+    groups += [(f"状态未知（{reason}）", receipt.unknown.get(reason, []), number)
+               for reason, number in receipt.reasons.get("unknown", {}).items()]
+    groups += [(f"失败（{reason}）", receipt.failed.get(reason, []), number)
+               for reason, number in receipt.reasons.get("failed", {}).items()]
+    groups += [("未绑定微信（无法送达）", receipt.unbound, count("unbound"))]
+    groups += [("未读", receipt.unread, count("unread"))]
     lines = list(head)
     budget = REPLY_MAX_BYTES - size("\n".join(head + tail)) - 1
-    for label, names in groups:
-        if not names:
+    for label, names, number in groups:
+        if not number:
             continue
-        line = _names_line(label, names, budget - 1)
+        line = _names_line(label, names, number, budget - 1)
         if line is None:
             break
         lines.append(line)
@@ -226,11 +229,11 @@ def _receipt_text(receipt) -> str:
     return "\n".join(lines + tail)
 
 
-def _names_line(label: str, names: list[str], budget: int, most: int = 20) -> str | None:
-    """"label：甲、乙 等N人" with as many of the first `most` names as fit in `budget` bytes."""
-    for count in range(min(most, len(names)), -1, -1):
-        more = f" 等{len(names)}人" if count < len(names) else ""
-        line = f"{label[:60]}：{'、'.join(names[:count])}{more}"
+def _names_line(label: str, names: list[str], count: int, budget: int, most: int = RECEIPT_NAMES) -> str | None:
+    """"label：甲、乙 等N人" with as many of the first `most` names (of `count`) as fit in `budget` bytes."""
+    for shown in range(min(most, len(names)), -1, -1):
+        more = f" 等{count}人" if shown < count else ""
+        line = f"{label[:60]}：{'、'.join(names[:shown])}{more}"
         if size(line) <= budget:
             return line
     return None

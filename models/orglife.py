@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint, select, update
+from sqlalchemy import Boolean, ForeignKey, Integer, Select, String, UniqueConstraint, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -26,7 +26,7 @@ from models.activity import (
 from models.base import Base, DomainError, NotFound, UTCDateTime, now_utc
 from models.member import PARTY_KINDS, Member
 from models.org import Organization
-from models.outbox import enqueue, enqueue_many
+from models.outbox import enqueue_select
 from models.text import MAX_PLACE, MAX_RULE, clean_text, fits_id
 
 MONTHLY_WEEKDAY, MONTHLY_DAY, QUARTERLY_DAY = "monthly_weekday", "monthly_day", "quarterly_day"
@@ -324,23 +324,20 @@ def move_occurrence(session: Session, rule_id: int, viewer: Member, new_start: d
     if occurrence.notice_sent_at is not None:
         body = (f"{rule.title}改期：原定{clock.weekday_time(old, tz)}，改为{clock.weekday_time(new_start, tz)}，"
                 f"请相互转告、准时参加。{_sign_in_text(occurrence)}")
-        for member in recipients(session, rule):
-            enqueue(session, source=f"orglife:{rule.id}:{period}:moved{occurrence.moves}", kind="notice",
-                    title=f"{rule.title}改期", body=body, member_id=member.id)
+        enqueue_select(session, recipients(rule), source=f"orglife:{rule.id}:{period}:moved{occurrence.moves}",
+                       kind="notice", title=f"{rule.title}改期", body=body)
         # The reminder follows the new time.
         occurrence.reminder_sent_at = None
     session.commit()
     return occurrence
 
 
-def recipients(session: Session, rule: OrgLifeRule) -> list[Member]:
-    """The party members of the rule's organization and below."""
-    return list(session.scalars(
-        select(Member).join(Organization, Member.org_id == Organization.id)
-        .where(Organization.path.startswith(rule.org.path), Member.active.is_(True),
-               Member.kind.in_(PARTY_KINDS))
-        .order_by(Member.id)
-    ))
+def recipients(rule: OrgLifeRule) -> Select:
+    """The ids of the party members of the rule's organization and below, as a SELECT to queue
+    from (`enqueue_select`): a street's rule is one INSERT … SELECT, not a row per member."""
+    subtree = select(Organization.id).where(Organization.path.startswith(rule.org.path))
+    return select(Member.id).where(Member.org_id.in_(subtree), Member.active.is_(True),
+                                   Member.kind.in_(PARTY_KINDS))
 
 
 # The job's work -----------------------------------------------------------------------------
@@ -385,7 +382,7 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
         return
     occurrence = ensure_occurrence(session, rule, period, start)
     ensure_activity(session, occurrence, now)
-    members = recipients(session, rule)
+    members = recipients(rule)
     sign_in = _sign_in_text(occurrence)
     when = clock.weekday_time(start, tz)
     due_reminder = now >= reminder_at
@@ -393,8 +390,8 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
         # Only the first run to mark it queues (a conditional update), though enqueue's unique
         # key would refuse a second message anyway.
         if _mark(session, occurrence, "notice_sent_at", now):
-            run.notices += enqueue_many(
-                session, [m.id for m in members], source=f"orglife:{rule.id}:{period}:notice",
+            run.notices += enqueue_select(
+                session, members, source=f"orglife:{rule.id}:{period}:notice",
                 kind="notice", title=f"{rule.title}通知",
                 body=f"{when}举行{rule.title}{_place(rule)}，请{rule.org.name}全体党员准时参加。{sign_in}",
                 data=_fields_of(occurrence, start))
@@ -402,9 +399,9 @@ def _send_for(session: Session, rule: OrgLifeRule, period: str, now: datetime, s
     if due_reminder and occurrence.reminder_sent_at is None:
         if _mark(session, occurrence, "reminder_sent_at", now):
             moves = f":m{occurrence.moves}" if occurrence.moves else ""
-            on_leave = set(session.scalars(approved_member_ids(session, occurrence.activity_id)))
-            run.reminders += enqueue_many(
-                session, [m.id for m in members if m.id not in on_leave],
+            on_leave = approved_member_ids(session, occurrence.activity_id)
+            run.reminders += enqueue_select(
+                session, members.where(Member.id.not_in(on_leave)),
                 source=f"orglife:{rule.id}:{period}:reminder{moves}",
                 kind="reminder", title=f"{rule.title}提醒",
                 body=f"今天{start.astimezone(tz):%H:%M}举行{rule.title}{_place(rule)}，请准时参加。{sign_in}",

@@ -10,7 +10,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Text,
+    UniqueConstraint,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -37,8 +53,13 @@ _REMINDER_OF = re.compile(r"(notice:\d+):r\d+")
 
 class OutboxMessage(Base):
     __tablename__ = "outbox"
-    # A source (a notice, a late reply, a reminder …) reaches one recipient once.
-    __table_args__ = (UniqueConstraint("source", "recipient"),)
+    # A source (a notice, a late reply, a reminder …) reaches one recipient once. The pending rows
+    # in claim order (the sender's claim walks this partial index: no sort of the backlog).
+    __table_args__ = (
+        UniqueConstraint("source", "recipient"),
+        Index("ix_outbox_pending", "id", postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(100), index=True)
@@ -159,6 +180,36 @@ def enqueue_many(session: Session, member_ids, *, source: str, kind: str, body: 
         source=source, recipient=f"m{member_id}", openid=None, member_id=member_id, kind=kind,
         title=title, body=body, urgent=urgent, next_attempt_at=None, data=_data(data))
         for member_id in member_ids])
+
+
+def enqueue_select(session: Session, member_ids: Select, *, source: str, kind: str, body: str,
+                   title: str = "", urgent: bool = False, data: Mapping | None = None) -> int:
+    """Queue one message for every member whose id `member_ids` (a one-column SELECT) yields, in
+    the caller's transaction, as ONE `INSERT … SELECT … ON CONFLICT (source, recipient) DO NOTHING`
+    (a notice to 50,000 is one statement, not 50,000 rows through Python); return how many were
+    new. The rows are what `enqueue_many` writes, in member id order."""
+    table = OutboxMessage.__table__
+    postgres = session.get_bind().dialect.name == "postgresql"
+    ids = member_ids.subquery()
+    member_id = ids.c[0]
+    columns = {
+        "source": literal(source, String), "recipient": literal("m", String) + cast(member_id, String),
+        "member_id": member_id, "kind": literal(kind, String), "title": literal(title, String),
+        "body": literal(body, Text), "urgent": literal(bool(urgent)), "status": literal(PENDING, String),
+        "attempts": literal(0), "refusals": literal("", Text),
+        "created_at": literal(now_utc(), table.c.created_at.type),
+    }  # openid and next_attempt_at NULL, as enqueue_many writes them
+    value = _data(data)
+    if value is not None:
+        data_type = table.c.data.type
+        # A bound string is text to PostgreSQL: say it is json (SQLite's CAST AS JSON would make a number).
+        columns["data"] = (cast if postgres else type_coerce)(literal(value, data_type), data_type)
+    rows = select(*(expression.label(name) for name, expression in columns.items())).select_from(ids) \
+        .where(member_id.is_not(None)).order_by(member_id)  # a WHERE: SQLite's ON CONFLICT needs one
+    insert = postgresql_insert if postgres else sqlite_insert
+    statement = insert(table).from_select(list(columns), rows).on_conflict_do_nothing(
+        index_elements=["source", "recipient"])
+    return session.connection().execute(statement).rowcount
 
 
 def _data(data: Mapping | None) -> dict | None:

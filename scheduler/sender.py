@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import redis
 import requests
 import urllib3
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import Select, and_, case, or_, select, text, update
 from sqlalchemy.orm import Session
 from wechatpy.exceptions import WeChatClientException
 
@@ -139,6 +139,10 @@ class RateLimiter:
                     self.sleep(at - now)
                 return
             self.sleep(max(0.001, second + 1 - now))
+
+
+# Set in the claim's transaction on PostgreSQL: see Sender._claim.
+CLAIM_SETTING = "SET LOCAL enable_sort = off"
 
 
 @dataclass
@@ -320,27 +324,45 @@ class Sender:
         if lost:
             log.warning("outbox: %d messages were interrupted mid-call; marked unknown, not resent", lost)
 
-    def _claim(self, session: Session, token: str, now: datetime, held: set[int]) -> list[_Job]:
-        """Claim a batch of due rows for `token` and return them ready to send (not those `held`
-        already, claimed before and still waiting for a thread)."""
+    def claim_query(self, now: datetime) -> Select:
+        """The ids of the next batch of due rows, oldest first. It walks the partial index of the
+        pending rows in id order (ix_outbox_pending) and stops after a batch: no sort of the backlog,
+        whatever its size. (Rows passed over on the way: pending ones not yet due — a retry's wait,
+        a paused channel — and in the quiet hours the ones not urgent.)"""
         due = [OutboxMessage.status == PENDING,
                or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)]
         if is_quiet(now, self.quiet, self.tz):
             due.append(OutboxMessage.urgent.is_(True))
-        candidates = select(OutboxMessage.id).where(and_(*due)).order_by(OutboxMessage.id).limit(self.batch)
+        return select(OutboxMessage.id).where(and_(*due)).order_by(OutboxMessage.id).limit(self.batch)
+
+    def _claim(self, session: Session, token: str, now: datetime, held: set[int]) -> list[_Job]:
+        """Claim a batch of due rows for `token` and return them ready to send (not those `held`
+        already, claimed before and still waiting for a thread)."""
+        candidates = self.claim_query(now)
         if session.get_bind().dialect.name == "postgresql":
+            # The claim must walk ix_outbox_pending in id order. The planner would sort the backlog
+            # instead whenever its statistics still say few rows are pending (the usual state, until
+            # autovacuum's next ANALYZE after a district-wide notice): forbid the sort for this one
+            # transaction (it ends with the commit below).
+            session.execute(text(CLAIM_SETTING))
             # Lock the batch first, then mark it. (As one UPDATE … WHERE id IN (SELECT … LIMIT n FOR
             # UPDATE SKIP LOCKED) PostgreSQL may rescan the subquery and mark far more than n rows.)
+            # The rows are this transaction's: FOR UPDATE rechecked `status = pending` on their
+            # latest version and no one else can change them before the commit, so they are marked
+            # by primary key alone (with the status in the WHERE too, stale statistics would make
+            # the planner walk every pending row to find them). And read back by primary key.
             locked = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-            target = OutboxMessage.id.in_(locked) if locked else None
+            target = [OutboxMessage.id.in_(locked)] if locked else None
+            claimed_now = [OutboxMessage.id.in_(locked)]
         else:
-            # SQLite: one UPDATE is one atomic write; nothing else can claim in between.
-            target = OutboxMessage.id.in_(candidates.scalar_subquery())
+            # SQLite: one UPDATE is one atomic write; nothing else can claim in between. `status =
+            # pending` again: a row is claimed by one sender only.
+            target = [OutboxMessage.id.in_(candidates.scalar_subquery()), OutboxMessage.status == PENDING]
+            claimed_now = []
         if target is not None:
-            # `status = pending` again: a row is claimed by one sender only, on any database.
             session.execute(
                 update(OutboxMessage)
-                .where(target, OutboxMessage.status == PENDING)
+                .where(*target)
                 .values(status=CLAIMED, claimed_by=token, claimed_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -354,7 +376,7 @@ class Sender:
             .outerjoin(Member, Member.id == OutboxMessage.member_id)
             .outerjoin(WechatUser, WechatUser.openid == Member.openid)
             .where(OutboxMessage.claimed_by == token, OutboxMessage.status == CLAIMED,
-                   OutboxMessage.id.not_in(held))
+                   OutboxMessage.id.not_in(held), *claimed_now)
             .order_by(OutboxMessage.id)
         ).all()
         grants = set()

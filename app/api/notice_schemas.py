@@ -9,15 +9,24 @@ from app.api.schemas import ID, LocalDateTime, OrgRefSchema, Query, page_field, 
 from app.extensions import current_settings, db
 from models import now_utc
 from models.member import KINDS
+from models.notices import RECEIPT_PER_PAGE
 from models.orglife import next_start
 from models.outbox import INBOX_KINDS
 
 NULLABLE = {"allow_none": True, "metadata": {"nullable": True}}
+RECEIPT_MOST = 1000  # names a receipt may list per group and page
 
 
 class PageQuerySchema(Query):
     page = page_field()
     per_page = per_page_field()
+
+
+class ReceiptQuerySchema(Query):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000),
+                          metadata={"description": "姓名列表的第几页（每个列表各自分页）"})
+    per_page = fields.Integer(load_default=RECEIPT_PER_PAGE, validate=validate.Range(min=1, max=RECEIPT_MOST),
+                              metadata={"description": f"每个姓名列表每页的人数（默认 {RECEIPT_PER_PAGE}）"})
 
 
 class InboxQuerySchema(PageQuerySchema):
@@ -80,7 +89,7 @@ NoticePageSchema = page_schema(NoticeSchema, "NoticePage")
 
 class FailureSchema(ma.Schema):
     count = fields.Integer(required=True)
-    names = fields.List(fields.String(), required=True)
+    names = fields.List(fields.String(), required=True, metadata={"description": "本页的姓名"})
 
 
 class ReceiptSchema(ma.Schema):
@@ -88,6 +97,9 @@ class ReceiptSchema(ma.Schema):
     number = fields.Function(lambda r: f"#{r['id']}", required=True, metadata={"type": "string"})
     title = fields.String(required=True)
     total = fields.Integer(required=True, metadata={"description": "应发人数"})
+    page = fields.Integer(required=True, metadata={"description": "姓名列表的页码"})
+    per_page = fields.Integer(required=True, metadata={"description": "每个姓名列表每页的人数"})
+    pages = fields.Integer(required=True, metadata={"description": "最长的姓名列表的页数"})
     delivered = fields.Integer(required=True, metadata={"description": "已送达（微信已接收，未报告失败）"})
     confirmed = fields.Integer(required=True, metadata={"description": "其中微信已报告送达成功"})
     refused = fields.Integer(required=True, metadata={"description": "用户拒收（微信报告 failed:user block）"})

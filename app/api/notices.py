@@ -20,6 +20,7 @@ from app.api.notice_schemas import (
     NoticePageSchema,
     OccurrenceSchema,
     PageQuerySchema,
+    ReceiptQuerySchema,
     ReceiptSchema,
     RemindedSchema,
     RuleCreateSchema,
@@ -65,11 +66,14 @@ def list_notices(args):
 
 
 @blp.route("/admin/notices/<int:notice_id>", methods=["GET"])
+@blp.arguments(ReceiptQuerySchema, location="query")
 @blp.response(200, ReceiptSchema)
-@blp.doc(operationId="getNoticeReceipt", responses=errors(401, 403, 404))
-def receipt(notice_id):
-    """通知回执：应发、已送达、待发送、失败（按原因）、已读和未读的人数与姓名。"""
-    return notice_receipt(db.session, notice_id, current_member()).as_dict()
+@blp.doc(operationId="getNoticeReceipt", responses=errors(401, 403, 404, 422))
+def receipt(args, notice_id):
+    """通知回执：应发、已送达、待发送、失败（按原因）、已读和未读的人数，以及各姓名列表的一页
+    （按成员顺序，page、per_page 分页；人数总是全部）。"""
+    return notice_receipt(db.session, notice_id, current_member(), page=args["page"],
+                          per_page=args["per_page"]).as_dict()
 
 
 @blp.route("/admin/notices/<int:notice_id>/remind", methods=["POST"])
