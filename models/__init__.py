@@ -3,6 +3,7 @@
 from models.activity import Activity, CheckIn, Registration, ReminderSetting
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
 from models.bindings import BindingRelease
+from models.console_login import ConsoleLogin
 from models.handled import HandledMessage
 from models.member import Member, MiniappUser, WechatUser
 from models.notices import Notice
@@ -15,7 +16,7 @@ from models.wishes import Wish, WishEvent, WishPhoto
 
 __all__ = [
     "Activity", "Base", "BindingRelease", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "Member",
-    "MiniappUser",
+    "MiniappUser", "ConsoleLogin",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
     "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish", "WishEvent",
     "WishPhoto", "HandledMessage", "now_utc",

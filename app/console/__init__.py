@@ -15,4 +15,4 @@ from app.extensions import csrf  # noqa: E402
 
 bp.before_request(csrf.protect)  # every POST of the console carries the form's CSRF token
 
-from app.console import views  # noqa: E402,F401  (the routes register on bp)
+from app.console import errors, login, views  # noqa: E402,F401  (the routes register on bp)
