@@ -60,9 +60,8 @@ def test_a_plain_members_scan_leaves_the_page_on_login_with_the_refusal(browser,
     tab, qr = open_login_page(browser, server)
     reply = scan(server, "o-wang", qr)
     assert "没有访问权限" in reply.content and "已登录" not in reply.content
-    shown = browser.wait_for(tab, "(() => { const m = document.getElementById('login-message');"
-                                  " return m.textContent.includes('没有连心管理后台的访问权限') ? m.textContent : '' })()",
-                             timeout=10)
+    shown = browser.wait_for(tab, "(() => { const m = document.getElementById('login-message').textContent;"
+                                  " return m.includes('没有连心管理后台的访问权限') ? m : '' })()", timeout=10)
     assert "请用书记或管理员的微信扫码" in shown
     screenshot(browser, tab, 360, "/tmp/console-login-refused-360.png")
     assert browser.evaluate(tab, "location.pathname") == "/console/login"

@@ -186,7 +186,7 @@ def test_the_clock_decides_expiry_and_pickup(session, people):
 @pytest.mark.parametrize(("openid", "told"), [
     ("o-wang", "连心管理后台仅限书记和管理员使用，您没有访问权限。"),  # a plain member
     ("o-stranger", "您还没有绑定党员身份，没有连心管理后台的访问权限，未登录。"),  # bound to no one
-])
+], ids=["plain-member", "stranger"])
 def test_a_plain_member_or_a_stranger_is_told_and_nothing_is_signed_in(client, wx, people, openid, told):
     _, scene = login_page(client)
     reply = wx.event(openid, "SCAN", scene).content
@@ -328,6 +328,16 @@ def test_inside_wechat_web_authorization_signs_in(oauth_app, wechat_api, people)
     assert again.status_code == 302 and again.headers["Location"].endswith("/console/")
 
 
+def test_the_stand_ins_authorize_page_asks_which_openid(oauth_app, wechat_api):
+    first = oauth_app.test_client().get("/console/login", headers={"User-Agent": WECHAT_UA})
+    page = requests.get(first.headers["Location"].partition("#")[0], timeout=10)
+    assert page.status_code == 200 and "授权并返回" in page.text and 'name="openid"' in page.text
+    assert 'name="state"' in page.text and 'name="redirect_uri"' in page.text  # carried through the form
+    wrong = requests.get(f"{wechat_api.base_url}/connect/oauth2/authorize", timeout=10,
+                         params={"appid": "wx", "redirect_uri": "x", "response_type": "token", "scope": "snsapi_base"})
+    assert wrong.status_code == 400
+
+
 def test_web_authorization_uses_the_public_address(app_factory, wechat_api, people):
     app = app_factory(WECHAT_OPEN_BASE=wechat_api.base_url, PUBLIC_BASE_URL="https://dj.example.cn/")
     first = app.test_client().get("/console/login", headers={"User-Agent": WECHAT_UA})
@@ -338,7 +348,7 @@ def test_web_authorization_uses_the_public_address(app_factory, wechat_api, peop
 @pytest.mark.parametrize(("openid", "told"), [
     ("o-wang", "连心管理后台仅限书记和管理员使用，您没有访问权限。"),
     ("o-stranger", "您的微信号还没有绑定党员身份"),
-])
+], ids=["plain-member", "stranger"])
 def test_inside_wechat_others_are_told_they_have_no_access(oauth_app, people, openid, told):
     client = oauth_app.test_client()
     _, _, answer = authorize(client, openid)
