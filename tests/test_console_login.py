@@ -469,6 +469,17 @@ def test_the_session_lives_in_redis_and_expires_when_idle(app_factory, wx, peopl
     assert signed_in_as(client) is None
 
 
+def test_without_redis_the_console_says_it_is_unavailable(app_factory, redis_process, people, console_login):
+    app = app_factory(REDIS_URL=redis_process.url)
+    client = app.test_client()
+    console_login(client, people["sec"])
+    assert "李红梅" in signed_in_as(client)
+    redis_process.kill()
+    down = client.get("/console/")
+    html = down.get_data(as_text=True)
+    assert down.status_code == 503 and "服务暂时不可用" in html and "Internal Server Error" not in html
+
+
 # The console's error pages ---------------------------------------------------------------------------
 def test_error_pages_are_chinese(client, wx, people):
     missing = client.get("/console/no-such-page")

@@ -4,7 +4,7 @@ error no page caught (its own status and message), and anything else HTTP can sa
 
 import logging
 
-from flask import abort, render_template
+from flask import abort, render_template, session
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -28,6 +28,7 @@ WORDS = {
     503: ("暂时不可用", "服务暂时不可用，请稍后再试。"),
 }
 CSRF_EXPIRED = "页面已过期，请刷新后重试。"
+SESSIONS_DOWN = "服务暂时不可用（登录状态无法读取），请稍后再试。"
 
 
 def _manager():
@@ -47,6 +48,13 @@ def error_page(status: int, message: str | None = None, title: str | None = None
     html = render_template("console/error.html", status=status, title=title or default_title,
                            message=message or default_message, manager=_manager())
     return html, status, {"Cache-Control": "no-store"}
+
+
+@bp.before_request
+def sessions_available():
+    """Redis, which keeps the sessions, cannot be reached: say so rather than seem signed out."""
+    if getattr(session, "unavailable", False):
+        return error_page(503, SESSIONS_DOWN)
 
 
 @bp.errorhandler(CSRFError)

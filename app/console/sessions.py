@@ -10,10 +10,12 @@ them all (`end_sessions_of`); a request already under way cannot bring an ended 
 data is written only if it still exists).
 
 The app's Redis is the one of app/extensions.py (the in-process stand-in without REDIS_URL).
-Static files under /console/static open no session.
+Static files under /console/static open no session. When Redis cannot be reached the session is
+`unavailable` (empty, never saved) and the console answers its Chinese 503 page.
 """
 
 import hashlib
+import logging
 import re
 import secrets
 
@@ -22,6 +24,8 @@ from flask import Flask, Request, Response, request
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
+
+log = logging.getLogger(__name__)
 
 CONSOLE_PREFIX = "/console"
 STATIC_PREFIX = CONSOLE_PREFIX + "/static/"
@@ -57,6 +61,7 @@ class ConsoleSession(CallbackDict, SessionMixin):
         self.sid = sid
         self.modified = False
         self.rotate = False
+        self.unavailable = False  # Redis could not be reached: nothing is read or saved
 
     def rotate_id(self) -> None:
         """Save this session under a new id and drop the old one (at sign-in)."""
@@ -85,7 +90,13 @@ class Sessions(SessionInterface):
             return self.make_null_session(app)
         sid = request.cookies.get(COOKIE_NAME, "")
         if _ID.fullmatch(sid):
-            raw = app.extensions["redis"].get(_DATA + _digest(sid))
+            try:
+                raw = app.extensions["redis"].get(_DATA + _digest(sid))
+            except redis.RedisError:
+                log.warning("console sessions: Redis is unreachable", exc_info=True)
+                unavailable = ConsoleSession()
+                unavailable.unavailable = True
+                return unavailable
             if raw is not None:
                 try:
                     return ConsoleSession(self.serializer.loads(raw), sid)
@@ -94,8 +105,14 @@ class Sessions(SessionInterface):
         return ConsoleSession()
 
     def save_session(self, app: Flask, session, response: Response) -> None:
-        if not isinstance(session, ConsoleSession):
+        if not isinstance(session, ConsoleSession) or session.unavailable:
             return
+        try:
+            self._save(app, session, response)
+        except redis.RedisError:
+            log.warning("console sessions: the session could not be saved", exc_info=True)
+
+    def _save(self, app: Flask, session: "ConsoleSession", response: Response) -> None:
         store = app.extensions["redis"]
         if not session:
             if session.sid is not None:  # emptied (signed out): gone from Redis and the browser
