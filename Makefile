@@ -26,7 +26,8 @@ run: install
 	@if [ -z "$$WECHAT_APP_ID" ] && ! grep -qs '^WECHAT_APP_ID=..*' .env; then \
 	  $(FLASK) wechat fake-api --port $(FAKE_WECHAT_PORT) & fake=$$!; \
 	  trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
-	  export WECHAT_API_BASE=http://127.0.0.1:$(FAKE_WECHAT_PORT) WECHAT_APP_SECRET=local-stand-in \
+	  export WECHAT_API_BASE=http://127.0.0.1:$(FAKE_WECHAT_PORT) WECHAT_OPEN_BASE=http://127.0.0.1:$(FAKE_WECHAT_PORT) \
+	    WECHAT_APP_SECRET=local-stand-in \
 	    MINIAPP_APP_ID=wx-local-miniapp MINIAPP_APP_SECRET=local-stand-in \
 	    WECHAT_TEMPLATE_NOTICE=$${WECHAT_TEMPLATE_NOTICE:-local-notice} \
 	    WECHAT_TEMPLATE_REMINDER=$${WECHAT_TEMPLATE_REMINDER:-local-reminder} \

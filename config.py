@@ -151,6 +151,12 @@ class Settings:
     # PostgreSQL: how long one statement of a job's work may run (seconds); the requests keep
     # DB_STATEMENT_TIMEOUT, short for the reply path.
     job_statement_timeout: int = 600
+    # The console (/console): a session ends after this many hours without a request (each request
+    # renews it); a login QR code is valid this many seconds; the login page asks this often
+    # whether its QR code was scanned (seconds).
+    console_session_hours: float = 8.0
+    console_login_seconds: int = 300
+    console_login_poll_seconds: float = 1.0
 
     database_url: str = "sqlite:///lianxin.db"  # relative SQLite paths live in instance/
     redis_url: str = ""  # empty: an in-process stand-in (one process only)
@@ -161,6 +167,9 @@ class Settings:
     wechat_aes_key: str = ""  # EncodingAESKey; set means safe mode
     wechat_aes_key_previous: str = ""  # the key being rotated out, still accepted for decryption
     wechat_api_base: str = "https://api.weixin.qq.com"
+    # WeChat's web authorization (OAuth 2, the console inside WeChat's browser): the host of its
+    # authorize page (the local stand-in's address on a laptop).
+    wechat_open_base: str = "https://open.weixin.qq.com"
     miniapp_app_id: str = ""
     miniapp_app_secret: str = ""
     timezone: str = "Asia/Shanghai"
@@ -309,7 +318,8 @@ def _checked(settings: Settings) -> Settings:
         raise ConfigError(f"RHYTHM_CHECK_DAY={settings.rhythm_check_day} must be a day from 1 to 28")
     return dataclasses.replace(
         settings, birthday_date_field=field_name, wechat_api_base=settings.wechat_api_base.rstrip("/"),
-        template_field_maps=maps, rhythm=_pairs("ORGLIFE_RHYTHM", settings.orglife_rhythm, RHYTHM_PERIODS),
+        wechat_open_base=settings.wechat_open_base.rstrip("/"), template_field_maps=maps,
+        rhythm=_pairs("ORGLIFE_RHYTHM", settings.orglife_rhythm, RHYTHM_PERIODS),
         weights=_pairs("RANKING_WEIGHTS", settings.ranking_weights, None))
 
 

@@ -135,7 +135,8 @@ def _lat_lng(ctx, param, value: str | None) -> tuple[float, float] | None:
               help="Send one event and exit.")
 @click.option("--key", help="EventKey of --event: the QR scene or menu key.")
 @click.option("--scan", "scan", metavar="SCENE",
-              help="Scan a QR code as a follower (SCAN): its scene, or the URL/ticket the stand-in gave.")
+              help="Scan a QR code as a follower (SCAN): its scene, or the URL/ticket the stand-in gave "
+                   "(a meeting room's sign-in code, the console's login code).")
 @click.option("--click", "click_key", metavar="KEY", help="Press a menu button (CLICK), e.g. MENU_HELP.")
 @click.option("--image", "image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Send a photo (uploaded to the stand-in's media API for its media id).")

@@ -17,8 +17,14 @@ stand-in for WeChat on a laptop, so that `make run` works with no WeChat account
   openid `o-local-<code>`;
 - every access_token is accepted (a stand-in restarted under a running server does not matter);
 - every message the outbox delivers is printed (`say`) and listed on the page `GET /`;
-- `qrcode/create` hands out a ticket whose URL (`GET /q/<ticket>`) tells the scene, and
-  `GET /cgi-bin/showqrcode?ticket=` draws the QR code (SVG, with the `qrcode` package);
+- `qrcode/create` hands out a ticket whose URL (`GET /q/<ticket>`, in both modes: the simulator
+  and the tests read the scene there) tells the scene, and `GET /cgi-bin/showqrcode?ticket=` draws
+  the QR code (SVG, with the `qrcode` package); the page lists the console's login codes with the
+  command that scans one;
+- web authorization (the console inside WeChat's browser): `GET /connect/oauth2/authorize` asks
+  which openid signs in (a small form; `?openid=` answers it at once, as the tests do) and comes
+  back to the `redirect_uri` with a code and the `state`; `sns/oauth2/access_token` turns the code
+  (once) into that openid;
 - `media/upload` keeps a file and gives its media id (`GET /cgi-bin/media/get?media_id=` returns it):
   the simulator's `--image`.
 """
@@ -35,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 ERRMSG = {
     40001: "invalid credential, access_token is invalid or not latest",
@@ -114,6 +120,8 @@ class FakeWeChat:
         self._ticket_serial = itertools.count(1)
         self._stalls: dict[str, list[float]] = {}
         self._media_serial = itertools.count(1)
+        self._oauth_codes: dict[str, str] = {}  # web authorization code -> openid
+        self._oauth_serial = itertools.count(1)
         self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -209,6 +217,8 @@ class FakeWeChat:
                 return 200, {"access_token": token, "expires_in": 7200}
             if path == "/sns/jscode2session":
                 return self._code2session(params.get("js_code", ""))
+            if path == "/sns/oauth2/access_token":
+                return self._oauth_token(params)
             if not self.local and params.get("access_token") not in self._valid_tokens:
                 return 200, {"errcode": 40001, "errmsg": ERRMSG[40001]}
             if path in MESSAGE_PATHS:
@@ -242,11 +252,56 @@ class FakeWeChat:
         self._used_codes.add(code)
         return 200, {k: v for k, v in info.items() if v is not None}
 
+    def _oauth_token(self, params: dict) -> tuple[int, dict]:
+        """sns/oauth2/access_token: a web authorization code (usable once) → its openid."""
+        code = params.get("code", "")
+        if code in self._used_codes:
+            return 200, {"errcode": 40163, "errmsg": ERRMSG[40163]}
+        openid = self._oauth_codes.pop(code, None)
+        if openid is None or params.get("grant_type") != "authorization_code" or not params.get("secret"):
+            return 200, {"errcode": 40029, "errmsg": ERRMSG[40029]}
+        self._used_codes.add(code)
+        return 200, {"access_token": f"OAUTH-TOKEN-{code}", "expires_in": 7200, "refresh_token": f"REFRESH-{code}",
+                     "openid": openid, "scope": "snsapi_base"}
+
+    def authorize(self, params: dict) -> tuple[int, str, bytes, dict]:
+        """WeChat's authorization page (connect/oauth2/authorize): with `openid`, back to the
+        redirect_uri with a fresh code and the state; without, a form asking for the openid."""
+        with self._lock:
+            self.calls.append(Call("GET", "/connect/oauth2/authorize", params, None))
+        redirect_uri = params.get("redirect_uri", "")
+        if params.get("response_type") != "code" or not redirect_uri.startswith(("http://", "https://")) \
+                or params.get("scope") not in ("snsapi_base", "snsapi_userinfo"):
+            return 400, "text/plain; charset=utf-8", "参数错误：redirect_uri、response_type=code、scope".encode(), {}
+        openid = params.get("openid", "").strip()
+        if not openid:
+            return 200, "text/html; charset=utf-8", self._authorize_form(params).encode("utf-8"), {}
+        with self._lock:
+            code = f"OAUTH-CODE-{next(self._oauth_serial)}"
+            self._oauth_codes[code] = openid
+        back = redirect_uri + ("&" if "?" in redirect_uri else "?") + urlencode(
+            {"code": code, "state": params.get("state", "")})
+        return 302, "text/plain; charset=utf-8", b"", {"Location": back}
+
+    @staticmethod
+    def _authorize_form(params: dict) -> str:
+        hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                         for k, v in params.items() if k != "openid")
+        return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>微信网页授权（本地替身）</title>
+<style>body{{font-family:sans-serif;margin:2em;font-size:18px}}input{{font-size:18px}}</style></head>
+<body><h1>微信网页授权（本地替身）</h1>
+<p>真正的微信会直接给出您的 openid。这里请填写以哪个 openid 授权（例如已绑定书记身份的 o-secretary）：</p>
+<form method="get" action="/connect/oauth2/authorize">{hidden}
+<input name="openid" value="o-secretary" required> <button type="submit">授权并返回</button></form>
+</body></html>"""
+
     def _qr_code(self, body: dict) -> tuple[int, dict]:
         ticket = f"TICKET-{next(self._ticket_serial)}"
         self.qr_codes[ticket] = body
-        # WeChat's URL is the content of the QR code; the stand-in's own one tells the scene.
-        url = f"{self.base_url}/q/{ticket}" if self.local else f"http://weixin.qq.com/q/{ticket}"
+        # WeChat's URL is the content of the QR code (http://weixin.qq.com/q/…); the stand-in's own
+        # one tells the scene, to the simulator's --scan and to the tests.
+        url = f"{self.base_url}/q/{ticket}"
         return 200, {"ticket": ticket, "expire_seconds": body.get("expire_seconds", 0), "url": url}
 
     def _handler_class(self):
@@ -284,10 +339,12 @@ class FakeWeChat:
                 self._write(status, "application/json; charset=utf-8",
                             json.dumps(answer, ensure_ascii=False).encode("utf-8"))
 
-            def _write(self, status: int, content_type: str, data: bytes) -> None:
+            def _write(self, status: int, content_type: str, data: bytes, headers: dict | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -304,13 +361,15 @@ class FakeWeChat:
 
     # The stand-in's own pages (local mode) -------------------------------------------------
     def _page(self, method: str, path: str, params: dict, raw: bytes,
-              content_type: str) -> tuple[int, str, bytes] | None:
+              content_type: str) -> tuple | None:
         """Answer the requests that are not JSON API calls: the overview page, QR images and
-        scenes, media uploads and downloads. None: an API call for `_answer`."""
+        scenes, web authorization, media uploads and downloads. None: an API call for `_answer`."""
         if path == "/cgi-bin/media/upload" and method == "POST":
             return self._upload(params, raw, content_type)
         if method != "GET":
             return None
+        if path == "/connect/oauth2/authorize":
+            return self.authorize(params)
         if path == "/" and self.local:
             return 200, "text/html; charset=utf-8", self.overview().encode("utf-8")
         if path == "/deliveries":
@@ -352,6 +411,15 @@ class FakeWeChat:
             answer = {"type": kind, "media_id": media_id, "created_at": int(time.time())}
         return 200, "application/json; charset=utf-8", json.dumps(answer).encode()
 
+    def _qr_figure(self, ticket: str) -> str:
+        """One QR code of the overview page; a console login code with the command that scans it."""
+        scene = self.scene_of(ticket) or ""
+        caption = f"场景 {html.escape(scene)}"
+        if scene.startswith(LOGIN_SCENE_PREFIX):
+            caption = (f"管理后台登录二维码<br>模拟书记扫码：<br><code>{html.escape(_scan_command(ticket))}</code>")
+        return (f'<figure><img width="160" alt="二维码" src="/cgi-bin/showqrcode?ticket={quote(ticket)}">'
+                f"<figcaption>{caption}</figcaption></figure>")
+
     def overview(self) -> str:
         """The page `GET /` of the stand-in: what it is, and everything delivered so far."""
         rows = []
@@ -360,10 +428,7 @@ class FakeWeChat:
             rows.append(f"<tr><td>{when:%m-%d %H:%M:%S}</td><td>{CHANNELS[call.path]}</td>"
                         f"<td>{html.escape(str((call.body or {}).get('touser', '')))}</td>"
                         f"<td>{html.escape(message_text(call))}</td></tr>")
-        codes = "".join(
-            f'<figure><img width="160" alt="二维码" src="/cgi-bin/showqrcode?ticket={quote(t)}">'
-            f"<figcaption>场景 {html.escape(self.scene_of(t) or '')}</figcaption></figure>"
-            for t in list(self.qr_codes)[-8:])
+        codes = "".join(self._qr_figure(t) for t in list(self.qr_codes)[-8:])
         empty = '<tr><td colspan="4">还没有消息。触发一条通知，再刷新本页。</td></tr>'
         return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <title>本地微信替身</title><style>body{{font-family:sans-serif;margin:2em}}td,th{{border-bottom:1px solid #ddd;
@@ -375,6 +440,13 @@ padding:4px 8px;text-align:left;vertical-align:top}}figure{{display:inline-block
 <table><tr><th>时间（北京）</th><th>渠道</th><th>接收人</th><th>内容</th></tr>{"".join(rows) or empty}</table>
 <h2>二维码</h2>{codes or "<p>还没有生成二维码。</p>"}
 </body></html>"""
+
+
+LOGIN_SCENE_PREFIX = "login_"  # the console's login QR codes (models/console_login.py)
+
+
+def _scan_command(ticket: str) -> str:
+    return f"flask --app app wechat simulate --openid o-secretary --scan {ticket}"
 
 
 def message_text(call: Call) -> str:

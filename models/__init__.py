@@ -3,6 +3,7 @@
 from models.activity import Activity, CheckIn, Registration, ReminderSetting
 from models.base import Base, DomainError, Forbidden, NotFound, now_utc
 from models.bindings import BindingRelease
+from models.console_login import ConsoleLogin
 from models.handled import HandledMessage
 from models.jobs import Job
 from models.member import Member, MiniappUser, WechatUser
@@ -16,8 +17,8 @@ from models.subscriptions import SubscribeRefusal
 from models.wishes import Wish, WishEvent, WishPhoto
 
 __all__ = [
-    "Activity", "Base", "BindingRelease", "CheckIn", "DomainError", "Forbidden", "Grid", "ManualAward", "MeetingRecord",
-    "Member", "MiniappUser",
+    "Activity", "Base", "BindingRelease", "CheckIn", "ConsoleLogin", "DomainError", "Forbidden", "Grid",
+    "ManualAward", "MeetingRecord", "Member", "MiniappUser",
     "Notice", "NotFound", "OrgLifeOccurrence", "OrgLifeRule", "Organization", "OutboxMessage", "PointEntry",
     "RecordPhoto", "Registration", "ReminderSetting", "SubscribeGrant", "SubscribeRefusal", "WechatUser", "Wish",
     "WishEvent", "WishPhoto", "HandledMessage", "Job", "now_utc",

@@ -15,4 +15,12 @@ from app.extensions import csrf  # noqa: E402
 
 bp.before_request(csrf.protect)  # every POST of the console carries the form's CSRF token
 
-from app.console import activities, dashboard, layout, members, notices, views  # noqa: E402,F401  (routes on bp)
+from app.console import (  # noqa: E402,F401  (the routes register on bp)
+    activities,
+    dashboard,
+    errors,
+    layout,
+    login,
+    members,
+    notices,
+)
