@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from werkzeug.serving import make_server
 
+from app.console.sessions import CONSOLE_PREFIX, COOKIE_NAME
 from tests.cdp import Browser
 
 _TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
@@ -30,8 +31,7 @@ def session_cookie(client, app) -> tuple[str, str, str]:
     """The (name, value, path) of the test client's console session cookie (after console_login and
     a page), to be set in the browser exactly as the app sets it."""
     client.get("/console/activities")
-    name = app.config.get("SESSION_COOKIE_NAME", "session")
-    path = app.config.get("SESSION_COOKIE_PATH") or app.config.get("APPLICATION_ROOT") or "/"
+    name, path = COOKIE_NAME, CONSOLE_PREFIX
     cookie = client.get_cookie(name, path=path)
     assert cookie is not None, "the test client has no session cookie"
     return name, cookie.value, path
