@@ -40,6 +40,7 @@ from models.activity import (
     set_rotating,
     set_venue,
     upcoming_for,
+    waiting_ahead,
 )
 from models.activity import (
     register as register_for,
@@ -214,7 +215,8 @@ def sign_up(message: Incoming, ctx: Context) -> str:
     reg = register_for(ctx.session, activity, ctx.member, ctx.now)
     if reg.status == REGISTERED:
         return f"报名成功！{describe(activity, ctx)}\n届时请扫码或发送「签到 签到码」签到。"
-    return f"活动 {activity.number} 名额已满，您已进入候补名单。" + registration_text(ctx.session, activity, reg)
+    place = waiting_ahead(ctx.session, activity, reg) + 1
+    return f"活动 {activity.number} 名额已满，您已进入候补名单，排第 {place} 位，有人取消报名时按顺序递补。"
 
 
 @on.command("取消报名", summary="取消报名 #编号 — 取消报名（候补者自动递补）",

@@ -54,8 +54,8 @@ from models.activity import (
     period_attendance,
     period_bounds,
     proxy_check_in_member,
-    registration_text,
     served_minutes,
+    waiting_ahead,
 )
 from models.activity import register as register_for
 from models.base import NotFound
@@ -109,7 +109,7 @@ def register(activity_id):
     reg = register_for(session, activity, current_member(), now_utc())
     if reg.status == REGISTERED:
         return {"status": reg.status, "message": presenter.registered(activity)}
-    return {"status": reg.status, "message": presenter.waiting(activity, registration_text(session, activity, reg))}
+    return {"status": reg.status, "message": presenter.waiting(activity, waiting_ahead(session, activity, reg) + 1)}
 
 
 @blp.route("/activities/<int:activity_id>/register", methods=["DELETE"])

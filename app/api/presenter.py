@@ -39,9 +39,9 @@ def registered(activity) -> str:
     return f"报名成功！活动 {_named(activity)}。"
 
 
-def waiting(activity, standing: str) -> str:
-    """`standing`: where the member is on the waiting list (models.activity.registration_text)."""
-    return f"活动 {activity.number} 名额已满，您已进入候补名单。" + standing
+def waiting(activity, place: int) -> str:
+    """`place`: the member's place on the waiting list (1: next to move up)."""
+    return f"活动 {activity.number} 名额已满，您已进入候补名单，排第 {place} 位，有人取消报名时按顺序递补。"
 
 
 def registration_cancelled(activity) -> str:
