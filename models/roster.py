@@ -511,6 +511,8 @@ def _write(session: Session, rows: list[_Row], existing: dict[str, _Current], re
     grids = ensure_grids(session, [(community[row.org_path], row.grid) for row in changed if row.grid])
     updated: set[int] = set()
     for batch in chunked(rows, IMPORT_BATCH):
+        if progress:  # before the batch's write: on SQLite a progress commit could not pass it
+            progress(len(batch))
         creates, updates = [], []
         for row in batch:
             current = existing.get(row.phone)
@@ -527,8 +529,6 @@ def _write(session: Session, rows: list[_Row], existing: dict[str, _Current], re
             session.execute(insert(Member).execution_options(render_nulls=True), creates)
         if updates:
             session.execute(update(Member), updates)
-        if progress:
-            progress(len(batch))
     _expire(session, updated)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import load_config
 from models import Member, jobs, now_utc
+from models import roster as roster_module
 from models import job_kinds as kinds
 from models.jobs import Job, claim, enqueue, finish, run_claimed
 from scheduler.background import BackgroundWorkers
@@ -91,8 +92,8 @@ def job_row(engine, job_id: int) -> Job:
 
 
 class Gate:
-    """Holds the worker's first write to members (its import's first INSERT/UPDATE) until opened,
-    so that the test looks at the job while its work is still uncommitted."""
+    """Holds the worker's first write to members (its import's first batch, reported to the progress
+    just before) until opened, so that the test looks at the job while its work is uncommitted."""
 
     def __init__(self, engine) -> None:
         self.engine, self.reached, self.opened = engine, threading.Event(), threading.Event()
@@ -122,7 +123,8 @@ def test_a_small_import_stays_in_the_request(api_client, as_, engine):
 
 
 def test_a_large_import_answers_202_shows_its_progress_and_reports_like_an_inline_one(
-        api_client, big_client, big_app, api_login, people, engine):
+        api_client, big_client, big_app, api_login, people, engine, monkeypatch):
+    monkeypatch.setattr(roster_module, "IMPORT_BATCH", 10)  # progress is reported a batch at a time
     rows = 40
     headers = api_login(people["sec"], client=big_client)
     response = upload(big_client, headers, roster(rows, grids=False))
