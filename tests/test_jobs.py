@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config import load_config
 from models import Member, jobs, now_utc
-from models import roster as roster_module
 from models import job_kinds as kinds
+from models import roster as roster_module
 from models.jobs import Job, claim, enqueue, finish, run_claimed
 from scheduler.background import BackgroundWorkers
 from tests.conftest import BRANCH, RACE_START_TIMEOUT
