@@ -98,7 +98,7 @@ def test_attendance_of_300_pages_every_absentee(wx, sec, engine):
     number = re.search(r"(#\d+) 【", created)[1]
     pages = all_pages(wx, "o-sec", f"出勤 {number}")
     assert len(pages) >= 3
-    assert all(page.startswith(f"{number}「学习二十大精神」出勤：0/301") for page in pages)
+    assert all(page.startswith(f"{number}「学习二十大精神」出勤：应到 301，实到 0，请假 0，缺席 301") for page in pages)
     assert "（第 1/" in pages[0] and "缺席：" in pages[-1]
     listed = [n for page in pages for line in page.splitlines() if line.startswith("缺席：")
               for n in line.removeprefix("缺席：").split("、")]
