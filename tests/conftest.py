@@ -80,13 +80,32 @@ def _clear(engine) -> None:
     tables = Base.metadata.sorted_tables
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            # DELETE, children first, and the id sequences back to 1: for the few rows a test leaves
+            # this is several times faster than one TRUNCATE of every table (measured 20 vs 128 ms).
+            for table in reversed(tables):
+                conn.execute(table.delete())
+            for sequence in _sequences(conn, tables):
+                conn.execute(text("SELECT setval(:sequence, 1, false)"), {"sequence": sequence})
         else:
             conn.execute(text("PRAGMA foreign_keys=OFF"))
             for table in reversed(tables):
                 conn.execute(table.delete())
             conn.execute(text("PRAGMA foreign_keys=ON"))
+
+
+_SEQUENCES: list[str] = []
+
+
+def _sequences(conn, tables) -> list[str]:
+    """The id sequences of the tables (looked up once per run)."""
+    if not _SEQUENCES:
+        for table in tables:
+            for column in table.primary_key.columns:
+                found = conn.execute(text("SELECT pg_get_serial_sequence(:table, :column)"),
+                                     {"table": table.name, "column": column.name}).scalar()
+                if found:
+                    _SEQUENCES.append(found)
+    return _SEQUENCES
 
 
 @pytest.fixture(autouse=True)
