@@ -24,7 +24,8 @@ from bench.dashboard_data import add_year_of_activity, now_utc  # noqa: E402
 from models import Base, Member  # noqa: E402
 from models.demo import load_demo  # noqa: E402
 from tests.cdp import Browser, find_chromium  # noqa: E402
-from tests.console_pages_support import go, live_server, screenshot, sign_in  # noqa: E402
+from tests.console_pages_support import go, screenshot, sign_in  # noqa: E402
+from tests.local_servers import serve_in_thread  # noqa: E402
 
 ADMIN = "张建国"
 
@@ -56,7 +57,7 @@ def main() -> None:
         cookies = [(cookie.key, cookie.value) for cookie in client._cookies.values()]
         browser = Browser(binary)
         try:
-            with live_server(app) as base:
+            with serve_in_thread(app) as base:
                 tab = sign_in(browser, base, cookies)
                 go(browser, tab, f"{base}/console/")
                 screenshot(browser, tab, args.out, args.width)

@@ -381,7 +381,8 @@ def recipient_count(session: Session, author: Member, *, kinds: list[str] | None
     """How many members `publish_notice` with these arguments would queue the notice for (the
     console's preview before sending); refused as publish_notice refuses."""
     org = authz.authorized_org(session, author, authz.PUBLISH_NOTICE, org_id)
-    return len(audience(session, org, kinds=kinds, grid_id=grid_id, exclude=author.id))
+    ids = audience_ids(org, kinds=kinds, grid_id=grid_id, exclude=author.id)
+    return session.scalar(select(func.count()).select_from(ids.subquery())) or 0
 
 
 def next_remind_at(notice: Notice, settings: Settings = DEFAULTS) -> datetime | None:

@@ -114,15 +114,6 @@ def attach_record_photo(session: Session, actor: Member, media_id: str, now: dat
     return record
 
 
-def latest_record_at(session: Session, actor: Member, now: datetime, settings: Settings = DEFAULTS
-                     ) -> datetime | None:
-    """When `actor` last wrote a record, if within RECORD_PHOTO_MINUTES of `now` (a photo's window)."""
-    since = now - timedelta(minutes=settings.record_photo_minutes)
-    return session.scalar(select(MeetingRecord.written_at).where(
-        MeetingRecord.written_by_id == actor.id, MeetingRecord.written_at >= since)
-        .order_by(MeetingRecord.written_at.desc()).limit(1))
-
-
 # The record book ----------------------------------------------------------------------------------
 @dataclass
 class BookEntry:

@@ -2,10 +2,6 @@
 Chromium signed in to the console by copying a Flask test client's session cookie."""
 
 import re
-import threading
-from contextlib import contextmanager
-
-from werkzeug.serving import make_server
 
 from app.console.sessions import CONSOLE_PREFIX, COOKIE_NAME
 from tests.cdp import Browser
@@ -35,19 +31,6 @@ def session_cookie(client, app) -> tuple[str, str, str]:
     cookie = client.get_cookie(name, path=path)
     assert cookie is not None, "the test client has no session cookie"
     return name, cookie.value, path
-
-
-@contextmanager
-def live_server(app):
-    """The app served on a free local port in a thread; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def signed_in_tab(browser: Browser, base_url: str, cookie: tuple[str, str, str], path: str) -> str:

@@ -6,15 +6,10 @@
   itself. Returns the page's CDP session id, signed in.
 - `qr_of(html)`: the content of the login page's QR code (the URL WeChat's API gave);
   `scene_of_qr(url)`: the scene of a QR code the fake WeChat made (it tells it at that URL).
-- `live_server(app)`: the app served over real HTTP in a thread, for browsers and `requests`.
 """
 
 import re
-import threading
-from contextlib import contextmanager
 from html import unescape
-
-from werkzeug.serving import make_server
 
 from app.simulator import Simulator, resolve_scene
 from tests.conftest import APP_ID, TOKEN
@@ -32,19 +27,6 @@ def qr_of(html: str) -> str:
 def scene_of_qr(url: str) -> str:
     """The scene of a QR code made by the fake WeChat (GET its URL, as `wechat simulate --scan` does)."""
     return resolve_scene("", url)
-
-
-@contextmanager
-def live_server(app):
-    """Serve `app` on 127.0.0.1 in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def open_login_page(browser, base_url: str, path: str = "/console/login") -> tuple[str, str]:

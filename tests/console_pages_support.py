@@ -3,26 +3,9 @@ headless Chromium signed in to the console by copying a Flask test client's sess
 scan flow: that has its own tests)."""
 
 import base64
-import threading
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from werkzeug.serving import make_server
-
 from tests.cdp import Browser
-
-
-@contextmanager
-def live_server(app):
-    """Serve `app` on a free local port in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
 
 
 def session_cookies(app, member, console_login) -> list[tuple[str, str]]:

@@ -5,11 +5,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASK = [sys.executable, "-m", "flask", "--app", "app"]
@@ -123,3 +126,16 @@ def start(tmp_path: Path) -> LocalServers:
         servers.stop()
         raise
     return servers
+
+
+@contextmanager
+def serve_in_thread(app):
+    """Serve `app` on a free port of 127.0.0.1 in a thread of this process; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()

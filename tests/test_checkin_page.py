@@ -1,15 +1,14 @@
 """The meeting-room sign-in page: through the test client, and in a real headless Chromium."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from models import Activity, Member, now_utc
 from models.activity import NewActivity, create_activity, scene_for
 from tests.cdp import Browser, find_chromium
+from tests.local_servers import serve_in_thread
 
 
 def live_activity(engine, secretary_id, **kw) -> Activity:
@@ -82,13 +81,8 @@ def test_the_secretary_gets_the_page_link(engine, wx, make_member, app):
 
 @pytest.fixture
 def live_server(app_factory):
-    app = app_factory(CHECKIN_PAGE_POLL_SECONDS=0.3)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    with serve_in_thread(app_factory(CHECKIN_PAGE_POLL_SECONDS=0.3)) as base_url:
+        yield base_url
 
 
 def test_meeting_room_page_in_headless_chromium(engine, live_server, make_member, wechat_api):

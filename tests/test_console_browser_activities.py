@@ -12,7 +12,8 @@ from models import Member, now_utc
 from models.activity import Activity, register
 from models.outbox import list_inbox, open_message
 from tests.cdp import Browser, find_chromium
-from tests.console_activity_support import live_server, navigate, screenshot, session_cookie, signed_in_tab, wait_loaded
+from tests.console_activity_support import navigate, screenshot, session_cookie, signed_in_tab, wait_loaded
+from tests.local_servers import serve_in_thread
 from tests.test_console_activities import local_input
 
 SHOTS = "/tmp/lianxin-console3"
@@ -53,7 +54,7 @@ def test_create_cancel_and_a_notice_receipt_in_chromium(app_factory, engine, cas
     client = app.test_client()
     console_login(client, people["sec"])
     cookie = session_cookie(client, app)
-    with live_server(app) as base:
+    with serve_in_thread(app) as base:
         tab = signed_in_tab(browser, base, cookie, "/console/activities/new")
         assert browser.evaluate(tab, "document.title").startswith("发布活动")
         fill(browser, tab, {"title": "浏览器里发布的党日", "place": "社区会议室",

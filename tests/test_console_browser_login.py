@@ -8,7 +8,8 @@ import base64
 import pytest
 
 from tests.cdp import Browser, find_chromium
-from tests.console_login_support import browser_login, live_server, open_login_page, scan
+from tests.console_login_support import browser_login, open_login_page, scan
+from tests.local_servers import serve_in_thread
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def browser():
 
 @pytest.fixture
 def server(app_factory):
-    with live_server(app_factory(CONSOLE_LOGIN_POLL_SECONDS=1)) as base:
+    with serve_in_thread(app_factory(CONSOLE_LOGIN_POLL_SECONDS=1)) as base:
         yield base
 
 

@@ -14,13 +14,13 @@ from tests.conftest import BRANCH, COMMUNITY, Person
 from tests.console_pages_support import (
     fetch_bytes,
     go,
-    live_server,
     screenshot,
     session_cookies,
     set_width,
     sign_in,
     upload,
 )
+from tests.local_servers import serve_in_thread
 
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS", "/tmp")
 
@@ -44,7 +44,7 @@ def people(cast):
 
 def test_dashboard_import_preview_and_export(app, browser, people, console_login, tmp_path):
     cookies = session_cookies(app, people["boss"], console_login)
-    with live_server(app) as base:
+    with serve_in_thread(app) as base:
         tab = sign_in(browser, base, cookies)
         set_width(browser, tab, 1280)
         go(browser, tab, f"{base}/console/")

@@ -28,7 +28,8 @@ from models.console_login import (
     start_login,
 )
 from tests.conftest import RACE_START_TIMEOUT
-from tests.console_login_support import live_server, qr_of, scene_of_qr
+from tests.console_login_support import qr_of, scene_of_qr
+from tests.local_servers import serve_in_thread
 
 WECHAT_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
              "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI Language/zh_CN")
@@ -245,7 +246,7 @@ def test_polls_racing_for_one_confirmed_attempt_sign_in_once(race_engine, people
 def test_the_simulator_performs_the_login_scan(app_factory, people):
     """`flask wechat simulate --scan <the QR code's URL>`: how a newcomer signs in on a laptop."""
     app = app_factory()
-    with live_server(app) as base:
+    with serve_in_thread(app) as base:
         browser = requests.Session()
         page = browser.get(f"{base}/console/login")
         qr = qr_of(page.text)

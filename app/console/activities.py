@@ -29,8 +29,8 @@ from models.activity import (
     edit_activity,
     get_managed_activity,
 )
-from models.base import DomainError, Page
-from models.quota import attendance_xlsx, quota_report, quota_xlsx, quotas_from_settings, report_org
+from models.base import DomainError
+from models.quota import attendance_xlsx, quota_page, quota_report, quota_xlsx, quotas_from_settings, report_org
 
 PER_PAGE = 20
 
@@ -205,11 +205,10 @@ def activities_quota():
         org = report_org(db.session, current_manager(), None)
     except DomainError as error:
         return refused(error)
-    rows = quota_report(db.session, org, year, quotas_from_settings(settings), settings)
-    page = max(1, _page_number())
-    listing = Page(rows[(page - 1) * PER_PAGE:page * PER_PAGE], len(rows), page, PER_PAGE)
+    listing = quota_page(db.session, org, year, quotas_from_settings(settings), settings,
+                         page=max(1, _page_number()), per_page=PER_PAGE)
     return render_template("console/activities_quota.html", manager=current_manager(), org=org, year=year,
-                           listing=listing, behind=sum(1 for r in rows if r.behind))
+                           listing=listing, behind=listing.behind)
 
 
 @bp.get("/quota.xlsx")
