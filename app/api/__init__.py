@@ -4,6 +4,7 @@ The OpenAPI 3 document is generated from the code (flask-smorest) and served at
 /api/v1/openapi.json, with a docs page at /api/v1/docs.
 """
 
+import threading
 
 import swagger_ui_bundle
 from flask import Blueprint, Flask, send_from_directory
@@ -61,9 +62,39 @@ class BoundedIntConverter(IntegerConverter):
 
 
 class Api(_Api):
-    """flask-smorest, documenting our error shape and leaving error handling to app.api.errors."""
+    """flask-smorest, documenting our error shape and leaving error handling to app.api.errors.
+
+    The blueprints' routes are added at once, their documentation when the OpenAPI document is
+    first read: writing it is 60 % of making an app (about 150 ms), which every worker and every
+    test would pay for a document few of them serve."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._spec = None
+        self._undocumented: list[tuple] = []
+        self._documenting = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def spec(self):
+        if self._undocumented:
+            with self._documenting:
+                while self._undocumented:
+                    blp, name, parameters = self._undocumented.pop(0)
+                    blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+                    self._spec.tag({"name": name, "description": blp.description})
+        return self._spec
+
+    @spec.setter
+    def spec(self, value) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
 
     def _register_error_handlers(self):
         # flask-smorest would answer every HTTP error of the app (the webhook's too) in its shape.
