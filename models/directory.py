@@ -4,10 +4,10 @@ Every operation takes the acting member and checks it with models.authz first.
 """
 
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
+from typing import Protocol
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,15 @@ from models.text import MAX_QUERY, clamp_page, clean_text, fits_id
 
 UPDATABLE = ("name", "phone", "kind", "role", "join_date", "full_member_date", "org_id", "grid", "grid_head",
              "active")
+
+
+
+class Progress(Protocol):
+    """What a long import reports to (a background job's models.jobs.Tracker)."""
+
+    def set_total(self, total: int) -> None: ...
+
+    def progress(self, rows: int = 1) -> None: ...
 
 
 @dataclass
@@ -200,16 +209,18 @@ def _edit_grid(session: Session, member: Member, org: Organization, changes: dic
 
 def import_roster(
     session: Session, actor: Member | None, data: bytes, filename: str, *, dry_run: bool = False,
-    create_orgs: bool = False, settings: Settings = DEFAULTS, progress: Callable[[int], None] | None = None,
+    create_orgs: bool = False, settings: Settings = DEFAULTS, progress: Progress | None = None,
 ) -> ImportReport:
     """Import a roster file into the actor's subtree (all rows or none); see models.roster.
 
-    `settings`: ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS bound the file; `progress(rows)` is told the
-    rows done (a background job's progress)."""
+    `settings`: ROSTER_MAX_ROWS / ROSTER_MAX_COLUMNS bound the file; `progress` (a background job's)
+    is told the file's rows once read, then the rows done."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
     records = read_roster(data, filename, settings)
-
-    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs, progress=progress,
+    if progress is not None:
+        progress.set_total(len(records))
+    return import_members(session, records, dry_run=dry_run, create_orgs=create_orgs,
+                          progress=progress.progress if progress is not None else None,
                           check_row=partial(authz.import_row_problem, actor))
 
 

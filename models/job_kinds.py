@@ -22,7 +22,15 @@ from models.jobs import DONE, Job, Output, Tracker, enqueue, get_job, stored_res
 from models.member import Member
 from models.org import NewGrid, Organization
 from models.quota import period_attendance_xlsx, quota_report, quota_xlsx, quotas_from_settings
-from models.roster import ImportReport, RosterFileError, RowError, export_members, import_members, read_roster
+from models.roster import (
+    ImportReport,
+    RosterFileError,
+    RowError,
+    export_members,
+    import_members,
+    read_roster,
+    roster_fits,
+)
 from models.text import fits_id
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -81,7 +89,7 @@ def _run_import(session: Session, job: Job, tracker: Tracker, settings: Settings
                 report = import_members(session, records, progress=tracker.progress, **options)
             else:
                 report = directory.import_roster(session, actor, job.payload, params["filename"], settings=settings,
-                                                 progress=tracker.progress, **options)
+                                                 progress=tracker, **options)
     except RosterFileError as exc:
         raise DomainError(str(exc), code="bad_file") from None
     return Output(report_json(report), None, REPORT, rows=report.total)
@@ -169,10 +177,10 @@ def start(session: Session, actor: Member | None, kind: str, org: Organization, 
     return enqueue(session, kind, params=params, payload=payload, requested_by=actor, org=org, total=total)
 
 
-def start_import(session: Session, actor: Member, data: bytes, filename: str, *, rows: int,
-                 dry_run: bool = False, create_orgs: bool = False) -> Job:
-    """Queue the import of a roster file (of `rows` rows) into the actor's subtree."""
-    return start(session, actor, IMPORT, actor.org, action=authz.IMPORT_MEMBERS, payload=data, total=rows,
+def start_import(session: Session, actor: Member, data: bytes, filename: str, *, dry_run: bool = False,
+                 create_orgs: bool = False) -> Job:
+    """Queue the import of a roster file into the actor's subtree (its rows are counted by the worker)."""
+    return start(session, actor, IMPORT, actor.org, action=authz.IMPORT_MEMBERS, payload=data,
                  params={"filename": filename, "dry_run": dry_run, "create_orgs": create_orgs})
 
 
@@ -184,10 +192,11 @@ def visible_job(session: Session, actor: Member | None, job_id: int) -> Job:
     return job
 
 
-def roster_rows(actor: Member | None, data: bytes, filename: str, settings: Settings = DEFAULTS) -> int:
-    """The rows of a roster file the actor may import (refused first, like the import itself)."""
+def import_too_big(actor: Member | None, data: bytes, filename: str, settings: Settings = DEFAULTS) -> bool:
+    """Whether a roster file the actor may import (refused first, like the import itself) holds
+    more than JOB_INLINE_ROWS rows: only that many are read to tell."""
     authz.authorize(actor, authz.IMPORT_MEMBERS)
-    return len(read_roster(data, filename, settings))
+    return not roster_fits(data, filename, int(settings.job_inline_rows), settings)
 
 
 def named_org(session: Session, actor: Member | None, org_id: int | None) -> Organization | None:

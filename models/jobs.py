@@ -246,9 +246,9 @@ def claim(session: Session, worker: str, *, now: datetime | None = None, setting
 
 # Progress and the lease ---------------------------------------------------------------------------
 class Tracker:
-    """The progress of one attempt, written by a thread of its own on its own connections: at the
-    first row, then at every percent (at most every `min_gap` seconds), and at least every third of
-    the lease (the heartbeat). The work itself never waits for a write."""
+    """The progress of one attempt, written by a thread of its own on its own connections: once
+    the total is known, at the first row (at once), then at every percent (at most every `min_gap`
+    seconds), and at least every third of the lease (the heartbeat). The work never waits for it."""
 
     def __init__(self, engine: Engine, token: Token, settings: Settings, total: int | None = None,
                  min_gap: float = 0.2) -> None:
@@ -257,6 +257,7 @@ class Tracker:
         self.min_gap = min_gap
         self.done = 0
         self.lost = False
+        self._first = False  # the first rows done are written at once, not after min_gap
         self._lock = threading.Lock()
         self._due = threading.Event()
         self._stop = threading.Event()
@@ -279,6 +280,8 @@ class Tracker:
             before = self.done
             self.done += rows
             step = max(1, (self.total or 100) // 100)
+        if before == 0:
+            self._first = True
         if before == 0 or before // step != self.done // step or self.done == self.total:
             self._due.set()
 
@@ -289,8 +292,9 @@ class Tracker:
             if self._stop.is_set():
                 break
             wait = self.min_gap - (time.monotonic() - last)
-            if wait > 0 and self._due.is_set():
+            if wait > 0 and self._due.is_set() and not self._first:
                 self._stop.wait(wait)
+            self._first = False
             self._due.clear()
             last = time.monotonic()
             self.write()

@@ -4,7 +4,7 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -96,6 +96,10 @@ class RosterFileError(ValueError):
     """The file cannot be read as a roster at all (wrong type, no header …)."""
 
 
+class TooManyRows(RosterFileError):
+    """The file holds more data rows than allowed."""
+
+
 
 
 def _blank(values) -> bool:
@@ -169,6 +173,20 @@ def read_roster(data: bytes, filename: str, settings: Settings = DEFAULTS) -> li
         rows.close()  # the workbook is closed however the reading ended
 
 
+def roster_fits(data: bytes, filename: str, rows: int, settings: Settings = DEFAULTS) -> bool:
+    """Whether a roster file holds at most `rows` data rows, reading no more than that many (a
+    district's file is not read whole in a request only to learn that it is too big for one). A file
+    that is no roster at all is refused like read_roster refuses it."""
+    if rows >= settings.roster_max_rows:
+        read_roster(data, filename, settings)  # the roster's own limit is the lower: it answers
+        return True
+    try:
+        read_roster(data, filename, replace(settings, roster_max_rows=rows))
+    except TooManyRows:
+        return False
+    return True
+
+
 def _records(rows: Iterator, max_rows: int, max_columns: int) -> list[dict | None]:
     header_row = next(rows, None)
     if header_row is None:
@@ -189,7 +207,7 @@ def _records(rows: Iterator, max_rows: int, max_columns: int) -> list[dict | Non
                 break  # only blank rows for a long while: the rest of the sheet is not read
             continue
         if len(records) + blank_tail >= max_rows:
-            raise RosterFileError(f"名册超过 {max_rows} 行，请分成几个文件导入。")
+            raise TooManyRows(f"名册超过 {max_rows} 行，请分成几个文件导入。")
         records.extend([None] * blank_tail)  # keep row numbers right; blank rows are skipped
         blank_tail = 0
         records.append({name: values[i] if i < len(values) else None for i, name in enumerate(header)})

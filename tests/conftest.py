@@ -451,3 +451,17 @@ def console_login():
             console_session["member_id"] = member.id
 
     return login
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium (Debian's package) driven over CDP (tests/cdp.py), closed after the test."""
+    from tests.cdp import Browser, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("NO CHROMIUM BINARY FOUND: the console was NOT checked in a real browser "
+                    "(install it with `apt-get install -y chromium fonts-noto-cjk`)")
+    chromium = Browser(binary)
+    yield chromium
+    chromium.close()

@@ -5,29 +5,16 @@ receipt page count a read. Screenshots at 360 px and 1280 px go to /tmp."""
 import json
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.orm import Session
 
 from models import Member, now_utc
 from models.activity import Activity, register
 from models.outbox import list_inbox, open_message
-from tests.cdp import Browser, find_chromium
 from tests.console_activity_support import navigate, screenshot, session_cookie, signed_in_tab, wait_loaded
 from tests.local_servers import serve_in_thread
 from tests.test_console_activities import local_input
 
 SHOTS = "/tmp/lianxin-console3"
-
-
-@pytest.fixture
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("NO CHROMIUM BINARY FOUND: the console was NOT checked in a real browser "
-                    "(install it with `apt-get install -y chromium fonts-noto-cjk`)")
-    browser = Browser(binary)
-    yield browser
-    browser.close()
 
 
 def fill(browser, tab, values: dict) -> None:

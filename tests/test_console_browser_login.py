@@ -7,20 +7,8 @@ import base64
 
 import pytest
 
-from tests.cdp import Browser, find_chromium
 from tests.console_login_support import browser_login, open_login_page, scan
 from tests.local_servers import serve_in_thread
-
-
-@pytest.fixture
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("NO CHROMIUM BINARY FOUND: the console's login was NOT checked in a real browser "
-                    "(install it with `apt-get install -y chromium fonts-noto-cjk`)")
-    chromium = Browser(binary)
-    yield chromium
-    chromium.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from models.roster import COLUMNS
-from tests.cdp import Browser, find_chromium
 from tests.conftest import BRANCH, COMMUNITY, Person
 from tests.console_pages_support import (
     fetch_bytes,
@@ -23,17 +22,6 @@ from tests.console_pages_support import (
 from tests.local_servers import serve_in_thread
 
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS", "/tmp")
-
-
-@pytest.fixture
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("NO CHROMIUM BINARY FOUND: the console pages were NOT checked in a real browser "
-                    "(install it with `apt-get install -y chromium fonts-noto-cjk`)")
-    started = Browser(binary)
-    yield started
-    started.close()
 
 
 @pytest.fixture

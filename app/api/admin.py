@@ -71,9 +71,8 @@ def import_members(query, files):
     if len(data) > settings.api_max_upload:
         raise ApiError(413, "too_large", "文件过大。")
     actor, name = current_member(), upload.filename or ""
-    rows = job_kinds.roster_rows(actor, data, name, settings)
-    if job_kinds.too_big(rows, settings):
-        return started(job_kinds.start_import(db.session, actor, data, name, rows=rows, dry_run=query["dry_run"],
+    if job_kinds.import_too_big(actor, data, name, settings):
+        return started(job_kinds.start_import(db.session, actor, data, name, dry_run=query["dry_run"],
                                               create_orgs=query["create_orgs"]))
     return directory.import_roster(db.session, actor, data, name, dry_run=query["dry_run"],
                                    create_orgs=query["create_orgs"], settings=settings)

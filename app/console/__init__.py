@@ -19,6 +19,7 @@ from app.console import (  # noqa: E402,F401  (the routes register on bp)
     activities,
     dashboard,
     errors,
+    jobs,
     layout,
     login,
     members,

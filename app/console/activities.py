@@ -13,9 +13,10 @@ from flask import flash, redirect, render_template, request, url_for
 
 from app.api.files import xlsx_response
 from app.console import bp
+from app.console import jobs as jobs_pages
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db
-from models import authz, clock, now_utc
+from models import authz, clock, job_kinds, now_utc
 from models.activity import (
     AUDIENCES,
     KINDS,
@@ -218,6 +219,9 @@ def activities_quota_xlsx():
     year = _year()
     try:
         org = report_org(db.session, current_manager(), None)
+        if job_kinds.too_big(job_kinds.members_in(db.session, org), settings):
+            return jobs_pages.started(job_kinds.start(db.session, current_manager(), job_kinds.QUOTA_EXPORT, org,
+                                                      action=authz.LIST_MEMBERS, params={"year": year}))
     except DomainError as error:
         return refused(error)
     rows = quota_report(db.session, org, year, quotas_from_settings(settings), settings)

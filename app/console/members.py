@@ -13,9 +13,10 @@ from datetime import date
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 
 from app.console import bp
+from app.console import jobs as jobs_pages
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db, get_redis
-from models import authz, directory, roster_preview
+from models import authz, directory, job_kinds, roster_preview
 from models.base import DomainError
 from models.bindings import release_binding
 from models.member import KINDS, ROLES
@@ -205,6 +206,8 @@ def members_preview():
         flash(f"文件过大（最大 {limit // (1024 * 1024)} MB）。", "error")
         return redirect(url_for("console.members_import"))
     try:
+        if job_kinds.import_too_big(manager, data, upload.filename, current_settings()):
+            return _check_in_background(manager, data, upload.filename)
         preview = roster_preview.preview_import(db.session, manager, data, upload.filename,
                                                 settings=current_settings())
     except (DomainError, RosterFileError) as error:
@@ -214,6 +217,15 @@ def members_preview():
     token = _keep(manager, data, upload.filename) if preview.applicable else None
     return render_template("console/members_import.html", manager=manager, preview=preview, token=token,
                            filename=upload.filename)
+
+
+def _check_in_background(manager, data: bytes, filename: str):
+    """A roster too large to preview in the request: a trial import (dry run) in the background, whose
+    page shows the report and offers the import of the kept file."""
+    token = _keep(manager, data, filename)
+    job = job_kinds.start_import(db.session, manager, data, filename, dry_run=True)
+    jobs_pages.keep_upload_token(job, token)
+    return jobs_pages.started(job)
 
 
 @bp.post("/members/import/apply")
@@ -226,10 +238,14 @@ def members_apply():
         flash("上传的文件已过期，请重新上传。", "error")
         return redirect(url_for("console.members_import"))
     data, filename = kept
+    create_orgs = request.form.get("create_orgs") == "1"
     try:
+        if job_kinds.import_too_big(manager, data, filename, current_settings()):
+            job = job_kinds.start_import(db.session, manager, data, filename, create_orgs=create_orgs)
+            get_redis(current_app).delete(_upload_key(manager, token))
+            return jobs_pages.started(job)
         report = directory.import_roster(db.session, manager, data, filename,
-                                         create_orgs=request.form.get("create_orgs") == "1",
-                                         settings=current_settings())
+                                         create_orgs=create_orgs, settings=current_settings())
     except (DomainError, RosterFileError) as error:
         db.session.rollback()
         flash(str(getattr(error, "message", error)), "error")
@@ -250,6 +266,9 @@ def members_apply():
 def members_export():
     manager = current_manager()
     try:
+        if job_kinds.too_big(job_kinds.members_in(db.session, manager.org), current_settings()):
+            return jobs_pages.started(job_kinds.start(db.session, manager, job_kinds.MEMBERS_EXPORT, manager.org,
+                                                      action=authz.EXPORT_MEMBERS))
         data = directory.export_roster(db.session, manager)
     except DomainError as error:
         _page_error(error)
