@@ -8,7 +8,6 @@ CI runs the suite once on the defaults and once with
 
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -25,7 +24,13 @@ from app.simulator import Simulator
 from config import load_config
 from handlers import Incoming, build_router
 from models import Base, Member
-from models.org import ensure_grid, ensure_org_path, get_org_by_full_name
+from models.org import (
+    PATH_SEPARATOR,
+    ensure_grid,
+    ensure_org_paths,
+    get_org_by_full_name,
+    split_org_path,
+)
 from scheduler.sender import Sender
 from scheduler.service import SchedulerService
 from tests.fake_wechat import FakeWeChat
@@ -227,26 +232,41 @@ def wx(client):
 MEMBER_DEFAULTS = {"kind": "直管党员", "role": "党员", "join_date": date(2001, 7, 1)}
 
 
-@pytest.fixture
-def make_member(engine):
-    """Create a member (committed) in a branch; returns it detached with its id and phone."""
-    counter = iter(range(1, 100000))
+class MemberMaker:
+    """`make_member(name, phone, org=…, grid=…, **fields)` creates a member (committed) in a branch and
+    returns it detached with its id; `make_member.many([(name, phone, {org, grid, fields…}), …])`
+    creates several in that order in one transaction (a test's cast: one commit, not one a person).
+    `fields` are the member's other columns (kind, role, openid, miniapp_openid, join_date,
+    full_member_date …); MEMBER_DEFAULTS fill the ones not given."""
 
-    def build(name=None, phone=None, *, org=BRANCH, grid=None, **fields):
-        """`fields` are the member's other columns (kind, role, openid, miniapp_openid, join_date,
-        full_member_date …); MEMBER_DEFAULTS fill the ones not given."""
-        n = next(counter)
-        with Session(engine, expire_on_commit=False) as s:
-            node = ensure_org_path(s, org)
-            member = Member(
-                name=name or f"党员{n}", phone=phone or f"139{n:08d}", org_id=node.id,
-                grid_id=ensure_grid(s, node, grid).id if grid else None, **(MEMBER_DEFAULTS | fields),
-            )
-            s.add(member)
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.counter = iter(range(1, 100000))
+
+    def __call__(self, name=None, phone=None, *, org=BRANCH, grid=None, **fields) -> Member:
+        return self.many([(name, phone, dict(fields, org=org, grid=grid))])[0]
+
+    def many(self, people) -> list[Member]:
+        made = []
+        with Session(self.engine, expire_on_commit=False) as s:
+            nodes = ensure_org_paths(s, [fields.get("org", BRANCH) for _, _, fields in people])
+            for name, phone, fields in people:
+                n = next(self.counter)
+                fields = dict(fields)
+                org, grid = fields.pop("org", BRANCH), fields.pop("grid", None)
+                node = nodes[PATH_SEPARATOR.join(split_org_path(org))]
+                made.append(Member(name=name or f"党员{n}", phone=phone or f"139{n:08d}", org_id=node.id,
+                                   grid_id=ensure_grid(s, node, grid).id if grid else None,
+                                   **(MEMBER_DEFAULTS | fields)))
+                s.add(made[-1])
+                s.flush()  # ids in the order given
             s.commit()
-            return member
+        return made
 
-    return build
+
+@pytest.fixture
+def make_member(engine) -> MemberMaker:
+    return MemberMaker(engine)
 
 
 @dataclass(frozen=True)
@@ -275,7 +295,7 @@ class Cast:
     changes: `cast(sec=cast.sec.bound(), member=cast.wang.but(kind="在职党员"))` → {"sec": …, "member": …},
     made (committed) in that order; people of its own are `Person(…)`s given the same way."""
 
-    make_member: Callable[..., Member]
+    make_member: MemberMaker
     admin: Person = Person("张建国", "13800000001", org=STREET, role="管理员", wechat="o-admin")
     sec: Person = Person("李红梅", "13800000002", role="书记", wechat="o-sec")
     wang: Person = Person("王志强", "13800000003", wechat="o-wang")
@@ -286,13 +306,16 @@ class Cast:
     peer: Person = Person("钱副书记", "13800000009", role="书记", wechat="o-peer")
 
     def __call__(self, **people: Person) -> dict[str, Member]:
-        return {key: self.make_member(p.name, p.phone, org=p.org, role=p.role, kind=p.kind, grid=p.grid,
-                                      openid=p.openid) for key, p in people.items()}
+        made = self.make_member.many([(p.name, p.phone, {"org": p.org, "role": p.role, "kind": p.kind,
+                                                         "grid": p.grid, "openid": p.openid})
+                                      for p in people.values()])
+        return dict(zip(people, made, strict=True))
 
     def branch(self, size: int) -> tuple[Member, list[Member]]:
         """A notice's audience: a secretary (王书记, o-sec) and `size` members (党员0…, o-m0…) of BRANCH."""
-        secretary = self.make_member("王书记", org=BRANCH, role="书记", openid="o-sec")
-        return secretary, [self.make_member(f"党员{n}", org=BRANCH, openid=f"o-m{n}") for n in range(size)]
+        made = self.make_member.many([("王书记", None, {"role": "书记", "openid": "o-sec"})] +
+                                     [(f"党员{n}", None, {"openid": f"o-m{n}"}) for n in range(size)])
+        return made[0], made[1:]
 
 
 @pytest.fixture
