@@ -16,7 +16,6 @@ import click
 import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from openpyxl import load_workbook
 
 from app.extensions import current_settings, db
 from app.simulator import Reply, Simulator, resolve_scene, upload_media
@@ -92,6 +91,8 @@ EXPORT_FORMATS = {".xlsx": "Excel 表格", ".csv": "CSV，UTF-8 编码"}
 
 def xlsx_to_csv(data: bytes) -> bytes:
     """The first sheet of an .xlsx as CSV in UTF-8 with a BOM (Excel then reads the Chinese)."""
+    from openpyxl import load_workbook  # loaded for an export, not with every command
+
     book = load_workbook(io.BytesIO(data), read_only=True)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

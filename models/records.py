@@ -11,8 +11,6 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from docx import Document
-from docx.shared import Pt
 from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selectinload
 
@@ -159,6 +157,9 @@ def _names(names: list[str]) -> str:
 def record_book_docx(entries: list[BookEntry], org: Organization, year: int, settings: Settings = DEFAULTS
                      ) -> bytes:
     """The record book as a Word document: a title page line, then one section per occasion."""
+    from docx import Document  # python-docx and lxml load only when a record book is asked for
+    from docx.shared import Pt
+
     document = Document()
     document.styles["Normal"].font.size = Pt(12)
     document.add_heading(_xml(f"{org.name} {year}年 会议记录"), level=0)

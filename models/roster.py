@@ -9,7 +9,6 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from openpyxl import load_workbook
 from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
@@ -111,6 +110,8 @@ def _xlsx_rows(data: bytes, max_columns: int) -> Iterator[tuple]:
 
     The sheet's own dimension is ignored: a file claiming `A1:XFD5000` would otherwise have every
     row padded to 16,384 cells. (openpyxl reads with defusedxml: no entity is ever expanded.)"""
+    from openpyxl import load_workbook  # loaded when a workbook is read, not with every process
+
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged file

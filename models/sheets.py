@@ -11,16 +11,20 @@ export of 50,000 members holds one row in memory, not a worksheet of cell object
 (`sheet.column_dimensions`) before the first row.
 """
 
-import io
-from collections.abc import Iterable
+from __future__ import annotations
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+import io
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # openpyxl loads when a workbook is made, not with every process (0.3 s)
+    from openpyxl import Workbook
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# What openpyxl refuses in a cell (openpyxl.cell.cell.ILLEGAL_CHARACTERS_RE): control characters.
+ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 
 def clean_text(value: str) -> str:
@@ -41,6 +45,8 @@ def append_row(sheet: WriteOnlyWorksheet, values: Iterable) -> None:
 def _cell(sheet: WriteOnlyWorksheet, text: str):
     if not is_risky(text):
         return text
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(sheet, value=text)
     cell.data_type = "s"  # openpyxl would type it as a formula ("f")
     cell.quotePrefix = True  # and Excel keeps it text when the cell is edited
@@ -51,6 +57,9 @@ def new_sheet(title: str, header: Iterable[str] | None = None,
               widths: Iterable[float] = ()) -> tuple[Workbook, WriteOnlyWorksheet]:
     """A write-only workbook with one sheet named `title`, its columns `widths` wide (from A), its
     first row `header` (when given)."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
     book = Workbook(write_only=True)
     sheet = book.create_sheet(clean_text(title)[:31])
     for number, width in enumerate(widths, 1):

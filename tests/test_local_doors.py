@@ -19,9 +19,10 @@ from tests.conftest import APP_ID, TOKEN, flask_poster
 
 
 # The stand-in and a real server, as `make run` starts them -----------------------------------
-@pytest.fixture
-def servers(tmp_path):
-    started = local_servers.start(tmp_path)
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """One stand-in and server for the module's tests (starting them is four processes)."""
+    started = local_servers.start(tmp_path_factory.mktemp("servers"))
     yield started
     started.stop()
 

@@ -152,6 +152,17 @@ def test_the_one_writer_keeps_every_trigger_as_text():
     assert all(c.value == 7 and c.data_type == "n" for c in cells if c.column == 2)  # numbers stay numbers
 
 
+
+def test_the_writer_drops_exactly_what_openpyxl_refuses():
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    from models.sheets import ILLEGAL_CHARACTERS_RE as ours
+    from models.sheets import clean_text
+
+    assert ours.pattern == ILLEGAL_CHARACTERS_RE.pattern
+    every = "".join(map(chr, range(0x20)))
+    assert clean_text(every + "文字") == "\t\n\r文字"
+
 # Photos ----------------------------------------------------------------------------------------
 def test_photos_are_served_with_nosniff_and_their_real_type(api_client, as_, people, tmp_path, api_app):
     api_app.extensions["settings"] = api_app.extensions["settings"].replace(WISH_PHOTO_DIR=str(tmp_path))
