@@ -228,6 +228,16 @@ def wx(client):
     return Simulator("/wechat", TOKEN, APP_ID, post=flask_poster(client))
 
 
+
+# Schema fuzzing (schemathesis): operations whose generated cases may end the caller's login (log
+# out, unbind, deactivate) get a fresh login for each case; the others' cases share one.
+SESSION_CHANGING = ("/auth/", "/me/bind", "/admin/members/{member_id}")
+
+
+def steady_headers(operation, headers):
+    """The login the cases of `operation` share, or None: a fresh one (`headers()`) for each case."""
+    return None if any(part in operation.path for part in SESSION_CHANGING) else headers()
+
 # Builders ------------------------------------------------------------------------------------
 MEMBER_DEFAULTS = {"kind": "直管党员", "role": "党员", "join_date": date(2001, 7, 1)}
 
