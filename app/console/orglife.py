@@ -181,6 +181,11 @@ def _record_page(activity, *, status: int = 200, values=None, error: str | None 
                            tz=settings.tz, clock=clock), status
 
 
+def _lines(text: str) -> str:
+    """A textarea's text with the line breaks the chat and the API send (browsers submit CRLF)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 @bp.route("/orglife/records/<int:activity_id>", methods=["GET", "POST"])
 @login_required
 def orglife_record(activity_id: int):
@@ -191,8 +196,9 @@ def orglife_record(activity_id: int):
     if request.method == "GET":
         return _record_page(activity)
     form = request.form
-    text = RecordText(content=form.get("content", ""), topic=form.get("topic", ""), chair=form.get("chair", ""),
-                      recorder=form.get("recorder", ""), decisions=form.get("decisions", ""))
+    text = RecordText(content=_lines(form.get("content", "")), topic=form.get("topic", ""),
+                      chair=form.get("chair", ""), recorder=form.get("recorder", ""),
+                      decisions=_lines(form.get("decisions", "")))
     try:
         write_record(db.session, activity, current_manager(), text, now_utc())
     except DomainError as error:
