@@ -161,7 +161,11 @@ MANAGE_ORGLIFE = _rule("orglife.manage", (ORG, ORGLIFE_RULE), manages, "只能�
 # organization or of a node above it.
 MANAGE_ACTIVITY = _rule("activity.manage", (ORG,), manages, "只有本组织的书记或管理员可以发布活动。",
                         not_manager=None)
-ACTIVITY_ACTIONS = (MANAGE_ACTIVITY,)
+# The leave queue (请假): the requests waiting on the activities of a subtree (target: an
+# Organization; None: the actor's own). Each decision asks MANAGE_ACTIVITY of its activity too.
+LIST_LEAVES = _rule("leave.list", (ORG,), manages, "只能处理本组织及下级组织的请假。",
+                    "只有书记或管理员可以审批请假。")
+ACTIVITY_ACTIONS = (MANAGE_ACTIVITY, LIST_LEAVES)
 
 # The console -----------------------------------------------------------------------------------------
 # Use the secretary's console (target: the actor's own node): a secretary or admin; each page then

@@ -4,8 +4,11 @@ The zone is the TIMEZONE setting (`settings.tz`); every function takes it, none 
 formats are the ones the doors show: 12月4日, 12月4日 15:00, 12月4日（周五）15:00, 2026年12月4日.
 """
 
-from datetime import UTC, date, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from models.base import DomainError
 
 # 周一 … 周日, by datetime.weekday(); 天 is the spoken form of 日 (周天, 礼拜天).
 WEEKDAYS = "一二三四五六日"
@@ -66,3 +69,34 @@ def day_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[datetime, datetim
 def year_bounds(year: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """The UTC instants at which a local calendar year starts and ends."""
     return day_bounds(date(year, 1, 1), date(year, 12, 31), tz)
+
+
+# Times of day as people type them (新活动, 修改活动, 组织生活 and its 改期): 15:00, 15点, 下午3点, 3点半,
+# 15:00-17:00. Here, not in a door, because the domain reads them too (an org-life rule's time).
+_PART = r"(?:(上午|早上|中午|下午|晚上))?(\d{1,2})(?:[:点](\d{2}|半)?)?"
+_TIME = re.compile(_PART + r"(?:[-~至到]" + _PART + r")?")
+_AFTERNOON = ("下午", "晚上")
+# One time of day inside a longer text (a rule: "每月第一个周五 下午3点 主题党日"): a ":" or 点 is
+# required, so that a bare number is never taken for an hour.
+TIME_IN_TEXT = r"(?:上午|早上|中午|下午|晚上)?\d{1,2}(?::\d{2}|点(?:\d{2}|半)?)"
+
+
+def _clock(part: str | None, hour: str, minute: str | None, after_noon: bool) -> time:
+    """One time of day: 下午3点 is 15:00; after an afternoon start, 5点 is 17:00 too."""
+    hours = int(hour)
+    if (part in _AFTERNOON or (part == "中午" and hours < 3) or (part is None and after_noon)) and hours < 12:
+        hours += 12
+    return time(hours, 30 if minute == "半" else int(minute or 0))
+
+
+def parse_time(text: str) -> tuple[time, time | None]:
+    """Read "15:00", "15点", "下午3点", "3点半", "15:00-17:00", "下午3点-5点"."""
+    found = _TIME.fullmatch(text.strip())
+    if found is None:
+        raise DomainError(f"时间「{text}」看不懂，例如：15:00、下午3点 或 15:00-17:00。", code="bad_time")
+    try:
+        start = _clock(found[1], found[2], found[3], False)
+        end = _clock(found[4], found[5], found[6], start.hour >= 12) if found[5] else None
+    except ValueError:
+        raise DomainError(f"时间「{text}」不存在。", code="bad_time") from None
+    return start, end

@@ -35,10 +35,10 @@ QUARTER_MONTH = {"首": 1, "第一个": 1, "第二个": 2, "第三个": 3, "末"
 # The forms a rule may take, one example of each (the doors word them for their users).
 RULE_FORMS = ("每月第一个周五 15:00 主题党日", "每月15日 09:30 组织生活日", "每季度首月10日 14:00 支部党员大会")
 _RULE = re.compile(
-    r"(?:每月第?(?P<nth>[一二三四五1-5]|最后一)个(?:周|星期)(?P<wd>[一二三四五六日天])"
+    r"(?:每月第?(?P<nth>[一二三四五1-5]|最后一)个(?:周|星期|礼拜)(?P<wd>[一二三四五六日天])"
     r"|每月(?P<day>\d{1,2})[日号]|每月(?P<last>最后一天)"
     r"|每季度(?P<qm>首|第一个|第二个|第三个|末)月(?P<qday>\d{1,2})[日号])"
-    r"\s*(?P<hh>\d{1,2}):(?P<mm>\d{2})\s*(?P<title>\S.*)?"
+    r"\s*(?P<time>" + clock.TIME_IN_TEXT + r")\s*(?P<title>\S.*)?"
 )
 
 
@@ -110,19 +110,17 @@ _PLACE = re.compile(r"\s*地点[:：]\s*(?P<place>.+)$")
 
 
 def parse_rule(text: str) -> RuleSpec:
-    """Parse "每月第一个周五 15:00 主题党日" (and the other forms) into a rule's fields."""
+    """Parse "每月第一个周五 15:00 主题党日" (and the other forms; the time as 新活动 takes it:
+    下午3点, 15点, 3点半) into a rule's fields."""
     match = _RULE.fullmatch((text or "").strip())
     if not match:
         raise DomainError("没看懂这条规则。", data={"what": "orglife_rule", "forms": list(RULE_FORMS)})
-    hh, mm = int(match["hh"]), int(match["mm"])
-    if hh > 23 or mm > 59:
-        raise DomainError("时间不对，请写成 15:00 这样的格式。")
-    start = f"{hh:02d}:{mm:02d}"
+    start = f"{clock.parse_time(match['time'])[0]:%H:%M}"  # the time words of 新活动: 15:00, 下午3点, 3点半
     title, place = match["title"] or "", ""
     if found := _PLACE.search(title):
         title, place = title[:found.start()], found["place"].strip()[:MAX_PLACE]
     title = (title.strip() or "组织生活")[:50]
-    spec = text.strip()[: match.start("hh")].strip()
+    spec = text.strip()[: match.start("time")].strip()
     if match["nth"]:
         weekday = clock.WEEKDAY_NUMBERS[match["wd"]]
         return RuleSpec(spec, MONTHLY_WEEKDAY, start, title, nth=NTH[match["nth"]], weekday=weekday, place=place)

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, selecti
 from config import DEFAULTS, Settings
 from models import authz, clock
 from models.activity import VOLUNTEER, Activity, attendance
-from models.base import Base, DomainError, UTCDateTime, insert_ignore
+from models.base import Base, DomainError, NotFound, UTCDateTime, insert_ignore
 from models.member import Member
 from models.org import Organization
 from models.sheets import append_row, new_sheet, to_bytes
-from models.text import clean_text
+from models.text import clean_text, fits_id
 
 MAX_TOPIC, MAX_NAME, MAX_CONTENT, MAX_DECISIONS = 100, 20, 5000, 2000
 MAX_PHOTOS = 9
@@ -110,6 +110,18 @@ def attach_record_photo(session: Session, actor: Member, media_id: str, now: dat
     session.commit()
     session.refresh(record)
     return record
+
+
+def record_photo(session: Session, actor: Member, activity: Activity, photo_id: int) -> RecordPhoto:
+    """A photo of the record of `activity`, for those who manage the activity (the record's own
+    readers); a photo of another record is not found."""
+    authz.authorize(actor, authz.MANAGE_ACTIVITY, activity.org)
+    photo = session.scalars(select(RecordPhoto).join(MeetingRecord, MeetingRecord.id == RecordPhoto.record_id)
+                            .where(RecordPhoto.id == photo_id, MeetingRecord.activity_id == activity.id)
+                            ).first() if fits_id(photo_id) else None
+    if photo is None:
+        raise NotFound("没有这张照片。", data={"what": "record_photo"})
+    return photo
 
 
 # The record book ----------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ MATRIX = {
     az.MANAGE_ORGLIFE: (ORGS + RULES, ORGLIFE_OF),
     # Activities (also asked as SQL: test_activity_actions_matrix)
     az.MANAGE_ACTIVITY: (ORGS, SUBTREE),
+    az.LIST_LEAVES: (ORGS, SUBTREE),
     az.USE_CONSOLE: (ORGS, SUBTREE),
     # Background jobs: started by the managers of a subtree, seen only by who asked, within it.
     az.START_JOB: (ORGS, SUBTREE),

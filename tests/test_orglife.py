@@ -132,3 +132,38 @@ def test_a_late_catch_up_sends_the_reminder_not_both(branch, say, make_scheduler
     make_scheduler().run_due(bj(2026, 10, 10, 12, 30))
     assert {c.body["template_id"] for c in wechat_api.messages()} == {"TPL-REMINDER"}
     assert len(wechat_api.messages()) == 4
+
+
+@pytest.mark.parametrize(("words", "start"), [
+    ("下午3点", "15:00"), ("15点", "15:00"), ("3点半", "03:30"), ("下午2点半", "14:30"), ("晚上7点30", "19:30"),
+    ("上午9点", "09:00"), ("9:30", "09:30"), ("15:00", "15:00"),
+])
+def test_a_rules_time_takes_the_words_of_a_new_activity(words, start):
+    spec = parse_rule(f"每月第一个周五 {words} 主题党日")
+    assert (spec.spec, spec.start_time, spec.title) == ("每月第一个周五", start, "主题党日")
+    assert parse_rule(f"每月15日{words}组织生活日").start_time == start  # without spaces too
+
+
+def test_a_rules_time_that_is_no_time_is_refused():
+    assert parse_rule("每月第一个礼拜五 15:00 主题党日").weekday == 4  # 礼拜五, as 新活动's 礼拜五
+    with pytest.raises(DomainError) as wrong:
+        parse_rule("每月15日 下午25点 学习")
+    assert wrong.value.message == "时间「下午25点」不存在。"
+    with pytest.raises(DomainError):
+        parse_rule("每月15日 3 学习")  # a bare number is no time: the rule is not understood
+    with pytest.raises(DomainError):
+        parse_rule("每月15日 学习")
+
+
+def test_a_rule_typed_with_afternoon_words_in_chat_is_kept_and_announced_at_that_time(
+        branch, say, session, make_scheduler, wechat_api):
+    reply = say("o-sec", "组织生活 每月第一个周五 下午3点 主题党日 地点：社区会议室", bj(2026, 9, 25, 10, 0))
+    assert reply.startswith("已设置组织生活 1：每月第一个周五 15:00 主题党日。下次：10月2日（周五）15:00。")
+    rule = session.get(OrgLifeRule, 1)
+    assert (rule.start_time, rule.title, rule.place) == ("15:00", "主题党日", "社区会议室")
+    reply = say("o-sec", "组织生活 每季度首月10日 下午2点半 支部党员大会", bj(2026, 9, 25, 10, 0))
+    assert "已设置组织生活 2：每季度首月10日 14:30 支部党员大会。下次：10月10日（周六）14:30。" in reply
+    make_scheduler().run_due(bj(2026, 9, 29, 9, 5))  # three days before the Friday, at 09:00
+    notice = wechat_api.messages()[0].body["data"]["content"]["value"]
+    assert "10月2日（周五）15:00举行主题党日" in notice
+    assert "1. 每月第一个周五 15:00 主题党日" in say("o-sec", "组织生活", bj(2026, 9, 25, 11, 0))

@@ -24,4 +24,5 @@ from app.console import (  # noqa: E402,F401  (the routes register on bp)
     login,
     members,
     notices,
+    orglife,
 )

@@ -1,5 +1,6 @@
 """The console's activities pages: the list, create, edit, cancel (the registered are told, unsent
-reminders withdrawn), one activity's attendance (names, late sign-ins, proxies) with its .xlsx, the
+reminders withdrawn), one activity's attendance (names, late sign-ins, proxies) with its .xlsx, its
+leave requests (decided through app/console/orglife.py) and the link to its meeting record, the
 meeting-room screen link, and the yearly quota report with its .xlsx.
 
 Each view reads the form, calls the domain function the API and the chatbot call, and words the
@@ -29,6 +30,7 @@ from models.activity import (
     create_activity,
     edit_activity,
     get_managed_activity,
+    leaves_of,
 )
 from models.base import DomainError
 from models.quota import attendance_xlsx, quota_page, quota_report, quota_xlsx, quotas_from_settings, report_org
@@ -176,7 +178,7 @@ def activity(activity_id: int):
                            proxies=sum(1 for c in report.present if c.proxy_by_id is not None),
                            screen_url=url_for("checkin_page.page", token=found.token, _external=True),
                            tz=current_settings().tz, clock=clock, audiences=AUDIENCES,
-                           cancellable=found.ends_at > now_utc())
+                           cancellable=found.ends_at > now_utc(), leaves=leaves_of(db.session, found))
 
 
 @bp.get("/activities/<int:activity_id>/attendance.xlsx")

@@ -10,6 +10,7 @@ SECTIONS = (
     ("console.dashboard", "首页"),
     ("console.members", "党员"),
     ("console.activities", "活动"),
+    ("console.orglife", "组织生活"),
     ("console.notices", "通知"),
     ("console.wishes", "心愿"),
     ("console.points", "积分"),

@@ -50,6 +50,7 @@ from models.activity.leave import (
     leave_of,
     leaves_of,
     pending_leaves,
+    pending_leaves_for,
     request_leave,
 )
 from models.activity.listing import (
@@ -112,7 +113,8 @@ __all__ = [
     "audience_filter", "audience_query", "cancel_activity", "cancel_activity_report", "cancel_registration",
     "check_in", "check_in_by_code", "check_in_by_scene", "check_out", "checked_in_count", "code_is_valid",
     "counting_on", "create_activity", "current_code", "decide_leave", "distance_m", "edit_activity",
-    "existing_checkin", "find_requester", "leave_of", "leaves_of", "pending_leaves", "request_leave",
+    "existing_checkin", "find_requester", "leave_of", "leaves_of", "pending_leaves", "pending_leaves_for",
+    "request_leave",
     "expected_count", "expected_counts", "expected_members", "find_by_code", "get_activity", "get_managed_activity",
     "get_visible_activity", "hours_text", "in_audience", "may_see", "minute_index", "normalize_kind",
     "period_attendance", "period_bounds", "proxy_check_in", "proxy_check_in_member", "qr_expire_seconds",

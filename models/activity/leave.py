@@ -10,15 +10,15 @@ so two secretaries deciding at once decide once.
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, or_, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy import ForeignKey, String, UniqueConstraint, func, or_, select, update
+from sqlalchemy.orm import Mapped, Session, contains_eager, joinedload, mapped_column, relationship
 
 from config import DEFAULTS, Settings
 from models import authz, clock
 from models.activity.audience import in_audience
 from models.activity.checkin import existing_checkin
 from models.activity.tables import Activity
-from models.base import Base, DomainError, Forbidden, NotFound, UTCDateTime, insert_ignore
+from models.base import Base, DomainError, Forbidden, NotFound, Page, UTCDateTime, insert_ignore
 from models.member import Member
 from models.outbox import enqueue
 from models.text import clean_text
@@ -41,6 +41,7 @@ class LeaveRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
+    activity: Mapped[Activity] = relationship()
     member: Mapped[Member] = relationship(foreign_keys=[member_id])
     decided_by: Mapped[Member | None] = relationship(foreign_keys=[decided_by_id])
 
@@ -100,10 +101,29 @@ def pending_leaves(session: Session, activity: Activity) -> list[LeaveRequest]:
         .join(LeaveRequest.member).order_by(LeaveRequest.requested_at, LeaveRequest.id)))
 
 
+def pending_leaves_for(session: Session, actor: Member, *, page: int = 1, per_page: int = 20) -> Page:
+    """The requests waiting for a decision on the (not cancelled) activities `actor` manages — the
+    leave queue of a secretary's subtree —, the soonest occasion first, with their members and
+    activities: one page in a fixed number of statements."""
+    authz.authorize(actor, authz.LIST_LEAVES)
+    where = (LeaveRequest.status == PENDING, Activity.cancelled.is_(False), authz.activity_manager_clause(actor))
+    queue = (select(LeaveRequest).join(LeaveRequest.activity).join(Activity.org).join(LeaveRequest.member)
+             .where(*where))
+    total = session.scalar(select(func.count()).select_from(LeaveRequest).join(LeaveRequest.activity)
+                           .join(Activity.org).where(*where)) or 0
+    page = max(1, page)
+    rows = session.scalars(
+        queue.options(contains_eager(LeaveRequest.activity).contains_eager(Activity.org),
+                      contains_eager(LeaveRequest.member))
+        .order_by(Activity.starts_at, Activity.id, LeaveRequest.requested_at, LeaveRequest.id)
+        .offset((page - 1) * per_page).limit(per_page)).all()
+    return Page(list(rows), total, page, per_page)
+
+
 def leaves_of(session: Session, activity: Activity) -> list[LeaveRequest]:
-    """Every request of `activity`, oldest first."""
+    """Every request of `activity`, oldest first, with their members."""
     return list(session.scalars(
-        select(LeaveRequest).where(LeaveRequest.activity_id == activity.id)
+        select(LeaveRequest).where(LeaveRequest.activity_id == activity.id).options(joinedload(LeaveRequest.member))
         .order_by(LeaveRequest.requested_at, LeaveRequest.id)))
 
 
