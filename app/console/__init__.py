@@ -23,4 +23,6 @@ from app.console import (  # noqa: E402,F401  (the routes register on bp)
     login,
     members,
     notices,
+    points,
+    wishes,
 )
