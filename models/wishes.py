@@ -853,13 +853,13 @@ class Waiting:
         return self.review_total + self.confirm_total + self.awards_total
 
 
-def waiting_for(session: Session, actor: Member, *, limit: int = 10, awards: bool = True) -> Waiting:
+def waiting_for(session: Session, actor: Member, *, limit: int = 10, with_awards: bool = True) -> Waiting:
     """待办: the proposals `actor` may review, the fulfilments they may confirm (a grid head: their
     grid's; a bound beneficiary: their own) and the manual point awards waiting for their approval
-    (left out when not `awards`: the console's wishes page)."""
+    (left out without `with_awards`: the console's wishes page)."""
     review, review_total = _first(session, _to_review(actor), limit)
     confirm, confirm_total = _first(session, _to_confirm(actor), limit)
-    awards = pending_awards(session, actor) if awards and authz.can(actor, authz.LIST_AWARDS) else []
+    awards = pending_awards(session, actor) if with_awards and authz.can(actor, authz.LIST_AWARDS) else []
     return Waiting(review, review_total, confirm, confirm_total, awards[:limit], len(awards))
 
 

@@ -74,6 +74,11 @@ def test_review_confirm_and_a_second_managers_approval_at_360px(app_factory, eng
         screenshot(browser, tab, f"{SHOTS}/wishes-360.png", 360)
         assert fits(browser, tab)
 
+        navigate(browser, tab, f"{base}/console/wishes/{to_review}")
+        assert browser.evaluate(tab, "!!document.getElementById('reject-reason')")
+        screenshot(browser, tab, f"{SHOTS}/wish-review-360.png", 360)
+        assert fits(browser, tab)
+        navigate(browser, tab, f"{base}/console/wishes?again=1")
         after_click(browser, tab, f"approve-{to_review}", f"心愿 #{to_review}「")
         assert "已通过审核" in browser.evaluate(tab, "document.body.innerText")
         after_click(browser, tab, f"confirm-button-{to_confirm}", f"已确认心愿 #{to_confirm}「陪老人买菜」完成")

@@ -55,7 +55,7 @@ def wishes():
     manager = current_manager()
     state = _state()
     page = clamp_page(request.args.get("page", 1, type=int) or 1)
-    waiting = waiting_for(db.session, manager, limit=QUEUE, awards=False)
+    waiting = waiting_for(db.session, manager, limit=QUEUE, with_awards=False)
     items, total = browse_wishes(db.session, manager, status=state, org_id=manager.org_id, page=page,
                                  per_page=PER_PAGE)
     return render_template("console/wishes.html", manager=manager, waiting=waiting, state=state, states=STATES,
