@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, joinedload, mapped_column, relationship
 
 from config import DEFAULTS, Settings
 from models import authz, clock
@@ -209,19 +209,32 @@ def decide_award(session: Session, actor: Member, award_id: int, approve: bool, 
     return award
 
 
+# What a listed award shows and its check asks, loaded with the awards (no query per award): the
+# recipient with their organization (authz judges by it), and who filed it.
+AWARD_SHOWN = (joinedload(ManualAward.member).joinedload(Member.org), joinedload(ManualAward.requested_by))
+
+
 def pending_awards(session: Session, actor: Member) -> list[ManualAward]:
     """Return the manual awards waiting for `actor`'s approval (not their own)."""
     authz.authorize(actor, authz.LIST_AWARDS)
     query = (select(ManualAward).join(Member, Member.id == ManualAward.member_id)
              .join(Organization, Organization.id == Member.org_id)
              .where(ManualAward.status == AWARD_PENDING, ManualAward.requested_by_id != actor.id)
-             .order_by(ManualAward.id))
+             .order_by(ManualAward.id).options(*AWARD_SHOWN))
     query = query.where(Organization.path.startswith(actor.org.path))
     return [award for award in session.scalars(query)
-            if authz.award_decision_problem(actor, award.requested_by_id, session.get(Member, award.member_id))
-            is None]
+            if authz.award_decision_problem(actor, award.requested_by_id, award.member) is None]
+
+
+def requested_awards(session: Session, actor: Member, *, limit: int = 10) -> list[ManualAward]:
+    """Return the manual awards `actor` filed, latest first, whatever their state (what they wait for)."""
+    authz.authorize(actor, authz.REQUEST_AWARD)
+    return list(session.scalars(
+        select(ManualAward).where(ManualAward.requested_by_id == actor.id)
+        .order_by(ManualAward.id.desc()).limit(limit).options(*AWARD_SHOWN)
+    ))
 
 
 __all__ = ["Board", "ManualAward", "PointEntry", "Rank", "Statement", "balance", "credit", "decide_award",
            "pending_awards", "ranking", "ranking_for", "recent_entries", "request_award",
-           "statement"]
+           "requested_awards", "statement"]

@@ -201,6 +201,15 @@ def view_wish(session: Session, viewer: Member | None, wish_id: int) -> Wish:
     return wish
 
 
+def managed_wish(session: Session, manager: Member | None, wish_id: int) -> Wish:
+    """Return the wish if it is one `manager` manages (of their subtree) or may confirm (a grid head,
+    the bound beneficiary); NotFound otherwise, open or not (the console shows only these)."""
+    wish = get_wish(session, wish_id)
+    if not (authz.can(manager, authz.MANAGE_WISHES, wish.org) or authz.can(manager, authz.CONFIRM_WISH, wish)):
+        raise NotFound(f"未找到心愿 #{wish_id}。", data={"what": "wish"})
+    return wish
+
+
 def _mask_text(text: str, keep: int) -> str:
     if not text:
         return ""
@@ -817,8 +826,10 @@ def _first(session: Session, query, limit: int) -> tuple[list[Wish], int]:
     counted only when there are more than fit, so "exactly one" is what one statement saw (a
     concurrent confirmation between a count and a read cannot leave an empty list with a count of 1)."""
     fetch = max(limit, 2)
-    # A waiting line names the poster (to review) or the claimer (to confirm): loaded for all rows at once.
-    rows = list(session.scalars(query.limit(fetch).options(selectinload(Wish.poster), selectinload(Wish.claimer))))
+    # A waiting line names the poster (to review) or the claimer (to confirm), and the console its
+    # organization: loaded for all rows at once.
+    rows = list(session.scalars(query.limit(fetch).options(selectinload(Wish.poster), selectinload(Wish.claimer),
+                                                           selectinload(Wish.org))))
     if len(rows) < fetch:
         return rows[:limit], len(rows)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -842,12 +853,13 @@ class Waiting:
         return self.review_total + self.confirm_total + self.awards_total
 
 
-def waiting_for(session: Session, actor: Member, *, limit: int = 10) -> Waiting:
+def waiting_for(session: Session, actor: Member, *, limit: int = 10, with_awards: bool = True) -> Waiting:
     """待办: the proposals `actor` may review, the fulfilments they may confirm (a grid head: their
-    grid's; a bound beneficiary: their own) and the manual point awards waiting for their approval."""
+    grid's; a bound beneficiary: their own) and the manual point awards waiting for their approval
+    (left out without `with_awards`: the console's wishes page)."""
     review, review_total = _first(session, _to_review(actor), limit)
     confirm, confirm_total = _first(session, _to_confirm(actor), limit)
-    awards = pending_awards(session, actor) if authz.can(actor, authz.LIST_AWARDS) else []
+    awards = pending_awards(session, actor) if with_awards and authz.can(actor, authz.LIST_AWARDS) else []
     return Waiting(review, review_total, confirm, confirm_total, awards[:limit], len(awards))
 
 
@@ -887,8 +899,10 @@ def my_wishes(session: Session, member: Member, limit: int = 10) -> list[Wish]:
 
 
 def wish_history(session: Session, wish_id: int) -> list[WishEvent]:
+    """A wish's transitions, oldest first, with who made them (loaded at once)."""
     return list(session.scalars(
         select(WishEvent).where(WishEvent.wish_id == wish_id).order_by(WishEvent.at, WishEvent.id)
+        .options(selectinload(WishEvent.actor))
     ))
 
 

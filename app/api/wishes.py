@@ -37,6 +37,7 @@ from app.api.wish_schemas import (
 )
 from app.extensions import current_settings, db
 from models import authz, job_kinds, points, wishes
+from models.base import NotFound
 
 blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
 points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
@@ -190,13 +191,19 @@ def upload_photo(files, wish_id):
 @blp.doc(operationId="getWishPhoto", responses=errors(401, 403, 404))
 def get_photo(wish_id, photo_id):
     """查看心愿的一张照片（认领人、发布人、受助人和上级书记）。"""
-    photo = wishes.photo_of(db.session, current_viewer(), wish_id, photo_id)
+    return photo_response(wishes.photo_of(db.session, current_viewer(), wish_id, photo_id))
+
+
+def photo_response(photo: wishes.WishPhoto) -> Response:
+    """The bytes of an uploaded photo (the caller asked wishes.photo_of who may see it); NotFound for
+    a photo sent through the Official Account (no file here) or a file gone. The console serves
+    photos through this too."""
     name = photo.media_id.removeprefix("upload:")
     if photo.media_id == name or not UPLOAD_NAME.fullmatch(name):
-        raise ApiError(404, "not_found", "这张照片是通过公众号发送的，请在公众号中查看。")
+        raise NotFound("这张照片是通过公众号发送的，请在公众号中查看。")
     path = os.path.join(_photo_dir(), name)
     if not os.path.isfile(path):
-        raise ApiError(404, "not_found", "照片文件已不存在。")
+        raise NotFound("照片文件已不存在。")
     with open(path, "rb") as photo_file:  # small (capped at upload): read whole, nothing left open
         data = photo_file.read()
     # The type we recognised at upload, and no sniffing: the browser never reads it as HTML or script.

@@ -25,4 +25,6 @@ from app.console import (  # noqa: E402,F401  (the routes register on bp)
     members,
     notices,
     orglife,
+    points,
+    wishes,
 )
