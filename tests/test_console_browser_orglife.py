@@ -13,7 +13,7 @@ from models.activity import Activity, LeaveRequest
 from models.outbox import list_inbox
 from tests.console_activity_support import navigate, screenshot, session_cookie, signed_in_tab, wait_loaded
 from tests.local_servers import serve_in_thread
-from tests.test_console_browser_activities import browser, click, fill, text_of  # noqa: F401  (the fixture)
+from tests.test_console_browser_activities import click, fill, text_of
 from tests.test_console_orglife import LAST_YEAR, NEXT_YEAR, ask_leave, held, local, publish
 
 SHOTS = "/tmp/lianxin-console-orglife"

@@ -5,30 +5,17 @@ award requested by one secretary and approved by another. Screenshots go to /tmp
 import json
 import os
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Member
 from models.points import AWARD_APPROVED, ManualAward, balance
 from models.wishes import DONE, OPEN, Wish
-from tests.cdp import Browser, find_chromium
 from tests.console_activity_support import navigate, screenshot, session_cookie, signed_in_tab, wait_loaded
 from tests.local_servers import serve_in_thread
 from tests.test_console_wishes import fulfilled, proposed
 
 SHOTS = "/tmp/lianxin-console-wishes"
-
-
-@pytest.fixture
-def browser():
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("NO CHROMIUM BINARY FOUND: the wishes and points pages were NOT checked in a real browser "
-                    "(install it with `apt-get install -y chromium fonts-noto-cjk`)")
-    started = Browser(binary)
-    yield started
-    started.close()
 
 
 def click(browser, tab, element_id: str) -> None:

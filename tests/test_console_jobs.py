@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Member, Organization
 from models.jobs import Job
 from models.roster import COLUMNS
+from models.wishes import propose_wish
 from scheduler.background import BackgroundWorkers
 from tests.conftest import BRANCH, COMMUNITY, Person
 
@@ -139,6 +140,16 @@ def test_a_large_quota_export_leaves_the_request(big_app, console_login, people,
     rows = list(load_workbook(io.BytesIO(client.get(f"/console/jobs/{job}/file").data)).active.values)
     assert "王志强" in [cell for row in rows for cell in row]
 
+
+def test_a_large_wishes_export_leaves_the_request(big_app, console_login, people, engine):
+    with Session(engine) as s:
+        for n in range(3):
+            propose_wish(s, s.get(Member, people["wang"].id), f"家里水龙头漏水{n}")
+    client, _ = signed_in(big_app, console_login, people["sec"])
+    job = job_id_of(client.get("/console/wishes/export?status=待审核"))
+    run_jobs(engine, big_app)
+    rows = list(load_workbook(io.BytesIO(client.get(f"/console/jobs/{job}/file").data)).active.values)
+    assert len(rows) == 4 and rows[1][3] == "待审核"
 
 def test_small_work_stays_in_the_request(client, console_login, people, engine):
     console_login(client, people["sec"])

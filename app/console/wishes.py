@@ -13,9 +13,10 @@ from flask import flash, redirect, render_template, request, url_for
 from app.api.files import xlsx_response
 from app.api.wishes import photo_response
 from app.console import bp
+from app.console import jobs as jobs_pages
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db
-from models import authz, clock
+from models import authz, clock, job_kinds
 from models.base import DomainError, Page
 from models.text import clamp_page
 from models.wishes import (
@@ -150,5 +151,9 @@ def wishes_photo(wish_id: int, photo_id: int):
 @bp.get("/wishes/export")
 @login_required
 def wishes_export():
-    data = export_wishes(db.session, current_manager(), status=_state(), settings=current_settings())
+    manager, settings = current_manager(), current_settings()
+    if job_kinds.too_big(job_kinds.wishes_in(db.session, manager.org, _state()), settings):
+        return jobs_pages.started(job_kinds.start(db.session, manager, job_kinds.WISHES_EXPORT, manager.org,
+                                                  action=authz.EXPORT_WISHES, params={"status": _state()}))
+    data = export_wishes(db.session, manager, status=_state(), settings=settings)
     return xlsx_response(data, "wishes.xlsx", "微心愿.xlsx")
