@@ -62,8 +62,10 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True)
     init_redis(app)
     # CSRF tokens are checked by the console's forms only (the webhook is signed, the API takes
-    # tokens); Bootstrap is served from its Python package, never from a CDN.
-    app.config.update(WTF_CSRF_CHECK_DEFAULT=False, BOOTSTRAP_SERVE_LOCAL=True)
+    # tokens), and last as long as the console's session (a form left open over lunch still sends);
+    # Bootstrap is served from its Python package, never from a CDN.
+    app.config.update(WTF_CSRF_CHECK_DEFAULT=False, BOOTSTRAP_SERVE_LOCAL=True,
+                      WTF_CSRF_TIME_LIMIT=int(settings.console_session_hours * 3600))
     csrf.init_app(app)
     bootstrap.init_app(app)
     if settings.trusted_proxies:

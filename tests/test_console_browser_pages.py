@@ -7,7 +7,10 @@ import os
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from sqlalchemy.orm import Session
 
+from app.console.errors import WORDS
+from models import Member
 from models.roster import COLUMNS
 from tests.conftest import BRANCH, COMMUNITY, Person
 from tests.console_pages_support import (
@@ -72,3 +75,28 @@ def test_dashboard_import_preview_and_export(app, browser, people, console_login
         rows = list(load_workbook(io.BytesIO(body)).active.values)
         assert rows[0] == COLUMNS and {"王志强", "赵秀英", "陈书记"} <= {row[0] for row in rows[1:]}
         assert all(row[2].startswith(COMMUNITY) for row in rows[1:]) and BRANCH in {row[2] for row in rows[1:]}
+
+
+def test_a_post_without_its_token_and_another_communitys_member_are_refused_in_chinese(app, browser, cast,
+                                                                                      console_login, engine):
+    people = cast(sec=cast.sec.bound(), wang=cast.wang, sun=cast.sun)  # 孙立: another community's member
+    cookies = session_cookies(app, people["sec"], console_login)
+    with serve_in_thread(app) as base:
+        tab = sign_in(browser, base, cookies)
+        go(browser, tab, f"{base}/console/members/{people['wang'].id}")
+        assert browser.evaluate(tab, "document.querySelector('input[name=csrf_token]') !== null")
+        # The page's own form, sent without its token (as a forged form from another site would be).
+        answer = browser.send("Runtime.evaluate", {"expression": (
+            "(() => { const form = new FormData(document.querySelector('form[method=post] input[name=name]').form);"
+            " form.delete('csrf_token'); form.set('name', '王志刚');"
+            f" return fetch({base + '/console/members/' + str(people['wang'].id)!r}, {{method: 'POST', body: form}})"
+            ".then(async r => [r.status, await r.text()]); })()"), "awaitPromise": True, "returnByValue": True},
+            tab)["result"]["value"]
+        assert answer[0] == 400 and "页面已过期" in answer[1]
+        status, _, _ = fetch_bytes(browser, tab, f"{base}/console/members/{people['sun'].id}")
+        assert status in (403, 404)
+        go(browser, tab, f"{base}/console/members/{people['sun'].id}")
+        assert browser.evaluate(tab, "document.title") == f"{WORDS[status][0]} · 连心"
+        assert "孙立" not in browser.evaluate(tab, "document.body.innerText")
+    with Session(engine) as s:
+        assert s.get(Member, people["wang"].id).name == "王志强"  # nothing changed
