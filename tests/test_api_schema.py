@@ -22,7 +22,7 @@ from models import Member, now_utc
 from models.activity import NewActivity, create_activity
 from tests.conftest import steady_headers
 
-EXAMPLES = 8
+EXAMPLES = 5  # per operation and mode; with derandomize, the same cases every run
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
