@@ -22,7 +22,7 @@ from app import create_app
 from app.api import limiter
 from app.extensions import db
 from app.simulator import Simulator
-from config import load_config
+from config import FIELDS, load_config
 from handlers import Incoming, build_router
 from models import Base, Member
 from models.org import (
@@ -186,17 +186,22 @@ def make_app(database_url, redis_url, fake_wechat, **overrides):
 
 
 class SharedApp:
-    """The app of the default settings, made once for the run (making one costs about 0.1 s, mostly
+    """An app of the default settings, made once for the run (making one costs about 0.1 s, mostly
     werkzeug compiling its routes, and most tests want just that app) and handed to each test as
-    new: its extensions (settings, Redis …) and config as made, its in-process Redis stand-in emptied (a real Redis is
-    emptied by _clean_state), a router of its own, the rate limiter's counts cleared."""
+    new: its extensions (settings, Redis …) and config as made, its in-process Redis stand-in
+    emptied (a real Redis is emptied by _clean_state), a router of its own, the rate limiter's
+    counts cleared. A test that changed the settings' environment variables gets an app of its own."""
 
     def __init__(self) -> None:
         self.app = None
 
     def get(self, database_url, redis_url, fake_wechat):
+        environment = _settings_environment()
+        if self.app is not None and environment != self.environment:
+            return None
         if self.app is None:
             self.app = make_app(database_url, redis_url, fake_wechat)
+            self.environment = environment
             self.extensions, self.config = dict(self.app.extensions), dict(self.app.config)
             self.limiter = dict(vars(limiter))
         app = self.app
@@ -219,30 +224,41 @@ class SharedApp:
             self.app.extensions["redis"].close()
 
 
-_SHARED = SharedApp()
+def _settings_environment() -> tuple:
+    return tuple(sorted((key, value) for key, value in os.environ.items() if key.lower() in FIELDS))
+
+
+# Two: `app` keeps an app context pushed for its test, and a request of an app whose context is
+# pushed runs in it (its g, its session); the API's tests' app (`api_app`) must be another one.
+_SHARED = {"app": SharedApp(), "api": SharedApp()}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _shared_app_closed():
+def _shared_apps_closed():
     yield
-    _SHARED.close()
+    for shared in _SHARED.values():
+        shared.close()
 
 
 @pytest.fixture
 def app_factory(engine, database_url, redis_url, fake_wechat):
-    """Make apps with extra settings (without any: the run's shared app, as new); each one's pools
-    are closed after the test."""
+    """Make apps with extra settings; each one's pools are closed after the test. `shared(name)`:
+    the run's shared app of that name (SharedApp), as new."""
     made, used = [], []
 
     def factory(**overrides):
-        if not overrides:
-            app = _SHARED.get(database_url, redis_url, fake_wechat)
-            used.append(app)
-            return app
         app = make_app(database_url, redis_url, fake_wechat, **overrides)
         made.append(app)
         return app
 
+    def shared(name: str):
+        app = _SHARED[name].get(database_url, redis_url, fake_wechat)
+        if app is None:
+            return factory()
+        used.append(app)
+        return app
+
+    factory.shared = shared
     yield factory
     for app in used:
         with app.app_context():
@@ -256,7 +272,7 @@ def app_factory(engine, database_url, redis_url, fake_wechat):
 
 @pytest.fixture
 def app(app_factory):
-    app = app_factory()
+    app = app_factory.shared("app")
     with app.app_context():
         yield app
 
@@ -388,7 +404,7 @@ def cast(make_member) -> Cast:
 @pytest.fixture
 def api_app(app_factory):
     """An app for /api/v1 tests, without a pushed app context: each request gets its own, as live."""
-    return app_factory()
+    return app_factory.shared("api")
 
 
 @pytest.fixture

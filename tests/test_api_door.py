@@ -62,7 +62,8 @@ def test_not_bound_is_one_answer_everywhere(api_client, api_login, method, path,
     assert "POST /" not in answer["message"] and "发送" not in answer["message"]
 
 
-def test_a_domain_error_is_worded_by_the_api_from_its_code_and_data(api_app):
+def test_a_domain_error_is_worded_by_the_api_from_its_code_and_data(app_factory):
+    api_app = app_factory()  # an app of its own: the test adds a route to it
     @api_app.get("/api/v1/_test/error/<kind>")
     def fail(kind):
         if kind == "chat":
