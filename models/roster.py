@@ -76,7 +76,17 @@ class ImportReport:
     @property
     def typos(self) -> bool:
         """Whether some rows were refused only as a likely misspelt organization or grid."""
-        return any(error.code in (ORG_TYPO, GRID_TYPO) for error in self.errors)
+        return bool(self.typo_errors)
+
+    @property
+    def typo_errors(self) -> list[RowError]:
+        """The rows refused as a likely misspelt organization or grid: imported once ticked (create_orgs)."""
+        return [error for error in self.errors if error.code in (ORG_TYPO, GRID_TYPO)]
+
+    @property
+    def blocking_errors(self) -> list[RowError]:
+        """The rows refused for another reason: the file must be corrected first."""
+        return [error for error in self.errors if error.code not in (ORG_TYPO, GRID_TYPO)]
 
     def summary(self) -> str:
         if self.errors:

@@ -20,7 +20,7 @@ from models import authz
 from models.directory import import_roster
 from models.member import KINDS, Member, normalize_phone
 from models.org import NewGrid, plan_orgs, split_org_path
-from models.roster import COLUMNS, GRID_TYPO, MASKED_PHONE, ORG_TYPO, ImportReport, read_roster
+from models.roster import COLUMNS, MASKED_PHONE, ImportReport, read_roster
 from models.sheets import append_row, new_sheet, to_bytes
 
 TEMPLATE_EXAMPLE = ("张三", "13800000000", "滨江街道党工委/东湖社区党委/东湖社区第一党支部", "在职党员",
@@ -72,7 +72,7 @@ class Preview:
     @property
     def errors(self) -> list:
         """The rows refused for another reason than a likely typo: the import cannot be applied."""
-        return [e for e in self.report.errors if e.code not in (ORG_TYPO, GRID_TYPO)]
+        return self.report.blocking_errors
 
     @property
     def applicable(self) -> bool:

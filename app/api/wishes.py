@@ -46,6 +46,11 @@ points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积�
 IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
                     (b"GIF89a", "gif"))
 IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+
+
+def image_kind(data: bytes) -> str | None:
+    """The image type of these bytes (jpg, png, gif) by their first bytes, or None."""
+    return next((ext for magic, ext in IMAGE_SIGNATURES if data.startswith(magic)), None)
 UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|gif)")  # the names upload_photo gives
 
 
@@ -165,7 +170,7 @@ def upload_photo(files, wish_id):
     data = files["file"].read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "too_large", f"照片不能超过 {limit // (1024 * 1024) or 1} MB。")
-    kind = next((ext for magic, ext in IMAGE_SIGNATURES if data.startswith(magic)), None)
+    kind = image_kind(data)
     if kind is None:
         raise ApiError(415, "unsupported_media_type", "只支持 JPEG、PNG 或 GIF 图片。")
     # A random name of our own: nothing of the client's file name reaches the disk.

@@ -14,7 +14,6 @@ from app.console import bp
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db, get_redis
 from models import clock, job_kinds, jobs
-from models.roster import GRID_TYPO, ORG_TYPO
 
 STARTED = "数据量较大，已转入后台处理。本页会显示进度，完成后可在此下载或查看结果。"
 POLL_SECONDS = 2
@@ -70,10 +69,8 @@ def jobs_list():
 def job(job_id: int):
     found = _visible(job_id)
     report = job_kinds.import_report(db.session, found)
-    # A trial import's errors: a misspelt-looking organization or grid is created with a tick, any
-    # other error is corrected in the file first.
-    blocking = [e for e in report.errors if e.code not in (ORG_TYPO, GRID_TYPO)] if report else []
-    typos = [e for e in report.errors if e.code in (ORG_TYPO, GRID_TYPO)] if report else []
+    blocking = report.blocking_errors if report else []
+    typos = report.typo_errors if report else []
     token = upload_token(found) if report is not None and report.dry_run and not blocking else None
     return render_template("console/job.html", manager=current_manager(), job=found, state=_status(found),
                            label=job_kinds.KINDS[found.kind].label if found.kind in job_kinds.KINDS else found.kind,

@@ -16,7 +16,7 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from wechatpy.exceptions import WeChatClientException
 
 from app.api.files import DOCX, xlsx_response
-from app.api.wishes import IMAGE_SIGNATURES, IMAGE_TYPES
+from app.api.wishes import IMAGE_TYPES, image_kind
 from app.console import bp
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db, get_redis
@@ -231,7 +231,7 @@ def orglife_record_photo(activity_id: int, photo_id: int):
         return render_template("console/activities_error.html", manager=current_manager(),
                                message=PHOTO_UNREACHABLE, back=back), 502
     data = answer.content if isinstance(answer, requests.Response) else b""
-    kind = next((ext for magic, ext in IMAGE_SIGNATURES if data.startswith(magic)), None)
+    kind = image_kind(data)
     if kind is None:  # not an image we know: never served as whatever WeChat called it
         return _refused(NotFound(PHOTO_GONE), back)
     return Response(data, mimetype=IMAGE_TYPES[kind],
