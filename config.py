@@ -123,9 +123,13 @@ class Settings:
     checkin_max_failures: int = 5
     checkin_lockout_seconds: int = 900
     # Roster files read for an import: at most this many data rows and header columns; a sheet
-    # claiming more is refused with the reason (read in streaming mode, only the header's columns).
+    # holding more is refused with the reason (only the header's columns are kept).
     roster_max_rows: int = 100_000
     roster_max_columns: int = 50
+    # An .xlsx is read in a process of its own (python-calamine) with at most this much address
+    # space and this many seconds of CPU and of wall time: a hostile workbook ends that process only.
+    roster_read_memory_mb: int = 2048
+    roster_read_seconds: int = 60
     # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
     # hours (0: no limit); the refusal says when the next one is allowed.
     notice_remind_hours: int = 12
@@ -316,6 +320,9 @@ def _checked(settings: Settings) -> Settings:
     })
     if not 1 <= settings.rhythm_check_day <= 28:
         raise ConfigError(f"RHYTHM_CHECK_DAY={settings.rhythm_check_day} must be a day from 1 to 28")
+    if settings.roster_read_memory_mb < 256 or settings.roster_read_seconds < 1:
+        raise ConfigError("ROSTER_READ_MEMORY_MB must be at least 256 and ROSTER_READ_SECONDS at least 1 "
+                          "(the .xlsx reader's process needs that much to start)")
     return dataclasses.replace(
         settings, birthday_date_field=field_name, wechat_api_base=settings.wechat_api_base.rstrip("/"),
         wechat_open_base=settings.wechat_open_base.rstrip("/"), template_field_maps=maps,

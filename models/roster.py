@@ -30,6 +30,7 @@ from models.org import (
 )
 from models.sheets import append_row, new_sheet, to_bytes
 from models.text import FORBIDDEN, bad_character, describe_character
+from models.xlsx_reader import SheetError, sheet_rows
 
 COLUMNS = ("姓名", "手机号", "所属组织", "党员类别", "入党日期", "转正日期", "角色", "网格", "网格长")
 REQUIRED = ("姓名", "手机号", "所属组织", "党员类别")
@@ -115,30 +116,15 @@ def _blank(values) -> bool:
     return values is None or all(v is None or str(v).strip() == "" for v in values)
 
 
-def _xlsx_rows(data: bytes, max_columns: int) -> Iterator[tuple]:
-    """The header row, then the data rows, read in streaming mode and cut to the header's columns.
-
-    The sheet's own dimension is ignored: a file claiming `A1:XFD5000` would otherwise have every
-    row padded to 16,384 cells. (openpyxl reads with defusedxml: no entity is ever expanded.)"""
-    from openpyxl import load_workbook  # loaded when a workbook is read, not with every process
-
+def _xlsx_rows(data: bytes, settings: Settings) -> Iterator[list]:
+    """The header row, then the data rows cut to the header's columns (models.xlsx_reader: read by
+    python-calamine in a process of its own, its memory and CPU capped by ROSTER_READ_MEMORY_MB and
+    ROSTER_READ_SECONDS). No entity of a DTD is ever expanded: a file using one is refused."""
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds for a damaged file
-        raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
-    try:
-        sheet = book.active
-        sheet.reset_dimensions()  # trust the cells, not the claimed size
-        try:
-            header = next(sheet.iter_rows(min_row=1, max_row=1, max_col=max_columns + 1, values_only=True), ())
-            yield header
-            width = len(_trim(header))
-            if width:
-                yield from sheet.iter_rows(min_row=2, max_col=width, values_only=True)
-        except Exception as exc:
-            raise RosterFileError("无法读取该 Excel 文件，请确认是 .xlsx 格式。") from exc
-    finally:
-        book.close()
+        yield from sheet_rows(data, max_rows=settings.roster_max_rows, max_columns=settings.roster_max_columns,
+                              memory_mb=settings.roster_read_memory_mb, seconds=settings.roster_read_seconds)
+    except SheetError as exc:
+        raise RosterFileError(str(exc)) from exc
 
 
 def _csv_rows(data: bytes) -> Iterator[list]:
@@ -173,7 +159,7 @@ def read_roster(data: bytes, filename: str, settings: Settings = DEFAULTS) -> li
     max_rows, max_columns = settings.roster_max_rows, settings.roster_max_columns
     suffix = Path(filename).suffix.lower()
     if suffix == ".xlsx":
-        rows = _xlsx_rows(data, max_columns)
+        rows = _xlsx_rows(data, settings)
     elif suffix == ".csv":
         rows = _csv_rows(data)
     else:
@@ -181,13 +167,13 @@ def read_roster(data: bytes, filename: str, settings: Settings = DEFAULTS) -> li
     try:
         return _records(rows, max_rows, max_columns)
     finally:
-        rows.close()  # the workbook is closed however the reading ended
+        rows.close()  # the reader is ended however the reading ended
 
 
 def roster_fits(data: bytes, filename: str, rows: int, settings: Settings = DEFAULTS) -> bool:
-    """Whether a roster file holds at most `rows` data rows, reading no more than that many (a
-    district's file is not read whole in a request only to learn that it is too big for one). A file
-    that is no roster at all is refused like read_roster refuses it."""
+    """Whether a roster file holds at most `rows` data rows, taking no more than that many (a
+    district's file is not validated whole in a request only to learn that it is too big for one).
+    A file that is no roster at all is refused like read_roster refuses it."""
     if rows >= settings.roster_max_rows:
         read_roster(data, filename, settings)  # the roster's own limit is the lower: it answers
         return True

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import fastpath
+from config import DEFAULTS
 from models import Grid, Member, Organization
 from models import roster as roster_module
 from models.directory import export_roster
@@ -206,7 +207,7 @@ def test_the_members_export_costs_the_same_for_5_and_for_50_members(session, mak
     assert len(exported) == 51 and len(list(exported)) == 51  # sized, and iterable again
 
 
-# Reading .xlsx -----------------------------------------------------------------------------------
+# Reading .xlsx (python-calamine in a capped process of its own: models/xlsx_reader.py) -----------
 def _openpyxl_rows(data: bytes, width: int) -> list[tuple]:
     """What openpyxl's own read-only reader gives for the data rows (the reference)."""
     book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -219,9 +220,12 @@ def _openpyxl_rows(data: bytes, width: int) -> list[tuple]:
 
 def _workbook(write_only: bool) -> bytes:
     book = Workbook(write_only=write_only)
-    sheet = book.create_sheet("名册") if write_only else book.active
-    if not write_only:
-        book.create_sheet("其他")  # the active sheet is the one read
+    if write_only:
+        sheet = book.create_sheet("名册")
+    else:  # a first sheet of notes; the workbook opens on the roster, the sheet that is read
+        book.active.append(["说明", "请在「名册」表中填写"])
+        sheet = book.create_sheet("名册")
+        book.active = sheet
     header = ["姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长"]
     sheet.append(header)
     sheet.append(["张三", 13800000001, BRANCH_PATH, "直管党员", datetime(2001, 7, 1), "书记", "一网格", True])
@@ -235,6 +239,7 @@ def _workbook(write_only: bool) -> bytes:
 
 
 BRANCH_PATH = f"{STREET}/东湖社区党委/东湖社区第一党支部"
+HEADER = ["姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长"]
 
 
 @pytest.mark.parametrize("write_only", [False, True])
@@ -242,23 +247,65 @@ def test_an_xlsx_is_read_as_openpyxl_reads_it(write_only):
     data = _workbook(write_only)
     records = read_roster(data, "名册.xlsx")
     reference = _openpyxl_rows(data, 8)
-    header = ["姓名", "手机号", "所属组织", "党员类别", "入党日期", "角色", "网格", "网格长"]
-    assert [None if r is None else tuple(r[h] for h in header) for r in records] == \
+    assert [None if r is None else tuple(r[h] for h in HEADER) for r in records] == \
         [None if all(v is None for v in row) else row for row in reference]
     assert records[0]["入党日期"] == datetime(2001, 7, 1) and records[0]["手机号"] == 13800000001
+    assert type(records[0]["手机号"]) is int and type(records[0]["入党日期"]) is datetime
     assert records[1]["姓名"] == "李&四<" and records[2] is None
+    assert records[3]["入党日期"] == datetime(1976, 3, 15) and records[3]["网格长"] == 0
+    assert records[4]["手机号"] is None  # a formula without a stored result reads as an empty cell
 
 
-def test_an_xlsx_with_a_dtd_is_refused():
-    data = _workbook(False)
+def _rewritten(data: bytes, edit) -> bytes:
+    """The workbook with its roster sheet's XML passed through `edit`."""
     source = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as target:
         for item in source.infolist():
             part = source.read(item.filename)
             if item.filename == "xl/worksheets/sheet1.xml":
-                declaration, _, rest = part.partition(b"?>")
-                part = declaration + b'?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]>' + rest
+                part = edit(part)
             target.writestr(item, part)
-    with pytest.raises(RosterFileError, match="无法读取"):
-        read_roster(out.getvalue(), "名册.xlsx")
+    return out.getvalue()
+
+
+def test_an_xlsx_using_the_entities_of_a_dtd_is_refused_unexpanded():
+    def laughs(part: bytes) -> bytes:  # a billion laughs: &j; would be 10^10 characters
+        entities = b'<!ENTITY a "aaaaaaaaaa">' + b"".join(
+            b'<!ENTITY %s "%s">' % (bytes([c]), b"&%s;" % bytes([c - 1]) * 10) for c in range(ord("b"), ord("k")))
+        row = part.index(b'<row r="2"')
+        start, end = part.index(b"<t>", row) + 3, part.index(b"</t>", row)  # 张三's name
+        return b"<!DOCTYPE worksheet [" + entities + b"]>" + part[:start] + b"&j;" + part[end:]
+
+    with pytest.raises(RosterFileError, match="无法读取该 Excel 文件"):
+        read_roster(_rewritten(_workbook(True), laughs), "名册.xlsx")
+
+
+def test_two_cells_far_apart_end_the_reader_not_the_server():
+    """calamine would densify A1:XFD1048576 (550 GB): the capped reader process ends, this one
+    answers with the reason and reads the next file as usual."""
+    far = b'<row r="1048576"><c r="XFD1048576"><v>1</v></c></row></sheetData>'
+    data = _rewritten(_workbook(True), lambda part: part.replace(b"</sheetData>", far))
+    with pytest.raises(RosterFileError, match="过大或结构异常"):
+        read_roster(data, "名册.xlsx")
+    assert len(read_roster(_workbook(True), "名册.xlsx")) == 5
+
+
+def test_a_stray_cell_far_below_the_roster_is_not_read():
+    far = b'<row r="900000"><c r="A900000" t="inlineStr"><is><t>x</t></is></c></row></sheetData>'
+    data = _rewritten(_workbook(True), lambda part: part.replace(b"</sheetData>", far))
+    records = read_roster(data, "名册.xlsx")
+    assert len(records) == 5 and records[0]["姓名"] == "张三"
+
+
+@pytest.mark.parametrize("data", [b"", b"PK\x03\x04 not a zip", b"<html>no workbook</html>"])
+def test_a_file_that_is_no_workbook_is_refused(data):
+    with pytest.raises(RosterFileError, match="无法读取该 Excel 文件"):
+        read_roster(data, "名册.xlsx")
+
+
+def test_a_roster_over_the_row_limit_is_refused_without_reading_it_all():
+    settings = DEFAULTS.replace(ROSTER_MAX_ROWS=3)
+    with pytest.raises(RosterFileError, match="名册超过 3 行"):
+        read_roster(_workbook(True), "名册.xlsx", settings)
+    assert len(read_roster(_workbook(True), "名册.xlsx", DEFAULTS.replace(ROSTER_MAX_ROWS=5))) == 5
