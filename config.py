@@ -129,7 +129,7 @@ class Settings:
     # An .xlsx is read in a process of its own (python-calamine) with at most this much address
     # space and this many seconds of CPU and of wall time: a hostile workbook ends that process only.
     roster_read_memory_mb: int = 2048
-    roster_read_seconds: int = 60
+    roster_read_seconds: int = 8
     # Notices and the inbox: a notice's 再提醒 (chatbot or API) goes out at most once per this many
     # hours (0: no limit); the refusal says when the next one is allowed.
     notice_remind_hours: int = 12

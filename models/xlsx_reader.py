@@ -43,9 +43,10 @@ def sheet_rows(data: bytes, *, max_rows: int, max_columns: int, memory_mb: int, 
     data rows cut to that row's width (a blank row as []), as openpyxl's read-only, data-only mode
     gives them (None for an empty cell, a date as a datetime).
 
-    The child may use `memory_mb` of address space and `seconds` of CPU (and of wall time); it
-    prints no more than it could hold. Raises SheetError when the file cannot be read; rows may
-    have been yielded before (a caller reading all or nothing keeps none of them)."""
+    The child may use `memory_mb` of address space and `seconds` of CPU and of wall time, and print
+    no more than `memory_mb`; its output is taken whole before any row is given. Raises SheetError
+    (before the first row) when the file cannot be read."""
+    budget = memory_mb << 20
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(
             [sys.executable, "-I", str(CHILD), str(max_rows), str(max_columns), str(memory_mb), str(seconds)],
@@ -59,23 +60,22 @@ def sheet_rows(data: bytes, *, max_rows: int, max_columns: int, memory_mb: int, 
                 child.stdin.close()
             except BrokenPipeError:
                 pass  # the child ended before reading it all: its status says why
-            budget = memory_mb << 20
-            for line in child.stdout:
-                budget -= len(line)
-                if budget < 0:
-                    child.kill()
-                    raise SheetError(TOO_BIG)
-                yield json.loads(line, object_hook=_decode)
+            output = child.stdout.read(budget + 1)
+            if len(output) > budget:
+                child.kill()
             status = child.wait()
         finally:
             watchdog.cancel()
             if child.poll() is None:
-                child.kill()  # the caller stopped reading (enough rows, too many rows)
-            child.wait()
+                child.kill()
+                child.wait()
             child.stdout.close()
         if status == UNREADABLE:
             raise SheetError(NOT_A_WORKBOOK)
-        if status != 0:
+        if status != 0 or len(output) > budget:
             errors.seek(0)
             tail = errors.read()[-400:].decode("utf-8", "replace").strip().replace("\n", " | ")
-            raise SheetError(TOO_BIG) from ChildProcessError(f"xlsx reader exit status {status}: {tail}")
+            raise SheetError(TOO_BIG) from ChildProcessError(
+                f"xlsx reader exit status {status}, {len(output)} bytes printed: {tail}")
+    for line in output.splitlines():
+        yield json.loads(line, object_hook=_decode)
