@@ -30,7 +30,7 @@ class Activity(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     audience: Mapped[str] = mapped_column(String(10), default="branch")
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # upcoming lists: not yet over
     place: Mapped[str] = mapped_column(String(200), default="")
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
