@@ -91,7 +91,7 @@ def main() -> int:
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         sheet = book.get_sheet_by_index(sheet_index(book, data))
         rows = sheet.to_python(skip_empty_area=False, nrows=2 * max_rows + 2)
-    except (CalamineError, ValueError, KeyError, zipfile.BadZipFile):
+    except (CalamineError, ValueError):
         return UNREADABLE
     out = sys.stdout
     header = [value(c) for c in rows[0][:max_columns + 1]] if rows else []

@@ -60,8 +60,11 @@ def sheet_rows(data: bytes, *, max_rows: int, max_columns: int, memory_mb: int, 
                 child.stdin.close()
             except BrokenPipeError:
                 pass  # the child ended before reading it all: its status says why
-            output = child.stdout.read(budget + 1)
-            if len(output) > budget:
+            chunks, size = [], 0
+            while size <= budget and (chunk := child.stdout.read1(1 << 20)):
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > budget:
                 child.kill()
             status = child.wait()
         finally:
@@ -72,10 +75,12 @@ def sheet_rows(data: bytes, *, max_rows: int, max_columns: int, memory_mb: int, 
             child.stdout.close()
         if status == UNREADABLE:
             raise SheetError(NOT_A_WORKBOOK)
-        if status != 0 or len(output) > budget:
+        if status != 0 or size > budget:
             errors.seek(0)
             tail = errors.read()[-400:].decode("utf-8", "replace").strip().replace("\n", " | ")
             raise SheetError(TOO_BIG) from ChildProcessError(
-                f"xlsx reader exit status {status}, {len(output)} bytes printed: {tail}")
+                f"xlsx reader exit status {status}, {size} bytes printed: {tail}")
+    output = b"".join(chunks)
+    chunks.clear()
     for line in output.splitlines():
         yield json.loads(line, object_hook=_decode)
