@@ -1,7 +1,5 @@
 """`flask --app app …` commands: members import/export, demo data, the WeChat simulator."""
 
-import csv
-import io
 import os
 import signal
 import sys
@@ -20,7 +18,14 @@ from flask.cli import AppGroup
 from app.extensions import current_settings, db
 from app.simulator import Reply, Simulator, resolve_scene, upload_media
 from models.demo import load_demo
-from models.roster import RosterFileError, export_members, import_members, members_in_subtree, read_roster
+from models.roster import (
+    RosterFileError,
+    export_members,
+    export_members_csv,
+    import_members,
+    members_in_subtree,
+    read_roster,
+)
 
 members_cli = AppGroup("members", help="Import and export the member roster.")
 wechat_cli = AppGroup("wechat", help="Talk to the chatbot as WeChat would.")
@@ -81,25 +86,11 @@ def export_command(path: Path) -> None:
     if suffix not in EXPORT_FORMATS:
         raise click.ClickException(f"只能导出为 .xlsx 或 .csv 文件，「{path.name}」的扩展名不对。")
     members = members_in_subtree(db.session)
-    data = export_members(db.session, members)
-    path.write_bytes(xlsx_to_csv(data) if suffix == ".csv" else data)
+    path.write_bytes(export_members_csv(members) if suffix == ".csv" else export_members(db.session, members))
     click.echo(f"已导出 {len(members)} 人到 {path}（{EXPORT_FORMATS[suffix]}）")
 
 
 EXPORT_FORMATS = {".xlsx": "Excel 表格", ".csv": "CSV，UTF-8 编码"}
-
-
-def xlsx_to_csv(data: bytes) -> bytes:
-    """The first sheet of an .xlsx as CSV in UTF-8 with a BOM (Excel then reads the Chinese)."""
-    from openpyxl import load_workbook  # loaded for an export, not with every command
-
-    book = load_workbook(io.BytesIO(data), read_only=True)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    for row in book.active.iter_rows(values_only=True):
-        writer.writerow(["" if value is None else value for value in row])
-    book.close()
-    return out.getvalue().encode("utf-8-sig")
 
 
 @demo_cli.command("load")

@@ -28,7 +28,7 @@ from models.org import (
     plan_orgs,
     split_org_path,
 )
-from models.sheets import append_row, new_sheet, to_bytes
+from models.sheets import append_row, csv_row, csv_text, new_sheet, to_bytes
 from models.text import FORBIDDEN, bad_character, describe_character
 from models.xlsx_reader import SheetError, sheet_rows
 
@@ -137,7 +137,8 @@ def _csv_rows(data: bytes) -> Iterator[list]:
     else:
         raise RosterFileError("无法识别 CSV 文件的编码，请另存为 UTF-8。")
     try:
-        yield from csv.reader(io.StringIO(text))
+        for row in csv.reader(io.StringIO(text)):
+            yield [csv_text(cell) for cell in row]
     except csv.Error as exc:
         raise RosterFileError("无法读取该 CSV 文件。") from exc
 
@@ -583,15 +584,31 @@ def export_members(session: Session, members: Iterable[Member], *, viewer: Membe
     as they are). Without one (the operator's CLI), everything in full. The members' `org` and
     `grid` should be loaded with them (see members_in_subtree): nothing is queried per row."""
     book, sheet = new_sheet("党员名册", COLUMNS, widths=(10, 14, 48, 10, 12, 12, 8, 10, 8))
+    for row in _export_rows(members, viewer):
+        append_row(sheet, row)
+    return to_bytes(book)
+
+
+def export_members_csv(members: Iterable[Member], *, viewer: Member | None = None) -> bytes:
+    """The same rows as export_members as CSV in UTF-8 with a BOM (Excel then reads the Chinese),
+    text that would be a formula behind an apostrophe (models.sheets.csv_row); it imports back."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in _export_rows(members, viewer):
+        writer.writerow(csv_row(row))
+    return out.getvalue().encode("utf-8-sig")
+
+
+def _export_rows(members: Iterable[Member], viewer: Member | None) -> Iterator[list]:
     for m in members:
         private = viewer is None or authz.can(viewer, authz.VIEW_PRIVATE, m)
-        append_row(sheet, [
+        yield [
             m.name, m.phone if private else mask_phone(m.phone), m.org.full_name, m.kind,
             m.join_date.isoformat() if m.join_date and private else "",
             m.full_member_date.isoformat() if m.full_member_date and private else "",
             m.role, m.grid.name if m.grid else "", "是" if m.grid_head else "否",
-        ])
-    return to_bytes(book)
+        ]
 
 
 class MemberStream:

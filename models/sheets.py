@@ -1,4 +1,4 @@
-"""The one way every export writes a spreadsheet: streamed row by row, user text never a formula.
+"""The one way every export writes a spreadsheet (or a CSV): streamed row by row, user text never a formula.
 
 A cell whose text begins with `=`, `+`, `-`, `@`, a tab or a carriage return is read by Excel,
 WPS and LibreOffice as a formula (OWASP, "CSV injection"): `=HYPERLINK("http://…","点我领取")`
@@ -35,6 +35,19 @@ def clean_text(value: str) -> str:
 def is_risky(value) -> bool:
     """Whether a spreadsheet would read this value as a formula."""
     return isinstance(value, str) and value.startswith(FORMULA_TRIGGERS)
+
+
+def csv_row(values: Iterable) -> list:
+    """One row for a CSV file opened in a spreadsheet: text a spreadsheet would take for a formula
+    is written behind an apostrophe (`'=1+1`: Excel shows the text, without the apostrophe);
+    `csv_text` reads such a cell back as it was."""
+    return [("'" + v if is_risky(v) else v) if isinstance(v, str) else ("" if v is None else v)
+            for v in (clean_text(v) if isinstance(v, str) else v for v in values)]
+
+
+def csv_text(cell: str) -> str:
+    """A cell of a CSV file as its text was before csv_row protected it."""
+    return cell[1:] if cell.startswith("'") and is_risky(cell[1:]) else cell
 
 
 def append_row(sheet: WriteOnlyWorksheet, values: Iterable) -> None:

@@ -171,6 +171,16 @@ def test_export_to_csv_writes_csv_in_utf8_with_bom(app, make_member, tmp_path):
     assert again.exit_code == 0, again.output
 
 
+def test_a_csv_export_keeps_formula_text_as_text_and_imports_back_unchanged(app, make_member, tmp_path):
+    make_member("=HYPERLINK(\"http://x\",\"点我\")", "13900000008", grid="@东湖网格")
+    out = tmp_path / "out.csv"
+    assert app.test_cli_runner().invoke(args=["members", "export", str(out)]).exit_code == 0
+    rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"))))
+    assert rows[1][0] == "'=HYPERLINK(\"http://x\",\"点我\")" and rows[1][7] == "'@东湖网格"
+    again = app.test_cli_runner().invoke(args=["members", "import", str(out)])
+    assert again.exit_code == 0 and "无变化 1 人" in again.output, again.output
+
+
 def test_export_to_xlsx_still_writes_excel(app, make_member, tmp_path):
     make_member()
     out = tmp_path / "out.XLSX"
