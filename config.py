@@ -7,8 +7,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# Flask's instance folder of the app (app/ sits beside this file): the SQLite file, kept photos.
+INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,7 +195,8 @@ class Settings:
     quotas: str = ""
     # The public address of this server, for links sent in WeChat (the meeting-room page).
     public_base_url: str = ""
-    # Where the photos uploaded for wishes are kept; empty: wish_photos/ in the instance folder.
+    # Where photos are kept (wish uploads, and the photos sent in chat once fetched from WeChat);
+    # empty: wish_photos/ in the instance folder.
     wish_photo_dir: str = ""
     # Template ids per kind of message: Official Account template messages, mini-program
     # subscribe messages. An empty id means that channel is not used for that kind.
@@ -237,6 +242,11 @@ class Settings:
         default_factory=lambda: MappingProxyType({}))
     rhythm: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # kind → month/quarter
     weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # of RANKING_WEIGHTS
+
+    @property
+    def photo_dir(self) -> str:
+        """Where photos are kept (WISH_PHOTO_DIR, else wish_photos/ in the instance folder)."""
+        return self.wish_photo_dir or str(INSTANCE_DIR / "wish_photos")
 
     @property
     def tz(self) -> ZoneInfo:

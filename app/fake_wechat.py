@@ -389,11 +389,23 @@ class FakeWeChat:
                 return 404, "application/json; charset=utf-8", b'{"errcode": 404, "errmsg": "unknown ticket"}'
             return 200, "image/svg+xml", qr_svg(f"{self.base_url}/q/{ticket}")
         if path == "/cgi-bin/media/get":
-            media = self.media.get(params.get("media_id", ""))
-            if media is None:
-                return 200, "application/json; charset=utf-8", b'{"errcode": 40007, "errmsg": "invalid media_id"}'
-            return 200, media.content_type, media.data
+            return self._media(path, params)
         return None
+
+    def _media(self, path: str, params: dict) -> tuple[int, str, bytes]:
+        """`media/get`: the file kept by `add_media` or `media/upload` (recorded, failing on demand)."""
+        with self._lock:
+            self.calls.append(Call("GET", path, params, None))
+            failure = self._next_failure(path)
+            media = self.media.get(params.get("media_id", ""))
+        if failure is not None:
+            if failure.status != 200:
+                return failure.status, "application/json; charset=utf-8", b'{"error": "http"}'
+            answer = {"errcode": failure.errcode, "errmsg": failure.errmsg}
+            return 200, "application/json; charset=utf-8", json.dumps(answer).encode()
+        if media is None:
+            return 200, "application/json; charset=utf-8", b'{"errcode": 40007, "errmsg": "invalid media_id"}'
+        return 200, media.content_type, media.data
 
     def _upload(self, params: dict, raw: bytes, content_type: str) -> tuple[int, str, bytes]:
         with self._lock:

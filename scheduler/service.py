@@ -26,6 +26,7 @@ from models.rhythm import send_rhythm_notes
 from scheduler.activity_jobs import absence_notes, activity_reminders, prepare_sign_in_qr_codes
 from scheduler.background import BackgroundWorkers
 from scheduler.locks import RedisLock
+from scheduler.photo_jobs import keep_chat_photos
 from scheduler.sender import Sender
 from scheduler.wechat_api import official_account_client
 from scheduler.wish_jobs import release_overdue_wishes, remind_wish_deadlines
@@ -93,6 +94,8 @@ class SchedulerService:
             Job("absence_notes", CronTrigger(minute="20,50", timezone=self.tz), self._absence_notes),
             Job("activity_qr_codes", CronTrigger(minute="*/30", timezone=self.tz), self._activity_qr_codes,
                 catch_up=False),
+            # Every five minutes: a copy of the photos sent in chat, before WeChat drops them (3 days).
+            Job("photos", CronTrigger(minute="*/5", timezone=self.tz), self._photos),
             # Hourly: forget the handled-message keys older than a day (WeChat retries within seconds).
             Job("handled_messages", CronTrigger(minute=50, timezone=self.tz), self._purge_handled),
             # Background jobs (imports, exports): handed to the worker threads, never run in this one.
@@ -134,6 +137,12 @@ class SchedulerService:
             return "skipped: WECHAT_APP_SECRET is not set (sign-in pages show the code instead)"
         client = official_account_client(self.settings, self.store)
         return f"{prepare_sign_in_qr_codes(self.session_factory, client, now)} QR codes made"
+
+    def _photos(self, now: datetime, at: datetime) -> str:
+        if not self.settings.wechat_app_secret:
+            return "skipped: WECHAT_APP_SECRET is not set (no photos can come from chat)"
+        client = official_account_client(self.settings, self.store)
+        return str(keep_chat_photos(self.session_factory, client, self.settings.photo_dir, now))
 
     def _purge_handled(self, now: datetime, at: datetime) -> str:
         with self.session_factory() as session:

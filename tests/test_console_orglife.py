@@ -227,13 +227,14 @@ def test_a_record_is_written_and_rewritten_with_the_attendance_of_the_sign_ins(c
         assert len(s.scalars(select(MeetingRecord)).all()) == 1
 
 
-def test_a_records_photos_come_from_wechat_for_its_managers_only(client, engine, people, console_login,
-                                                                 wechat_api, settings):
+def test_a_records_photos_come_from_wechat_for_its_managers_only(app, client, engine, people, console_login,
+                                                                 wechat_api, make_scheduler, tmp_path):
     sec = people["sec"]
     activity_id = held(engine, people)
     console_login(client, sec)
     post_form(client, f"/console/orglife/records/{activity_id}", {"content": "学习"})
     media_id = wechat_api.add_media("image", "meeting.png", "image/png", PNG)
+    settings = app.extensions["settings"]
     with Session(engine) as s:
         photo_id = attach_record_photo(s, s.get(Member, sec.id), media_id, now_utc(), settings).photos[0].id
         gone_id = attach_record_photo(s, s.get(Member, sec.id), "MEDIA-EXPIRED", now_utc(), settings).photos[1].id
@@ -248,6 +249,18 @@ def test_a_records_photos_come_from_wechat_for_its_managers_only(client, engine,
     other = publish(engine, sec, local(LAST_YEAR, 5, 5))
     assert client.get(f"/console/orglife/records/{other}/photos/{photo_id}").status_code == 404  # not its record
     assert client.get(f"/console/orglife/records/{activity_id}/photos/99999999999").status_code == 404
+
+    # Kept by the scheduler's photos job: served from the copy once WeChat has dropped the media.
+    app.extensions["settings"] = app.extensions["settings"].replace(WISH_PHOTO_DIR=str(tmp_path))
+    assert make_scheduler(WISH_PHOTO_DIR=str(tmp_path)).run_due(now_utc()).ran["photos"].startswith(
+        "1 photos kept, 1 gone")
+    wechat_api.media.clear()
+    kept = client.get(f"/console/orglife/records/{activity_id}/photos/{photo_id}")
+    assert kept.status_code == 200 and kept.data == PNG and kept.headers["X-Content-Type-Options"] == "nosniff"
+    asked = len(wechat_api.calls_to("/cgi-bin/media/get"))
+    gone = client.get(f"/console/orglife/records/{activity_id}/photos/{gone_id}")
+    assert gone.status_code == 404 and "已无法从微信取回" in gone.get_data(as_text=True)
+    assert len(wechat_api.calls_to("/cgi-bin/media/get")) == asked  # neither asked WeChat
 
     console_login(client, people["other_sec"])
     assert client.get(f"/console/orglife/records/{activity_id}/photos/{photo_id}").status_code == 403

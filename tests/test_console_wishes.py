@@ -174,10 +174,12 @@ def test_the_detail_shows_the_beneficiary_the_history_and_the_photos(app, client
     name = "0123456789abcdef0123456789abcdef.png"
     (tmp_path / name).write_bytes(PNG)
     wish_id = fulfilled(engine, people["sec"], people["wang"], photo=f"upload:{name}")
-    with Session(engine) as s:  # and one sent through the Official Account (a media id, no file here)
+    with Session(engine) as s:  # one sent through the Official Account, not fetched yet; one WeChat had lost
         s.add(WishPhoto(wish_id=wish_id, media_id="MEDIA-1", added_by_id=people["wang"].id))
+        s.add(WishPhoto(wish_id=wish_id, media_id="gone:MEDIA-0", added_by_id=people["wang"].id))
         s.commit()
-        upload, media = s.scalars(select(WishPhoto.id).where(WishPhoto.wish_id == wish_id).order_by(WishPhoto.id))
+        upload, media, lost = s.scalars(select(WishPhoto.id).where(WishPhoto.wish_id == wish_id)
+                                        .order_by(WishPhoto.id))
     console_login(client, people["sec"])
     page = client.get(f"/console/wishes/{wish_id}").get_data(as_text=True)
     assert 'id="wish-status">待确认<' in page and "周六上午陪王奶奶去菜场" in page and "已陪王奶奶买好菜" in page
@@ -186,12 +188,15 @@ def test_the_detail_shows_the_beneficiary_the_history_and_the_photos(app, client
     history = page.split('id="history"')[1]
     assert re.search(r"发布</span>\s*<span[^>]*>待认领</span>\s*· 李红梅", history)
     assert "认领" in history and "已认领 → 待确认" in history and "王志强" in history
-    assert f'src="/console/wishes/{wish_id}/photos/{upload}"' in page and "通过公众号发送，请在公众号中查看" in page
+    assert f'src="/console/wishes/{wish_id}/photos/{upload}"' in page
+    assert "照片 2：通过公众号发送，正在从微信取回，请稍后刷新。" in page and "照片 3：已无法从微信取回。" in page
     shown = client.get(f"/console/wishes/{wish_id}/photos/{upload}")
     assert shown.status_code == 200 and shown.data == PNG and shown.mimetype == "image/png"
     assert shown.headers["X-Content-Type-Options"] == "nosniff"
     missing = client.get(f"/console/wishes/{wish_id}/photos/{media}")
-    assert missing.status_code == 404 and "请在公众号中查看" in missing.get_data(as_text=True)
+    assert missing.status_code == 404 and "正在从微信取回，请稍后再看" in missing.get_data(as_text=True)
+    lost_page = client.get(f"/console/wishes/{wish_id}/photos/{lost}")
+    assert lost_page.status_code == 404 and "已无法从微信取回" in lost_page.get_data(as_text=True)
 
     # Another branch's secretary: neither the wish nor its photo (the domain's photo_of refuses).
     console_login(client, people["zhou"])

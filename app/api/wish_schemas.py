@@ -5,6 +5,7 @@ from flask import g
 from marshmallow import fields, validate
 
 from app.api.schemas import ID, LocalDateTime, OrgRefSchema, Query, page_field, page_schema, per_page_field, text
+from models import photos
 from models.points import PERIODS
 from models.wishes import CATEGORIES, STATES, beneficiary_of
 
@@ -40,8 +41,12 @@ class WishSchema(ma.Schema):
 
 class PhotoSchema(ma.Schema):
     id = fields.Integer(required=True)
-    source = fields.Function(lambda p: "upload" if p.media_id.startswith("upload:") else "wechat",
-                             required=True, metadata={"type": "string", "enum": ["upload", "wechat"]})
+    source = fields.Function(lambda p: "upload" if photos.kept(p.media_id) else "wechat", required=True,
+                             metadata={"type": "string", "enum": ["upload", "wechat"],
+                                       "description": "upload：照片保存在本系统（上传的，或从公众号取回的）；"
+                                                      "wechat：通过公众号发送，尚未取回或已无法取回"})
+    ready = fields.Function(lambda p: photos.kept(p.media_id), required=True,
+                            metadata={"type": "boolean", "description": "照片可以通过照片地址查看"})
     at = LocalDateTime(required=True)
 
 

@@ -4,11 +4,7 @@ The rules are the domain's (handlers/wishes.py calls the same functions); the lo
 for each blueprint (app.api.auth.Blueprint).
 """
 
-import os
-import re
-import secrets
-
-from flask import Response, current_app
+from flask import Response
 
 from app.api import PREFIX
 from app.api.auth import Blueprint, current_member, current_viewer
@@ -36,23 +32,12 @@ from app.api.wish_schemas import (
     WishQuerySchema,
 )
 from app.extensions import current_settings, db
-from models import authz, job_kinds, points, wishes
+from models import authz, job_kinds, photos, points, wishes
 from models.base import NotFound
+from models.records import RecordPhoto
 
 blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
 points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
-
-# Image types accepted for a wish's photo, recognised by their first bytes (never by the name).
-IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
-                    (b"GIF89a", "gif"))
-IMAGE_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
-
-
-def image_kind(data: bytes) -> str | None:
-    """The image type of these bytes (jpg, png, gif) by their first bytes, or None."""
-    return next((ext for magic, ext in IMAGE_SIGNATURES if data.startswith(magic)), None)
-UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(?:jpg|png|gif)")  # the names upload_photo gives
-
 
 # Wishes ------------------------------------------------------------------------------------------
 @blp.route("/wishes", methods=["GET"])
@@ -154,10 +139,6 @@ def withdraw(args, wish_id):
     return wishes.withdraw_wish(db.session, current_member(), wish_id, args["note"])
 
 
-def _photo_dir() -> str:
-    return current_settings().wish_photo_dir or os.path.join(current_app.instance_path, "wish_photos")
-
-
 @blp.route("/wishes/<int:wish_id>/photos", methods=["POST"])
 @limit_body(lambda: current_settings().wish_photo_max_bytes)
 @blp.arguments(PhotoFileSchema, location="files")
@@ -170,20 +151,14 @@ def upload_photo(files, wish_id):
     data = files["file"].read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "too_large", f"照片不能超过 {limit // (1024 * 1024) or 1} MB。")
-    kind = image_kind(data)
-    if kind is None:
+    folder = current_settings().photo_dir
+    media_id = photos.save_photo(folder, data)  # by the content's first bytes, under a name of ours
+    if media_id is None:
         raise ApiError(415, "unsupported_media_type", "只支持 JPEG、PNG 或 GIF 图片。")
-    # A random name of our own: nothing of the client's file name reaches the disk.
-    name = f"{secrets.token_hex(16)}.{kind}"
-    folder = _photo_dir()
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, name)
-    with open(path, "xb") as out:
-        out.write(data)
     try:
-        return wishes.add_photo(db.session, member, wish_id, f"upload:{name}")
+        return wishes.add_photo(db.session, member, wish_id, media_id)
     except Exception:
-        os.remove(path)  # refused (or failed): keep no orphan file
+        photos.discard_photo(folder, media_id)  # refused (or failed): keep no orphan file
         raise
 
 
@@ -199,21 +174,22 @@ def get_photo(wish_id, photo_id):
     return photo_response(wishes.photo_of(db.session, current_viewer(), wish_id, photo_id))
 
 
-def photo_response(photo: wishes.WishPhoto) -> Response:
-    """The bytes of an uploaded photo (the caller asked wishes.photo_of who may see it); NotFound for
-    a photo sent through the Official Account (no file here) or a file gone. The console serves
-    photos through this too."""
-    name = photo.media_id.removeprefix("upload:")
-    if photo.media_id == name or not UPLOAD_NAME.fullmatch(name):
-        raise NotFound("这张照片是通过公众号发送的，请在公众号中查看。")
-    path = os.path.join(_photo_dir(), name)
-    if not os.path.isfile(path):
+def photo_response(photo: wishes.WishPhoto | RecordPhoto) -> Response:
+    """The bytes of a kept photo (the caller asked who may see it); NotFound with the reason for a
+    photo sent in chat and not fetched from WeChat yet, one WeChat no longer had, or a file gone.
+    The console serves photos through this too."""
+    if photos.gone(photo.media_id):
+        raise NotFound(photos.PHOTO_GONE)
+    if not photos.kept(photo.media_id):
+        raise NotFound("这张照片是通过公众号发送的，正在从微信取回，请稍后再看。")
+    found = photos.read_photo(current_settings().photo_dir, photo.media_id)
+    if found is None:
         raise NotFound("照片文件已不存在。")
-    with open(path, "rb") as photo_file:  # small (capped at upload): read whole, nothing left open
-        data = photo_file.read()
-    # The type we recognised at upload, and no sniffing: the browser never reads it as HTML or script.
-    return Response(data, mimetype=IMAGE_TYPES[name.rsplit(".", 1)[1]],
+    data, mimetype = found
+    # The type we recognised when it was kept, and no sniffing: never read as HTML or script.
+    return Response(data, mimetype=mimetype,
                     headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+
 
 
 @blp.route("/me/wishes", methods=["GET"])

@@ -16,11 +16,11 @@ from flask import Response, current_app, flash, redirect, render_template, reque
 from wechatpy.exceptions import WeChatClientException
 
 from app.api.files import DOCX, xlsx_response
-from app.api.wishes import IMAGE_TYPES, image_kind
+from app.api.wishes import photo_response
 from app.console import bp
 from app.console.auth import current_manager, login_required
 from app.extensions import current_settings, db, get_redis
-from models import Forbidden, NotFound, clock, now_utc
+from models import Forbidden, NotFound, clock, now_utc, photos
 from models.activity import attendance, decide_leave, get_managed_activity, pending_leaves_for
 from models.base import DomainError
 from models.quota import report_org
@@ -48,7 +48,6 @@ BADGES = {HELD: "text-bg-success", SCHEDULED: "text-bg-info", MISSED: "text-bg-d
 # The parts of the ranking's score, in the order shown (RANKING_WEIGHTS names them).
 RANK_PARTS = (("held", "按时开展"), ("attendance", "出勤"), ("records", "记录"), ("wishes", "心愿完成"),
               ("notices", "通知阅读"))
-PHOTO_GONE = "这张照片已无法从微信取回（微信只保存临时素材 3 天）。"
 PHOTO_UNREACHABLE = "暂时无法从微信取回这张照片，请稍后再试。"
 
 
@@ -211,11 +210,14 @@ def orglife_record(activity_id: int):
 @bp.get("/orglife/records/<int:activity_id>/photos/<int:photo_id>")
 @login_required
 def orglife_record_photo(activity_id: int, photo_id: int):
-    """A photo of a record, fetched from WeChat (photos are sent to the Official Account in chat)."""
+    """A photo of a record: the copy kept here, or (in the minutes before the scheduler keeps one)
+    fetched from WeChat, where photos sent to the Official Account in chat arrive."""
     back = url_for("console.orglife_record", activity_id=activity_id)
     try:
         activity = get_managed_activity(db.session, activity_id, current_manager())
         photo = record_photo(db.session, current_manager(), activity, photo_id)
+        if photos.kept(photo.media_id) or photos.gone(photo.media_id):
+            return photo_response(photo)
     except DomainError as error:
         return _refused(error, back)
     media_id = photo.media_id
@@ -225,16 +227,16 @@ def orglife_record_photo(activity_id: int, photo_id: int):
         answer = client.call(lambda: client.media.download(media_id))
     except WeChatClientException as exc:  # 40007: the temporary media expired (or never existed)
         log.info("record photo %s: WeChat answered %s", photo_id, exc)
-        return _refused(NotFound(PHOTO_GONE), back)
+        return _refused(NotFound(photos.PHOTO_GONE), back)
     except requests.RequestException as exc:
         log.warning("record photo %s: WeChat unreachable: %s", photo_id, exc)
         return render_template("console/activities_error.html", manager=current_manager(),
                                message=PHOTO_UNREACHABLE, back=back), 502
     data = answer.content if isinstance(answer, requests.Response) else b""
-    kind = image_kind(data)
+    kind = photos.image_kind(data)
     if kind is None:  # not an image we know: never served as whatever WeChat called it
-        return _refused(NotFound(PHOTO_GONE), back)
-    return Response(data, mimetype=IMAGE_TYPES[kind],
+        return _refused(NotFound(photos.PHOTO_GONE), back)
+    return Response(data, mimetype=photos.IMAGE_TYPES[kind],
                     headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
 
