@@ -191,7 +191,6 @@ def photo_response(photo: wishes.WishPhoto | RecordPhoto) -> Response:
                     headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
 
 
-
 @blp.route("/me/wishes", methods=["GET"])
 @blp.arguments(MyWishesQuerySchema, location="query")
 @blp.response(200, WishListSchema)
