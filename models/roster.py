@@ -1,4 +1,4 @@
-"""The member roster: import from .xlsx/.csv (all or nothing) and export to .xlsx."""
+"""The member roster: import from .xlsx/.xls/.csv (all or nothing) and export to .xlsx (or .csv)."""
 
 import csv
 import io
@@ -159,12 +159,12 @@ def read_roster(data: bytes, filename: str, settings: Settings = DEFAULTS) -> li
     """
     max_rows, max_columns = settings.roster_max_rows, settings.roster_max_columns
     suffix = Path(filename).suffix.lower()
-    if suffix == ".xlsx":
+    if suffix in (".xlsx", ".xls"):  # .xls: the legacy format WPS and old systems still write
         rows = _xlsx_rows(data, settings)
     elif suffix == ".csv":
         rows = _csv_rows(data)
     else:
-        raise RosterFileError("只支持 .xlsx 或 .csv 文件。")
+        raise RosterFileError("只支持 .xlsx、.xls 或 .csv 文件。")
     try:
         return _records(rows, max_rows, max_columns)
     finally:

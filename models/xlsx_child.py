@@ -1,4 +1,4 @@
-"""Read one worksheet of an untrusted .xlsx and print its rows as JSON lines (run by models.xlsx_reader).
+"""Read one worksheet of an untrusted .xlsx (or .xls) and print its rows as JSON lines (run by models.xlsx_reader).
 
     python -I models/xlsx_child.py MAX_ROWS MAX_COLUMNS MEMORY_MB CPU_SECONDS  < book.xlsx
 
@@ -43,7 +43,7 @@ def active_tab(data: bytes) -> int:
 
 
 def sheet_index(book, data: bytes) -> int:
-    """The active sheet if it is a worksheet, else the first visible worksheet."""
+    """The active sheet if it is a worksheet, else the first visible worksheet (an .xls: the first)."""
     from python_calamine import SheetTypeEnum, SheetVisibleEnum
 
     sheets = book.sheets_metadata

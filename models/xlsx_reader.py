@@ -1,4 +1,4 @@
-"""Rows of an uploaded .xlsx, read by python-calamine in a process of its own with capped memory and CPU.
+"""Rows of an uploaded .xlsx (or .xls), read by python-calamine in a process of its own, memory and CPU capped.
 
 calamine (Rust) reads a 50,000-row roster in about half a second where openpyxl's read-only mode
 takes ten; but it densifies a sheet to the bounding box of its cells, and a 2 KB file with cells at
@@ -19,7 +19,7 @@ from pathlib import Path
 CHILD = Path(__file__).with_name("xlsx_child.py")
 UNREADABLE = 3  # the child's exit status for a file that is no workbook
 
-NOT_A_WORKBOOK = "无法读取该 Excel 文件，请确认是 .xlsx 格式。"
+NOT_A_WORKBOOK = "无法读取该 Excel 文件，请确认是 .xlsx 或 .xls 格式。"
 TOO_BIG = "该 Excel 文件过大或结构异常（例如很远的单元格里还有内容），无法读取；请只保留名册的行和列，另存后再导入。"
 
 

@@ -211,7 +211,7 @@ def test_an_unreadable_file_fails_the_job_with_the_reason_and_no_retry(big_clien
     workers(engine, big_app).run_all()
     body = big_client.get(f"/api/v1/jobs/{job.id}", headers=api_login(people["sec"], client=big_client)).get_json()
     assert body["status"] == "failed" and body["attempts"] == 1 and body["status_text"] == "失败"
-    assert body["error"] == "无法读取该 Excel 文件，请确认是 .xlsx 格式。"
+    assert body["error"] == "无法读取该 Excel 文件，请确认是 .xlsx 或 .xls 格式。"
 
 
 EXPORTS = {

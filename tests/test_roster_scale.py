@@ -256,6 +256,32 @@ def test_an_xlsx_is_read_as_openpyxl_reads_it(write_only):
     assert records[4]["手机号"] is None  # a formula without a stored result reads as an empty cell
 
 
+def test_a_legacy_xls_is_read_like_the_xlsx_from_its_first_sheet():
+    import xlwt  # the tests' writer of the .xls format (Excel 97–2003, WPS's default in many offices)
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("名册")
+    book.add_sheet("说明").write(0, 0, "名册在第一个工作表")
+    dated = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    for column, value in enumerate(HEADER):
+        sheet.write(0, column, value)
+    lines = (["张三", 13800000001, BRANCH_PATH, "直管党员", datetime(2001, 7, 1), "书记", "一网格", "是"], [],
+             ["李&四<", "13800000002", BRANCH_PATH, "在职", "2010/10/1", "", "", "否"])
+    for row, values in enumerate(lines, 1):
+        for column, value in enumerate(values):
+            sheet.write(row, column, value, dated if isinstance(value, datetime) else xlwt.Style.default_style)
+    buffer = io.BytesIO()
+    book.save(buffer)
+
+    records = read_roster(buffer.getvalue(), "名册.xls")
+    assert [None if r is None else tuple(r[h] for h in HEADER) for r in records] == [
+        ("张三", 13800000001, BRANCH_PATH, "直管党员", datetime(2001, 7, 1), "书记", "一网格", "是"), None,
+        ("李&四<", "13800000002", BRANCH_PATH, "在职", "2010/10/1", None, None, "否")]
+    assert type(records[0]["手机号"]) is int
+    with pytest.raises(RosterFileError, match="无法读取该 Excel 文件，请确认是 .xlsx 或 .xls 格式"):
+        read_roster(b"\xd0\xcf\x11\xe0 not really an old workbook", "名册.xls")
+
+
 def _rewritten(data: bytes, edit) -> bytes:
     """The workbook with its roster sheet's XML passed through `edit`."""
     source = zipfile.ZipFile(io.BytesIO(data))

@@ -62,7 +62,7 @@ def update_member(changes, member_id):
 @blp.alt_response(202, **STARTED)
 @blp.doc(operationId="importMembers", responses=errors(400, 401, 403, 413, 422))
 def import_members(query, files):
-    """导入名册（.xlsx 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
+    """导入名册（.xlsx、.xls 或 .csv，全部成功或全部不导入），返回逐行报告和将新建的组织、网格；`dry_run=1` 只检查，
     `create_orgs=1` 在名称与已有组织或网格只差一两个字时仍然新建。超过 JOB_INLINE_ROWS 行的名册转入后台导入：
     返回 202 和任务，导入报告在任务完成后给出。"""
     upload = files["file"]

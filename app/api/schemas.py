@@ -204,7 +204,7 @@ class ImportQuerySchema(ma.Schema):
 
 class ImportFileSchema(ma.Schema):
     file = fields.Raw(required=True, metadata={"type": "string", "format": "binary",
-                                               "description": ".xlsx 或 .csv 名册"})
+                                               "description": ".xlsx、.xls 或 .csv 名册"})
 
 
 class RowErrorSchema(ma.Schema):

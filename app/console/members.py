@@ -198,7 +198,7 @@ def members_preview():
     manager = current_manager()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        flash("请选择要导入的名册文件（.xlsx）。", "error")
+        flash("请选择要导入的名册文件（.xlsx、.xls 或 .csv）。", "error")
         return redirect(url_for("console.members_import"))
     limit = current_settings().api_max_upload
     data = upload.read(limit + 1)
