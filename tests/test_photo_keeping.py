@@ -41,6 +41,8 @@ def test_a_photo_sent_in_chat_is_kept_and_served_after_wechat_forgot_it(
     assert "照片已附在心愿 #1" in send_photo(wx, "o-wang", media_id, 7001)
     scheduler = make_scheduler(WISH_PHOTO_DIR=str(tmp_path))
     now = now_utc()
+    claimer = api_login(session.scalars(select(Member).where(Member.openid == "o-wang")).one())
+    assert [p["source"] for p in api_client.get("/api/v1/wishes/1", headers=claimer).get_json()["photos"]] == ["wechat"]
 
     assert scheduler.run_due(now).ran["photos"] == "1 photos kept, 0 gone, 0 left for the next run"
     photo = session.scalars(select(WishPhoto)).one()
@@ -51,9 +53,10 @@ def test_a_photo_sent_in_chat_is_kept_and_served_after_wechat_forgot_it(
     wechat_api.media.clear()
     api_client.application.extensions["settings"] = api_client.application.extensions["settings"].replace(
         WISH_PHOTO_DIR=str(tmp_path))
-    shown = api_client.get(f"/api/v1/wishes/1/photos/{photo.id}",
-                           headers=api_login(session.scalars(select(Member).where(Member.openid == "o-wang")).one()))
+    assert [p["source"] for p in api_client.get("/api/v1/wishes/1", headers=claimer).get_json()["photos"]] == ["upload"]
+    shown = api_client.get(f"/api/v1/wishes/1/photos/{photo.id}", headers=claimer)
     assert shown.status_code == 200 and shown.data == PNG and shown.mimetype == "image/png"
+    session.commit()  # api_login marked the member on this session too: its write ends (SQLite locks)
     assert scheduler.run_due(now + timedelta(minutes=5)).ran["photos"].startswith("0 photos kept, 0 gone")
     assert len(wechat_api.calls_to(MEDIA_GET)) == 1
 

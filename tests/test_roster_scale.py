@@ -330,7 +330,7 @@ def test_a_file_that_is_no_workbook_is_refused(data):
         read_roster(data, "名册.xlsx")
 
 
-def test_a_roster_over_the_row_limit_is_refused_without_reading_it_all():
+def test_a_roster_over_the_row_limit_is_refused():
     settings = DEFAULTS.replace(ROSTER_MAX_ROWS=3)
     with pytest.raises(RosterFileError, match="名册超过 3 行"):
         read_roster(_workbook(True), "名册.xlsx", settings)

@@ -43,10 +43,9 @@ class PhotoSchema(ma.Schema):
     id = fields.Integer(required=True)
     source = fields.Function(lambda p: "upload" if photos.kept(p.media_id) else "wechat", required=True,
                              metadata={"type": "string", "enum": ["upload", "wechat"],
-                                       "description": "upload：照片保存在本系统（上传的，或从公众号取回的）；"
+                                       "description": "upload：照片保存在本系统，可通过照片地址查看"
+                                                      "（上传的，或从公众号取回的）；"
                                                       "wechat：通过公众号发送，尚未取回或已无法取回"})
-    ready = fields.Function(lambda p: photos.kept(p.media_id), required=True,
-                            metadata={"type": "boolean", "description": "照片可以通过照片地址查看"})
     at = LocalDateTime(required=True)
 
 

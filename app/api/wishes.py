@@ -34,7 +34,6 @@ from app.api.wish_schemas import (
 from app.extensions import current_settings, db
 from models import authz, job_kinds, photos, points, wishes
 from models.base import NotFound
-from models.records import RecordPhoto
 
 blp = Blueprint("wishes", __name__, url_prefix=PREFIX, description="微心愿")
 points_blp = Blueprint("points", __name__, url_prefix=PREFIX, description="积分")
@@ -174,7 +173,7 @@ def get_photo(wish_id, photo_id):
     return photo_response(wishes.photo_of(db.session, current_viewer(), wish_id, photo_id))
 
 
-def photo_response(photo: wishes.WishPhoto | RecordPhoto) -> Response:
+def photo_response(photo: photos.Photo) -> Response:
     """The bytes of a kept photo (the caller asked who may see it); NotFound with the reason for a
     photo sent in chat and not fetched from WeChat yet, one WeChat no longer had, or a file gone.
     The console serves photos through this too."""
